@@ -1,0 +1,173 @@
+//! `CustomerMapping`: one of our customers mapped to a PSA company and per-product contracts.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Condition;
+use super::delivery_target::{Billing, TicketSync, UsageSync};
+
+/// A customer mapped to a company in ConnectWise Manage or Autotask, with the contract (and
+/// item) each product's usage is billed on.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferry.dev",
+    version = "v1alpha1",
+    kind = "CustomerMapping",
+    plural = "customermappings",
+    shortname = "cm",
+    namespaced,
+    status = "CustomerMappingStatus",
+    derive = "PartialEq",
+    doc = "A customer mapped to a PSA company and per-product contracts, with usage, ticket and billing sync.",
+    printcolumn(name = "Customer", type_ = "string", json_path = ".spec.customer"),
+    printcolumn(name = "PSA", type_ = "string", json_path = ".spec.psa.target"),
+    printcolumn(name = "Company", type_ = "string", json_path = ".status.companyId"),
+    printcolumn(name = "LastSync", type_ = "string", json_path = ".status.lastSync.outcome"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomerMappingSpec {
+    /// The key our usage data uses for this customer.
+    pub customer: String,
+    /// The PSA connection to sync through.
+    pub psa: PsaRef,
+    /// The customer's company in the PSA, verified to exist, be unique and be active.
+    pub company: CompanyRef,
+    /// Per product, the agreement (ConnectWise) or contract (Autotask) and item it is billed on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contracts: Vec<ContractMapping>,
+    /// Usage sync settings (with `settings: custom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_sync: Option<UsageSync>,
+    /// Ticket sync settings (with `settings: custom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_sync: Option<TicketSync>,
+    /// Billing push settings (with `settings: custom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
+    /// `general`: take usage, ticket and billing settings from the PSA target's `defaults`;
+    /// `custom` (default): use `usageSync`, `ticketSync` and `billing` given here.
+    #[serde(default)]
+    pub settings: SettingsSource,
+    /// What deleting this mapping does in the PSA: `Orphan` (default) leaves it untouched,
+    /// `Delete` cancels the additions Ferry manages.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A reference to a PSA connection.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PsaRef {
+    /// Name of a DeliveryTarget with `connectwise` or `autotask`, in the same namespace.
+    pub target: String,
+}
+
+/// How to find the customer's company in the PSA.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompanyRef {
+    /// ConnectWise company identifier (unique), e.g. `ACME01`. Required for ConnectWise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// Autotask company name. Required for Autotask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One product billed on a contract.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractMapping {
+    /// Our product key, as it appears in the usage data.
+    pub product: String,
+    /// ConnectWise agreement name, or Autotask contract name.
+    pub agreement: String,
+    /// ConnectWise product identifier (of the addition), or Autotask service name.
+    pub item: String,
+}
+
+/// Where a CustomerMapping's sync settings come from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingsSource {
+    /// The PSA target's `defaults`.
+    General,
+    /// This mapping's own `usageSync`, `ticketSync` and `billing` (default).
+    #[default]
+    Custom,
+}
+
+/// What deleting a CustomerMapping does in the PSA.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the PSA untouched (default).
+    #[default]
+    Orphan,
+    /// Cancel the additions this mapping manages.
+    Delete,
+}
+
+/// Observed state of a CustomerMapping.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerMappingStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and `Synced` conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The resolved PSA company id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<i64>,
+    /// Per product, the resolved agreement/contract and item ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contracts: Vec<ResolvedContract>,
+    /// The last usage sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<SyncResult>,
+    /// The last billing push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_billing: Option<SyncResult>,
+}
+
+/// A product's contract resolved in the PSA.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedContract {
+    /// Our product key.
+    pub product: String,
+    /// ConnectWise agreement id or Autotask contract id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_id: Option<i64>,
+    /// ConnectWise product id or Autotask service id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<i64>,
+}
+
+/// The outcome of a usage sync or billing push.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncResult {
+    /// When it ran (RFC 3339).
+    pub time: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Quantities pushed, per product.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantities: Vec<ProductQuantity>,
+}
+
+/// A quantity pushed for a product.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ProductQuantity {
+    /// Our product key.
+    pub product: String,
+    /// Units.
+    pub quantity: f64,
+}

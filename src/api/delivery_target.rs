@@ -1,0 +1,502 @@
+//! `DeliveryTarget`: where reports go (FTP/FTPS, SFTP, email, a local directory, Ferry's own
+//! hosted SFTP) and the PSA connections CustomerMappings sync through.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Condition, Schedule, SecretRef, default_time_zone, default_true};
+use super::report_schedule::SqlSource;
+
+/// A place reports are delivered to, or a PSA connection. Exactly one key is set.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ferry.dev",
+    version = "v1alpha1",
+    kind = "DeliveryTarget",
+    plural = "deliverytargets",
+    shortname = "dt",
+    namespaced,
+    status = "DeliveryTargetStatus",
+    derive = "PartialEq",
+    doc = "A delivery destination (FTP/FTPS, SFTP, email, local directory, hosted SFTP) or a PSA connection (ConnectWise Manage, Autotask).",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct DeliveryTargetSpec {
+    /// An FTP server, plain or FTPS (explicit AUTH TLS on port 21, implicit TLS on port 990).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<FtpTarget>,
+    /// An SFTP server, with key or password authentication and a pinned host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Option<SftpTarget>,
+    /// Email recipients, receiving an expiring link to the report (or the file attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailTarget>,
+    /// A directory on the machine running Ferry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_dir: Option<LocalDirTarget>,
+    /// A connection on Ferry's own SFTP server, where a partner logs in to fetch reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_sftp: Option<HostedSftpTarget>,
+    /// A ConnectWise Manage (PSA) connection, referenced by CustomerMappings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectwise: Option<ConnectWiseTarget>,
+    /// An Autotask (PSA) connection, referenced by CustomerMappings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autotask: Option<AutotaskTarget>,
+}
+
+/// Which variant a DeliveryTarget is, borrowed from its spec.
+#[derive(Clone, Copy, Debug)]
+pub enum TargetKind<'a> {
+    /// See [`DeliveryTargetSpec::ftp`].
+    Ftp(&'a FtpTarget),
+    /// See [`DeliveryTargetSpec::sftp`].
+    Sftp(&'a SftpTarget),
+    /// See [`DeliveryTargetSpec::email`].
+    Email(&'a EmailTarget),
+    /// See [`DeliveryTargetSpec::local_dir`].
+    LocalDir(&'a LocalDirTarget),
+    /// See [`DeliveryTargetSpec::hosted_sftp`].
+    HostedSftp(&'a HostedSftpTarget),
+    /// See [`DeliveryTargetSpec::connectwise`].
+    ConnectWise(&'a ConnectWiseTarget),
+    /// See [`DeliveryTargetSpec::autotask`].
+    Autotask(&'a AutotaskTarget),
+}
+
+impl TargetKind<'_> {
+    /// The spec key of this variant, as written in YAML.
+    pub fn key(&self) -> &'static str {
+        match self {
+            TargetKind::Ftp(_) => "ftp",
+            TargetKind::Sftp(_) => "sftp",
+            TargetKind::Email(_) => "email",
+            TargetKind::LocalDir(_) => "localDir",
+            TargetKind::HostedSftp(_) => "hostedSftp",
+            TargetKind::ConnectWise(_) => "connectwise",
+            TargetKind::Autotask(_) => "autotask",
+        }
+    }
+
+    /// PSA connections are referenced by CustomerMappings and cannot receive report files.
+    pub fn is_psa(&self) -> bool {
+        matches!(self, TargetKind::ConnectWise(_) | TargetKind::Autotask(_))
+    }
+}
+
+impl DeliveryTargetSpec {
+    /// Every variant that is set, in declaration order. A valid spec has exactly one.
+    pub fn kinds(&self) -> Vec<TargetKind<'_>> {
+        let mut kinds = Vec::with_capacity(1);
+        if let Some(t) = &self.ftp {
+            kinds.push(TargetKind::Ftp(t));
+        }
+        if let Some(t) = &self.sftp {
+            kinds.push(TargetKind::Sftp(t));
+        }
+        if let Some(t) = &self.email {
+            kinds.push(TargetKind::Email(t));
+        }
+        if let Some(t) = &self.local_dir {
+            kinds.push(TargetKind::LocalDir(t));
+        }
+        if let Some(t) = &self.hosted_sftp {
+            kinds.push(TargetKind::HostedSftp(t));
+        }
+        if let Some(t) = &self.connectwise {
+            kinds.push(TargetKind::ConnectWise(t));
+        }
+        if let Some(t) = &self.autotask {
+            kinds.push(TargetKind::Autotask(t));
+        }
+        kinds
+    }
+
+    /// The single variant of a validated spec.
+    pub fn kind(&self) -> Option<TargetKind<'_>> {
+        let kinds = self.kinds();
+        if kinds.len() == 1 { Some(kinds[0]) } else { None }
+    }
+}
+
+/// FTP transport security.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FtpTls {
+    /// Plain FTP: credentials and data travel unencrypted.
+    None,
+    /// Explicit FTPS: the client upgrades with `AUTH TLS`, usually on port 21 (default).
+    #[default]
+    Explicit,
+    /// Implicit FTPS: TLS from the first byte, usually on port 990.
+    Implicit,
+}
+
+/// An FTP or FTPS server. Passive mode; uploads go to a temporary name and are renamed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FtpTarget {
+    /// Host name or IP address.
+    pub host: String,
+    /// Control port. Default: 21, or 990 when `tls: implicit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `none`, `explicit` (default) or `implicit`.
+    #[serde(default)]
+    pub tls: FtpTls,
+    /// Remote directory the reports are placed in, e.g. `/impact/reports/`.
+    #[serde(default = "default_remote_dir")]
+    pub directory: String,
+    /// Login user.
+    pub username: String,
+    /// The login password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretRef>,
+    /// A PEM CA certificate trusted in addition to the system roots (e.g. for a self-signed
+    /// server certificate). Certificates are always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+}
+
+impl FtpTarget {
+    /// The port in force, with the TLS-dependent default.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            FtpTls::Implicit => 990,
+            _ => 21,
+        })
+    }
+}
+
+fn default_remote_dir() -> String {
+    "/".to_string()
+}
+
+/// An SFTP server. Give exactly one of `privateKeySecretRef` and `passwordSecretRef`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SftpTarget {
+    /// Host name or IP address.
+    pub host: String,
+    /// SSH port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Remote directory (created when missing), e.g. `/upload`.
+    #[serde(default = "default_sftp_dir")]
+    pub directory: String,
+    /// Login user.
+    pub username: String,
+    /// An OpenSSH private key (RSA, Ed25519 or ECDSA), e.g. one made by `ferry keygen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_secret_ref: Option<SecretRef>,
+    /// The passphrase of an encrypted private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_secret_ref: Option<SecretRef>,
+    /// The login password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretRef>,
+    /// Pinned server host keys as OpenSSH public key lines (`ssh-ed25519 AAAA...`), e.g. from
+    /// `ferry keyscan`. Required: a server offering any other key is refused.
+    pub host_keys: Vec<String>,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_sftp_dir() -> String {
+    ".".to_string()
+}
+
+/// SMTP transport security.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Unencrypted SMTP (default port 25).
+    None,
+    /// STARTTLS upgrade, required (default; default port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (default port 465).
+    Implicit,
+}
+
+/// An SMTP submission server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpServer {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port. Default: 587 for `starttls`, 465 for `implicit`, 25 for `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `none`, `starttls` (default) or `implicit`.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// AUTH user. No AUTH when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// AUTH password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretRef>,
+    /// A PEM CA certificate trusted in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+}
+
+impl SmtpServer {
+    /// The port in force, with the TLS-dependent default.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Implicit => 465,
+        })
+    }
+}
+
+/// Email delivery: by default the report is uploaded to S3-compatible storage and the mail
+/// carries a link that expires; with `attach: true` the file is attached instead.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailTarget {
+    /// The SMTP server to submit through.
+    pub smtp: SmtpServer,
+    /// Sender, e.g. `"Reports <reports@example.com>"`.
+    pub from: String,
+    /// Recipients (at least one).
+    pub to: Vec<String>,
+    /// Subject. Tokens: the file name date tokens, `{schedule}`, `{fileName}`.
+    pub subject: String,
+    /// Plain-text body. Tokens: those of `subject`, plus `{link}` (the expiring link),
+    /// `{expires}` (when it expires) and `{rows}`.
+    #[serde(default = "default_body")]
+    pub body: String,
+    /// Where the report is uploaded for the link. Required unless `attach: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<EmailLink>,
+    /// Attach the file to the mail instead of sending a link.
+    #[serde(default)]
+    pub attach: bool,
+}
+
+fn default_body() -> String {
+    "Your report {fileName} is ready: {link}".to_string()
+}
+
+/// An expiring link to the report in S3-compatible storage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailLink {
+    /// The bucket the report is uploaded to.
+    pub s3: S3Store,
+    /// How long the presigned link stays valid, e.g. `7d` (at most 7 days, SigV4's limit).
+    #[serde(default = "default_expires_in")]
+    pub expires_in: String,
+}
+
+fn default_expires_in() -> String {
+    "7d".to_string()
+}
+
+/// An S3-compatible bucket (AWS S3, MinIO, Ceph, ...), addressed path-style.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Store {
+    /// Endpoint URL, e.g. `https://s3.example`.
+    pub endpoint: String,
+    /// Region used in the SigV4 signature.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix, e.g. `partner/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// Access key id.
+    pub access_key_id_secret_ref: SecretRef,
+    /// Secret access key.
+    pub secret_access_key_secret_ref: SecretRef,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+/// A directory on the machine running Ferry. Files appear atomically (written under a
+/// temporary name, then renamed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalDirTarget {
+    /// Directory path, created when missing; relative paths are relative to the working
+    /// directory.
+    pub path: String,
+}
+
+/// Access granted to a hosted SFTP connection.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum HostedAccess {
+    /// List and download only (default).
+    #[default]
+    Read,
+    /// Also upload, rename and remove.
+    ReadWrite,
+}
+
+/// A connection on Ferry's own SFTP server.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostedSftpTarget {
+    /// Name of the connection, unique per namespace.
+    pub connection_name: String,
+    /// Name shown to people for this connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Login user. Two connections naming one user share its credentials, and the user sees
+    /// both directories.
+    pub user: String,
+    /// OpenSSH public keys allowed to log in. When none is given a strong password is
+    /// generated at apply and shown once (file mode) or stored in a Secret (cluster mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
+    /// Directory inside the user's jail that reports are delivered to, e.g. `reports/`.
+    #[serde(default)]
+    pub directory: String,
+    /// `read` (default) or `readWrite`.
+    #[serde(default)]
+    pub access: HostedAccess,
+}
+
+/// A ConnectWise Manage (ConnectWise PSA) REST API connection. Give `site` or `baseUrl`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectWiseTarget {
+    /// API host, e.g. `api-na.myconnectwise.net`; the codebase is discovered from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Full base URL instead of `site`, e.g. `http://127.0.0.1:18080` (a simulator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The ConnectWise company id used at login.
+    pub company_id: String,
+    /// The registered integration's client id (a GUID).
+    pub client_id: String,
+    /// API member public key.
+    pub public_key_secret_ref: SecretRef,
+    /// API member private key.
+    pub private_key_secret_ref: SecretRef,
+    /// General settings, used by CustomerMappings with `settings: general`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<PsaDefaults>,
+}
+
+/// An Autotask REST API connection.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutotaskTarget {
+    /// API user name; its zone is discovered from it.
+    pub username: String,
+    /// The API user's secret.
+    pub secret_secret_ref: SecretRef,
+    /// The integration's tracking identifier (API integration code).
+    pub integration_code_secret_ref: SecretRef,
+    /// Zone discovery endpoint. Default:
+    /// `https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_discovery_url: Option<String>,
+    /// General settings, used by CustomerMappings with `settings: general`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<PsaDefaults>,
+}
+
+/// General PSA settings shared by CustomerMappings that use `settings: general`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PsaDefaults {
+    /// Usage sync settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_sync: Option<UsageSync>,
+    /// Ticket sync settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_sync: Option<TicketSync>,
+    /// Billing push settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
+}
+
+/// Pushing product usage quantities to the PSA.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageSync {
+    /// Turn usage sync on or off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// When to sync. Default: `{every: 24h}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// IANA time zone of the schedule. Default UTC.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Usage rows: a query returning `customer`, `product`, `quantity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<UsageSource>,
+}
+
+/// Where usage quantities come from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageSource {
+    /// A SQL query returning `customer`, `product`, `quantity`.
+    pub sql: SqlSource,
+}
+
+/// Opening tickets in the customer's PSA company when a sync or delivery for it fails.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TicketSync {
+    /// Turn ticket sync on or off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// ConnectWise service board name, or Autotask queue name, tickets are opened on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
+}
+
+/// Pushing monthly billing quantities to the PSA.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Billing {
+    /// Turn billing push on or off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// When to push. Default: `{monthly: {day: 1, at: "06:00"}}`; days 29-31 fall back to the
+    /// month's last day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// IANA time zone of the schedule. Default UTC.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+/// Observed state of a DeliveryTarget.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryTargetStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and `Synced` conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// hostedSftp: SHA-256 fingerprints of the public keys in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_fingerprints: Vec<String>,
+    /// hostedSftp in a cluster: the Secret holding the generated password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_name: Option<String>,
+}

@@ -1,0 +1,56 @@
+//! The crate's one error type. Messages name what failed and never carry secret values.
+
+use std::path::PathBuf;
+
+/// Every failure Ferry reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input files failed validation; each diagnostic is already located and rendered.
+    #[error("{} validation error(s)", .0.len())]
+    Invalid(Vec<crate::validate::Diagnostic>),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The state store failed.
+    #[error("state store: {0}")]
+    State(String),
+    /// Another process holds the state lock.
+    #[error("state is locked by another ferry process ({0}); try again when it has finished")]
+    Locked(String),
+    /// A saved plan no longer matches the state it was made against.
+    #[error("{0}")]
+    StalePlan(String),
+    /// A referenced secret is missing or unreadable.
+    #[error("{0}")]
+    Secret(String),
+    /// The command line asked for something that does not exist or does not fit.
+    #[error("{0}")]
+    Usage(String),
+    /// The user declined the confirmation prompt.
+    #[error("apply cancelled")]
+    Cancelled,
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::State(e.to_string())
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", ferry::crds::all_crds_yaml());
+}
