@@ -6,11 +6,16 @@
 //! come from.
 
 pub mod api;
+pub mod cli;
 pub mod crds;
 pub mod error;
-pub mod validate {
-    #[derive(Debug)]
-    pub struct Diagnostic;
-}
+pub mod filename;
+pub mod fsutil;
+pub mod load;
+pub mod plan;
+pub mod schedule;
+pub mod secrets;
+pub mod state;
+pub mod validate;
 
 pub use error::{Error, Result};

@@ -1,3 +1,5 @@
-fn main() {
-    print!("{}", ferry::crds::all_crds_yaml());
+//! The `ferry` binary: everything lives in the library; see `ferry::cli`.
+
+fn main() -> std::process::ExitCode {
+    ferry::cli::main()
 }

@@ -1,0 +1,637 @@
+//! The `ferry` command line. Every command shares the global flags (`--state`,
+//! `--secrets-dir`, ...), addresses resources kubectl-style (`kind/name`, `-n NS`) and exits
+//! with a documented code: 0 success, 1 error, 2 changes present (`plan --detailed-exitcode`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use jiff::Timestamp;
+
+use crate::api::{DEFAULT_NAMESPACE, Kind, ResourceKey, Spec};
+use crate::load::{self, LoadedResource};
+use crate::plan::render::{self, Output};
+use crate::plan::{self, DesiredResource, Plan, SavedPlan};
+use crate::secrets::{self, FileSecrets};
+use crate::state::{self, ActualState, StateStore};
+use crate::validate::{self, Diagnostic};
+use crate::{Error, Result};
+
+/// Ferry: scheduled report exports, file delivery and PSA sync, declared in YAML.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The state database.
+    #[arg(long, global = true, env = "FERRY_STATE", default_value = ".ferry/state.db", value_name = "PATH")]
+    pub state: PathBuf,
+    /// Directory of secrets in file mode, laid out as `<namespace>/<name>/<key>`.
+    #[arg(long, global = true, env = "FERRY_SECRETS_DIR", default_value = ".ferry/secrets", value_name = "DIR")]
+    pub secrets_dir: PathBuf,
+    /// How long to wait for another ferry process to release the state lock, e.g. `30s`.
+    #[arg(long, global = true, default_value = "0s", value_name = "DURATION")]
+    pub lock_timeout: String,
+    /// Never colour output (also honoured: the NO_COLOR environment variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// More log output (-v info, -vv debug, -vvv trace); logs go to standard error.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListOutput {
+    /// A human-readable table.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check files without touching any state: syntax, unknown fields, references, time zones,
+    /// cron, times, durations, file-name tokens, duplicates. Reports every error at once.
+    Validate {
+        /// Files or directories (recursive, .yaml/.yml); `-` reads standard input.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ListOutput,
+    },
+    /// Show what apply would change: create / update / delete per resource with a field-level
+    /// diff, and the next runs of every ReportSchedule.
+    Plan {
+        /// Files or directories (recursive, .yaml/.yml).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+        /// Exit 0 when there are no changes, 1 on error, 2 when there are changes.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Save the plan to FILE, for `ferry apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Make the state match the files (after confirmation), or apply a saved plan.
+    Apply {
+        /// Files or directories to plan and apply.
+        #[arg(short = 'f', long = "filename", num_args = 1.., conflicts_with = "plan_file")]
+        files: Vec<PathBuf>,
+        /// A plan saved with `ferry plan --out`; refused if the state moved since.
+        #[arg(value_name = "PLAN_FILE")]
+        plan_file: Option<PathBuf>,
+        /// Apply without asking (for CI).
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// The next run instants of a ReportSchedule and the file names they produce.
+    Next {
+        /// `reportschedule/NAME` (or `rs/NAME`).
+        resource: String,
+        /// Files or directories holding the schedule (and its targets).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Namespace.
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Start after this instant (RFC 3339, e.g. 2026-07-31T00:00:00+09:00). Default: now.
+        #[arg(long)]
+        after: Option<String>,
+        /// How many runs.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ListOutput,
+    },
+    /// List applied resources from the state.
+    Get {
+        /// A kind (`reportschedules`, `rs`, `dt`, `cm`, ...), optionally `kind/NAME`.
+        resource: String,
+        /// Only this name.
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ListOutput,
+    },
+    /// Print the CustomResourceDefinitions of the three kinds as multi-document YAML.
+    Crds,
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(Error::Invalid(diags)) => {
+            print_diagnostics(&diags);
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+/// Shared per-invocation settings.
+struct Ctx {
+    state_path: PathBuf,
+    secrets: FileSecrets,
+    lock_timeout: Duration,
+    color: bool,
+}
+
+impl Ctx {
+    fn from_cli(cli: &Cli) -> Result<Ctx> {
+        let lock_timeout = crate::schedule::parse_duration(&cli.lock_timeout)
+            .map_err(|e| Error::Usage(format!("--lock-timeout: {e}")))?;
+        Ok(Ctx {
+            state_path: cli.state.clone(),
+            secrets: FileSecrets::new(&cli.secrets_dir),
+            lock_timeout,
+            color: !cli.no_color
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stdout().is_terminal(),
+        })
+    }
+
+    fn lock(&self, purpose: &str) -> Result<state::StateLock> {
+        state::lock(&self.state_path, self.lock_timeout, purpose)
+    }
+}
+
+/// The current instant, or `FERRY_NOW` (RFC 3339) for reproducible plans and tests.
+pub fn now() -> Result<Timestamp> {
+    match std::env::var("FERRY_NOW") {
+        Ok(s) if !s.is_empty() => s
+            .parse::<Timestamp>()
+            .map_err(|e| Error::Usage(format!("FERRY_NOW `{s}` is not an RFC 3339 instant: {e}"))),
+        _ => Ok(Timestamp::now()),
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let ctx = Ctx::from_cli(&cli)?;
+    match cli.command {
+        Command::Validate { files, output } => validate_cmd(&files, output),
+        Command::Plan {
+            files,
+            output,
+            detailed_exitcode,
+            out,
+        } => plan_cmd(&ctx, &files, output, detailed_exitcode, out).await,
+        Command::Apply {
+            files,
+            plan_file,
+            auto_approve,
+        } => match plan_file {
+            Some(file) => apply_saved(&ctx, &file).await,
+            None if files.is_empty() => Err(Error::Usage(
+                "give files to apply (-f PATH...) or a saved plan file".into(),
+            )),
+            None => apply_files(&ctx, &files, auto_approve).await,
+        },
+        Command::Next {
+            resource,
+            files,
+            namespace,
+            after,
+            count,
+            output,
+        } => next_cmd(&resource, &files, &namespace, after, count, output),
+        Command::Get {
+            resource,
+            name,
+            namespace,
+            all_namespaces,
+            output,
+        } => get_cmd(&ctx, &resource, name, &namespace, all_namespaces, output).await,
+        Command::Crds => {
+            print!("{}", crate::crds::all_crds_yaml());
+            Ok(0)
+        }
+    }
+}
+
+/// Loads and validates files; any problem is an [`Error::Invalid`] listing all of them.
+pub fn load_valid(files: &[PathBuf]) -> Result<Vec<LoadedResource>> {
+    let loaded = load::load_paths(files);
+    let mut diags = loaded.diagnostics;
+    diags.extend(validate::validate(&loaded.resources));
+    if diags.is_empty() {
+        Ok(loaded.resources)
+    } else {
+        diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        Err(Error::Invalid(diags))
+    }
+}
+
+fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
+    let result = load_valid(files);
+    match (output, result) {
+        (ListOutput::Json, Ok(resources)) => {
+            let doc = serde_json::json!({"valid": true, "resources": resources.len(), "errors": []});
+            println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+            Ok(0)
+        }
+        (ListOutput::Json, Err(Error::Invalid(diags))) => {
+            let doc = serde_json::json!({"valid": false, "errors": diags});
+            println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+            Ok(1)
+        }
+        (ListOutput::Text, Ok(resources)) => {
+            let count = |k: Kind| resources.iter().filter(|r| r.key.kind == k).count();
+            println!(
+                "Valid: {} resource(s) ({} ReportSchedule, {} DeliveryTarget, {} CustomerMapping).",
+                resources.len(),
+                count(Kind::ReportSchedule),
+                count(Kind::DeliveryTarget),
+                count(Kind::CustomerMapping)
+            );
+            Ok(0)
+        }
+        (_, Err(e)) => Err(e),
+    }
+}
+
+/// Loads, validates, resolves secrets and diffs against the state.
+async fn make_plan(
+    ctx: &Ctx,
+    store: &StateStore,
+    files: &[PathBuf],
+) -> Result<(Plan, Vec<DesiredResource>, ActualState)> {
+    let loaded = load_valid(files)?;
+    let hash_key = store.secret_hash_key().await?;
+    let (desired, warnings) = plan::desired_state(&loaded, |ns, r| {
+        Ok(ctx
+            .secrets
+            .get(ns, r)?
+            .map(|value| secrets::digest(&hash_key, &value)))
+    })?;
+    let actual = store.snapshot().await?;
+    let plan = plan::plan(&desired, &actual, warnings, now()?);
+    Ok((plan, desired, actual))
+}
+
+fn render_plan(plan: &Plan, output: Output, color: bool) -> String {
+    match output {
+        Output::Text => render::text(plan, color),
+        Output::Json => render::json(plan),
+        Output::Markdown => render::markdown(plan),
+    }
+}
+
+async fn plan_cmd(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    output: Output,
+    detailed_exitcode: bool,
+    out: Option<PathBuf>,
+) -> Result<u8> {
+    let store = StateStore::open(&ctx.state_path).await?;
+    let (plan, desired, _) = make_plan(ctx, &store, files).await?;
+    print!("{}", render_plan(&plan, output, ctx.color));
+    if let Some(path) = out {
+        let saved = SavedPlan {
+            plan: plan.clone(),
+            desired,
+        };
+        let bytes = serde_json::to_vec_pretty(&saved).expect("plans serialize");
+        crate::fsutil::write_atomic(&path, &bytes, 0o644)?;
+        if output == Output::Text {
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with: ferry apply {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(if detailed_exitcode && plan.summary.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
+async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result<u8> {
+    let _lock = ctx.lock("apply")?;
+    let store = StateStore::open(&ctx.state_path).await?;
+    let (plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    print!("{}", render::text(&plan, ctx.color));
+    if !plan.summary.has_changes() {
+        return Ok(0);
+    }
+    if !auto_approve && !confirm()? {
+        return Err(Error::Cancelled);
+    }
+    commit(&store, &plan, &desired, &actual).await
+}
+
+async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
+    let _lock = ctx.lock("apply")?;
+    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Usage(format!("{} is not a saved ferry plan: {e}", file.display()))
+    })?;
+    if saved.plan.format_version != plan::PLAN_FORMAT_VERSION {
+        return Err(Error::Usage(format!(
+            "{} has plan format {}, this ferry reads format {}",
+            file.display(),
+            saved.plan.format_version,
+            plan::PLAN_FORMAT_VERSION
+        )));
+    }
+    let store = StateStore::open(&ctx.state_path).await?;
+    let actual = store.snapshot().await?;
+    if actual.lineage != saved.plan.lineage {
+        return Err(Error::StalePlan(format!(
+            "saved plan {} was made for another state (lineage {}, this state {} has lineage {}); \
+             run `ferry plan --out` again against this state",
+            file.display(),
+            saved.plan.lineage,
+            ctx.state_path.display(),
+            actual.lineage
+        )));
+    }
+    if actual.serial != saved.plan.serial {
+        return Err(Error::StalePlan(format!(
+            "saved plan {} is stale: it was made at state serial {}, and the state is now at serial {} \
+             (another apply ran since); run `ferry plan --out` again and review the new plan",
+            file.display(),
+            saved.plan.serial,
+            actual.serial
+        )));
+    }
+    print!("{}", render::text(&saved.plan, ctx.color));
+    if !saved.plan.summary.has_changes() {
+        return Ok(0);
+    }
+    commit(&store, &saved.plan, &saved.desired, &actual).await
+}
+
+async fn commit(
+    store: &StateStore,
+    plan: &Plan,
+    desired: &[DesiredResource],
+    actual: &ActualState,
+) -> Result<u8> {
+    let writes = plan::writes(plan, desired, actual, now()?);
+    let serial = store.commit(&plan.lineage, plan.serial, &writes).await?;
+    let s = &plan.summary;
+    println!(
+        "Apply complete: {} created, {} updated, {} deleted (state serial {serial}).",
+        s.create, s.update, s.delete
+    );
+    Ok(0)
+}
+
+fn confirm() -> Result<bool> {
+    print!("\nDo you want to apply these changes? Only 'yes' is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("<stdin>", e))?;
+    Ok(line.trim() == "yes")
+}
+
+/// Parses `kind/name` (or a bare kind plus a separate name).
+pub fn parse_resource(s: &str, name: Option<String>) -> Result<(Kind, Option<String>)> {
+    let (kind, inline) = match s.split_once('/') {
+        Some((k, n)) => (k, Some(n.to_string())),
+        None => (s, None),
+    };
+    let kind: Kind = kind.parse().map_err(Error::Usage)?;
+    match (inline, name) {
+        (Some(_), Some(_)) => Err(Error::Usage(format!(
+            "give the name once: `{s}` already names the resource"
+        ))),
+        (Some(n), None) | (None, Some(n)) if n.is_empty() => {
+            Err(Error::Usage(format!("`{s}`: empty name")))
+        }
+        (a, b) => Ok((kind, a.or(b))),
+    }
+}
+
+fn next_cmd(
+    resource: &str,
+    files: &[PathBuf],
+    namespace: &str,
+    after: Option<String>,
+    count: usize,
+    output: ListOutput,
+) -> Result<u8> {
+    let (kind, name) = parse_resource(resource, None)?;
+    let Some(name) = name.filter(|_| kind == Kind::ReportSchedule) else {
+        return Err(Error::Usage(format!(
+            "`{resource}`: expected reportschedule/NAME"
+        )));
+    };
+    let resources = load_valid(files)?;
+    let key = ResourceKey::new(Kind::ReportSchedule, namespace, &name);
+    let Some(r) = resources.iter().find(|r| r.key == key) else {
+        return Err(Error::Usage(format!(
+            "ReportSchedule `{name}` not found in namespace `{namespace}` in the given files"
+        )));
+    };
+    let Spec::ReportSchedule(spec) = &r.spec else {
+        unreachable!("the key's kind is ReportSchedule")
+    };
+    let after = match after {
+        Some(s) => s
+            .parse::<Timestamp>()
+            .map_err(|e| Error::Usage(format!("--after `{s}` is not an RFC 3339 instant: {e}")))?,
+        None => now()?,
+    };
+    let runs = plan::preview_runs(&key, spec, after, count);
+    match output {
+        ListOutput::Json => {
+            println!("{}", serde_json::to_string_pretty(&runs).expect("json"));
+        }
+        ListOutput::Text => {
+            if spec.suspend {
+                println!("# suspended: these slots run only with `ferry run-now`");
+            }
+            for run in &runs {
+                println!("{}  {}", run.at, run.file_name);
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn get_cmd(
+    ctx: &Ctx,
+    resource: &str,
+    name: Option<String>,
+    namespace: &str,
+    all_namespaces: bool,
+    output: ListOutput,
+) -> Result<u8> {
+    let (kind, name) = parse_resource(resource, name)?;
+    let store = StateStore::open(&ctx.state_path).await?;
+    let actual = store.snapshot().await?;
+    let items: Vec<_> = actual
+        .resources
+        .values()
+        .filter(|r| r.key.kind == kind)
+        .filter(|r| all_namespaces || r.key.namespace == namespace)
+        .filter(|r| name.as_ref().is_none_or(|n| &r.key.name == n))
+        .collect();
+    if let Some(n) = &name
+        && items.is_empty()
+    {
+        return Err(Error::Usage(format!(
+            "{kind} `{n}` not found in namespace `{namespace}` of {}",
+            ctx.state_path.display()
+        )));
+    }
+    match output {
+        ListOutput::Json => {
+            let list: Vec<_> = items
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "apiVersion": crate::api::API_VERSION,
+                        "kind": r.key.kind.as_str(),
+                        "metadata": {
+                            "name": r.key.name, "namespace": r.key.namespace,
+                            "generation": r.generation,
+                            "labels": r.meta.labels, "annotations": r.meta.annotations,
+                            "creationTimestamp": r.created_at,
+                        },
+                        "spec": r.spec,
+                        "status": r.status,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&list).expect("json"));
+        }
+        ListOutput::Text => {
+            if items.is_empty() {
+                eprintln!("No {} found.", kind.plural());
+                return Ok(0);
+            }
+            let now = now()?;
+            let mut rows = vec![vec![
+                "NAMESPACE".to_string(),
+                "NAME".into(),
+                "GEN".into(),
+                "READY".into(),
+                "DETAIL".into(),
+                "UPDATED".into(),
+            ]];
+            for r in &items {
+                let ready = r.status["conditions"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                    .and_then(|c| c["status"].as_str())
+                    .unwrap_or("Unknown")
+                    .to_string();
+                rows.push(vec![
+                    r.key.namespace.clone(),
+                    r.key.name.clone(),
+                    r.generation.to_string(),
+                    ready,
+                    detail(r, now),
+                    r.updated_at.clone(),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(0)
+}
+
+/// A short kind-specific column for `ferry get`.
+fn detail(r: &state::StoredResource, now: Timestamp) -> String {
+    match Spec::from_json(r.key.kind, r.spec.clone()) {
+        Ok(Spec::ReportSchedule(rs)) => {
+            let next = plan::preview_runs(&r.key, &rs, now, 1);
+            let when = next
+                .first()
+                .map(|n| n.at.clone())
+                .unwrap_or_else(|| "-".into());
+            if rs.suspend {
+                format!("suspended, next slot {when}")
+            } else {
+                format!("next {when}")
+            }
+        }
+        Ok(Spec::DeliveryTarget(dt)) => dt.kind().map(|k| k.key().to_string()).unwrap_or_default(),
+        Ok(Spec::CustomerMapping(cm)) => format!("{} -> {}", cm.customer, cm.psa.target),
+        Err(_) => String::new(),
+    }
+}
+
+/// Prints rows as left-aligned columns.
+pub fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:w$}", w = widths[i]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("   ").trim_end());
+    }
+}

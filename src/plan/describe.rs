@@ -1,0 +1,262 @@
+//! Domain-level meaning of a change ("host key pin changed", "new recipient"), shown in plans
+//! beside the field diff so a reviewer sees what a change does, not only what text moved.
+
+use std::collections::BTreeSet;
+
+use crate::api::*;
+
+use super::FieldChange;
+
+/// Notes for a resource that is about to be created.
+pub(super) fn created(spec: &Spec) -> Vec<String> {
+    match spec {
+        Spec::ReportSchedule(rs) => {
+            let targets: Vec<&str> = rs.deliver_to.iter().map(|d| d.target.as_str()).collect();
+            vec![format!(
+                "{} in {}, {} to {}",
+                schedule_text(&rs.schedule),
+                rs.time_zone,
+                format_text(&rs.format),
+                targets.join(", ")
+            )]
+        }
+        Spec::DeliveryTarget(dt) => dt.kind().map(|k| vec![target_text(k)]).unwrap_or_default(),
+        Spec::CustomerMapping(cm) => vec![format!(
+            "customer `{}` -> {} company {}",
+            cm.customer,
+            cm.psa.target,
+            cm.company
+                .identifier
+                .as_deref()
+                .or(cm.company.name.as_deref())
+                .unwrap_or("?")
+        )],
+    }
+}
+
+/// Notes for an update from `old` to `new`.
+pub(super) fn updated(old: &Spec, new: &Spec, fields: &[FieldChange]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for f in fields.iter().filter(|f| f.sensitive) {
+        let what = f.path.trim_end_matches(" (value)");
+        let what = what.rsplit('.').next().unwrap_or(what);
+        notes.push(format!("secret value of {what} changed"));
+    }
+    match (old, new) {
+        (Spec::ReportSchedule(a), Spec::ReportSchedule(b)) => report_schedule(a, b, &mut notes),
+        (Spec::DeliveryTarget(a), Spec::DeliveryTarget(b)) => delivery_target(a, b, &mut notes),
+        (Spec::CustomerMapping(a), Spec::CustomerMapping(b)) => customer_mapping(a, b, &mut notes),
+        _ => {}
+    }
+    notes
+}
+
+fn report_schedule(a: &ReportScheduleSpec, b: &ReportScheduleSpec, notes: &mut Vec<String>) {
+    if a.schedule != b.schedule || a.time_zone != b.time_zone {
+        notes.push(format!(
+            "runs move from {} in {} to {} in {}",
+            schedule_text(&a.schedule),
+            a.time_zone,
+            schedule_text(&b.schedule),
+            b.time_zone
+        ));
+    }
+    match (a.suspend, b.suspend) {
+        (false, true) => notes.push("suspended: scheduled runs stop".into()),
+        (true, false) => notes.push("resumed: scheduled runs start again".into()),
+        _ => {}
+    }
+    let old: BTreeSet<&str> = a.deliver_to.iter().map(|d| d.target.as_str()).collect();
+    let new: BTreeSet<&str> = b.deliver_to.iter().map(|d| d.target.as_str()).collect();
+    for t in new.difference(&old) {
+        notes.push(format!("new delivery target {t}"));
+    }
+    for t in old.difference(&new) {
+        notes.push(format!("no longer delivered to {t}"));
+    }
+    if a.format != b.format {
+        notes.push(format!("format {} -> {}", format_text(&a.format), format_text(&b.format)));
+    }
+    if a.file_name != b.file_name {
+        notes.push(format!("file name {} -> {}", a.file_name, b.file_name));
+    }
+    if a.source.sql.query != b.source.sql.query {
+        notes.push("query changed".into());
+    }
+    if a.source.window != b.source.window {
+        notes.push(format!("window {:?} -> {:?}", a.source.window, b.source.window));
+    }
+}
+
+fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut Vec<String>) {
+    match (a.kind(), b.kind()) {
+        (Some(ka), Some(kb)) if ka.key() != kb.key() => {
+            notes.push(format!("transport changes from {} to {}", ka.key(), kb.key()));
+        }
+        (Some(TargetKind::Sftp(x)), Some(TargetKind::Sftp(y))) => {
+            if x.host != y.host || x.port != y.port {
+                notes.push(format!("server {}:{} -> {}:{}", x.host, x.port, y.host, y.port));
+            }
+            let old: BTreeSet<String> = x.host_keys.iter().map(|k| key_id(k)).collect();
+            let new: BTreeSet<String> = y.host_keys.iter().map(|k| key_id(k)).collect();
+            if old != new {
+                notes.push("host key pin changed: connections to a server offering the old key will be refused".into());
+            }
+            if x.private_key_secret_ref.is_some() != y.private_key_secret_ref.is_some() {
+                notes.push(if y.private_key_secret_ref.is_some() {
+                    "authentication switches to a private key".into()
+                } else {
+                    "authentication switches to a password".into()
+                });
+            }
+        }
+        (Some(TargetKind::Ftp(x)), Some(TargetKind::Ftp(y))) => {
+            if x.tls != y.tls {
+                notes.push(format!("TLS mode {:?} -> {:?}", x.tls, y.tls));
+                if y.tls == FtpTls::None {
+                    notes.push("WARNING: plain FTP sends the password and reports unencrypted".into());
+                }
+            }
+            if x.host != y.host || x.effective_port() != y.effective_port() {
+                notes.push(format!(
+                    "server {}:{} -> {}:{}",
+                    x.host,
+                    x.effective_port(),
+                    y.host,
+                    y.effective_port()
+                ));
+            }
+        }
+        (Some(TargetKind::Email(x)), Some(TargetKind::Email(y))) => {
+            let old: BTreeSet<String> = x.to.iter().map(|s| s.to_ascii_lowercase()).collect();
+            let new: BTreeSet<String> = y.to.iter().map(|s| s.to_ascii_lowercase()).collect();
+            for r in new.difference(&old) {
+                notes.push(format!("new recipient {r}"));
+            }
+            for r in old.difference(&new) {
+                notes.push(format!("recipient removed: {r}"));
+            }
+            if x.attach != y.attach {
+                notes.push(if y.attach {
+                    "reports are attached instead of linked".into()
+                } else {
+                    "reports are linked instead of attached".into()
+                });
+            }
+        }
+        (Some(TargetKind::HostedSftp(x)), Some(TargetKind::HostedSftp(y))) => {
+            if x.user != y.user {
+                notes.push(format!("login user {} -> {}", x.user, y.user));
+            }
+            let old: BTreeSet<String> = x.public_keys.iter().map(|k| key_id(k)).collect();
+            let new: BTreeSet<String> = y.public_keys.iter().map(|k| key_id(k)).collect();
+            for _ in new.difference(&old) {
+                notes.push("public key added".into());
+            }
+            for _ in old.difference(&new) {
+                notes.push("public key removed: its holder loses access".into());
+            }
+            if x.access != y.access {
+                notes.push(format!("access {:?} -> {:?}", x.access, y.access));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn customer_mapping(a: &CustomerMappingSpec, b: &CustomerMappingSpec, notes: &mut Vec<String>) {
+    if a.company != b.company || a.psa != b.psa {
+        notes.push("mapped to a different PSA company: it will be verified again".into());
+    }
+    let old: BTreeSet<&str> = a.contracts.iter().map(|c| c.product.as_str()).collect();
+    let new: BTreeSet<&str> = b.contracts.iter().map(|c| c.product.as_str()).collect();
+    for p in new.difference(&old) {
+        notes.push(format!("product {p} now synced"));
+    }
+    for p in old.difference(&new) {
+        notes.push(format!("product {p} no longer synced"));
+    }
+    let enabled = |u: &Option<UsageSync>| u.as_ref().is_some_and(|u| u.enabled);
+    match (enabled(&a.usage_sync), enabled(&b.usage_sync)) {
+        (false, true) => notes.push("usage sync enabled".into()),
+        (true, false) => notes.push("usage sync disabled".into()),
+        _ => {}
+    }
+    if a.settings != b.settings {
+        notes.push(format!("settings {:?} -> {:?}", a.settings, b.settings));
+    }
+}
+
+/// The key material part of an OpenSSH key line (type + base64, without the comment).
+fn key_id(line: &str) -> String {
+    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// A one-line description of a schedule, e.g. "daily at 00:30".
+pub fn schedule_text(s: &Schedule) -> String {
+    match s {
+        Schedule::Daily(d) => format!("daily at {}", d.at),
+        Schedule::Weekly(w) => {
+            let days: Vec<String> = w.on.iter().map(|d| format!("{d:?}").to_lowercase()).collect();
+            format!("weekly on {} at {}", days.join(","), w.at)
+        }
+        Schedule::Monthly(m) => format!("monthly on day {} at {}", m.day, m.at),
+        Schedule::Cron(c) => format!("cron `{c}`"),
+        Schedule::Every(e) => format!("every {e}"),
+    }
+}
+
+fn format_text(f: &ReportFormat) -> &'static str {
+    match f {
+        ReportFormat::Csv(_) => "CSV",
+        ReportFormat::Xlsx(_) => "XLSX",
+        ReportFormat::Pdf(_) => "PDF",
+    }
+}
+
+fn target_text(k: TargetKind) -> String {
+    match k {
+        TargetKind::Ftp(f) => format!(
+            "FTP{} {}@{}:{}{}",
+            match f.tls {
+                FtpTls::None => "",
+                FtpTls::Explicit => "S (explicit TLS)",
+                FtpTls::Implicit => "S (implicit TLS)",
+            },
+            f.username,
+            f.host,
+            f.effective_port(),
+            f.directory
+        ),
+        TargetKind::Sftp(s) => format!(
+            "SFTP {}@{}:{} {} ({} pinned host key(s))",
+            s.username,
+            s.host,
+            s.port,
+            s.directory,
+            s.host_keys.len()
+        ),
+        TargetKind::Email(e) => format!(
+            "email to {} ({})",
+            e.to.join(", "),
+            if e.attach { "attached" } else { "expiring link" }
+        ),
+        TargetKind::LocalDir(l) => format!("local directory {}", l.path),
+        TargetKind::HostedSftp(h) => format!(
+            "hosted SFTP connection {} for user {} ({})",
+            h.connection_name,
+            h.user,
+            if h.public_keys.is_empty() {
+                "generated password, shown once at apply".to_string()
+            } else {
+                format!("{} public key(s)", h.public_keys.len())
+            }
+        ),
+        TargetKind::ConnectWise(c) => format!(
+            "ConnectWise Manage {} (company {})",
+            c.site.as_deref().or(c.base_url.as_deref()).unwrap_or("?"),
+            c.company_id
+        ),
+        TargetKind::Autotask(a) => format!("Autotask as {}", a.username),
+    }
+}

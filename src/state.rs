@@ -1,0 +1,417 @@
+//! The embedded state store (SQLite): per resource the applied spec, resolved external ids
+//! and status, plus a lineage id and a serial that increments on every apply. A lock file
+//! keeps two applies from interleaving.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::api::{Kind, ResourceKey};
+use crate::load::Meta;
+use crate::{Error, Result};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    kind           TEXT NOT NULL,
+    namespace      TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    generation     INTEGER NOT NULL,
+    spec           TEXT NOT NULL,
+    meta           TEXT NOT NULL,
+    secret_digests TEXT NOT NULL,
+    external_ids   TEXT NOT NULL DEFAULT '{}',
+    status         TEXT NOT NULL DEFAULT '{}',
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+"#];
+
+/// A resource as last applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredResource {
+    /// Kind, namespace, name.
+    pub key: ResourceKey,
+    /// Incremented whenever the spec, metadata or a secret changes.
+    pub generation: i64,
+    /// The applied spec, canonical JSON.
+    pub spec: Value,
+    /// Labels and annotations.
+    pub meta: Meta,
+    /// Keyed hashes of referenced secret values by field path (`None`: missing at apply).
+    pub secret_digests: BTreeMap<String, Option<String>>,
+    /// Ids resolved in external systems (PSA company id, ...).
+    pub external_ids: Value,
+    /// Observed status (conditions, last run, ...).
+    pub status: Value,
+    /// When first applied (RFC 3339).
+    pub created_at: String,
+    /// When last applied (RFC 3339).
+    pub updated_at: String,
+}
+
+/// The whole actual state at one serial.
+#[derive(Clone, Debug, Default)]
+pub struct ActualState {
+    /// Identifies this state's history; a saved plan only applies to the lineage it was made for.
+    pub lineage: String,
+    /// Incremented by every apply that changed something.
+    pub serial: u64,
+    /// Applied resources.
+    pub resources: BTreeMap<ResourceKey, StoredResource>,
+}
+
+/// A write to apply in one transaction.
+#[derive(Clone, Debug)]
+pub enum StateWrite {
+    /// Insert or replace a resource (generation and timestamps are handled here).
+    Upsert(StoredResource),
+    /// Remove a resource.
+    Delete(ResourceKey),
+}
+
+/// The state store.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating when missing) the state database at `path`.
+    pub async fn open(path: &Path) -> Result<StateStore> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(Error::from)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+        // The state holds the key of the secret digests: owner-only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        let store = StateStore {
+            pool,
+            path: path.to_path_buf(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The connection pool, for modules that keep their own tables (run ledger, ...).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql(MIGRATIONS[0]).execute(&mut *tx).await?;
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let version: usize = version.and_then(|v| v.parse().ok()).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(Error::State(format!(
+                "{} was written by a newer ferry (schema {version}); upgrade ferry",
+                self.path.display()
+            )));
+        }
+        for m in &MIGRATIONS[version.max(1)..] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*m)).execute(&mut *tx).await?;
+        }
+        set_meta(&mut tx, "schema_version", &MIGRATIONS.len().to_string()).await?;
+        if get_meta(&mut tx, "lineage").await?.is_none() {
+            let lineage = hex::encode(crate::fsutil::random_bytes::<16>());
+            set_meta(&mut tx, "lineage", &lineage).await?;
+            set_meta(&mut tx, "serial", "0").await?;
+            let key = hex::encode(crate::fsutil::random_bytes::<32>());
+            set_meta(&mut tx, "secret_hash_key", &key).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The key of the keyed hashes kept for secret values.
+    pub async fn secret_hash_key(&self) -> Result<Vec<u8>> {
+        let mut conn = self.pool.acquire().await?;
+        let v: String =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret_hash_key'")
+                .fetch_one(&mut *conn)
+                .await?;
+        hex::decode(v).map_err(|e| Error::State(format!("corrupt secret hash key: {e}")))
+    }
+
+    /// Lineage and serial.
+    pub async fn version(&self) -> Result<(String, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let lineage = get_meta(&mut tx, "lineage").await?.unwrap_or_default();
+        let serial = get_meta(&mut tx, "serial")
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        tx.commit().await?;
+        Ok((lineage, serial))
+    }
+
+    /// Reads the whole state in one consistent snapshot.
+    pub async fn snapshot(&self) -> Result<ActualState> {
+        let mut tx = self.pool.begin().await?;
+        let lineage = get_meta(&mut tx, "lineage").await?.unwrap_or_default();
+        let serial = get_meta(&mut tx, "serial")
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT kind, namespace, name, generation, spec, meta, secret_digests, external_ids, \
+             status, created_at, updated_at FROM resources",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut resources = BTreeMap::new();
+        for row in rows {
+            let r = row_to_resource(&row)?;
+            resources.insert(r.key.clone(), r);
+        }
+        Ok(ActualState {
+            lineage,
+            serial,
+            resources,
+        })
+    }
+
+    /// One resource.
+    pub async fn get(&self, key: &ResourceKey) -> Result<Option<StoredResource>> {
+        let row = sqlx::query(
+            "SELECT kind, namespace, name, generation, spec, meta, secret_digests, external_ids, \
+             status, created_at, updated_at FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+        )
+        .bind(key.kind.as_str())
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| row_to_resource(&r)).transpose()
+    }
+
+    /// Applies `writes` atomically if the state is still at `lineage`/`serial`; increments the
+    /// serial when anything was written. Returns the new serial.
+    pub async fn commit(&self, lineage: &str, serial: u64, writes: &[StateWrite]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let current_lineage = get_meta(&mut tx, "lineage").await?.unwrap_or_default();
+        let current_serial: u64 = get_meta(&mut tx, "serial")
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if current_lineage != lineage {
+            return Err(Error::StalePlan(format!(
+                "the plan was made for state lineage {lineage}, but {} has lineage {current_lineage}: \
+                 it belongs to another state; run `ferry plan` again against this state",
+                self.path.display()
+            )));
+        }
+        if current_serial != serial {
+            return Err(Error::StalePlan(format!(
+                "the state changed since the plan was made (serial {serial} then, {current_serial} now): \
+                 another apply ran in between; run `ferry plan` again and review the new plan"
+            )));
+        }
+        if writes.is_empty() {
+            tx.commit().await?;
+            return Ok(serial);
+        }
+        for w in writes {
+            match w {
+                StateWrite::Upsert(r) => {
+                    sqlx::query(
+                        "INSERT INTO resources (kind, namespace, name, generation, spec, meta, \
+                         secret_digests, external_ids, status, created_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (kind, namespace, name) DO UPDATE SET \
+                         generation = excluded.generation, spec = excluded.spec, meta = excluded.meta, \
+                         secret_digests = excluded.secret_digests, external_ids = excluded.external_ids, \
+                         status = excluded.status, updated_at = excluded.updated_at",
+                    )
+                    .bind(r.key.kind.as_str())
+                    .bind(&r.key.namespace)
+                    .bind(&r.key.name)
+                    .bind(r.generation)
+                    .bind(r.spec.to_string())
+                    .bind(json(&r.meta))
+                    .bind(json(&r.secret_digests))
+                    .bind(r.external_ids.to_string())
+                    .bind(r.status.to_string())
+                    .bind(&r.created_at)
+                    .bind(&r.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                StateWrite::Delete(key) => {
+                    sqlx::query("DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?")
+                        .bind(key.kind.as_str())
+                        .bind(&key.namespace)
+                        .bind(&key.name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let next = serial + 1;
+        set_meta(&mut tx, "serial", &next.to_string()).await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// Replaces the status of one resource (runs and syncs report here) without touching the
+    /// serial: status is observed state, not desired state.
+    pub async fn set_status(&self, key: &ResourceKey, status: &Value) -> Result<()> {
+        sqlx::query("UPDATE resources SET status = ? WHERE kind = ? AND namespace = ? AND name = ?")
+            .bind(status.to_string())
+            .bind(key.kind.as_str())
+            .bind(&key.namespace)
+            .bind(&key.name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("state values serialize to JSON")
+}
+
+fn row_to_resource(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| Error::State(format!("corrupt {what}: {e}"));
+    let kind: String = row.get("kind");
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+        .ok_or_else(|| corrupt("kind", &kind))?;
+    let parse = |col: &str| -> Result<Value> {
+        let text: String = row.get(col);
+        serde_json::from_str(&text).map_err(|e| corrupt(col, &e))
+    };
+    Ok(StoredResource {
+        key: ResourceKey::new(kind, row.get::<String, _>("namespace"), row.get::<String, _>("name")),
+        generation: row.get("generation"),
+        spec: parse("spec")?,
+        meta: serde_json::from_value(parse("meta")?).map_err(|e| corrupt("meta", &e))?,
+        secret_digests: serde_json::from_value(parse("secret_digests")?)
+            .map_err(|e| corrupt("secret digests", &e))?,
+        external_ids: parse("external_ids")?,
+        status: parse("status")?,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+async fn get_meta(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+async fn set_meta(tx: &mut Transaction<'_, Sqlite>, key: &str, value: &str) -> Result<()> {
+    sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// An exclusive lock on a state, held from plan to apply. Released when dropped, and by the
+/// operating system if the process dies, so a crash never leaves a stale lock.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+/// Takes the state's lock, waiting up to `timeout` for another holder to finish.
+pub fn lock(state_path: &Path, timeout: Duration, purpose: &str) -> Result<StateLock> {
+    let mut lock_path = state_path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    if let Some(dir) = lock_path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() >= deadline {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    let holder = holder.trim();
+                    return Err(Error::Locked(if holder.is_empty() {
+                        lock_path.display().to_string()
+                    } else {
+                        holder.to_string()
+                    }));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+    }
+    let info = format!(
+        "pid {} on {}, {} since {}",
+        std::process::id(),
+        hostname(),
+        purpose,
+        jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now())
+    );
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = file.write_all(info.as_bytes());
+    let _ = file.sync_all();
+    Ok(StateLock { _file: file })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
