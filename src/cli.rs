@@ -24,10 +24,22 @@ use crate::{Error, Result};
 #[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// The state database.
-    #[arg(long, global = true, env = "FERRY_STATE", default_value = ".ferry/state.db", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_STATE",
+        default_value = ".ferry/state.db",
+        value_name = "PATH"
+    )]
     pub state: PathBuf,
     /// Directory of secrets in file mode, laid out as `<namespace>/<name>/<key>`.
-    #[arg(long, global = true, env = "FERRY_SECRETS_DIR", default_value = ".ferry/secrets", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_SECRETS_DIR",
+        default_value = ".ferry/secrets",
+        value_name = "DIR"
+    )]
     pub secrets_dir: PathBuf,
     /// How long to wait for another ferry process to release the state lock, e.g. `30s`.
     #[arg(long, global = true, default_value = "0s", value_name = "DURATION")]
@@ -284,7 +296,8 @@ fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
     let result = load_valid(files);
     match (output, result) {
         (ListOutput::Json, Ok(resources)) => {
-            let doc = serde_json::json!({"valid": true, "resources": resources.len(), "errors": []});
+            let doc =
+                serde_json::json!({"valid": true, "resources": resources.len(), "errors": []});
             println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(0)
         }
@@ -384,9 +397,8 @@ async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result
 async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
     let _lock = ctx.lock("apply")?;
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
-    let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Usage(format!("{} is not a saved ferry plan: {e}", file.display()))
-    })?;
+    let saved: SavedPlan = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("{} is not a saved ferry plan: {e}", file.display())))?;
     if saved.plan.format_version != plan::PLAN_FORMAT_VERSION {
         return Err(Error::Usage(format!(
             "{} has plan format {}, this ferry reads format {}",
@@ -623,7 +635,13 @@ fn detail(r: &state::StoredResource, now: Timestamp) -> String {
 pub fn print_table(rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = std::io::stdout().lock();
     for row in rows {

@@ -295,12 +295,13 @@ fn deserialize<T: DeserializeOwned>(
     // The failing field's path is kept aside: returning the error itself from the closure
     // stops serde-saphyr from reading on (and reporting trailing content instead).
     let mut failed_path = String::new();
-    let result = serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-        serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
-            failed_path = e.path().to_string();
-            e.into_inner()
-        })
-    });
+    let result =
+        serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
+            serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
+                failed_path = e.path().to_string();
+                e.into_inner()
+            })
+        });
     match result {
         Ok(value) => Ok(value),
         Err(err) => {
@@ -311,7 +312,11 @@ fn deserialize<T: DeserializeOwned>(
                 .location()
                 .map(|l| (l.line() as usize + line_offset, l.column() as usize))
                 .unwrap_or((0, 0));
-            let mut path = if failed_path == "." { String::new() } else { failed_path };
+            let mut path = if failed_path == "." {
+                String::new()
+            } else {
+                failed_path
+            };
             let mut message = message;
             if message.contains("expected end of mapping after enum variant") {
                 // `{daily: ..., weekly: ...}`: name the choice, not serde's mechanics.
@@ -343,7 +348,8 @@ fn load_document(
     line_offset: usize,
     origin: &Origin,
 ) -> Result<LoadedResource, Box<Diagnostic>> {
-    let fail = |key: Option<&ResourceKey>, (path, line, col, message): (String, usize, usize, String)| {
+    let fail = |key: Option<&ResourceKey>,
+                (path, line, col, message): (String, usize, usize, String)| {
         let mut d = origin.diagnostic(key, &path, message);
         if line > 0 {
             d.line = line;
@@ -391,7 +397,9 @@ fn load_document(
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     let key = ResourceKey::new(kind, namespace, name);
     let (metadata, spec) = match kind {
-        Kind::DeliveryTarget => parse_envelope(text, line_offset, Spec::DeliveryTarget),
+        Kind::DeliveryTarget => {
+            parse_envelope(text, line_offset, |s| Spec::DeliveryTarget(Box::new(s)))
+        }
         Kind::ReportSchedule => parse_envelope(text, line_offset, Spec::ReportSchedule),
         Kind::CustomerMapping => parse_envelope(text, line_offset, Spec::CustomerMapping),
     }
@@ -433,7 +441,10 @@ enum Frame {
         /// The key whose value comes next, with the key's position.
         key: Option<(String, (usize, usize))>,
     },
-    Seq { path: String, index: usize },
+    Seq {
+        path: String,
+        index: usize,
+    },
 }
 
 /// Walks the YAML events once, splitting documents and recording, for every field path
@@ -509,7 +520,11 @@ fn node(
                 String::new()
             }
             Some((k, key_at)) => {
-                let child = if path.is_empty() { k } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k
+                } else {
+                    format!("{path}.{k}")
+                };
                 let at = if collection { key_at } else { pos };
                 doc.positions.insert(child.clone(), at);
                 child

@@ -78,7 +78,7 @@ pub struct ActualState {
 #[derive(Clone, Debug)]
 pub enum StateWrite {
     /// Insert or replace a resource (generation and timestamps are handled here).
-    Upsert(StoredResource),
+    Upsert(Box<StoredResource>),
     /// Remove a resource.
     Delete(ResourceKey),
 }
@@ -148,7 +148,9 @@ impl StateStore {
             )));
         }
         for m in &MIGRATIONS[version.max(1)..] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*m)).execute(&mut *tx).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*m))
+                .execute(&mut *tx)
+                .await?;
         }
         set_meta(&mut tx, "schema_version", &MIGRATIONS.len().to_string()).await?;
         if get_meta(&mut tx, "lineage").await?.is_none() {
@@ -165,10 +167,9 @@ impl StateStore {
     /// The key of the keyed hashes kept for secret values.
     pub async fn secret_hash_key(&self) -> Result<Vec<u8>> {
         let mut conn = self.pool.acquire().await?;
-        let v: String =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret_hash_key'")
-                .fetch_one(&mut *conn)
-                .await?;
+        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret_hash_key'")
+            .fetch_one(&mut *conn)
+            .await?;
         hex::decode(v).map_err(|e| Error::State(format!("corrupt secret hash key: {e}")))
     }
 
@@ -278,12 +279,14 @@ impl StateStore {
                     .await?;
                 }
                 StateWrite::Delete(key) => {
-                    sqlx::query("DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?")
-                        .bind(key.kind.as_str())
-                        .bind(&key.namespace)
-                        .bind(&key.name)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+                    )
+                    .bind(key.kind.as_str())
+                    .bind(&key.namespace)
+                    .bind(&key.name)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
@@ -296,13 +299,15 @@ impl StateStore {
     /// Replaces the status of one resource (runs and syncs report here) without touching the
     /// serial: status is observed state, not desired state.
     pub async fn set_status(&self, key: &ResourceKey, status: &Value) -> Result<()> {
-        sqlx::query("UPDATE resources SET status = ? WHERE kind = ? AND namespace = ? AND name = ?")
-            .bind(status.to_string())
-            .bind(key.kind.as_str())
-            .bind(&key.namespace)
-            .bind(&key.name)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE resources SET status = ? WHERE kind = ? AND namespace = ? AND name = ?",
+        )
+        .bind(status.to_string())
+        .bind(key.kind.as_str())
+        .bind(&key.namespace)
+        .bind(&key.name)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -312,7 +317,8 @@ fn json<T: Serialize>(v: &T) -> String {
 }
 
 fn row_to_resource(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource> {
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| Error::State(format!("corrupt {what}: {e}"));
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| Error::State(format!("corrupt {what}: {e}"));
     let kind: String = row.get("kind");
     let kind = Kind::ALL
         .into_iter()
@@ -323,7 +329,11 @@ fn row_to_resource(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource> {
         serde_json::from_str(&text).map_err(|e| corrupt(col, &e))
     };
     Ok(StoredResource {
-        key: ResourceKey::new(kind, row.get::<String, _>("namespace"), row.get::<String, _>("name")),
+        key: ResourceKey::new(
+            kind,
+            row.get::<String, _>("namespace"),
+            row.get::<String, _>("name"),
+        ),
         generation: row.get("generation"),
         spec: parse("spec")?,
         meta: serde_json::from_value(parse("meta")?).map_err(|e| corrupt("meta", &e))?,
@@ -401,7 +411,9 @@ pub fn lock(state_path: &Path, timeout: Duration, purpose: &str) -> Result<State
         std::process::id(),
         hostname(),
         purpose,
-        jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now())
+        jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or(jiff::Timestamp::now())
     );
     let _ = file.set_len(0);
     let _ = file.rewind();

@@ -92,9 +92,10 @@ pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
     let targets: HashMap<(&str, &str), &DeliveryTargetSpec> = resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::DeliveryTarget(spec) => {
-                Some(((r.key.namespace.as_str(), r.key.name.as_str()), spec))
-            }
+            Spec::DeliveryTarget(spec) => Some((
+                (r.key.namespace.as_str(), r.key.name.as_str()),
+                spec.as_ref(),
+            )),
             _ => None,
         })
         .collect();
@@ -298,8 +299,7 @@ fn check_report_schedule(
     match &spec.format {
         ReportFormat::Csv(csv) => {
             let d = csv.delimiter.as_bytes();
-            if d.len() != 1 || !d[0].is_ascii() || d[0] == b'"' || d[0] == b'\r' || d[0] == b'\n'
-            {
+            if d.len() != 1 || !d[0].is_ascii() || d[0] == b'"' || d[0] == b'\r' || d[0] == b'\n' {
                 c.error(
                     "spec.format.csv.delimiter",
                     format!(
@@ -367,9 +367,15 @@ fn check_report_schedule(
         }
     }
     if spec.retry.attempts == 0 {
-        c.error("spec.retry.attempts", "must be at least 1 (the first attempt)");
+        c.error(
+            "spec.retry.attempts",
+            "must be at least 1 (the first attempt)",
+        );
     }
-    c.check("spec.retry.backoff", schedule::parse_duration(&spec.retry.backoff).map(drop));
+    c.check(
+        "spec.retry.backoff",
+        schedule::parse_duration(&spec.retry.backoff).map(drop),
+    );
     if spec.history_limit == 0 {
         c.error("spec.historyLimit", "must be at least 1");
     }
@@ -446,15 +452,19 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                 c.non_empty("spec.hostedSftp.connectionName", &h.connection_name);
                 c.check("spec.hostedSftp.user", check_login_user(&h.user));
                 for (i, k) in h.public_keys.iter().enumerate() {
-                    c.check(&format!("spec.hostedSftp.publicKeys[{i}]"), check_public_key(k));
+                    c.check(
+                        &format!("spec.hostedSftp.publicKeys[{i}]"),
+                        check_public_key(k),
+                    );
                 }
                 c.check("spec.hostedSftp.directory", check_jail_dir(&h.directory));
             }
             TargetKind::ConnectWise(cw) => {
                 match (&cw.site, &cw.base_url) {
-                    (Some(_), Some(_)) => {
-                        c.error("spec.connectwise.baseUrl", "give either site or baseUrl, not both")
-                    }
+                    (Some(_), Some(_)) => c.error(
+                        "spec.connectwise.baseUrl",
+                        "give either site or baseUrl, not both",
+                    ),
                     (None, None) => c.error(
                         "spec.connectwise",
                         "missing endpoint: give site (e.g. api-na.myconnectwise.net) or baseUrl",
@@ -472,7 +482,13 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                 c.non_empty("spec.connectwise.companyId", &cw.company_id);
                 c.non_empty("spec.connectwise.clientId", &cw.client_id);
                 if let Some(d) = &cw.defaults {
-                    check_psa_settings(c, "spec.connectwise.defaults", &d.usage_sync, &d.ticket_sync, &d.billing);
+                    check_psa_settings(
+                        c,
+                        "spec.connectwise.defaults",
+                        &d.usage_sync,
+                        &d.ticket_sync,
+                        &d.billing,
+                    );
                 }
             }
             TargetKind::Autotask(at) => {
@@ -481,7 +497,13 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                     c.check("spec.autotask.zoneDiscoveryUrl", check_http_url(url));
                 }
                 if let Some(d) = &at.defaults {
-                    check_psa_settings(c, "spec.autotask.defaults", &d.usage_sync, &d.ticket_sync, &d.billing);
+                    check_psa_settings(
+                        c,
+                        "spec.autotask.defaults",
+                        &d.usage_sync,
+                        &d.ticket_sync,
+                        &d.billing,
+                    );
                 }
             }
         }
@@ -516,14 +538,20 @@ fn check_email(c: &mut Checker, e: &EmailTarget) {
     );
     let mut body_tokens = subject_tokens.clone();
     body_tokens.extend(["link", "expires", "rows"]);
-    c.check("spec.email.body", filename::check_template(&e.body, &body_tokens));
+    c.check(
+        "spec.email.body",
+        filename::check_template(&e.body, &body_tokens),
+    );
     match (&e.link, e.attach) {
         (None, false) => c.error(
             "spec.email",
             "missing link storage: give link.s3 for an expiring link, or set attach: true",
         ),
         (Some(link), _) => {
-            c.check("spec.email.link.s3.endpoint", check_http_url(&link.s3.endpoint));
+            c.check(
+                "spec.email.link.s3.endpoint",
+                check_http_url(&link.s3.endpoint),
+            );
             c.non_empty("spec.email.link.s3.bucket", &link.s3.bucket);
             match schedule::parse_duration(&link.expires_in) {
                 Err(m) => c.error("spec.email.link.expiresIn", m),
@@ -625,7 +653,10 @@ fn check_customer_mapping(
         c.non_empty(&format!("{field}.agreement"), &contract.agreement);
         c.non_empty(&format!("{field}.item"), &contract.item);
         if contract.agreement.chars().count() > 100 {
-            c.error(&format!("{field}.agreement"), "agreement names are at most 100 characters");
+            c.error(
+                &format!("{field}.agreement"),
+                "agreement names are at most 100 characters",
+            );
         }
         if !products.insert(contract.product.as_str()) {
             c.error(
@@ -649,9 +680,13 @@ fn check_customer_mapping(
                 }
             }
         }
-        SettingsSource::Custom => {
-            check_psa_settings(c, "spec", &spec.usage_sync, &spec.ticket_sync, &spec.billing)
-        }
+        SettingsSource::Custom => check_psa_settings(
+            c,
+            "spec",
+            &spec.usage_sync,
+            &spec.ticket_sync,
+            &spec.billing,
+        ),
     }
 }
 
@@ -722,7 +757,10 @@ fn collect_secret_refs(value: &serde_json::Value, path: &str, out: &mut Vec<(Str
 fn check_secret_refs(c: &mut Checker, spec: &serde_json::Value, path: &str) {
     for (field, r) in secret_refs(spec, path) {
         if let Err(m) = check_name(&r.name) {
-            c.error(&format!("{field}.name"), m.replace("name `", "Secret name `"));
+            c.error(
+                &format!("{field}.name"),
+                m.replace("name `", "Secret name `"),
+            );
         }
         let key_ok = !r.key.is_empty()
             && r.key.len() <= 253
@@ -734,7 +772,10 @@ fn check_secret_refs(c: &mut Checker, spec: &serde_json::Value, path: &str) {
         if !key_ok {
             c.error(
                 &format!("{field}.key"),
-                format!("invalid Secret key `{}`: use letters, digits, `-`, `_` and `.`", r.key),
+                format!(
+                    "invalid Secret key `{}`: use letters, digits, `-`, `_` and `.`",
+                    r.key
+                ),
             );
         }
     }
@@ -752,7 +793,9 @@ fn check_remote_dir(dir: &str) -> Result<(), String> {
 
 fn check_jail_dir(dir: &str) -> Result<(), String> {
     if dir.starts_with('/') {
-        return Err(format!("`{dir}` must be relative to the user's jail (e.g. reports/)"));
+        return Err(format!(
+            "`{dir}` must be relative to the user's jail (e.g. reports/)"
+        ));
     }
     if dir.split('/').any(|part| part == "..") {
         return Err(format!("`{dir}` must not contain `..`"));
@@ -805,8 +848,8 @@ pub fn check_public_key(line: &str) -> Result<(), String> {
             KEY_TYPES.join(", ")
         ));
     }
-    let bytes = decode_base64(blob)
-        .ok_or_else(|| format!("the {kind} key data is not valid base64"))?;
+    let bytes =
+        decode_base64(blob).ok_or_else(|| format!("the {kind} key data is not valid base64"))?;
     // The blob starts with a length-prefixed copy of the key type.
     let inner = bytes
         .get(0..4)

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 /// file `<secrets-dir>/<namespace>/<name>/<key>` (the layout of a mounted Secret), overridable by
 /// the environment variable `FERRY_SECRET_<NAME>_<KEY>` (upper-cased, `-` and `.` become `_`).
 /// The value itself never appears in plans, logs, errors or status.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// Name of the Secret (a directory under `<secrets-dir>/<namespace>/` in file mode).
@@ -115,7 +117,6 @@ pub struct Condition {
 pub fn default_time_zone() -> String {
     "UTC".to_string()
 }
-
 
 pub(crate) fn default_true() -> bool {
     true

@@ -1,4 +1,6 @@
 //! `CustomerMapping`: one of our customers mapped to a PSA company and per-product contracts.
+// Repeated `printcolumn(type_ = ...)` arguments of the kube derive are not duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -23,8 +25,16 @@ use super::delivery_target::{Billing, TicketSync, UsageSync};
     printcolumn(name = "Customer", type_ = "string", json_path = ".spec.customer"),
     printcolumn(name = "PSA", type_ = "string", json_path = ".spec.psa.target"),
     printcolumn(name = "Company", type_ = "string", json_path = ".status.companyId"),
-    printcolumn(name = "LastSync", type_ = "string", json_path = ".status.lastSync.outcome"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "LastSync",
+        type_ = "string",
+        json_path = ".status.lastSync.outcome"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomerMappingSpec {

@@ -1,5 +1,7 @@
 //! `DeliveryTarget`: where reports go (FTP/FTPS, SFTP, email, a local directory, Ferry's own
 //! hosted SFTP) and the PSA connections CustomerMappings sync through.
+// Repeated `printcolumn(type_ = ...)` arguments of the kube derive are not duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -20,8 +22,16 @@ use super::report_schedule::SqlSource;
     status = "DeliveryTargetStatus",
     derive = "PartialEq",
     doc = "A delivery destination (FTP/FTPS, SFTP, email, local directory, hosted SFTP) or a PSA connection (ConnectWise Manage, Autotask).",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
@@ -119,7 +129,11 @@ impl DeliveryTargetSpec {
     /// The single variant of a validated spec.
     pub fn kind(&self) -> Option<TargetKind<'_>> {
         let kinds = self.kinds();
-        if kinds.len() == 1 { Some(kinds[0]) } else { None }
+        if kinds.len() == 1 {
+            Some(kinds[0])
+        } else {
+            None
+        }
     }
 }
 

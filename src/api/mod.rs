@@ -14,8 +14,8 @@ pub use report_schedule::*;
 use std::fmt;
 use std::str::FromStr;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 use serde::{Deserialize, Serialize};
 
 /// The API group of every Ferry kind.
@@ -38,7 +38,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in dependency order.
-    pub const ALL: [Kind; 3] = [Kind::DeliveryTarget, Kind::ReportSchedule, Kind::CustomerMapping];
+    pub const ALL: [Kind; 3] = [
+        Kind::DeliveryTarget,
+        Kind::ReportSchedule,
+        Kind::CustomerMapping,
+    ];
 
     /// The `kind:` value in YAML.
     pub fn as_str(&self) -> &'static str {
@@ -141,7 +145,7 @@ impl fmt::Display for ResourceKey {
 #[serde(rename_all = "camelCase")]
 pub enum Spec {
     /// A DeliveryTarget spec.
-    DeliveryTarget(DeliveryTargetSpec),
+    DeliveryTarget(Box<DeliveryTargetSpec>),
     /// A ReportSchedule spec.
     ReportSchedule(ReportScheduleSpec),
     /// A CustomerMapping spec.
@@ -171,7 +175,7 @@ impl Spec {
     /// Rebuilds a spec of `kind` from canonical JSON (the state store's form).
     pub fn from_json(kind: Kind, value: serde_json::Value) -> Result<Spec, serde_json::Error> {
         Ok(match kind {
-            Kind::DeliveryTarget => Spec::DeliveryTarget(serde_json::from_value(value)?),
+            Kind::DeliveryTarget => Spec::DeliveryTarget(Box::new(serde_json::from_value(value)?)),
             Kind::ReportSchedule => Spec::ReportSchedule(serde_json::from_value(value)?),
             Kind::CustomerMapping => Spec::CustomerMapping(serde_json::from_value(value)?),
         })

@@ -1,4 +1,6 @@
 //! `ReportSchedule`: what data to export, in which format and name, when, and to whom.
+// Repeated `printcolumn(type_ = ...)` arguments of the kube derive are not duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -19,12 +21,21 @@ use super::common::{Condition, Schedule, SecretRef, default_time_zone};
     status = "ReportScheduleStatus",
     derive = "PartialEq",
     doc = "A scheduled report export: query, format, file name, schedule and delivery targets.",
-    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule", priority = 1),
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".spec.schedule",
+        priority = 1
+    ),
     printcolumn(name = "TimeZone", type_ = "string", json_path = ".spec.timeZone"),
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
     printcolumn(name = "Last", type_ = "string", json_path = ".status.lastRun.outcome"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReportScheduleSpec {

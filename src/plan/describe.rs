@@ -75,7 +75,11 @@ fn report_schedule(a: &ReportScheduleSpec, b: &ReportScheduleSpec, notes: &mut V
         notes.push(format!("no longer delivered to {t}"));
     }
     if a.format != b.format {
-        notes.push(format!("format {} -> {}", format_text(&a.format), format_text(&b.format)));
+        notes.push(format!(
+            "format {} -> {}",
+            format_text(&a.format),
+            format_text(&b.format)
+        ));
     }
     if a.file_name != b.file_name {
         notes.push(format!("file name {} -> {}", a.file_name, b.file_name));
@@ -84,18 +88,28 @@ fn report_schedule(a: &ReportScheduleSpec, b: &ReportScheduleSpec, notes: &mut V
         notes.push("query changed".into());
     }
     if a.source.window != b.source.window {
-        notes.push(format!("window {:?} -> {:?}", a.source.window, b.source.window));
+        notes.push(format!(
+            "window {:?} -> {:?}",
+            a.source.window, b.source.window
+        ));
     }
 }
 
 fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut Vec<String>) {
     match (a.kind(), b.kind()) {
         (Some(ka), Some(kb)) if ka.key() != kb.key() => {
-            notes.push(format!("transport changes from {} to {}", ka.key(), kb.key()));
+            notes.push(format!(
+                "transport changes from {} to {}",
+                ka.key(),
+                kb.key()
+            ));
         }
         (Some(TargetKind::Sftp(x)), Some(TargetKind::Sftp(y))) => {
             if x.host != y.host || x.port != y.port {
-                notes.push(format!("server {}:{} -> {}:{}", x.host, x.port, y.host, y.port));
+                notes.push(format!(
+                    "server {}:{} -> {}:{}",
+                    x.host, x.port, y.host, y.port
+                ));
             }
             let old: BTreeSet<String> = x.host_keys.iter().map(|k| key_id(k)).collect();
             let new: BTreeSet<String> = y.host_keys.iter().map(|k| key_id(k)).collect();
@@ -114,7 +128,9 @@ fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut V
             if x.tls != y.tls {
                 notes.push(format!("TLS mode {:?} -> {:?}", x.tls, y.tls));
                 if y.tls == FtpTls::None {
-                    notes.push("WARNING: plain FTP sends the password and reports unencrypted".into());
+                    notes.push(
+                        "WARNING: plain FTP sends the password and reports unencrypted".into(),
+                    );
                 }
             }
             if x.host != y.host || x.effective_port() != y.effective_port() {
@@ -189,7 +205,10 @@ fn customer_mapping(a: &CustomerMappingSpec, b: &CustomerMappingSpec, notes: &mu
 
 /// The key material part of an OpenSSH key line (type + base64, without the comment).
 fn key_id(line: &str) -> String {
-    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A one-line description of a schedule, e.g. "daily at 00:30".
@@ -197,7 +216,10 @@ pub fn schedule_text(s: &Schedule) -> String {
     match s {
         Schedule::Daily(d) => format!("daily at {}", d.at),
         Schedule::Weekly(w) => {
-            let days: Vec<String> = w.on.iter().map(|d| format!("{d:?}").to_lowercase()).collect();
+            let days: Vec<String> =
+                w.on.iter()
+                    .map(|d| format!("{d:?}").to_lowercase())
+                    .collect();
             format!("weekly on {} at {}", days.join(","), w.at)
         }
         Schedule::Monthly(m) => format!("monthly on day {} at {}", m.day, m.at),
@@ -239,7 +261,11 @@ fn target_text(k: TargetKind) -> String {
         TargetKind::Email(e) => format!(
             "email to {} ({})",
             e.to.join(", "),
-            if e.attach { "attached" } else { "expiring link" }
+            if e.attach {
+                "attached"
+            } else {
+                "expiring link"
+            }
         ),
         TargetKind::LocalDir(l) => format!("local directory {}", l.path),
         TargetKind::HostedSftp(h) => format!(

@@ -262,7 +262,12 @@ pub fn plan(
             continue;
         }
         let mut fields = Vec::new();
-        diff_values("metadata", Some(&meta_json(&stored.meta)), None, &mut fields);
+        diff_values(
+            "metadata",
+            Some(&meta_json(&stored.meta)),
+            None,
+            &mut fields,
+        );
         diff_values("spec", Some(&stored.spec), None, &mut fields);
         summary.delete += 1;
         changes.push(Change {
@@ -277,9 +282,7 @@ pub fn plan(
             suspended: false,
         });
     }
-    changes.sort_by(|a, b| {
-        (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name))
-    });
+    changes.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     Plan {
         format_version: PLAN_FORMAT_VERSION.to_string(),
         ferry_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -292,7 +295,12 @@ pub fn plan(
     }
 }
 
-fn new_change(action: Action, d: &DesiredResource, fields: Vec<FieldChange>, notes: Vec<String>) -> Change {
+fn new_change(
+    action: Action,
+    d: &DesiredResource,
+    fields: Vec<FieldChange>,
+    notes: Vec<String>,
+) -> Change {
     Change {
         action,
         kind: d.key.kind,
@@ -320,7 +328,10 @@ pub fn preview_runs(
         .upcoming(now, count)
         .into_iter()
         .map(|slot| NextRun {
-            at: slot.timestamp().to_zoned(slot.time_zone().clone()).to_string_rfc3339(),
+            at: slot
+                .timestamp()
+                .to_zoned(slot.time_zone().clone())
+                .to_string_rfc3339(),
             file_name: filename::render(
                 &rs.file_name,
                 &filename::TemplateContext {
@@ -351,7 +362,12 @@ fn meta_json(meta: &Meta) -> Value {
 }
 
 /// Field-level diff of two JSON values, as leaf paths.
-fn diff_values(path: &str, before: Option<&Value>, after: Option<&Value>, out: &mut Vec<FieldChange>) {
+fn diff_values(
+    path: &str,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    out: &mut Vec<FieldChange>,
+) {
     match (before, after) {
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -413,7 +429,14 @@ fn diff_secrets(
     out: &mut Vec<FieldChange>,
 ) {
     let show = |d: &Option<String>| {
-        Value::String(if d.is_some() { "(sensitive)" } else { "(sensitive, missing)" }.into())
+        Value::String(
+            if d.is_some() {
+                "(sensitive)"
+            } else {
+                "(sensitive, missing)"
+            }
+            .into(),
+        )
     };
     for (path, a) in after {
         let b = before.get(path);
@@ -455,8 +478,15 @@ pub fn writes(
                     .filter(Value::is_object)
                     .unwrap_or_else(|| Value::Object(Default::default()));
                 status["observedGeneration"] = Value::from(generation);
-                set_condition(&mut status, "Ready", "True", "Applied", "applied from files", &now_s);
-                out.push(StateWrite::Upsert(StoredResource {
+                set_condition(
+                    &mut status,
+                    "Ready",
+                    "True",
+                    "Applied",
+                    "applied from files",
+                    &now_s,
+                );
+                out.push(StateWrite::Upsert(Box::new(StoredResource {
                     key: key.clone(),
                     generation,
                     spec: d.spec.to_json(),
@@ -466,9 +496,11 @@ pub fn writes(
                         .map(|o| o.external_ids.clone())
                         .unwrap_or_else(|| Value::Object(Default::default())),
                     status,
-                    created_at: old.map(|o| o.created_at.clone()).unwrap_or_else(|| now_s.clone()),
+                    created_at: old
+                        .map(|o| o.created_at.clone())
+                        .unwrap_or_else(|| now_s.clone()),
                     updated_at: now_s.clone(),
-                }));
+                })));
             }
         }
     }
@@ -476,11 +508,20 @@ pub fn writes(
 }
 
 /// Sets a condition in a status object, keeping `lastTransitionTime` when the status holds.
-pub fn set_condition(status: &mut Value, type_: &str, value: &str, reason: &str, message: &str, now: &str) {
+pub fn set_condition(
+    status: &mut Value,
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) {
     if !status.get("conditions").is_some_and(Value::is_array) {
         status["conditions"] = Value::Array(Vec::new());
     }
-    let conditions = status["conditions"].as_array_mut().expect("just made an array");
+    let conditions = status["conditions"]
+        .as_array_mut()
+        .expect("just made an array");
     let new = serde_json::json!({
         "type": type_, "status": value, "reason": reason, "message": message,
         "lastTransitionTime": now,

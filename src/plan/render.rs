@@ -106,8 +106,10 @@ fn field_lines(c: &Change) -> Vec<(char, String)> {
 
 fn field(f: &FieldChange, width: usize, out: &mut Vec<(char, String)>) {
     let path = format!("{:width$}", f.path);
-    if let (Some(a), Some(b)) = (multiline(&f.before).or(Some("")), multiline(&f.after).or(Some("")))
-        && (multiline(&f.before).is_some() || multiline(&f.after).is_some())
+    if let (Some(a), Some(b)) = (
+        multiline(&f.before).or(Some("")),
+        multiline(&f.after).or(Some("")),
+    ) && (multiline(&f.before).is_some() || multiline(&f.after).is_some())
     {
         // Multi-line text (a SQL query): a line diff reads better than two blobs.
         let sign = match (&f.before, &f.after) {
@@ -156,7 +158,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "Ferry will perform the following actions:\n");
     }
     for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
-        let _ = writeln!(out, "  {}", st.paint("1", &format!("# {} {}", title(c), verb(c.action))));
+        let _ = writeln!(
+            out,
+            "  {}",
+            st.paint("1", &format!("# {} {}", title(c), verb(c.action)))
+        );
         let head = format!("{} {}", symbol(c.action), title(c));
         let _ = write!(out, "  {}", st.action(c.action, &head));
         if let Some(src) = &c.source {
@@ -197,7 +203,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
             );
         }
         if unchanged.len() > 20 {
-            let _ = writeln!(out, "      ... and {} more (see -o json)", unchanged.len() - 20);
+            let _ = writeln!(
+                out,
+                "      ... and {} more (see -o json)",
+                unchanged.len() - 20
+            );
         }
         out.push('\n');
     } else if !plan.summary.has_changes() {
@@ -205,7 +215,11 @@ pub fn text(plan: &Plan, color: bool) -> String {
             runs_text_named(c, &mut out);
         }
         if unchanged.len() > 20 {
-            let _ = writeln!(out, "  ... and {} more schedules (see -o json)", unchanged.len() - 20);
+            let _ = writeln!(
+                out,
+                "  ... and {} more schedules (see -o json)",
+                unchanged.len() - 20
+            );
         }
     }
     if plan.summary.has_changes() {
@@ -320,5 +334,7 @@ pub fn markdown(plan: &Plan) -> String {
 }
 
 fn escape_md(s: &str) -> String {
-    s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
