@@ -142,7 +142,11 @@ pub enum Command {
         output: ListOutput,
     },
     /// Print the CustomResourceDefinitions of the three kinds as multi-document YAML.
-    Crds,
+    Crds {
+        /// Print the Markdown field reference generated from the CRD schemas instead.
+        #[arg(long)]
+        reference: bool,
+    },
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -272,8 +276,12 @@ async fn run(cli: Cli) -> Result<u8> {
             all_namespaces,
             output,
         } => get_cmd(&ctx, &resource, name, &namespace, all_namespaces, output).await,
-        Command::Crds => {
-            print!("{}", crate::crds::all_crds_yaml());
+        Command::Crds { reference } => {
+            if reference {
+                print!("{}", crate::crds::reference_markdown());
+            } else {
+                print!("{}", crate::crds::all_crds_yaml());
+            }
             Ok(0)
         }
     }
