@@ -251,7 +251,15 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
             let scheme_ok = ["sqlite:", "postgres://", "postgresql://"]
                 .iter()
                 .any(|p| url.starts_with(p));
-            if !scheme_ok {
+            if url_has_password(url) {
+                c.error(
+                    &format!("{field}.url"),
+                    format!(
+                        "`{}` carries a password, which would show in plans and state: move the URL to a Secret and use connectionSecretRef",
+                        redact_url(url)
+                    ),
+                );
+            } else if !scheme_ok {
                 c.error(
                     &format!("{field}.url"),
                     format!(
@@ -264,6 +272,14 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
         (None, Some(_)) => {}
     }
     c.non_empty(&format!("{field}.query"), &sql.query);
+}
+
+/// Whether a URL embeds a password (`scheme://user:password@host`).
+pub fn url_has_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// Hides the password of a URL before it is shown anywhere.
