@@ -19,6 +19,28 @@ use crate::state::{self, ActualState, StateStore};
 use crate::validate::{self, Diagnostic};
 use crate::{Error, Result};
 
+/// Prints to standard output. A closed pipe (`ferry crds | head`) ends the process quietly
+/// with exit code 1 instead of a panic, and before anything is applied.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout().lock(), $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(1);
+        }
+    }};
+}
+
+/// [`out!`] with a newline.
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($arg:tt)*) => {{
+        out!($($arg)*);
+        out!("\n");
+    }};
+}
+
 /// Ferry: scheduled report exports, file delivery and PSA sync, declared in YAML.
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
@@ -278,9 +300,9 @@ async fn run(cli: Cli) -> Result<u8> {
         } => get_cmd(&ctx, &resource, name, &namespace, all_namespaces, output).await,
         Command::Crds { reference } => {
             if reference {
-                print!("{}", crate::crds::reference_markdown());
+                out!("{}", crate::crds::reference_markdown());
             } else {
-                print!("{}", crate::crds::all_crds_yaml());
+                out!("{}", crate::crds::all_crds_yaml());
             }
             Ok(0)
         }
@@ -306,17 +328,17 @@ fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
         (ListOutput::Json, Ok(resources)) => {
             let doc =
                 serde_json::json!({"valid": true, "resources": resources.len(), "errors": []});
-            println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+            outln!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(0)
         }
         (ListOutput::Json, Err(Error::Invalid(diags))) => {
             let doc = serde_json::json!({"valid": false, "errors": diags});
-            println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+            outln!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(1)
         }
         (ListOutput::Text, Ok(resources)) => {
             let count = |k: Kind| resources.iter().filter(|r| r.key.kind == k).count();
-            println!(
+            outln!(
                 "Valid: {} resource(s) ({} ReportSchedule, {} DeliveryTarget, {} CustomerMapping).",
                 resources.len(),
                 count(Kind::ReportSchedule),
@@ -365,7 +387,7 @@ async fn plan_cmd(
 ) -> Result<u8> {
     let store = StateStore::open(&ctx.state_path).await?;
     let (plan, desired, _) = make_plan(ctx, &store, files).await?;
-    print!("{}", render_plan(&plan, output, ctx.color));
+    out!("{}", render_plan(&plan, output, ctx.color));
     if let Some(path) = out {
         let saved = SavedPlan {
             plan: plan.clone(),
@@ -374,7 +396,7 @@ async fn plan_cmd(
         let bytes = serde_json::to_vec_pretty(&saved).expect("plans serialize");
         crate::fsutil::write_atomic(&path, &bytes, 0o644)?;
         if output == Output::Text {
-            println!(
+            outln!(
                 "\nSaved the plan to {}. Apply exactly this plan with: ferry apply {}",
                 path.display(),
                 path.display()
@@ -392,7 +414,7 @@ async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result
     let _lock = ctx.lock("apply")?;
     let store = StateStore::open(&ctx.state_path).await?;
     let (plan, desired, actual) = make_plan(ctx, &store, files).await?;
-    print!("{}", render::text(&plan, ctx.color));
+    out!("{}", render::text(&plan, ctx.color));
     if !plan.summary.has_changes() {
         return Ok(0);
     }
@@ -413,6 +435,14 @@ async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
             file.display(),
             saved.plan.format_version,
             plan::PLAN_FORMAT_VERSION
+        )));
+    }
+    if !ctx.state_path.exists() {
+        return Err(Error::StalePlan(format!(
+            "saved plan {} was made for state lineage {}, but {} does not exist",
+            file.display(),
+            saved.plan.lineage,
+            ctx.state_path.display()
         )));
     }
     let store = StateStore::open(&ctx.state_path).await?;
@@ -436,7 +466,7 @@ async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
             actual.serial
         )));
     }
-    print!("{}", render::text(&saved.plan, ctx.color));
+    out!("{}", render::text(&saved.plan, ctx.color));
     if !saved.plan.summary.has_changes() {
         return Ok(0);
     }
@@ -452,15 +482,17 @@ async fn commit(
     let writes = plan::writes(plan, desired, actual, now()?);
     let serial = store.commit(&plan.lineage, plan.serial, &writes).await?;
     let s = &plan.summary;
-    println!(
+    outln!(
         "Apply complete: {} created, {} updated, {} deleted (state serial {serial}).",
-        s.create, s.update, s.delete
+        s.create,
+        s.update,
+        s.delete
     );
     Ok(0)
 }
 
 fn confirm() -> Result<bool> {
-    print!("\nDo you want to apply these changes? Only 'yes' is accepted: ");
+    out!("\nDo you want to apply these changes? Only 'yes' is accepted: ");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     std::io::stdin()
@@ -521,14 +553,14 @@ fn next_cmd(
     let runs = plan::preview_runs(&key, spec, after, count);
     match output {
         ListOutput::Json => {
-            println!("{}", serde_json::to_string_pretty(&runs).expect("json"));
+            outln!("{}", serde_json::to_string_pretty(&runs).expect("json"));
         }
         ListOutput::Text => {
             if spec.suspend {
-                println!("# suspended: these slots run only with `ferry run-now`");
+                outln!("# suspended: these slots run only with `ferry run-now`");
             }
             for run in &runs {
-                println!("{}  {}", run.at, run.file_name);
+                outln!("{}  {}", run.at, run.file_name);
             }
         }
     }
@@ -580,7 +612,7 @@ async fn get_cmd(
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&list).expect("json"));
+            outln!("{}", serde_json::to_string_pretty(&list).expect("json"));
         }
         ListOutput::Text => {
             if items.is_empty() {

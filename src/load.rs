@@ -350,8 +350,11 @@ fn load_document(
 ) -> Result<LoadedResource, Box<Diagnostic>> {
     let fail = |key: Option<&ResourceKey>,
                 (path, line, col, message): (String, usize, usize, String)| {
+        let missing_field = message.starts_with("missing field");
         let mut d = origin.diagnostic(key, &path, message);
-        if line > 0 {
+        // serde reports a missing field where it stopped reading (the last key); the mapping
+        // that lacks it is where the user has to look.
+        if line > 0 && !missing_field {
             d.line = line;
             d.col = col;
         }
@@ -365,6 +368,12 @@ fn load_document(
         .as_ref()
         .and_then(|m| m.name.clone())
         .unwrap_or_default();
+    let named =
+        |kind: &str| (!kind.is_empty() && !name.is_empty()).then(|| format!("{kind}/{name}"));
+    let with_name = |mut d: Diagnostic, kind: &str| {
+        d.resource = named(kind);
+        Box::new(d)
+    };
     if api_version.is_empty() {
         return Err(Box::new(origin.diagnostic(
             None,
@@ -373,22 +382,24 @@ fn load_document(
         )));
     }
     if api_version != API_VERSION {
-        return Err(Box::new(origin.diagnostic(
+        let d = origin.diagnostic(
             None,
             "apiVersion",
             format!("apiVersion `{api_version}` is not a Ferry resource (expected {API_VERSION})"),
-        )));
+        );
+        return Err(with_name(d, &kind_name));
     }
     let kind = match Kind::ALL.into_iter().find(|k| k.as_str() == kind_name) {
         Some(kind) => kind,
         None => {
-            return Err(Box::new(origin.diagnostic(
+            let d = origin.diagnostic(
                 None,
                 "kind",
                 format!(
                     "unknown kind `{kind_name}` (expected ReportSchedule, DeliveryTarget or CustomerMapping)"
                 ),
-            )));
+            );
+            return Err(with_name(d, &kind_name));
         }
     };
     let namespace = header
@@ -472,6 +483,10 @@ fn scan_documents(text: &str) -> Result<Vec<ScannedDocument>, (usize, usize, Str
             }
             Event::Scalar(value, ..) | Event::UnresolvedAlias(value) => {
                 let Some(doc) = docs.last_mut() else { continue };
+                if stack.is_empty() && span.start.index() == span.end.index() {
+                    // The implicit null of an empty document (`---` then nothing).
+                    continue;
+                }
                 node(doc, &mut stack, pos, false, Some(value.as_ref()));
             }
             Event::Alias(_) => {

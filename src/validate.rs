@@ -89,16 +89,15 @@ impl Checker<'_> {
 pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut seen: HashMap<&ResourceKey, &Origin> = HashMap::new();
-    let targets: HashMap<(&str, &str), &DeliveryTargetSpec> = resources
-        .iter()
-        .filter_map(|r| match &r.spec {
-            Spec::DeliveryTarget(spec) => Some((
-                (r.key.namespace.as_str(), r.key.name.as_str()),
-                spec.as_ref(),
-            )),
-            _ => None,
-        })
-        .collect();
+    // The first definition wins, as for duplicates: later ones are reported, not used.
+    let mut targets: HashMap<(&str, &str), &DeliveryTargetSpec> = HashMap::new();
+    for r in resources {
+        if let Spec::DeliveryTarget(spec) = &r.spec {
+            targets
+                .entry((r.key.namespace.as_str(), r.key.name.as_str()))
+                .or_insert(spec.as_ref());
+        }
+    }
     let mut connection_names: HashMap<(&str, &str), &ResourceKey> = HashMap::new();
     for r in resources {
         let mut c = Checker {

@@ -1,0 +1,490 @@
+//! Shared helpers of the integration tests: a sandbox per test (its own state file, secrets
+//! directory and resource files in a tempdir), a runner for the `ferry` binary with a fixed
+//! clock and no colour, and a small builder of YAML documents.
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The instant every test runs at (`FERRY_NOW`).
+pub const NOW: &str = "2026-07-30T00:00:00Z";
+
+/// The repository root (examples/, crds/).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A finished `ferry` process.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts exit code 0 and returns self.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, 0, "expected success, got {self:#?}");
+        self
+    }
+
+    /// Asserts the exit code and returns self.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "expected exit code {code}, got {self:#?}");
+        self
+    }
+
+    /// Asserts exit code 1 (the documented error code) and returns self.
+    #[track_caller]
+    pub fn failure(self) -> Self {
+        self.code(1)
+    }
+
+    /// Standard output parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+
+    /// The lines of standard error.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+}
+
+/// One test's private world: a tempdir holding `state/state.db`, `secrets/` and `files/`.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    /// `--state`.
+    pub state: PathBuf,
+    /// `--secrets-dir`.
+    pub secrets: PathBuf,
+    /// Where [`Sandbox::write`] puts resource files.
+    pub files: PathBuf,
+    envs: Vec<(String, String)>,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// A fresh sandbox.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a tempdir");
+        let state = dir.path().join("state").join("state.db");
+        let secrets = dir.path().join("secrets");
+        let files = dir.path().join("files");
+        std::fs::create_dir_all(&files).expect("files dir");
+        std::fs::create_dir_all(&secrets).expect("secrets dir");
+        Sandbox {
+            dir,
+            state,
+            secrets,
+            files,
+            envs: Vec::new(),
+        }
+    }
+
+    /// The tempdir itself.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds an environment variable to every later run (e.g. `FERRY_SECRET_...`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.envs.retain(|(k, _)| k != key);
+        self.envs.push((key.into(), value.into()));
+    }
+
+    /// Removes a variable added with [`Sandbox::set_env`].
+    pub fn remove_env(&mut self, key: &str) {
+        self.envs.retain(|(k, _)| k != key);
+    }
+
+    /// Writes `text` to `files/<name>` (creating directories) and returns the path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.files.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write fixture");
+        path
+    }
+
+    /// Writes a secret file `<secrets-dir>/<namespace>/<name>/<key>`.
+    pub fn write_secret(&self, namespace: &str, name: &str, key: &str, value: &str) -> PathBuf {
+        let path = self.secrets.join(namespace).join(name).join(key);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, value).expect("write secret");
+        path
+    }
+
+    /// Runs ferry with exactly `args` (no `--state`/`--secrets-dir` added).
+    pub fn run_raw<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = ferry_command();
+        cmd.args(args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        // Relative paths in the examples (sqlite URLs, out dirs) stay inside the sandbox.
+        cmd.current_dir(self.root());
+        finish(cmd)
+    }
+
+    /// Runs ferry with `args`, then `--state` and `--secrets-dir` of this sandbox.
+    pub fn ferry<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut all: Vec<std::ffi::OsString> =
+            args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        all.push("--state".into());
+        all.push(self.state.clone().into_os_string());
+        all.push("--secrets-dir".into());
+        all.push(self.secrets.clone().into_os_string());
+        self.run_raw(all)
+    }
+
+    /// `ferry apply -f FILES... --auto-approve`, asserting success.
+    #[track_caller]
+    pub fn apply(&self, files: &[&Path]) -> Run {
+        let mut args: Vec<std::ffi::OsString> = vec!["apply".into(), "-f".into()];
+        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+        args.push("--auto-approve".into());
+        self.ferry(args).success()
+    }
+
+    /// `ferry plan -f FILES... -o json`, asserting success, parsed.
+    #[track_caller]
+    pub fn plan_json(&self, files: &[&Path]) -> Value {
+        let mut args: Vec<std::ffi::OsString> = vec!["plan".into(), "-f".into()];
+        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+        args.extend(["-o".into(), "json".into()]);
+        self.ferry(args).success().json()
+    }
+
+    /// Everything observable about the state: lineage, serial, and `ferry get -A -o json` of
+    /// every kind. Two equal snapshots mean nothing changed.
+    #[track_caller]
+    pub fn snapshot(&self) -> StateSnapshot {
+        let empty = self.root().join("no-resources.yaml");
+        std::fs::write(&empty, "# no resources\n").expect("write");
+        let plan = self.plan_json(&[&empty]);
+        let get = |kind: &str| {
+            self.ferry(["get", kind, "-A", "-o", "json"])
+                .success()
+                .json()
+        };
+        StateSnapshot {
+            lineage: plan["lineage"].as_str().expect("lineage").to_string(),
+            serial: plan["serial"].as_u64().expect("serial"),
+            report_schedules: get("rs"),
+            delivery_targets: get("dt"),
+            customer_mappings: get("cm"),
+        }
+    }
+}
+
+/// See [`Sandbox::snapshot`].
+#[derive(Debug, PartialEq)]
+pub struct StateSnapshot {
+    pub lineage: String,
+    pub serial: u64,
+    pub report_schedules: Value,
+    pub delivery_targets: Value,
+    pub customer_mappings: Value,
+}
+
+impl StateSnapshot {
+    /// How many resources the state holds.
+    pub fn len(&self) -> usize {
+        [
+            &self.report_schedules,
+            &self.delivery_targets,
+            &self.customer_mappings,
+        ]
+        .iter()
+        .map(|v| v.as_array().map_or(0, Vec::len))
+        .sum()
+    }
+}
+
+/// The ferry binary with a clean environment: fixed clock, no colour, no inherited FERRY_*
+/// variables (state, secrets dir, secret overrides, log filter).
+pub fn ferry_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FERRY_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("FERRY_NOW", NOW)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn finish(mut cmd: Command) -> Run {
+    let out = cmd.output().expect("ferry runs");
+    Run {
+        code: out
+            .status
+            .code()
+            .expect("ferry exits (not killed by a signal)"),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// 1-based line and column of the first occurrence of `needle` in `text`.
+#[track_caller]
+pub fn line_col(text: &str, needle: &str) -> (usize, usize) {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("`{needle}` not in fixture:\n{text}"));
+    line_col_at(text, at)
+}
+
+/// 1-based line and column of the `nth` (0-based) occurrence of `needle` in `text`.
+#[track_caller]
+pub fn nth_line_col(text: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let at = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("occurrence {nth} of `{needle}` not in fixture:\n{text}"))
+        .0;
+    line_col_at(text, at)
+}
+
+fn line_col_at(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// The stderr line located at `path:line:col: `, with that prefix removed. Panics (showing all
+/// of stderr) when there is none.
+#[track_caller]
+pub fn diag_at<'a>(stderr: &'a str, path: &Path, line: usize, col: usize) -> &'a str {
+    let prefix = format!("{}:{line}:{col}: ", path.display());
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no diagnostic at `{prefix}` in stderr:\n{stderr}"))
+}
+
+/// The stderr line for `resource` (`Kind/name`) and `field`, whatever its position: returns
+/// `(line, col, message)`.
+#[track_caller]
+pub fn diag_for<'a>(
+    stderr: &'a str,
+    path: &Path,
+    resource: &str,
+    field: &str,
+) -> (usize, usize, &'a str) {
+    let file_prefix = format!("{}:", path.display());
+    let middle = format!(": {resource}: {field}: ");
+    for l in stderr.lines() {
+        let Some(rest) = l.strip_prefix(&file_prefix) else {
+            continue;
+        };
+        let Some(i) = rest.find(&middle) else {
+            continue;
+        };
+        let mut pos = rest[..i].split(':');
+        let (Some(line), Some(col), None) = (pos.next(), pos.next(), pos.next()) else {
+            continue;
+        };
+        let (Ok(line), Ok(col)) = (line.parse(), col.parse()) else {
+            continue;
+        };
+        return (line, col, &rest[i + middle.len()..]);
+    }
+    panic!("no diagnostic `{file_prefix}L:C{middle}...` in stderr:\n{stderr}")
+}
+
+/// A YAML document under construction: `apiVersion`, `kind`, `metadata` and an ordered list
+/// of top-level `spec` fields. Values are YAML text: one line (`"00:30"`, `{daily: {at:
+/// "00:30"}}`) or several lines written at indentation 0, which are indented under the key.
+#[derive(Clone, Debug)]
+pub struct Doc {
+    api_version: String,
+    kind: String,
+    name: String,
+    namespace: Option<String>,
+    top: Vec<(String, String)>,
+    spec: Vec<(String, String)>,
+}
+
+impl Doc {
+    /// A document of `kind` named `name` with an empty spec.
+    pub fn new(kind: &str, name: &str) -> Self {
+        Doc {
+            api_version: "ferry.dev/v1alpha1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            namespace: None,
+            top: Vec::new(),
+            spec: Vec::new(),
+        }
+    }
+
+    /// Sets `metadata.namespace`.
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.namespace = Some(ns.into());
+        self
+    }
+
+    /// Replaces `apiVersion`.
+    pub fn api_version(mut self, v: &str) -> Self {
+        self.api_version = v.into();
+        self
+    }
+
+    /// Adds a top-level field next to `spec` (e.g. an unknown one).
+    pub fn top(mut self, key: &str, value: &str) -> Self {
+        self.top.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets a spec field (replacing it in place when present, else appending it).
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        match self.spec.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.into(),
+            None => self.spec.push((key.into(), value.into())),
+        }
+        self
+    }
+
+    /// Removes a spec field.
+    pub fn unset(mut self, key: &str) -> Self {
+        self.spec.retain(|(k, _)| k != key);
+        self
+    }
+
+    /// The YAML text (ends with a newline).
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "apiVersion: {}\nkind: {}\nmetadata:\n  name: {}\n",
+            self.api_version, self.kind, self.name
+        );
+        if let Some(ns) = &self.namespace {
+            out.push_str(&format!("  namespace: {ns}\n"));
+        }
+        for (k, v) in &self.top {
+            field(&mut out, 0, k, v);
+        }
+        if self.spec.is_empty() {
+            out.push_str("spec: {}\n");
+        } else {
+            out.push_str("spec:\n");
+            for (k, v) in &self.spec {
+                field(&mut out, 2, k, v);
+            }
+        }
+        out
+    }
+}
+
+fn field(out: &mut String, indent: usize, key: &str, value: &str) {
+    let pad = " ".repeat(indent);
+    if value.contains('\n') {
+        out.push_str(&format!("{pad}{key}:\n"));
+        for line in value.trim_end_matches('\n').lines() {
+            if line.is_empty() {
+                out.push('\n');
+            } else {
+                out.push_str(&format!("{pad}  {line}\n"));
+            }
+        }
+    } else {
+        out.push_str(&format!("{pad}{key}: {value}\n"));
+    }
+}
+
+/// Joins documents into one multi-document stream.
+pub fn stream(docs: &[Doc]) -> String {
+    docs.iter()
+        .map(Doc::render)
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// A `localDir` DeliveryTarget.
+pub fn local_dir(name: &str) -> Doc {
+    Doc::new("DeliveryTarget", name).set("localDir", &format!("path: out/{name}\n"))
+}
+
+/// An FTP DeliveryTarget whose password is the secret `{name: <name>, key: password}`.
+pub fn ftp_with_password(name: &str) -> Doc {
+    Doc::new("DeliveryTarget", name).set(
+        "ftp",
+        &format!(
+            "host: ftp.partner.example\nusername: partner\npasswordSecretRef:\n  name: {name}\n  key: password\n"
+        ),
+    )
+}
+
+/// A ConnectWise (PSA) DeliveryTarget.
+pub fn connectwise(name: &str) -> Doc {
+    Doc::new("DeliveryTarget", name).set(
+        "connectwise",
+        "site: api-na.myconnectwise.net\n\
+         companyId: mymsp\n\
+         clientId: 7b2c0000-0000-0000-0000-000000000000\n\
+         publicKeySecretRef: {name: cw, key: public}\n\
+         privateKeySecretRef: {name: cw, key: private}\n",
+    )
+}
+
+/// A valid daily ReportSchedule at 00:30 Asia/Tokyo delivering CSV to `target`.
+pub fn report_schedule(name: &str, target: &str) -> Doc {
+    Doc::new("ReportSchedule", name)
+        .set("schedule", "daily:\n  at: \"00:30\"\n")
+        .set("timeZone", "Asia/Tokyo")
+        .set(
+            "source",
+            "sql:\n  url: \"sqlite://shop.db\"\n  query: \"SELECT id, total FROM orders\"\nwindow: previousDay\n",
+        )
+        .set("format", "csv:\n  header: true\n")
+        .set("fileName", "\"orders_{yyyyMMddHHmmss}.csv\"")
+        .set("deliverTo", &format!("- target: {target}\n"))
+}
+
+/// A valid CustomerMapping of `customer` to the ConnectWise target `psa`, on general settings.
+pub fn customer_mapping(name: &str, psa: &str) -> Doc {
+    Doc::new("CustomerMapping", name)
+        .set("customer", name)
+        .set("psa", &format!("{{target: {psa}}}"))
+        .set("company", "{identifier: ACME01}")
+        .set(
+            "contracts",
+            "- {product: endpoint-protection, agreement: \"Managed Services\", item: EP-PROT}\n",
+        )
+        .set("settings", "general")
+}
+
+/// A path as `&str`, to mix paths and flags in one argument list (tempdir paths are UTF-8).
+#[track_caller]
+pub fn s(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
