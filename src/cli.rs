@@ -258,7 +258,9 @@ pub fn now() -> Result<Timestamp> {
         Ok(s) if !s.is_empty() => s
             .parse::<Timestamp>()
             .map_err(|e| Error::Usage(format!("FERRY_NOW `{s}` is not an RFC 3339 instant: {e}"))),
-        _ => Ok(Timestamp::now()),
+        _ => Ok(Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| Timestamp::now())),
     }
 }
 
