@@ -2,35 +2,53 @@
 //! on `apiVersion`/`kind`, unknown fields rejected, and a position for every field so that
 //! every later error can name file, line and column.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use granit_parser::{Event, Parser};
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor,
+};
 use serde_saphyr::MessageFormatter;
 
 use crate::api::{API_VERSION, DEFAULT_NAMESPACE, Kind, ResourceKey, Spec};
 use crate::validate::Diagnostic;
+
+/// The text of one YAML document, with field positions computed on first use (only a
+/// diagnostic needs them, so valid files never pay for the extra parse).
+#[derive(Debug)]
+struct DocumentText {
+    text: String,
+    /// Lines before the document in its file.
+    line_offset: usize,
+    positions: OnceLock<HashMap<String, (usize, usize)>>,
+}
 
 /// Where a resource came from, and where each of its fields sits in that file.
 #[derive(Clone, Debug)]
 pub struct Origin {
     /// The file the document was read from.
     pub file: Arc<PathBuf>,
-    /// Line (1-based) where the document starts.
+    /// Line (1-based) of the document's first node.
     pub line: usize,
-    positions: Arc<HashMap<String, (usize, usize)>>,
+    doc: Arc<DocumentText>,
 }
 
 impl Origin {
     /// Line and column (1-based) of a field path such as `spec.deliverTo[0].target`. Falls back
     /// to the nearest ancestor that exists in the file (for missing fields), then the document.
     pub fn locate(&self, field_path: &str) -> (usize, usize) {
+        let positions = self
+            .doc
+            .positions
+            .get_or_init(|| scan_positions(&self.doc.text, self.doc.line_offset));
         let mut path = field_path;
         loop {
-            if let Some(pos) = self.positions.get(path) {
+            if let Some(pos) = positions.get(path) {
                 return *pos;
             }
             match path.rfind(['.', '[']) {
@@ -86,6 +104,15 @@ pub struct LoadedResource {
     pub spec: Spec,
     /// Where it came from.
     pub origin: Origin,
+    /// The spec as canonical JSON, computed once (validation and planning both need it).
+    spec_json: OnceLock<Arc<serde_json::Value>>,
+}
+
+impl LoadedResource {
+    /// The spec as canonical JSON, shared (not copied) with the desired state.
+    pub fn spec_json(&self) -> &Arc<serde_json::Value> {
+        self.spec_json.get_or_init(|| Arc::new(self.spec.to_json()))
+    }
 }
 
 /// Everything read from a set of paths: the resources that parsed, and the errors of those
@@ -127,13 +154,38 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
                 .push(Diagnostic::file(path, format!("cannot read: {e}"))),
         }
     }
-    for file in files {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => load_text(&file, &text, &mut loaded),
-            Err(e) => loaded
-                .diagnostics
-                .push(Diagnostic::file(&file, format!("cannot read: {e}"))),
-        }
+    // Files parse independently: spread them over the cores, keep the results in file order.
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Loaded> = std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|group| {
+                scope.spawn(move || {
+                    let mut part = Loaded::default();
+                    for file in group {
+                        match std::fs::read_to_string(file) {
+                            Ok(text) => load_text(file, &text, &mut part),
+                            Err(e) => part
+                                .diagnostics
+                                .push(Diagnostic::file(file, format!("cannot read: {e}"))),
+                        }
+                    }
+                    part
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a loader thread panicked"))
+            .collect()
+    });
+    for part in parts {
+        loaded.resources.extend(part.resources);
+        loaded.diagnostics.extend(part.diagnostics);
     }
     loaded
 }
@@ -165,82 +217,66 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), String> {
 /// Parses one file's text (possibly several documents) into `loaded`.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
     let file = Arc::new(file.to_path_buf());
-    let documents = match scan_documents(text) {
-        Ok(docs) => docs,
-        Err((line, col, message)) => {
-            loaded.diagnostics.push(Diagnostic {
-                file: file.as_ref().clone(),
-                line,
-                col,
-                resource: None,
-                field: String::new(),
-                message: format!("invalid YAML: {message}"),
-            });
-            return;
-        }
-    };
-    let line_starts = line_starts(text);
-    for (i, doc) in documents.iter().enumerate() {
-        if doc.empty {
-            continue;
-        }
-        let start = line_starts[doc.first_line - 1];
-        let end = documents
-            .get(i + 1)
-            .map(|next| line_starts[next.first_line - 1])
-            .unwrap_or(text.len());
+    for (first_line, slice) in split_documents(text) {
+        let Some(content_line) = first_content_line(slice) else {
+            continue; // an empty document: only separators, blanks and comments
+        };
         let origin = Origin {
             file: file.clone(),
-            line: doc.content_line,
-            positions: Arc::new(doc.positions.clone()),
+            line: first_line + content_line,
+            doc: Arc::new(DocumentText {
+                text: slice.to_string(),
+                line_offset: first_line - 1,
+                positions: OnceLock::new(),
+            }),
         };
-        match load_document(&text[start..end], doc.first_line - 1, &origin) {
+        match load_document(slice, first_line - 1, &origin) {
             Ok(resource) => loaded.resources.push(resource),
             Err(d) => loaded.diagnostics.push(*d),
         }
     }
 }
 
-fn line_starts(text: &str) -> Vec<usize> {
-    let mut starts = vec![0];
-    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-    starts
+/// Splits a YAML stream into documents by their `---` / `...` markers: (first line, text).
+/// Exact, because YAML forbids a line starting with `---` or `...` inside any scalar.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let is_marker = |line: &str, m: &str| {
+        line.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+    };
+    let mut docs = Vec::new();
+    let (mut start, mut start_line) = (0, 1);
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let line_no = i + 1;
+        if is_marker(line, "---") && offset > start {
+            docs.push((start_line, &text[start..offset]));
+            start = offset;
+            start_line = line_no;
+        }
+        offset += line.len();
+        if is_marker(line, "...") {
+            docs.push((start_line, &text[start..offset]));
+            start = offset;
+            start_line = line_no + 1;
+        }
+    }
+    if start < text.len() {
+        docs.push((start_line, &text[start..]));
+    }
+    docs
 }
 
-/// Only what is needed to dispatch and to name the resource in errors.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Header {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    metadata: Option<HeaderMeta>,
-}
-
-#[derive(Deserialize)]
-struct HeaderMeta {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-}
-
-/// The full document of one kind.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Envelope<S> {
-    #[allow(dead_code)]
-    api_version: String,
-    #[allow(dead_code)]
-    kind: String,
-    metadata: Metadata,
-    spec: S,
-    /// Accepted (objects exported from a cluster carry it) and ignored.
-    #[serde(default)]
-    #[allow(dead_code)]
-    status: Option<IgnoredAny>,
+/// Index (0-based) of the first line holding YAML content, if any.
+fn first_content_line(doc: &str) -> Option<usize> {
+    doc.lines().position(|line| {
+        let body = line
+            .strip_prefix("---")
+            .or_else(|| line.strip_prefix("..."))
+            .unwrap_or(line)
+            .trim();
+        !body.is_empty() && !body.starts_with('#') && !line.starts_with('%')
+    })
 }
 
 /// `metadata` as users write it, also accepting (and ignoring) the server-set fields of an
@@ -280,6 +316,131 @@ struct Metadata {
     self_link: Option<IgnoredAny>,
 }
 
+/// What a document says about itself, recorded while it is parsed so that an error later in
+/// the document can still name its kind and resource.
+#[derive(Default)]
+struct Header {
+    api_version: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+/// The name of a document that is not a Ferry resource, read leniently.
+#[derive(Deserialize)]
+struct LooseMeta {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// A parsed document: metadata and the spec of its kind.
+struct Document {
+    metadata: Option<Metadata>,
+    spec: Option<Spec>,
+}
+
+/// Parses a whole document in one pass, choosing the spec's type from `kind` (which
+/// Kubernetes YAML writes first; a spec written before its kind is buffered, then typed).
+struct DocumentSeed<'a> {
+    header: &'a RefCell<Header>,
+}
+
+const TOP_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = Document;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Document, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed<'_> {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Ferry resource (a mapping with apiVersion, kind, metadata and spec)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        let mut doc = Document {
+            metadata: None,
+            spec: None,
+        };
+        let mut buffered: Option<serde_json::Value> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let foreign = {
+                let h = self.header.borrow();
+                h.api_version.as_deref().is_some_and(|v| v != API_VERSION)
+                    || h.kind.as_deref().is_some_and(|k| kind_of(k).is_none())
+            };
+            match key.as_str() {
+                "apiVersion" => self.header.borrow_mut().api_version = Some(map.next_value()?),
+                "kind" => self.header.borrow_mut().kind = Some(map.next_value()?),
+                "metadata" if foreign => {
+                    // Not ours, but its name makes the error easier to find.
+                    let m: LooseMeta = map.next_value()?;
+                    self.header.borrow_mut().name = m.name;
+                }
+                "metadata" => {
+                    let m: Metadata = map.next_value()?;
+                    let mut h = self.header.borrow_mut();
+                    h.name = Some(m.name.clone());
+                    h.namespace = m.namespace.clone();
+                    doc.metadata = Some(m);
+                }
+                "spec" if !foreign => {
+                    let kind = self.header.borrow().kind.as_deref().and_then(kind_of);
+                    match kind {
+                        Some(Kind::DeliveryTarget) => {
+                            doc.spec = Some(Spec::DeliveryTarget(Box::new(map.next_value()?)))
+                        }
+                        Some(Kind::ReportSchedule) => {
+                            doc.spec = Some(Spec::ReportSchedule(map.next_value()?))
+                        }
+                        Some(Kind::CustomerMapping) => {
+                            doc.spec = Some(Spec::CustomerMapping(map.next_value()?))
+                        }
+                        None => buffered = Some(map.next_value()?),
+                    }
+                }
+                "status" => {
+                    // Objects exported from a cluster carry it: accepted and ignored.
+                    map.next_value::<IgnoredAny>()?;
+                }
+                other if foreign => {
+                    let _ = other;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                other => return Err(de::Error::unknown_field(other, TOP_FIELDS)),
+            }
+        }
+        if let (Some(value), Some(kind)) = (
+            buffered,
+            self.header.borrow().kind.as_deref().and_then(kind_of),
+        ) {
+            doc.spec = Some(spec_from_json(kind, value).map_err(de::Error::custom)?);
+        }
+        Ok(doc)
+    }
+}
+
+fn kind_of(name: &str) -> Option<Kind> {
+    Kind::ALL.into_iter().find(|k| k.as_str() == name)
+}
+
+/// Types a spec that was written before its `kind`, keeping the failing field's path.
+fn spec_from_json(kind: Kind, value: serde_json::Value) -> Result<Spec, String> {
+    fn typed<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+        serde_path_to_error::deserialize(v).map_err(|e| format!("spec.{}: {}", e.path(), e.inner()))
+    }
+    Ok(match kind {
+        Kind::DeliveryTarget => Spec::DeliveryTarget(Box::new(typed(value)?)),
+        Kind::ReportSchedule => Spec::ReportSchedule(typed(value)?),
+        Kind::CustomerMapping => Spec::CustomerMapping(typed(value)?),
+    })
+}
+
 fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
@@ -287,60 +448,84 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-/// Deserializes `T` from one document, turning a failure into (field path, line, col, message).
-fn deserialize<T: DeserializeOwned>(
+/// A serde failure: (field path, line, col, message); line 0 when unknown.
+type Failure = (String, usize, usize, String);
+
+/// Parses one document, turning a failure into a [`Failure`] with serde's wording made
+/// clearer where it speaks of mechanics rather than of the user's YAML.
+fn parse_document(
     text: &str,
     line_offset: usize,
-) -> Result<T, (String, usize, usize, String)> {
+    header: &RefCell<Header>,
+) -> Result<Document, Failure> {
     // The failing field's path is kept aside: returning the error itself from the closure
     // stops serde-saphyr from reading on (and reporting trailing content instead).
     let mut failed_path = String::new();
     let result =
         serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |de| {
-            serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
-                failed_path = e.path().to_string();
-                e.into_inner()
-            })
+            let mut track = serde_path_to_error::Track::new();
+            let result = DocumentSeed { header }
+                .deserialize(serde_path_to_error::Deserializer::new(de, &mut track));
+            result.inspect_err(|_| failed_path = track.path().to_string())
         });
-    match result {
-        Ok(value) => Ok(value),
-        Err(err) => {
-            let message = serde_saphyr::UserMessageFormatter
-                .format_message(&err)
-                .into_owned();
-            let (line, col) = err
-                .location()
-                .map(|l| (l.line() as usize + line_offset, l.column() as usize))
-                .unwrap_or((0, 0));
-            let mut path = if failed_path == "." {
-                String::new()
-            } else {
-                failed_path
-            };
-            let mut message = message;
-            if message.contains("expected end of mapping after enum variant") {
-                // `{daily: ..., weekly: ...}`: name the choice, not serde's mechanics.
-                let chosen = path.rsplit('.').next().unwrap_or_default().to_string();
-                if let Some(i) = path.rfind('.') {
-                    path.truncate(i);
-                }
-                message = format!(
-                    "give exactly one kind here: found `{chosen}` and another key after it"
-                );
-            }
-            if message.contains("expected string key for externally tagged enum") {
-                let choices = if path.ends_with("schedule") {
-                    "daily, weekly, monthly, cron, every"
-                } else if path.ends_with("format") {
-                    "csv, xlsx, pdf"
-                } else {
-                    "the documented keys"
-                };
-                message = format!("give exactly one of {choices}");
-            }
-            Err((path, line, col, message))
-        }
+    let err = match result {
+        Ok(doc) => return Ok(doc),
+        Err(err) => err,
+    };
+    let mut message = serde_saphyr::UserMessageFormatter
+        .format_message(&err)
+        .into_owned();
+    let (line, col) = err
+        .location()
+        .map(|l| (l.line() as usize + line_offset, l.column() as usize))
+        .unwrap_or((0, 0));
+    let mut path = if failed_path == "." {
+        String::new()
+    } else {
+        failed_path
+    };
+    if let Some((line, col, syntax)) = syntax_error(text) {
+        // A type error is often the symptom of a syntax error further on: report the cause.
+        return Err((
+            String::new(),
+            line + line_offset,
+            col,
+            format!("invalid YAML: {syntax}"),
+        ));
     }
+    if path.is_empty()
+        && let Some(field) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+    {
+        path = field.to_string();
+    }
+    if let Some(rest) = message.strip_prefix("spec.")
+        && let Some((inner_path, inner_message)) = rest.split_once(": ")
+    {
+        // A buffered spec (written before its kind) reports its own path.
+        path = format!("spec.{inner_path}");
+        message = inner_message.to_string();
+    }
+    if message.contains("expected end of mapping after enum variant") {
+        // `{daily: ..., weekly: ...}`: name the choice, not serde's mechanics.
+        let chosen = path.rsplit('.').next().unwrap_or_default().to_string();
+        if let Some(i) = path.rfind('.') {
+            path.truncate(i);
+        }
+        message = format!("give exactly one kind here: found `{chosen}` and another key after it");
+    }
+    if message.contains("expected string key for externally tagged enum") {
+        let choices = if path.ends_with("schedule") {
+            "daily, weekly, monthly, cron, every"
+        } else if path.ends_with("format") {
+            "csv, xlsx, pdf"
+        } else {
+            "the documented keys"
+        };
+        message = format!("give exactly one of {choices}");
+    }
+    Err((path, line, col, message))
 }
 
 fn load_document(
@@ -348,102 +533,93 @@ fn load_document(
     line_offset: usize,
     origin: &Origin,
 ) -> Result<LoadedResource, Box<Diagnostic>> {
-    let fail = |key: Option<&ResourceKey>,
-                (path, line, col, message): (String, usize, usize, String)| {
-        let missing_field = message.starts_with("missing field");
-        let mut d = origin.diagnostic(key, &path, message);
-        // serde reports a missing field where it stopped reading (the last key); the mapping
-        // that lacks it is where the user has to look.
-        if line > 0 && !missing_field {
-            d.line = line;
-            d.col = col;
-        }
-        Box::new(d)
-    };
-    let header: Header = deserialize(text, line_offset).map_err(|e| fail(None, e))?;
+    let header = RefCell::new(Header::default());
+    let parsed = parse_document(text, line_offset, &header);
+    let header = header.into_inner();
     let api_version = header.api_version.unwrap_or_default();
     let kind_name = header.kind.unwrap_or_default();
-    let name = header
-        .metadata
-        .as_ref()
-        .and_then(|m| m.name.clone())
-        .unwrap_or_default();
+    let name = header.name.unwrap_or_default();
+    let kind = kind_of(&kind_name);
     let named =
         |kind: &str| (!kind.is_empty() && !name.is_empty()).then(|| format!("{kind}/{name}"));
-    let with_name = |mut d: Diagnostic, kind: &str| {
-        d.resource = named(kind);
+    let located = |field: &str, message: String| {
+        let mut d = origin.diagnostic(None, field, message);
+        d.resource = named(&kind_name);
         Box::new(d)
     };
-    if api_version.is_empty() {
-        return Err(Box::new(origin.diagnostic(
-            None,
-            "apiVersion",
-            format!("missing apiVersion (expected {API_VERSION})"),
-        )));
-    }
-    if api_version != API_VERSION {
-        let d = origin.diagnostic(
-            None,
-            "apiVersion",
-            format!("apiVersion `{api_version}` is not a Ferry resource (expected {API_VERSION})"),
-        );
-        return Err(with_name(d, &kind_name));
-    }
-    let kind = match Kind::ALL.into_iter().find(|k| k.as_str() == kind_name) {
-        Some(kind) => kind,
-        None => {
-            let d = origin.diagnostic(
-                None,
-                "kind",
-                format!(
-                    "unknown kind `{kind_name}` (expected ReportSchedule, DeliveryTarget or CustomerMapping)"
-                ),
-            );
-            return Err(with_name(d, &kind_name));
+    let doc = match parsed {
+        Ok(doc) => doc,
+        Err((path, line, col, message)) => {
+            // Header problems explain a failure better than its symptom.
+            if api_version.is_empty() || api_version == API_VERSION && kind.is_some() {
+                let missing_field = message.starts_with("missing field");
+                let mut d = located(&path, message);
+                // serde reports a missing field where it stopped reading (the last key); the
+                // mapping that lacks it is where the user has to look.
+                if line > 0 && !missing_field {
+                    d.line = line;
+                    d.col = col;
+                }
+                return Err(d);
+            }
+            Document {
+                metadata: None,
+                spec: None,
+            }
         }
     };
-    let namespace = header
-        .metadata
-        .and_then(|m| m.namespace)
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-    let key = ResourceKey::new(kind, namespace, name);
-    let (metadata, spec) = match kind {
-        Kind::DeliveryTarget => {
-            parse_envelope(text, line_offset, |s| Spec::DeliveryTarget(Box::new(s)))
-        }
-        Kind::ReportSchedule => parse_envelope(text, line_offset, Spec::ReportSchedule),
-        Kind::CustomerMapping => parse_envelope(text, line_offset, Spec::CustomerMapping),
+    if api_version.is_empty() {
+        return Err(located(
+            "apiVersion",
+            format!("missing apiVersion (expected {API_VERSION})"),
+        ));
     }
-    .map_err(|e| fail(Some(&key), e))?;
+    if api_version != API_VERSION {
+        return Err(located(
+            "apiVersion",
+            format!("apiVersion `{api_version}` is not a Ferry resource (expected {API_VERSION})"),
+        ));
+    }
+    let Some(kind) = kind else {
+        return Err(located(
+            "kind",
+            format!(
+                "unknown kind `{kind_name}` (expected ReportSchedule, DeliveryTarget or CustomerMapping)"
+            ),
+        ));
+    };
+    let Some(metadata) = doc.metadata else {
+        return Err(located("metadata", "missing field `metadata`".into()));
+    };
+    let Some(spec) = doc.spec else {
+        return Err(located("spec", "missing field `spec`".into()));
+    };
+    let namespace = metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     Ok(LoadedResource {
-        key,
+        key: ResourceKey::new(kind, namespace, metadata.name),
         meta: Meta {
             labels: metadata.labels,
             annotations: metadata.annotations,
         },
         spec,
         origin: origin.clone(),
+        spec_json: OnceLock::new(),
     })
 }
 
-fn parse_envelope<S: DeserializeOwned>(
-    text: &str,
-    line_offset: usize,
-    wrap: fn(S) -> Spec,
-) -> Result<(Metadata, Spec), (String, usize, usize, String)> {
-    let envelope: Envelope<S> = deserialize(text, line_offset)?;
-    Ok((envelope.metadata, wrap(envelope.spec)))
-}
-
-/// One document of a YAML stream, with the position of every field path in it.
-struct ScannedDocument {
-    /// First line of the document's text (its `---` line when explicit).
-    first_line: usize,
-    /// Line of the document's first node.
-    content_line: usize,
-    /// The document holds no node (e.g. a trailing `---`).
-    empty: bool,
-    positions: HashMap<String, (usize, usize)>,
+/// The first syntax error of a document, if any: (line, column, message).
+fn syntax_error(text: &str) -> Option<(usize, usize, String)> {
+    let mut parser = Parser::new_from_str(text);
+    while let Some(event) = parser.next_event() {
+        if let Err(e) = event {
+            let m = e.marker();
+            return Some((m.line(), m.col() + 1, e.info().to_string()));
+        }
+    }
+    None
 }
 
 enum Frame {
@@ -458,44 +634,24 @@ enum Frame {
     },
 }
 
-/// Walks the YAML events once, splitting documents and recording, for every field path
-/// (`spec.deliverTo[0].target`), the line and column of its value (scalars) or key
-/// (collections).
-fn scan_documents(text: &str) -> Result<Vec<ScannedDocument>, (usize, usize, String)> {
+/// Walks one document's YAML events, recording for every field path
+/// (`spec.deliverTo[0].target`) the line and column of its value (scalars) or key
+/// (collections). On a syntax error, the positions seen so far.
+fn scan_positions(text: &str, line_offset: usize) -> HashMap<String, (usize, usize)> {
     let mut parser = Parser::new_from_str(text);
-    let mut docs: Vec<ScannedDocument> = Vec::new();
+    let mut positions = HashMap::new();
     let mut stack: Vec<Frame> = Vec::new();
-    while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| {
-            let m = e.marker();
-            (m.line(), m.col() + 1, e.info().to_string())
-        })?;
-        let pos = (span.start.line(), span.start.col() + 1);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let pos = (span.start.line() + line_offset, span.start.col() + 1);
         match event {
-            Event::DocumentStart(..) => {
-                docs.push(ScannedDocument {
-                    first_line: span.start.line(),
-                    content_line: span.start.line(),
-                    empty: true,
-                    positions: HashMap::new(),
-                });
-                stack.clear();
-            }
             Event::Scalar(value, ..) | Event::UnresolvedAlias(value) => {
-                let Some(doc) = docs.last_mut() else { continue };
-                if stack.is_empty() && span.start.index() == span.end.index() {
-                    // The implicit null of an empty document (`---` then nothing).
-                    continue;
-                }
-                node(doc, &mut stack, pos, false, Some(value.as_ref()));
+                node(&mut positions, &mut stack, pos, false, Some(value.as_ref()));
             }
             Event::Alias(_) => {
-                let Some(doc) = docs.last_mut() else { continue };
-                node(doc, &mut stack, pos, false, Some("*"));
+                node(&mut positions, &mut stack, pos, false, Some("*"));
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let Some(doc) = docs.last_mut() else { continue };
-                let path = node(doc, &mut stack, pos, true, None);
+                let path = node(&mut positions, &mut stack, pos, true, None);
                 if matches!(event, Event::MappingStart(..)) {
                     stack.push(Frame::Map { path, key: None });
                 } else {
@@ -505,25 +661,22 @@ fn scan_documents(text: &str) -> Result<Vec<ScannedDocument>, (usize, usize, Str
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
             }
+            Event::DocumentEnd => break,
             _ => {}
         }
     }
-    Ok(docs)
+    positions
 }
 
 /// Records one node; returns its path. `key_text` is the scalar text (used when the node is
 /// a mapping key).
 fn node(
-    doc: &mut ScannedDocument,
+    positions: &mut HashMap<String, (usize, usize)>,
     stack: &mut [Frame],
     pos: (usize, usize),
     collection: bool,
     key_text: Option<&str>,
 ) -> String {
-    if doc.empty {
-        doc.empty = false;
-        doc.content_line = pos.0;
-    }
     let Some(frame) = stack.last_mut() else {
         return String::new();
     };
@@ -541,14 +694,14 @@ fn node(
                     format!("{path}.{k}")
                 };
                 let at = if collection { key_at } else { pos };
-                doc.positions.insert(child.clone(), at);
+                positions.insert(child.clone(), at);
                 child
             }
         },
         Frame::Seq { path, index } => {
             let child = format!("{path}[{index}]");
             *index += 1;
-            doc.positions.insert(child.clone(), pos);
+            positions.insert(child.clone(), pos);
             child
         }
     }

@@ -200,10 +200,24 @@ impl StateStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Decoding the JSON columns dominates: spread it over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = rows.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<StoredResource>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = rows
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(row_to_resource).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a state decoding thread panicked"))
+                .collect()
+        });
         let mut resources = BTreeMap::new();
-        for row in rows {
-            let r = row_to_resource(&row)?;
-            resources.insert(r.key.clone(), r);
+        for part in parts {
+            for r in part? {
+                resources.insert(r.key.clone(), r);
+            }
         }
         Ok(ActualState {
             lineage,

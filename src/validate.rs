@@ -140,7 +140,7 @@ pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
             Spec::ReportSchedule(spec) => check_report_schedule(&mut c, spec, &targets),
             Spec::CustomerMapping(spec) => check_customer_mapping(&mut c, spec, &targets),
         }
-        check_secret_refs(&mut c, &r.spec.to_json(), "spec");
+        check_secret_refs(&mut c, r.spec_json(), "spec");
     }
     out.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     out
@@ -742,27 +742,45 @@ fn check_psa_settings(
 /// Every `*SecretRef` object in a spec, found structurally so that new fields need no code.
 pub fn secret_refs(spec: &serde_json::Value, path: &str) -> Vec<(String, SecretRef)> {
     let mut out = Vec::new();
-    collect_secret_refs(spec, path, &mut out);
+    let mut buf = path.to_string();
+    collect_secret_refs(spec, &mut buf, &mut out);
     out
 }
 
-fn collect_secret_refs(value: &serde_json::Value, path: &str, out: &mut Vec<(String, SecretRef)>) {
+/// Walks `value` with one reusable path buffer (specs are walked for every resource).
+fn collect_secret_refs(
+    value: &serde_json::Value,
+    path: &mut String,
+    out: &mut Vec<(String, SecretRef)>,
+) {
+    use std::fmt::Write as _;
+    let len = path.len();
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                let child = format!("{path}.{k}");
+                if !(v.is_object() || v.is_array()) {
+                    continue;
+                }
+                path.push('.');
+                path.push_str(k);
                 if k.ends_with("SecretRef")
                     && let Ok(r) = serde_json::from_value::<SecretRef>(v.clone())
                 {
-                    out.push((child, r));
+                    out.push((path.clone(), r));
                 } else {
-                    collect_secret_refs(v, &child, out);
+                    collect_secret_refs(v, path, out);
                 }
+                path.truncate(len);
             }
         }
         serde_json::Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                collect_secret_refs(v, &format!("{path}[{i}]"), out);
+                if !(v.is_object() || v.is_array()) {
+                    continue;
+                }
+                let _ = write!(path, "[{i}]");
+                collect_secret_refs(v, path, out);
+                path.truncate(len);
             }
         }
         _ => {}

@@ -69,7 +69,11 @@ fn a_yaml_syntax_error_is_reported_at_its_line_and_column() {
     let stderr = rejected(&sb, &[&path]);
     let (line, col) = line_col(&text, "[unclosed");
     let message = diag_at(&stderr, &path, line, col);
-    assert!(message.starts_with("invalid YAML: "), "{message}");
+    // Parsed up to the error, the document already named itself.
+    assert!(
+        message.starts_with("DeliveryTarget/broken: invalid YAML: "),
+        "{message}"
+    );
     assert!(message.contains("unclosed"), "{message}");
     assert_eq!(stderr.lines().count(), 1, "one error for one syntax error");
 }

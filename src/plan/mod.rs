@@ -38,6 +38,17 @@ pub struct DesiredResource {
     /// `file:line` it was read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The spec as canonical JSON, computed once.
+    #[serde(skip)]
+    spec_json: std::sync::OnceLock<std::sync::Arc<Value>>,
+}
+
+impl DesiredResource {
+    /// The spec as canonical JSON.
+    pub fn spec_json(&self) -> &Value {
+        self.spec_json
+            .get_or_init(|| std::sync::Arc::new(self.spec.to_json()))
+    }
 }
 
 /// Builds the desired state. `digest` resolves a secret reference to the keyed hash of its
@@ -49,10 +60,21 @@ pub fn desired_state(
 ) -> crate::Result<(Vec<DesiredResource>, Vec<String>)> {
     let mut desired = Vec::with_capacity(loaded.len());
     let mut warnings = Vec::new();
+    let mut cache: std::collections::HashMap<(String, SecretRef), Option<String>> =
+        std::collections::HashMap::new();
     for r in loaded {
         let mut secret_digests = BTreeMap::new();
-        for (path, sref) in secret_refs(&r.spec.to_json(), "spec") {
-            let d = digest(&r.key.namespace, &sref)?;
+        for (path, sref) in secret_refs(r.spec_json(), "spec") {
+            // Many resources share a secret: resolve each one once.
+            let cache_key = (r.key.namespace.clone(), sref.clone());
+            let d = match cache.get(&cache_key) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = digest(&r.key.namespace, &sref)?;
+                    cache.insert(cache_key, d.clone());
+                    d
+                }
+            };
             if d.is_none() {
                 let (line, col) = r.origin.locate(&path);
                 warnings.push(format!(
@@ -72,6 +94,7 @@ pub fn desired_state(
             spec: r.spec.clone(),
             secret_digests,
             source: Some(r.origin.short()),
+            spec_json: std::sync::OnceLock::from(std::sync::Arc::clone(r.spec_json())),
         });
     }
     Ok((desired, warnings))
@@ -217,15 +240,24 @@ pub fn plan(
     let mut wanted = BTreeSet::new();
     for d in desired {
         wanted.insert(&d.key);
-        let spec = d.spec.to_json();
+        let spec = d.spec_json();
         let change = match actual.resources.get(&d.key) {
             None => {
                 let mut fields = Vec::new();
                 diff_values("metadata", None, Some(&meta_json(&d.meta)), &mut fields);
-                diff_values("spec", None, Some(&spec), &mut fields);
+                diff_values("spec", None, Some(spec), &mut fields);
                 diff_secrets(&BTreeMap::new(), &d.secret_digests, &mut fields);
                 summary.create += 1;
                 new_change(Action::Create, d, fields, describe::created(&d.spec))
+            }
+            Some(stored)
+                if &stored.spec == spec
+                    && stored.meta == d.meta
+                    && stored.secret_digests == d.secret_digests =>
+            {
+                // The common case in a large repository: skip the field-by-field walk.
+                summary.unchanged += 1;
+                new_change(Action::NoOp, d, Vec::new(), Vec::new())
             }
             Some(stored) => {
                 let mut fields = Vec::new();
@@ -235,7 +267,7 @@ pub fn plan(
                     Some(&meta_json(&d.meta)),
                     &mut fields,
                 );
-                diff_values("spec", Some(&stored.spec), Some(&spec), &mut fields);
+                diff_values("spec", Some(&stored.spec), Some(spec), &mut fields);
                 diff_secrets(&stored.secret_digests, &d.secret_digests, &mut fields);
                 if fields.is_empty() {
                     summary.unchanged += 1;
@@ -489,7 +521,7 @@ pub fn writes(
                 out.push(StateWrite::Upsert(Box::new(StoredResource {
                     key: key.clone(),
                     generation,
-                    spec: d.spec.to_json(),
+                    spec: d.spec_json().clone(),
                     meta: d.meta.clone(),
                     secret_digests: d.secret_digests.clone(),
                     external_ids: old
