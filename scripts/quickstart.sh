@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ferry's quick start on embedded defaults: no cluster, no server, no secret.
-# Builds ferry, creates the demo SQLite database from examples/quickstart/shop.sql, then
-# validates, plans and applies the quickstart resources and previews their next runs.
+# Builds ferry, creates the demo SQLite database from examples/quickstart/shop.sql, validates,
+# plans and applies the quickstart resources, runs both reports for the demo data's slot
+# (2025-06-16 00:30 Asia/Tokyo) and leaves the files in out/quickstart/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,18 @@ PY
 "$ferry" validate -f examples/quickstart
 "$ferry" plan -f examples/quickstart
 "$ferry" apply -f examples/quickstart --auto-approve
-"$ferry" get reportschedules
+
+# The demo data is fixed around one slot: run both schedules for it.
+slot=2025-06-16T00:30:00+09:00
+"$ferry" run-now reportschedule/order-items-daily --slot "$slot"
+"$ferry" run-now reportschedule/sales-weekly-xlsx --slot "$slot"
+"$ferry" history reportschedule/order-items-daily
+
+echo
+echo "Report files:"
+ls -l out/quickstart/
 echo
 echo "Next runs of order-items-daily (slot time in Asia/Tokyo, and the file each produces):"
 "$ferry" next reportschedule/order-items-daily -f examples/quickstart --count 3
+echo
+echo "To keep running on schedule: $ferry run -f examples/quickstart"

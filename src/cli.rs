@@ -11,9 +11,11 @@ use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
 use crate::api::{DEFAULT_NAMESPACE, Kind, ResourceKey, Spec};
+use crate::ledger::Trigger;
 use crate::load::{self, LoadedResource};
 use crate::plan::render::{self, Output};
 use crate::plan::{self, DesiredResource, Plan, SavedPlan};
+use crate::runner::{RunRequest, Runner, ScheduleView};
 use crate::secrets::{self, FileSecrets};
 use crate::state::{self, ActualState, StateStore};
 use crate::validate::{self, Diagnostic};
@@ -143,6 +145,55 @@ pub enum Command {
         /// How many runs.
         #[arg(long, default_value_t = 5)]
         count: usize,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ListOutput,
+    },
+    /// Apply the files, then run every ReportSchedule when due (a daemon): missed slots run
+    /// once within `startingDeadline`, interrupted runs resume, files are reloaded when they
+    /// change or on SIGHUP, SIGTERM lets running exports finish.
+    Run {
+        /// Files or directories (recursive, .yaml/.yml).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Run what is due now (and resume interrupted runs), wait for it, then exit;
+        /// exit 1 if any run failed.
+        #[arg(long)]
+        once: bool,
+        /// After SIGTERM, how long running exports may take to finish.
+        #[arg(long, default_value = "30s", value_name = "DURATION")]
+        shutdown_grace: String,
+        /// How often the files are checked for changes.
+        #[arg(long, default_value = "2s", value_name = "DURATION")]
+        poll: String,
+    },
+    /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
+    /// window and file name. Uses the applied resources (`ferry apply` first).
+    RunNow {
+        /// `reportschedule/NAME`.
+        resource: String,
+        /// Namespace.
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// The slot to run, RFC 3339 (e.g. 2026-07-31T00:30:00+09:00): backfill or re-send
+        /// that period. Default: now.
+        #[arg(long)]
+        slot: Option<String>,
+        /// Deliver again to targets that already received this slot.
+        #[arg(long)]
+        resend: bool,
+    },
+    /// The run history of a ReportSchedule: slot, trigger, outcome, rows, bytes, sha256 and
+    /// every delivery with its receipt.
+    History {
+        /// `reportschedule/NAME`.
+        resource: String,
+        /// Namespace.
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// How many runs, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
         output: ListOutput,
@@ -300,6 +351,24 @@ async fn run(cli: Cli) -> Result<u8> {
             all_namespaces,
             output,
         } => get_cmd(&ctx, &resource, name, &namespace, all_namespaces, output).await,
+        Command::Run {
+            files,
+            once,
+            shutdown_grace,
+            poll,
+        } => run_cmd(&ctx, files, once, &shutdown_grace, &poll).await,
+        Command::RunNow {
+            resource,
+            namespace,
+            slot,
+            resend,
+        } => run_now_cmd(&ctx, &resource, &namespace, slot, resend).await,
+        Command::History {
+            resource,
+            namespace,
+            limit,
+            output,
+        } => history_cmd(&ctx, &resource, &namespace, limit, output).await,
         Command::Crds { reference } => {
             if reference {
                 out!("{}", crate::crds::reference_markdown());
@@ -711,4 +780,196 @@ pub fn print_table(rows: &[Vec<String>]) {
             .collect();
         let _ = writeln!(out, "{}", line.join("   ").trim_end());
     }
+}
+
+fn parse_flag_duration(flag: &str, value: &str) -> Result<Duration> {
+    crate::schedule::parse_duration(value).map_err(|e| Error::Usage(format!("{flag}: {e}")))
+}
+
+async fn run_cmd(
+    ctx: &Ctx,
+    files: Vec<PathBuf>,
+    once: bool,
+    shutdown_grace: &str,
+    poll: &str,
+) -> Result<u8> {
+    let options = crate::daemon::Options {
+        files: files.clone(),
+        once,
+        shutdown_grace: parse_flag_duration("--shutdown-grace", shutdown_grace)?,
+        poll: parse_flag_duration("--poll", poll)?,
+    };
+    // One daemon per state: the lock is held for the daemon's life.
+    let _lock = ctx.lock("run")?;
+    let store = StateStore::open(&ctx.state_path).await?;
+    let mut runner = Runner::new(store.clone(), ctx.secrets.clone());
+    runner.progress = once;
+    let summary = crate::daemon::run(runner, options, || {
+        let (store, files) = (store.clone(), files.clone());
+        async move {
+            let (plan, desired, actual) = make_plan(ctx, &store, &files).await?;
+            for w in &plan.warnings {
+                tracing::warn!("{w}");
+            }
+            if plan.summary.has_changes() {
+                let writes = plan::writes(&plan, &desired, &actual, now()?);
+                store.commit(&plan.lineage, plan.serial, &writes).await?;
+                let s = &plan.summary;
+                tracing::info!(
+                    created = s.create,
+                    updated = s.update,
+                    deleted = s.delete,
+                    "applied the files"
+                );
+                eprintln!(
+                    "Applied: {} created, {} updated, {} deleted.",
+                    s.create, s.update, s.delete
+                );
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    if once {
+        eprintln!(
+            "Runs: {} succeeded, {} failed.",
+            summary.succeeded, summary.failed
+        );
+    }
+    Ok(if summary.failed > 0 { 1 } else { 0 })
+}
+
+async fn schedule_view(
+    store: &StateStore,
+    resource: &str,
+    namespace: &str,
+) -> Result<ScheduleView> {
+    let (kind, name) = parse_resource(resource, None)?;
+    let Some(name) = name.filter(|_| kind == Kind::ReportSchedule) else {
+        return Err(Error::Usage(format!(
+            "`{resource}`: expected reportschedule/NAME"
+        )));
+    };
+    let key = ResourceKey::new(Kind::ReportSchedule, namespace, &name);
+    let stored = store.get(&key).await?.ok_or_else(|| {
+        Error::Usage(format!(
+            "ReportSchedule `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
+            store.path().display()
+        ))
+    })?;
+    ScheduleView::from_stored(&stored)
+}
+
+async fn run_now_cmd(
+    ctx: &Ctx,
+    resource: &str,
+    namespace: &str,
+    slot: Option<String>,
+    resend: bool,
+) -> Result<u8> {
+    let store = StateStore::open(&ctx.state_path).await?;
+    let view = schedule_view(&store, resource, namespace).await?;
+    let tz = view.compiled()?.time_zone().clone();
+    let (slot, trigger) = match slot {
+        Some(s) => {
+            let at: Timestamp = s.parse().map_err(|e| {
+                Error::Usage(format!("--slot `{s}` is not an RFC 3339 instant: {e}"))
+            })?;
+            (at.to_zoned(tz), Trigger::Backfill)
+        }
+        None => (now()?.to_zoned(tz), Trigger::RunNow),
+    };
+    let mut runner = Runner::new(store, ctx.secrets.clone());
+    runner.progress = true;
+    let report = runner
+        .execute(
+            &view,
+            RunRequest {
+                slot: slot.clone(),
+                trigger,
+                resend,
+                resume: None,
+            },
+        )
+        .await?;
+    outln!(
+        "{}: slot {} ({}): {}, {} rows, {} bytes, file {}",
+        view.key,
+        crate::ledger::rfc3339(&slot),
+        trigger.as_str(),
+        report.outcome.as_str(),
+        report.rows,
+        report.bytes,
+        report.file_name
+    );
+    for (target, outcome) in &report.targets {
+        outln!("  {target}: {outcome}");
+    }
+    if let Some(e) = &report.error {
+        eprintln!("Error: {e}");
+    }
+    Ok(if report.outcome == crate::ledger::Outcome::Succeeded {
+        0
+    } else {
+        1
+    })
+}
+
+async fn history_cmd(
+    ctx: &Ctx,
+    resource: &str,
+    namespace: &str,
+    limit: u32,
+    output: ListOutput,
+) -> Result<u8> {
+    let store = StateStore::open(&ctx.state_path).await?;
+    let view = schedule_view(&store, resource, namespace).await?;
+    let runs = crate::ledger::Ledger::new(store.pool().clone())
+        .history(&view.key.namespace, &view.key.name, limit)
+        .await?;
+    match output {
+        ListOutput::Json => outln!("{}", serde_json::to_string_pretty(&runs).expect("json")),
+        ListOutput::Text => {
+            if runs.is_empty() {
+                eprintln!("No runs of {} yet.", view.key);
+                return Ok(0);
+            }
+            let mut rows = vec![
+                [
+                    "SLOT",
+                    "TRIGGER",
+                    "OUTCOME",
+                    "ROWS",
+                    "BYTES",
+                    "FILE",
+                    "DELIVERIES",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for r in &runs {
+                let deliveries = r
+                    .deliveries
+                    .iter()
+                    .map(|d| format!("{}={}", d.target, d.outcome))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                rows.push(vec![
+                    r.slot.clone(),
+                    r.trigger.clone(),
+                    r.outcome.as_str().to_string(),
+                    r.rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    r.bytes.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    r.file_name.clone().unwrap_or_else(|| "-".into()),
+                    if deliveries.is_empty() {
+                        r.error.clone().unwrap_or_else(|| "-".into())
+                    } else {
+                        deliveries
+                    },
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(0)
 }

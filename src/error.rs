@@ -28,6 +28,20 @@ pub enum Error {
     /// A referenced secret is missing or unreadable.
     #[error("{0}")]
     Secret(String),
+    /// A data source (database, query) failed. Never carries credentials.
+    #[error("source: {0}")]
+    Source(String),
+    /// Writing a report file failed (e.g. a character the encoding cannot represent).
+    #[error("export: {0}")]
+    Export(String),
+    /// Delivering a file to a target failed.
+    #[error("delivery to {target}: {message}")]
+    Delivery {
+        /// The DeliveryTarget.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The command line asked for something that does not exist or does not fit.
     #[error("{0}")]
     Usage(String),

@@ -8,13 +8,19 @@
 pub mod api;
 pub mod cli;
 pub mod crds;
+pub mod daemon;
+pub mod deliver;
 pub mod error;
+pub mod export;
 pub mod filename;
 pub mod fsutil;
+pub mod ledger;
 pub mod load;
 pub mod plan;
+pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod source;
 pub mod state;
 pub mod validate;
 

@@ -19,7 +19,8 @@ use crate::load::Meta;
 use crate::{Error, Result};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -38,7 +39,48 @@ CREATE TABLE IF NOT EXISTS resources (
     updated_at     TEXT NOT NULL,
     PRIMARY KEY (kind, namespace, name)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace   TEXT NOT NULL,
+    schedule    TEXT NOT NULL,
+    slot        TEXT NOT NULL,
+    slot_epoch  INTEGER NOT NULL,
+    trigger     TEXT NOT NULL,
+    generation  INTEGER NOT NULL DEFAULT 0,
+    outcome     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    rows        INTEGER,
+    bytes       INTEGER,
+    sha256      TEXT,
+    file_name   TEXT,
+    staged_path TEXT,
+    error       TEXT,
+    owner       TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs (namespace, schedule, slot_epoch);
+CREATE TABLE IF NOT EXISTS deliveries (
+    run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    namespace   TEXT NOT NULL,
+    schedule    TEXT NOT NULL,
+    slot_epoch  INTEGER NOT NULL,
+    target      TEXT NOT NULL,
+    resend      INTEGER NOT NULL DEFAULT 0,
+    outcome     TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    receipt     TEXT,
+    error       TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (run_id, target)
+);
+-- The idempotency key: a (schedule, slot, target) succeeds at most once, except for an
+-- explicit re-send, which carries its own run id in `resend`.
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_once
+    ON deliveries (namespace, schedule, slot_epoch, target, resend) WHERE outcome = 'succeeded';
+"#,
+];
 
 /// A resource as last applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -148,6 +190,7 @@ impl StateStore {
             )));
         }
         for m in &MIGRATIONS[version.max(1)..] {
+            // Later migrations are static SQL from this file.
             sqlx::raw_sql(sqlx::AssertSqlSafe(*m))
                 .execute(&mut *tx)
                 .await?;

@@ -1,0 +1,259 @@
+//! `ferry run`: apply the files, then fire runs when due. Reloads when a file changes or on
+//! SIGHUP; on SIGTERM/SIGINT stops scheduling and lets running exports finish for a grace
+//! period (an export cut short leaves only a staged file no consumer sees; the next start
+//! completes it). `--once` runs what is due now and exits.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use jiff::Timestamp;
+use tokio::task::JoinSet;
+
+use crate::api::{ConcurrencyPolicy, ResourceKey};
+use crate::ledger::Outcome;
+use crate::runner::{RunReport, Runner, ScheduleView};
+use crate::{Error, Result};
+
+/// How `ferry run` behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The resource files (re-read on change).
+    pub files: Vec<PathBuf>,
+    /// Run what is due now (and resume interrupted runs), then exit.
+    pub once: bool,
+    /// How long running exports may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How often files are checked for changes.
+    pub poll: Duration,
+}
+
+/// What a pass over the schedules did, for `--once`'s exit code.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Runs that delivered everywhere.
+    pub succeeded: usize,
+    /// Runs that failed or delivered only partly.
+    pub failed: usize,
+}
+
+/// The daemon's loop. `apply` re-applies the files (the CLI's plan + apply) and returns
+/// whether they were valid.
+pub async fn run<F, Fut>(runner: Runner, options: Options, mut apply: F) -> Result<Summary>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    apply().await?;
+    let mut summary = Summary::default();
+    for report in runner.resume_interrupted().await? {
+        count(&mut summary, &report);
+    }
+    let mut tasks: JoinSet<(ResourceKey, Result<RunReport>)> = JoinSet::new();
+    let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
+    let mut fingerprint = files_fingerprint(&options.files);
+    let mut signals = Signals::new()?;
+    loop {
+        let now = crate::cli::now()?;
+        let schedules = runner.schedules().await?;
+        for view in &schedules {
+            let Some(request) = runner.plan_due(view, now).await? else {
+                continue;
+            };
+            let busy = running
+                .get(&view.key)
+                .is_some_and(|h| h.iter().any(|h| !h.is_finished()));
+            if busy {
+                match view.spec.concurrency_policy {
+                    ConcurrencyPolicy::Forbid => {
+                        tracing::warn!(schedule = %view.key, "previous run still going: slot skipped");
+                        runner.record_skipped(view, &request, now).await?;
+                        continue;
+                    }
+                    ConcurrencyPolicy::Replace => {
+                        tracing::warn!(schedule = %view.key, "previous run still going: replaced");
+                        for handle in running.remove(&view.key).unwrap_or_default() {
+                            handle.abort();
+                        }
+                        runner
+                            .ledger()
+                            .cancel_running(
+                                &view.key.namespace,
+                                &view.key.name,
+                                "replaced by a newer run",
+                            )
+                            .await?;
+                    }
+                    ConcurrencyPolicy::Allow => {}
+                }
+            }
+            let (r, v) = (runner.clone(), view.clone());
+            let handle = tasks.spawn(async move {
+                let key = v.key.clone();
+                (key, r.execute(&v, request).await)
+            });
+            running.entry(view.key.clone()).or_default().push(handle);
+        }
+        if options.once {
+            while let Some(joined) = tasks.join_next().await {
+                collect(joined, &mut summary);
+            }
+            return Ok(summary);
+        }
+        let wake = next_wake(&schedules, now).min(options.poll);
+        tokio::select! {
+            _ = tokio::time::sleep(wake) => {}
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => collect(joined, &mut summary),
+            signal = signals.next() => match signal {
+                Signal::Reload => {
+                    tracing::info!("SIGHUP: reloading the files");
+                    reload(&mut apply).await;
+                }
+                Signal::Stop => {
+                    tracing::info!(grace = ?options.shutdown_grace, "stopping: letting running exports finish");
+                    let drain = async {
+                        while let Some(joined) = tasks.join_next().await {
+                            collect(joined, &mut summary);
+                        }
+                    };
+                    if tokio::time::timeout(options.shutdown_grace, drain).await.is_err() {
+                        tracing::warn!("grace period over: unfinished runs resume on the next start");
+                    }
+                    return Ok(summary);
+                }
+            },
+        }
+        running.retain(|_, handles| {
+            handles.retain(|h| !h.is_finished());
+            !handles.is_empty()
+        });
+        let current = files_fingerprint(&options.files);
+        if current != fingerprint {
+            fingerprint = current;
+            tracing::info!("files changed: reloading");
+            reload(&mut apply).await;
+        }
+    }
+}
+
+async fn reload<F, Fut>(apply: &mut F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    match apply().await {
+        Ok(()) => {}
+        Err(Error::Invalid(diags)) => {
+            for d in &diags {
+                tracing::error!("{d}");
+            }
+            tracing::error!("files are invalid: keeping the previous resources");
+        }
+        Err(e) => tracing::error!("reload failed, keeping the previous resources: {e}"),
+    }
+}
+
+fn collect(
+    joined: std::result::Result<(ResourceKey, Result<RunReport>), tokio::task::JoinError>,
+    summary: &mut Summary,
+) {
+    match joined {
+        Ok((_, Ok(report))) => count(summary, &report),
+        Ok((key, Err(e))) => {
+            summary.failed += 1;
+            tracing::error!(schedule = %key, "run could not be recorded: {e}");
+        }
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => {
+            summary.failed += 1;
+            tracing::error!("run task failed: {e}");
+        }
+    }
+}
+
+fn count(summary: &mut Summary, report: &RunReport) {
+    match report.outcome {
+        Outcome::Succeeded => summary.succeeded += 1,
+        _ => summary.failed += 1,
+    }
+    tracing::info!(
+        run = report.run_id,
+        outcome = report.outcome.as_str(),
+        rows = report.rows,
+        bytes = report.bytes,
+        file = %report.file_name,
+        "run finished"
+    );
+}
+
+/// Time until the earliest next slot of any active schedule.
+fn next_wake(schedules: &[ScheduleView], now: Timestamp) -> Duration {
+    schedules
+        .iter()
+        .filter(|s| !s.spec.suspend)
+        .filter_map(|s| s.compiled().ok()?.next_after(now))
+        .map(|next| {
+            let secs = next.timestamp().duration_since(now).as_secs_f64().max(0.0);
+            Duration::from_secs_f64(secs)
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(3600))
+}
+
+/// Paths, sizes and modification times of the YAML files, to notice edits.
+fn files_fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    for path in paths {
+        collect_files(path, &mut out);
+    }
+    out.sort();
+    out
+}
+
+fn collect_files(path: &std::path::Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    collect_files(&entry.path(), out);
+                }
+            }
+        }
+    } else {
+        out.push((path.to_path_buf(), meta.len(), meta.modified().ok()));
+    }
+}
+
+enum Signal {
+    Reload,
+    Stop,
+}
+
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let make = |kind| signal(kind).map_err(|e| Error::io("<signals>", e));
+        Ok(Signals {
+            hup: make(SignalKind::hangup())?,
+            term: make(SignalKind::terminate())?,
+            int: make(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+        }
+    }
+}

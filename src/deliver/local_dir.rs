@@ -1,0 +1,108 @@
+//! Delivery to a directory on this machine: copy under a hidden temporary name, fsync, rename.
+//! A reader of the directory sees either no file or the complete file, never a partial one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{BoxFuture, Outgoing, Receipt, Transport};
+use crate::{Error, Result};
+
+/// A `localDir` target.
+#[derive(Clone, Debug)]
+pub struct LocalDir {
+    dir: PathBuf,
+}
+
+impl LocalDir {
+    /// Delivers into `dir` (created when missing).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalDir { dir: dir.into() }
+    }
+
+    fn deliver_blocking(&self, file: &Outgoing<'_>) -> std::io::Result<Receipt> {
+        std::fs::create_dir_all(&self.dir)?;
+        let final_path = self.dir.join(file.file_name);
+        let temp = self
+            .dir
+            .join(format!(".{}.ferry-partial-{}", file.file_name, file.run_id));
+        let result = copy_synced(file.staged, &temp).and_then(|copied| {
+            if copied != file.bytes {
+                return Err(std::io::Error::other(format!(
+                    "copied {copied} bytes, expected {}",
+                    file.bytes
+                )));
+            }
+            std::fs::rename(&temp, &final_path)?;
+            sync_dir(&self.dir);
+            Ok(())
+        });
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        let bytes = std::fs::metadata(&final_path)?.len();
+        if bytes != file.bytes {
+            return Err(std::io::Error::other(format!(
+                "{} has {bytes} bytes after the rename, expected {}",
+                final_path.display(),
+                file.bytes
+            )));
+        }
+        let location = std::path::absolute(&final_path).unwrap_or(final_path);
+        Ok(Receipt {
+            location: location.display().to_string(),
+            bytes,
+            sha256: file.sha256.to_string(),
+            details: Default::default(),
+        })
+    }
+}
+
+fn copy_synced(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::File::create(to)?;
+    let n = std::io::copy(&mut src, &mut dst)?;
+    dst.flush()?;
+    dst.sync_all()?;
+    Ok(n)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Transport for LocalDir {
+    fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(async move {
+            let this = self.clone();
+            let staged = file.staged.to_path_buf();
+            let owned = (
+                file.file_name.to_string(),
+                file.bytes,
+                file.sha256.to_string(),
+                file.run_id,
+            );
+            tokio::task::spawn_blocking(move || {
+                let (file_name, bytes, sha256, run_id) = owned;
+                this.deliver_blocking(&Outgoing {
+                    staged: &staged,
+                    file_name: &file_name,
+                    bytes,
+                    sha256: &sha256,
+                    run_id,
+                })
+            })
+            .await
+            .map_err(|e| Error::Delivery {
+                target: self.dir.display().to_string(),
+                message: format!("delivery task failed: {e}"),
+            })?
+            .map_err(|e| Error::Delivery {
+                target: self.dir.display().to_string(),
+                message: e.to_string(),
+            })
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! Delivery: one small [`Transport`] trait, one module per transport. A transport receives a
+//! finished, staged file and must make it appear at the destination atomically (temporary
+//! name, then rename) and confirm what arrived in a [`Receipt`].
+
+pub mod local_dir;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{DeliveryTargetSpec, TargetKind};
+use crate::{Error, Result};
+
+/// A boxed future, so transports can live behind `dyn Transport`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A file to deliver.
+#[derive(Clone, Debug)]
+pub struct Outgoing<'a> {
+    /// The finished file, in Ferry's staging area.
+    pub staged: &'a Path,
+    /// The name it must have at the destination.
+    pub file_name: &'a str,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256, hex.
+    pub sha256: &'a str,
+    /// Unique per run: temporary names include it so concurrent runs never collide.
+    pub run_id: i64,
+}
+
+/// What the destination confirmed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// Where the file is now (path, URL, mailbox).
+    pub location: String,
+    /// Size confirmed at the destination.
+    pub bytes: u64,
+    /// SHA-256 of what was sent.
+    pub sha256: String,
+    /// Transport-specific evidence (host key or certificate fingerprint, message id, ...).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub details: std::collections::BTreeMap<String, String>,
+}
+
+/// Puts files somewhere.
+pub trait Transport: Send + Sync {
+    /// Delivers one file atomically and confirms it.
+    fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>>;
+}
+
+/// The transport of a target.
+pub fn transport_for(name: &str, spec: &DeliveryTargetSpec) -> Result<Box<dyn Transport>> {
+    match spec.kind() {
+        Some(TargetKind::LocalDir(t)) => Ok(Box::new(local_dir::LocalDir::new(&t.path))),
+        Some(other) => Err(Error::Delivery {
+            target: name.to_string(),
+            message: format!(
+                "{} delivery is not available in this version of ferry",
+                other.key()
+            ),
+        }),
+        None => Err(Error::Delivery {
+            target: name.to_string(),
+            message: "the target has no valid transport".into(),
+        }),
+    }
+}

@@ -1,0 +1,804 @@
+//! PDF report files: a paginated table.
+//!
+//! Layout (all in points, 1/72 in):
+//! - A4 (595 x 842) or Letter (612 x 792), portrait or landscape; 36 pt (0.5 in) margins,
+//!   the bottom one holding the footer.
+//! - Page 1 starts with the title (`format.pdf.title`, default the schedule's name; up to
+//!   two lines) and `Generated <time, RFC 3339, in the report's zone>`.
+//! - The table: a shaded header row in bold (repeated at the top of every page), then the
+//!   rows, lightly zebra-striped, with rules between rows and columns. Cells are 8 pt text,
+//!   wrapped onto up to [`MAX_CELL_LINES`] lines (then cut with an ellipsis), never wider
+//!   than their column; numbers (integers, floats, decimals) are right-aligned. A row is
+//!   never split across pages.
+//! - Column widths come from the widths of the headers and of the first [`SAMPLE_ROWS`]
+//!   rows, measured with the font's own metrics, then fitted to the page width (see
+//!   [`layout::column_widths`]).
+//! - Every page ends with `Page X of Y`. Pages are laid out as rows arrive; the footers are
+//!   added at [`FormatWriter::finish`], once Y is known.
+//!
+//! Fonts: without `fontFile`, the built-in Helvetica (not embedded; Latin-1/WinAnsi text).
+//! A character outside it is an error naming the row, the column and the character, and
+//! pointing at `format.pdf.fontFile`. With `fontFile` (TrueType `.ttf`/`.ttc`), the font is
+//! embedded as a subset of the glyphs used (see [`sfnt`]); a character the font has no
+//! glyph for is an error too: the report never shows a "tofu" box.
+//!
+//! Memory: the whole document is held until `finish` (the page count is needed in every
+//! footer, and printpdf serializes a document at once). A report is therefore limited to
+//! [`MAX_ROWS`] rows; measured in release mode, 100,000 rows x 10 columns peak at about
+//! 0.9 GB resident and take about 3 s (see the report of the PDF writer's tests). Larger
+//! exports belong in CSV or XLSX, which stream.
+
+mod fonts;
+mod layout;
+mod sfnt;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use printpdf::{
+    Color, Greyscale, Line, LinePoint, Op, PaintMode, PdfDocument, PdfPage, PdfSaveOptions,
+    PdfWarnMsg, Point, Pt, Rect, TextItem, TextMatrix, TextRenderingMode,
+};
+
+use super::{ColumnSpec, FormatContext, FormatWriter, Value};
+use crate::api::{Orientation, PageSize, PdfFormat};
+use crate::{Error, Result};
+use fonts::{Fonts, Style};
+
+/// The most rows a PDF report may have. The document is held in memory until it is
+/// complete; beyond this, the export fails and suggests CSV or XLSX.
+pub const MAX_ROWS: u64 = 200_000;
+/// Rows measured to choose the column widths.
+pub const SAMPLE_ROWS: usize = 100;
+/// Lines a cell (or header) may wrap onto before it is cut with an ellipsis.
+pub const MAX_CELL_LINES: usize = 3;
+
+const MARGIN: f32 = 36.0;
+const MARGIN_BOTTOM: f32 = 40.0;
+const FOOTER_BASELINE: f32 = 20.0;
+const TITLE_SIZE: f32 = 14.0;
+const TITLE_LINE: f32 = 18.0;
+const TITLE_MAX_LINES: usize = 2;
+const TEXT_SIZE: f32 = 8.0;
+const LINE: f32 = 10.0;
+const PAD_X: f32 = 3.0;
+const PAD_Y: f32 = 2.5;
+/// Narrowest column: below this a column shows about three characters.
+const MIN_COLUMN: f32 = 18.0;
+/// No column's natural width counts for more than this share of the table.
+const MAX_NATURAL_SHARE: f32 = 0.5;
+
+const HEADER_SHADE: f32 = 0.86;
+const ZEBRA_SHADE: f32 = 0.955;
+const RULE_SHADE: f32 = 0.72;
+const BORDER_SHADE: f32 = 0.45;
+const SECONDARY_TEXT: f32 = 0.3;
+
+/// Writes PDF files.
+pub struct PdfWriter {
+    path: PathBuf,
+    file: Option<File>,
+    width: f32,
+    height: f32,
+    fonts: Fonts,
+    title: Vec<String>,
+    generated: String,
+    ellipsis: &'static str,
+    time_zone: jiff::tz::TimeZone,
+    doc: PdfDocument,
+    columns: Vec<ColumnSpec>,
+    /// Column geometry, once the sample rows are in.
+    table: Option<Table>,
+    sample: Vec<Row>,
+    page: Option<Page>,
+    rows: u64,
+}
+
+struct Table {
+    /// Left edge of each column, and the right edge of the last one.
+    edges: Vec<f32>,
+    header: Vec<Vec<String>>,
+    header_right: Vec<bool>,
+    header_height: f32,
+}
+
+struct Row {
+    cells: Vec<Cell>,
+}
+
+struct Cell {
+    text: String,
+    /// Right-aligned.
+    numeric: bool,
+    /// A value (number, date, time, ...) rather than text: one word, kept on one line when
+    /// the page allows.
+    atomic: bool,
+}
+
+/// The page being laid out. Its content is drawn in two passes: shading and rules first,
+/// then all the text in one text object (so no row needs its own font setting).
+struct Page {
+    graphics: Vec<Op>,
+    text: Vec<Op>,
+    /// Where the table starts (its top edge) and where the next row goes.
+    table_top: f32,
+    y: f32,
+}
+
+impl PdfWriter {
+    /// Creates the file at `path`. Fails early if the font file cannot be used or the title
+    /// has characters the font cannot show.
+    pub fn create(path: &Path, opts: &PdfFormat, ctx: &FormatContext) -> Result<Self> {
+        let fonts = match &opts.font_file {
+            Some(font) => Fonts::load(Path::new(font)).map_err(Error::Export)?,
+            None => Fonts::builtin(),
+        };
+        let (mut width, mut height) = match opts.page_size {
+            PageSize::A4 => (210.0 / 25.4 * 72.0, 297.0 / 25.4 * 72.0),
+            PageSize::Letter => (612.0, 792.0),
+        };
+        if opts.orientation == Orientation::Landscape {
+            std::mem::swap(&mut width, &mut height);
+        }
+        let title_text = opts.title.clone().unwrap_or_else(|| ctx.title.clone());
+        let title_text = clean_text(&title_text).replace('\n', " ");
+        let generated = format!(
+            "Generated {}",
+            ctx.generated_at.strftime("%Y-%m-%dT%H:%M:%S%:z")
+        );
+        if let Some(c) = fonts.first_missing(&title_text) {
+            return Err(unsupported(&fonts, "the title (format.pdf.title)", c));
+        }
+        for text in [&generated, "Page 0123456789 of"] {
+            if let Some(c) = fonts.first_missing(text) {
+                return Err(Error::Export(format!(
+                    "{} has no glyph for '{c}' (U+{:04X}), which the report needs for its \
+                     page headers and footers; configure a different font in \
+                     format.pdf.fontFile",
+                    fonts.describe(),
+                    c as u32
+                )));
+            }
+        }
+        let ellipsis = if fonts.has('…') {
+            "…"
+        } else if fonts.has('.') {
+            "..."
+        } else {
+            ""
+        };
+        let title = layout::wrap(
+            &title_text,
+            width - 2.0 * MARGIN,
+            TITLE_MAX_LINES,
+            ellipsis,
+            |c| fonts.char_em(c, Style::Bold) * TITLE_SIZE,
+        );
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let mut doc = PdfDocument::new(&title_text);
+        let info = &mut doc.metadata.info;
+        info.creator = "Ferry".into();
+        info.producer = "Ferry (printpdf)".into();
+        if let Ok(date) =
+            printpdf::OffsetDateTime::from_unix_timestamp(ctx.generated_at.timestamp().as_second())
+        {
+            info.creation_date = date;
+            info.modification_date = date;
+            info.metadata_date = date;
+        }
+        Ok(PdfWriter {
+            path: path.to_path_buf(),
+            file: Some(file),
+            width,
+            height,
+            fonts,
+            title,
+            generated,
+            ellipsis,
+            time_zone: ctx.time_zone.clone(),
+            doc,
+            columns: Vec::new(),
+            table: None,
+            sample: Vec::with_capacity(SAMPLE_ROWS),
+            page: None,
+            rows: 0,
+        })
+    }
+
+    /// Chooses the column widths from the headers and the sample rows, then lays the
+    /// sample rows out.
+    fn start_table(&mut self) {
+        self.table = Some(self.measure_table());
+        for row in std::mem::take(&mut self.sample) {
+            self.place_row(row);
+        }
+    }
+
+    fn measure_table(&self) -> Table {
+        let n = self.columns.len();
+        let available = self.width - 2.0 * MARGIN;
+        let regular = text_width(&self.fonts, Style::Regular);
+        let bold = text_width(&self.fonts, Style::Bold);
+        let word_cap = (available / n.max(1) as f32).max(MIN_COLUMN);
+        let mut natural = Vec::with_capacity(n);
+        let mut minimum = Vec::with_capacity(n);
+        let mut header_right = Vec::with_capacity(n);
+        for (i, column) in self.columns.iter().enumerate() {
+            let mut widest = layout::widest_line(&column.header, &bold);
+            let mut word = layout::widest_word(&column.header, &bold);
+            let (mut numbers, mut others) = (0, 0);
+            for row in &self.sample {
+                let cell = &row.cells[i];
+                let line = layout::widest_line(&cell.text, &regular);
+                widest = widest.max(line);
+                word = word.max(if cell.atomic {
+                    line
+                } else {
+                    layout::widest_word(&cell.text, &regular)
+                });
+                match (cell.numeric, cell.text.is_empty()) {
+                    (true, _) => numbers += 1,
+                    (false, false) => others += 1,
+                    (false, true) => {}
+                }
+            }
+            natural.push((widest + 2.0 * PAD_X).min(available * MAX_NATURAL_SHARE));
+            minimum.push((word + 2.0 * PAD_X).clamp(MIN_COLUMN, word_cap));
+            header_right.push(numbers > 0 && others == 0);
+        }
+        let widths = layout::column_widths(&natural, &minimum, available);
+        let mut edges = Vec::with_capacity(n + 1);
+        let mut x = MARGIN;
+        edges.push(x);
+        for w in &widths {
+            x += w;
+            edges.push(x);
+        }
+        let header: Vec<Vec<String>> = self
+            .columns
+            .iter()
+            .zip(&widths)
+            .map(|(column, w)| {
+                layout::wrap(
+                    &column.header,
+                    w - 2.0 * PAD_X,
+                    MAX_CELL_LINES,
+                    self.ellipsis,
+                    &bold,
+                )
+            })
+            .collect();
+        let lines = header.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        Table {
+            edges,
+            header,
+            header_right,
+            header_height: lines as f32 * LINE + 2.0 * PAD_Y,
+        }
+    }
+
+    /// Lays out one row, starting a new page first if it does not fit on this one.
+    fn place_row(&mut self, row: Row) {
+        let table = self.table.as_ref().expect("table laid out");
+        let regular = |c| self.fonts.char_em(c, Style::Regular) * TEXT_SIZE;
+        let lines: Vec<Vec<String>> = row
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| {
+                let inner = table.edges[i + 1] - table.edges[i] - 2.0 * PAD_X;
+                layout::wrap(&cell.text, inner, MAX_CELL_LINES, self.ellipsis, regular)
+            })
+            .collect();
+        let line_count = lines.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let height = line_count as f32 * LINE + 2.0 * PAD_Y;
+        if self
+            .page
+            .as_ref()
+            .is_some_and(|p| p.y - height < MARGIN_BOTTOM)
+        {
+            self.end_page();
+        }
+        if self.page.is_none() {
+            self.start_page();
+        }
+        self.rows += 1;
+        let table = self.table.as_ref().expect("table laid out");
+        let page = self.page.as_mut().expect("page started");
+        let (left, right) = (table.edges[0], table.edges[table.edges.len() - 1]);
+        let top = page.y;
+        let bottom = top - height;
+        if self.rows % 2 == 0 {
+            page.graphics.push(rect(left, bottom, right - left, height));
+        }
+        page.graphics
+            .push(line(&[(left, bottom), (right, bottom)], false));
+        let pieces = row
+            .cells
+            .iter()
+            .enumerate()
+            .zip(lines)
+            .map(|((i, cell), lines)| {
+                let x = if cell.numeric {
+                    Err(table.edges[i + 1] - PAD_X)
+                } else {
+                    Ok(table.edges[i] + PAD_X)
+                };
+                (x, lines)
+            });
+        let mut columns: Vec<_> = pieces.map(|(x, lines)| (x, lines.into_iter())).collect();
+        for k in 0..line_count {
+            let baseline = top - PAD_Y - k as f32 * LINE - baseline_offset(LINE, TEXT_SIZE);
+            let line_pieces = columns.iter_mut().filter_map(|(x, lines)| {
+                let text = lines.next()?;
+                let width = self.fonts.width(&text, Style::Regular, TEXT_SIZE);
+                let x = match *x {
+                    Ok(left) => left,
+                    Err(right) => right - width,
+                };
+                Some((x, width, text))
+            });
+            show_line(&mut page.text, &self.fonts, baseline, line_pieces);
+        }
+        page.y = bottom;
+    }
+
+    /// Starts a page: on the first, the title block; on every page, the table header.
+    fn start_page(&mut self) {
+        let mut graphics = vec![
+            Op::SetOutlineColor {
+                col: grey(RULE_SHADE),
+            },
+            Op::SetOutlineThickness { pt: Pt(0.4) },
+        ];
+        let mut text = vec![Op::StartTextSection, fill_color(0.0)];
+        let mut y = self.height - MARGIN;
+        let fake_bold = self.fonts.fake_bold();
+        if self.doc.pages.is_empty() {
+            text.push(Op::SetFont {
+                font: self.fonts.handle(Style::Bold),
+                size: Pt(TITLE_SIZE),
+            });
+            if fake_bold {
+                push_fake_bold(&mut text, 0.35);
+            }
+            for line in std::mem::take(&mut self.title) {
+                let baseline = y - baseline_offset(TITLE_LINE, TITLE_SIZE);
+                show_line(&mut text, &self.fonts, baseline, [(MARGIN, 0.0, line)]);
+                y -= TITLE_LINE;
+            }
+            if fake_bold {
+                text.push(Op::SetTextRenderingMode {
+                    mode: TextRenderingMode::Fill,
+                });
+            }
+            text.push(Op::SetFont {
+                font: self.fonts.handle(Style::Regular),
+                size: Pt(TEXT_SIZE),
+            });
+            text.push(fill_color(SECONDARY_TEXT));
+            y -= 2.0;
+            let baseline = y - baseline_offset(LINE, TEXT_SIZE);
+            let generated = (MARGIN, 0.0, self.generated.clone());
+            show_line(&mut text, &self.fonts, baseline, [generated]);
+            y -= LINE + 8.0;
+            text.push(fill_color(0.0));
+        }
+        let table_top = y;
+        if let Some(table) = self.table.as_ref().filter(|t| t.edges.len() > 1) {
+            let (left, right) = (table.edges[0], table.edges[table.edges.len() - 1]);
+            let bottom = y - table.header_height;
+            graphics.push(fill_color(HEADER_SHADE));
+            graphics.push(rect(left, bottom, right - left, table.header_height));
+            graphics.push(line(&[(left, bottom), (right, bottom)], false));
+            text.push(Op::SetFont {
+                font: self.fonts.handle(Style::Bold),
+                size: Pt(TEXT_SIZE),
+            });
+            if fake_bold {
+                push_fake_bold(&mut text, 0.25);
+            }
+            let lines = table.header.iter().map(Vec::len).max().unwrap_or(0);
+            for k in 0..lines {
+                let baseline = y - PAD_Y - k as f32 * LINE - baseline_offset(LINE, TEXT_SIZE);
+                let pieces = table.header.iter().enumerate().filter_map(|(i, lines)| {
+                    let line = lines.get(k)?.clone();
+                    let width = self.fonts.width(&line, Style::Bold, TEXT_SIZE);
+                    let x = if table.header_right[i] {
+                        table.edges[i + 1] - PAD_X - width
+                    } else {
+                        table.edges[i] + PAD_X
+                    };
+                    Some((x, width, line))
+                });
+                show_line(&mut text, &self.fonts, baseline, pieces);
+            }
+            if fake_bold {
+                text.push(Op::SetTextRenderingMode {
+                    mode: TextRenderingMode::Fill,
+                });
+            }
+            y = bottom;
+        }
+        // Rows: regular text; zebra stripes in a light shade.
+        text.push(Op::SetFont {
+            font: self.fonts.handle(Style::Regular),
+            size: Pt(TEXT_SIZE),
+        });
+        graphics.push(fill_color(ZEBRA_SHADE));
+        self.page = Some(Page {
+            graphics,
+            text,
+            table_top,
+            y,
+        });
+    }
+
+    /// Closes the current page: column rules and the table border, then files the page.
+    fn end_page(&mut self) {
+        let Some(page) = self.page.take() else {
+            return;
+        };
+        let Page {
+            mut graphics,
+            text,
+            table_top,
+            y,
+        } = page;
+        if let Some(table) = self.table.as_ref().filter(|t| t.edges.len() > 1) {
+            for &x in &table.edges[1..table.edges.len() - 1] {
+                graphics.push(line(&[(x, table_top), (x, y)], false));
+            }
+            let (left, right) = (table.edges[0], table.edges[table.edges.len() - 1]);
+            graphics.push(Op::SetOutlineColor {
+                col: grey(BORDER_SHADE),
+            });
+            graphics.push(Op::SetOutlineThickness { pt: Pt(0.6) });
+            graphics.push(line(
+                &[(left, table_top), (right, table_top), (right, y), (left, y)],
+                true,
+            ));
+        }
+        let mut ops = graphics;
+        ops.reserve_exact(text.len() + 1);
+        ops.extend(text);
+        ops.push(Op::EndTextSection);
+        let media = Rect::from_wh(Pt(self.width), Pt(self.height));
+        self.doc.pages.push(PdfPage {
+            media_box: media.clone(),
+            trim_box: media.clone(),
+            crop_box: media,
+            ops,
+        });
+    }
+
+    /// A note in place of the rows of an empty report.
+    fn place_no_rows_note(&mut self) {
+        if self.page.is_none() {
+            self.start_page();
+        }
+        let table = self.table.as_ref().filter(|t| t.edges.len() > 1);
+        let page = self.page.as_mut().expect("page started");
+        let Some(table) = table else {
+            return;
+        };
+        let (left, right) = (table.edges[0], table.edges[table.edges.len() - 1]);
+        if self.fonts.first_missing("No rows").is_none() {
+            let baseline = page.y - PAD_Y - baseline_offset(LINE, TEXT_SIZE);
+            page.text.push(fill_color(SECONDARY_TEXT));
+            let note = (left + PAD_X, 0.0, "No rows".to_string());
+            show_line(&mut page.text, &self.fonts, baseline, [note]);
+            page.text.push(fill_color(0.0));
+        }
+        page.y -= LINE + 2.0 * PAD_Y;
+        page.graphics
+            .push(line(&[(left, page.y), (right, page.y)], false));
+    }
+
+    /// Adds `Page X of Y` to every page.
+    fn add_footers(&mut self) {
+        let total = self.doc.pages.len();
+        for (i, page) in self.doc.pages.iter_mut().enumerate() {
+            let text = format!("Page {} of {total}", i + 1);
+            let x = (self.width - self.fonts.width(&text, Style::Regular, TEXT_SIZE)) / 2.0;
+            page.ops.push(Op::StartTextSection);
+            page.ops.push(Op::SetFont {
+                font: self.fonts.handle(Style::Regular),
+                size: Pt(TEXT_SIZE),
+            });
+            page.ops.push(fill_color(SECONDARY_TEXT));
+            show_line(
+                &mut page.ops,
+                &self.fonts,
+                FOOTER_BASELINE,
+                [(x, 0.0, text)],
+            );
+            page.ops.push(Op::EndTextSection);
+        }
+    }
+}
+
+impl FormatWriter for PdfWriter {
+    fn begin(&mut self, columns: &[ColumnSpec]) -> Result<()> {
+        for column in columns {
+            if let Some(c) = self.fonts.first_missing(&clean_text(&column.header)) {
+                let what = format!("the header of column \"{}\"", column.header);
+                return Err(unsupported(&self.fonts, &what, c));
+            }
+        }
+        self.columns = columns
+            .iter()
+            .map(|c| ColumnSpec {
+                name: c.name.clone(),
+                header: clean_text(&c.header),
+            })
+            .collect();
+        let available = self.width - 2.0 * MARGIN;
+        let fit = (available / MIN_COLUMN) as usize;
+        if self.columns.len() > fit {
+            return Err(Error::Export(format!(
+                "{} columns do not fit on a {} page (at most {fit}); use orientation: \
+                 landscape, export fewer columns, or use CSV or XLSX",
+                self.columns.len(),
+                if self.width > self.height {
+                    "landscape"
+                } else {
+                    "portrait"
+                }
+            )));
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, index: u64, values: &[Value]) -> Result<()> {
+        if self.rows + self.sample.len() as u64 >= MAX_ROWS {
+            return Err(Error::Export(format!(
+                "the report has more than {MAX_ROWS} rows, the limit of a PDF report (it is \
+                 built in memory); narrow the query or its window, or use the csv or xlsx \
+                 format, which have no such limit"
+            )));
+        }
+        if values.len() != self.columns.len() {
+            return Err(Error::Export(format!(
+                "row {index} has {} values for {} columns",
+                values.len(),
+                self.columns.len()
+            )));
+        }
+        let mut cells = Vec::with_capacity(values.len());
+        for (value, column) in values.iter().zip(&self.columns) {
+            let mut text = String::new();
+            value.to_text(&self.time_zone, &mut text);
+            if needs_cleaning(&text) {
+                text = clean_text(&text);
+            }
+            if let Some(c) = self.fonts.first_missing(&text) {
+                let what = format!("row {index}, column \"{}\"", column.header);
+                return Err(unsupported(&self.fonts, &what, c));
+            }
+            let numeric = matches!(value, Value::Int(_) | Value::Float(_) | Value::Decimal(_));
+            let atomic = !matches!(value, Value::Text(_) | Value::Null);
+            cells.push(Cell {
+                text,
+                numeric,
+                atomic,
+            });
+        }
+        let row = Row { cells };
+        if self.table.is_some() {
+            self.place_row(row);
+        } else {
+            self.sample.push(row);
+            if self.sample.len() >= SAMPLE_ROWS {
+                self.start_table();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Option<[u8; 32]>> {
+        if self.table.is_none() {
+            self.start_table();
+        }
+        if self.rows == 0 {
+            self.place_no_rows_note();
+        }
+        self.end_page();
+        self.add_footers();
+        self.fonts
+            .embed(&mut self.doc)
+            .map_err(|e| Error::Export(format!("{}: {e}", self.path.display())))?;
+        let options = PdfSaveOptions {
+            optimize: true,
+            subset_fonts: true,
+            secure: true,
+            image_optimization: None,
+        };
+        let mut warnings: Vec<PdfWarnMsg> = Vec::new();
+        let bytes = self.doc.save(&options, &mut warnings);
+        if let Some(w) = warnings
+            .iter()
+            .find(|w| w.severity == printpdf::PdfParseErrorSeverity::Error)
+        {
+            return Err(Error::Export(format!(
+                "{}: the PDF could not be written correctly: {}",
+                self.path.display(),
+                w.msg
+            )));
+        }
+        drop(std::mem::take(&mut self.doc));
+        let mut file = self.file.take().expect("file open until finish");
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(None)
+    }
+}
+
+/// The error for a character the font cannot show, in `what` (e.g. `row 3, column "name"`).
+fn unsupported(fonts: &Fonts, what: &str, c: char) -> Error {
+    let shown = if c.is_control() || c.is_whitespace() {
+        String::new()
+    } else {
+        format!("'{c}' ")
+    };
+    let code = c as u32;
+    Error::Export(if fonts.is_builtin() {
+        format!(
+            "{what}: the character {shown}(U+{code:04X}) cannot be shown with the built-in \
+             Helvetica font, which covers Latin-1 (WinAnsi) text only; configure a TrueType \
+             font that has it in format.pdf.fontFile (for Japanese, e.g. \
+             /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf from the Debian package \
+             fonts-ipafont-gothic)"
+        )
+    } else {
+        format!(
+            "{what}: {} has no glyph for the character {shown}(U+{code:04X}); configure a \
+             font that has it in format.pdf.fontFile, or remove the character from the data",
+            fonts.describe()
+        )
+    })
+}
+
+/// Whether `text` has characters [`clean_text`] changes.
+fn needs_cleaning(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() || is_invisible(c))
+}
+
+/// Zero-width and variation-selector characters: nothing to draw, dropped.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{FE00}'..='\u{FE0F}')
+        || ('\u{E0100}'..='\u{E01EF}').contains(&c)
+}
+
+/// Line breaks (`\r\n`, `\r`, U+2028/9) become `\n`, tabs and other control characters a
+/// space; invisible characters are dropped.
+fn clean_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push('\n');
+            }
+            '\n' | '\u{2028}' | '\u{2029}' => out.push('\n'),
+            c if c.is_control() => out.push(' '),
+            c if is_invisible(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Width in points of a character of table text.
+fn text_width(fonts: &Fonts, style: Style) -> impl Fn(char) -> f32 + '_ {
+    move |c| fonts.char_em(c, style) * TEXT_SIZE
+}
+
+/// Distance from the top of a line box to the baseline that centres the text in it.
+fn baseline_offset(line_height: f32, size: f32) -> f32 {
+    (line_height + 0.7 * size) / 2.0
+}
+
+fn grey(level: f32) -> Color {
+    Color::Greyscale(Greyscale::new(level, None))
+}
+
+fn fill_color(level: f32) -> Op {
+    Op::SetFillColor { col: grey(level) }
+}
+
+/// Shows pieces of text on one baseline, each `(x, width, text)` in left-to-right order:
+/// one `Tm` to the first piece, then a single `TJ` whose kerning numbers move the pen from
+/// the end of each piece to the start of the next (widths are measured with the very
+/// metrics the viewer applies: Adobe's for Helvetica, the `/W` array for an embedded font).
+/// One operation per line instead of two per cell keeps a large document small in memory.
+fn show_line(
+    ops: &mut Vec<Op>,
+    fonts: &Fonts,
+    baseline: f32,
+    pieces: impl IntoIterator<Item = (f32, f32, String)>,
+) {
+    let mut items = Vec::new();
+    let mut pen = None;
+    for (x, width, text) in pieces {
+        if text.is_empty() {
+            continue;
+        }
+        match pen {
+            None => ops.push(Op::SetTextMatrix {
+                matrix: TextMatrix::Translate(Pt(x), Pt(baseline)),
+            }),
+            Some(end) => items.push(TextItem::Offset((end - x) / TEXT_SIZE * 1000.0)),
+        }
+        fonts.mark_used(&text);
+        items.push(TextItem::Text(text));
+        pen = Some(x + width);
+    }
+    if !items.is_empty() {
+        ops.push(Op::ShowText { items });
+    }
+}
+
+/// Bold for a font without a bold face: glyphs filled and outlined in black.
+fn push_fake_bold(ops: &mut Vec<Op>, thickness: f32) {
+    ops.push(Op::SetOutlineColor { col: grey(0.0) });
+    ops.push(Op::SetOutlineThickness { pt: Pt(thickness) });
+    ops.push(Op::SetTextRenderingMode {
+        mode: TextRenderingMode::FillStroke,
+    });
+}
+
+/// A rectangle filled with the current fill colour.
+fn rect(x: f32, y: f32, width: f32, height: f32) -> Op {
+    Op::DrawRectangle {
+        rectangle: Rect {
+            x: Pt(x),
+            y: Pt(y),
+            width: Pt(width),
+            height: Pt(height),
+            mode: Some(PaintMode::Fill),
+            winding_order: None,
+        },
+    }
+}
+
+fn line(points: &[(f32, f32)], closed: bool) -> Op {
+    Op::DrawLine {
+        line: Line {
+            points: points
+                .iter()
+                .map(|&(x, y)| LinePoint {
+                    p: Point { x: Pt(x), y: Pt(y) },
+                    bezier: false,
+                })
+                .collect(),
+            is_closed: closed,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_cleaned_and_line_breaks_normalised() {
+        assert_eq!(clean_text("a\r\nb\rc\td\u{0}e"), "a\nb\nc d e");
+        assert_eq!(clean_text("👍\u{FE0F} x\u{200B}y"), "👍 xy");
+        assert!(!needs_cleaning("plain text, 日本語"));
+        assert!(needs_cleaning("tab\there"));
+    }
+
+    #[test]
+    fn an_unsupported_character_error_names_the_place_the_character_and_the_setting() {
+        let err = unsupported(&Fonts::builtin(), "row 7, column \"商品\"", '注').to_string();
+        assert!(err.contains("row 7, column \"商品\""), "{err}");
+        assert!(err.contains("'注' (U+6CE8)"), "{err}");
+        assert!(err.contains("format.pdf.fontFile"), "{err}");
+    }
+}

@@ -1,0 +1,536 @@
+//! The run ledger: every run of every ReportSchedule (slot, trigger, rows, bytes, sha256,
+//! outcome) and every delivery (target, attempts, receipt). It is the idempotency key: a
+//! (schedule, slot, target) is delivered successfully at most once, across crashes and
+//! restarts, because a unique index refuses a second success.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, SqlitePool};
+
+use crate::{Error, Result};
+
+/// Why a run happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// Its slot came.
+    Schedule,
+    /// A missed slot run late, within `startingDeadline`, after downtime.
+    CatchUp,
+    /// `ferry run-now` (or the run-now annotation).
+    RunNow,
+    /// `ferry run-now --slot`: a past period, with that slot's window and file name.
+    Backfill,
+    /// An interrupted run (ferry stopped or crashed) completed on the next start.
+    Resume,
+}
+
+impl Trigger {
+    /// The ledger's spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::CatchUp => "catch-up",
+            Trigger::RunNow => "run-now",
+            Trigger::Backfill => "backfill",
+            Trigger::Resume => "resume",
+        }
+    }
+}
+
+/// The outcome of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Exporting or delivering now.
+    Running,
+    /// Exported and delivered to every target.
+    Succeeded,
+    /// Delivered to some targets but not all.
+    Partial,
+    /// Nothing delivered (export failed, or every target failed).
+    Failed,
+    /// The slot was missed by more than `startingDeadline` and never ran.
+    Missed,
+    /// The slot came while the previous run was still going (`concurrencyPolicy: Forbid`).
+    Skipped,
+    /// Cancelled (a newer run replaced it, or ferry was stopped); nothing partial is visible.
+    Cancelled,
+}
+
+impl Outcome {
+    /// The ledger's spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Succeeded => "succeeded",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            Outcome::Missed => "missed",
+            Outcome::Skipped => "skipped",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Outcome> {
+        Ok(match s {
+            "running" => Outcome::Running,
+            "succeeded" => Outcome::Succeeded,
+            "partial" => Outcome::Partial,
+            "failed" => Outcome::Failed,
+            "missed" => Outcome::Missed,
+            "skipped" => Outcome::Skipped,
+            "cancelled" => Outcome::Cancelled,
+            other => return Err(Error::State(format!("unknown run outcome `{other}`"))),
+        })
+    }
+}
+
+/// One delivery of a run's file to a target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// The DeliveryTarget.
+    pub target: String,
+    /// `succeeded`, `failed` or `pending`.
+    pub outcome: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// What the target confirmed (path, bytes, sha256, fingerprints, message id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<serde_json::Value>,
+    /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When last updated (RFC 3339).
+    pub updated_at: String,
+}
+
+/// One run, as `ferry history` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Ledger id.
+    pub id: i64,
+    /// Namespace of the schedule.
+    pub namespace: String,
+    /// The ReportSchedule.
+    pub schedule: String,
+    /// The slot, RFC 3339 with the schedule zone's offset.
+    pub slot: String,
+    /// Why it ran.
+    pub trigger: String,
+    /// The schedule's generation the run used.
+    pub generation: i64,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// When it started.
+    pub started_at: String,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Rows exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// File size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// SHA-256 of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Where the finished file waits until every target has it.
+    #[serde(skip)]
+    pub staged_path: Option<String>,
+    /// What failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Deliveries, one per target.
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryRecord>,
+    #[serde(skip)]
+    slot_epoch: i64,
+}
+
+impl RunRecord {
+    /// The slot as seconds since the epoch.
+    pub fn slot_epoch(&self) -> i64 {
+        self.slot_epoch
+    }
+}
+
+/// Identifies a schedule's slot.
+#[derive(Clone, Debug)]
+pub struct SlotKey<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Schedule name.
+    pub schedule: &'a str,
+    /// The slot.
+    pub slot: &'a jiff::Zoned,
+}
+
+/// The ledger, in the state database.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pool: SqlitePool,
+}
+
+const RUN_COLUMNS: &str = "id, namespace, schedule, slot, slot_epoch, trigger, generation, outcome, \
+     started_at, finished_at, rows, bytes, sha256, file_name, staged_path, error";
+
+impl Ledger {
+    /// The ledger of a state store.
+    pub fn new(pool: SqlitePool) -> Self {
+        Ledger { pool }
+    }
+
+    /// Records the start of a run; returns its id.
+    pub async fn start_run(
+        &self,
+        key: &SlotKey<'_>,
+        trigger: Trigger,
+        generation: i64,
+        now: &str,
+    ) -> Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO runs (namespace, schedule, slot, slot_epoch, trigger, generation, outcome, \
+             started_at, owner) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+        )
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(rfc3339(key.slot))
+        .bind(key.slot.timestamp().as_second())
+        .bind(trigger.as_str())
+        .bind(generation)
+        .bind(now)
+        .bind(owner())
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    /// Records a slot that did not run (missed or skipped), finished at once.
+    pub async fn record_unrun(
+        &self,
+        key: &SlotKey<'_>,
+        trigger: Trigger,
+        outcome: Outcome,
+        reason: &str,
+        now: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (namespace, schedule, slot, slot_epoch, trigger, outcome, started_at, \
+             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(rfc3339(key.slot))
+        .bind(key.slot.timestamp().as_second())
+        .bind(trigger.as_str())
+        .bind(outcome.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the exported file of a run (before any delivery).
+    pub async fn record_export(
+        &self,
+        run: i64,
+        rows: u64,
+        bytes: u64,
+        sha256: &str,
+        file_name: &str,
+        staged_path: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET rows = ?, bytes = ?, sha256 = ?, file_name = ?, staged_path = ? WHERE id = ?",
+        )
+        .bind(rows as i64)
+        .bind(bytes as i64)
+        .bind(sha256)
+        .bind(file_name)
+        .bind(staged_path)
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a run.
+    pub async fn finish_run(
+        &self,
+        run: i64,
+        outcome: Outcome,
+        error: Option<&str>,
+        now: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET outcome = ?, error = ?, finished_at = ?, owner = NULL WHERE id = ?",
+        )
+        .bind(outcome.as_str())
+        .bind(error)
+        .bind(now)
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `target` already received this slot (outside explicit re-sends).
+    pub async fn delivered(&self, key: &SlotKey<'_>, target: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE namespace = ? AND schedule = ? AND slot_epoch = ? \
+             AND target = ? AND resend = 0 AND outcome = 'succeeded'",
+        )
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(key.slot.timestamp().as_second())
+        .bind(target)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Records one delivery attempt's result. A second success for the same
+    /// (schedule, slot, target) is refused by the database; it is reported as `Ok(false)`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_delivery(
+        &self,
+        run: i64,
+        key: &SlotKey<'_>,
+        target: &str,
+        resend: bool,
+        outcome: &str,
+        attempts: u32,
+        receipt: Option<&serde_json::Value>,
+        error: Option<&str>,
+        now: &str,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "INSERT INTO deliveries (run_id, namespace, schedule, slot_epoch, target, resend, outcome, \
+             attempts, receipt, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (run_id, target) DO UPDATE SET outcome = excluded.outcome, \
+             attempts = excluded.attempts, receipt = excluded.receipt, error = excluded.error, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(run)
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(key.slot.timestamp().as_second())
+        .bind(target)
+        .bind(if resend { run } else { 0 })
+        .bind(outcome)
+        .bind(attempts as i64)
+        .bind(receipt.map(|r| r.to_string()))
+        .bind(error)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The most recent slot of a schedule with any ledger entry (run, missed or skipped).
+    pub async fn last_slot(&self, namespace: &str, schedule: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(slot_epoch) FROM runs WHERE namespace = ? AND schedule = ?",
+        )
+        .bind(namespace)
+        .bind(schedule)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The most recent successful slot of a schedule (for `sinceLastSuccess` windows).
+    pub async fn last_success(&self, namespace: &str, schedule: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(slot_epoch) FROM runs WHERE namespace = ? AND schedule = ? AND outcome = 'succeeded'",
+        )
+        .bind(namespace)
+        .bind(schedule)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Runs left `running` by a process that is gone (crash, kill -9, power loss).
+    pub async fn interrupted(&self) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS}, owner FROM runs WHERE outcome = 'running' ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let owner: Option<String> = row.get("owner");
+            if owner.as_deref().is_some_and(owner_alive) {
+                continue;
+            }
+            out.push(self.with_deliveries(run_from_row(&row)?).await?);
+        }
+        Ok(out)
+    }
+
+    /// Marks a run as taken over by this process (after a crash of its previous owner).
+    pub async fn adopt(&self, run: i64) -> Result<()> {
+        sqlx::query("UPDATE runs SET owner = ? WHERE id = ?")
+            .bind(owner())
+            .bind(run)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks this process's running runs of a schedule as cancelled (`concurrencyPolicy:
+    /// Replace`); their staged files are private and never delivered.
+    pub async fn cancel_running(
+        &self,
+        namespace: &str,
+        schedule: &str,
+        reason: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET outcome = 'cancelled', error = ?, owner = NULL \
+             WHERE namespace = ? AND schedule = ? AND outcome = 'running' AND owner = ?",
+        )
+        .bind(reason)
+        .bind(namespace)
+        .bind(schedule)
+        .bind(owner())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest runs of a schedule, newest first.
+    pub async fn history(
+        &self,
+        namespace: &str,
+        schedule: &str,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = ? AND schedule = ? \
+             ORDER BY slot_epoch DESC, id DESC LIMIT ?"
+        )))
+        .bind(namespace)
+        .bind(schedule)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.with_deliveries(run_from_row(&row)?).await?);
+        }
+        Ok(out)
+    }
+
+    /// Keeps the newest `limit` runs of a schedule (`historyLimit`). Runs still running, and
+    /// the newest entry (the scheduler's reference point), are never removed.
+    pub async fn prune(&self, namespace: &str, schedule: &str, limit: u32) -> Result<u64> {
+        let result = sqlx::query(
+            "DELETE FROM runs WHERE namespace = ? AND schedule = ? AND outcome != 'running' AND id NOT IN \
+             (SELECT id FROM runs WHERE namespace = ? AND schedule = ? ORDER BY slot_epoch DESC, id DESC LIMIT ?)",
+        )
+        .bind(namespace)
+        .bind(schedule)
+        .bind(namespace)
+        .bind(schedule)
+        .bind(limit.max(1) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Removes every run of a schedule (the schedule was deleted).
+    pub async fn forget(&self, namespace: &str, schedule: &str) -> Result<()> {
+        sqlx::query("DELETE FROM runs WHERE namespace = ? AND schedule = ?")
+            .bind(namespace)
+            .bind(schedule)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn with_deliveries(&self, mut run: RunRecord) -> Result<RunRecord> {
+        let rows = sqlx::query(
+            "SELECT target, outcome, attempts, receipt, error, updated_at FROM deliveries \
+             WHERE run_id = ? ORDER BY target",
+        )
+        .bind(run.id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let receipt: Option<String> = row.get("receipt");
+            run.deliveries.push(DeliveryRecord {
+                target: row.get("target"),
+                outcome: row.get("outcome"),
+                attempts: row.get::<i64, _>("attempts") as u32,
+                receipt: receipt.and_then(|r| serde_json::from_str(&r).ok()),
+                error: row.get("error"),
+                updated_at: row.get("updated_at"),
+            });
+        }
+        Ok(run)
+    }
+}
+
+fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord> {
+    let outcome: String = row.get("outcome");
+    Ok(RunRecord {
+        id: row.get("id"),
+        namespace: row.get("namespace"),
+        schedule: row.get("schedule"),
+        slot: row.get("slot"),
+        slot_epoch: row.get("slot_epoch"),
+        trigger: row.get("trigger"),
+        generation: row.get("generation"),
+        outcome: Outcome::parse(&outcome)?,
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+        rows: row.get::<Option<i64>, _>("rows").map(|v| v as u64),
+        bytes: row.get::<Option<i64>, _>("bytes").map(|v| v as u64),
+        sha256: row.get("sha256"),
+        file_name: row.get("file_name"),
+        staged_path: row.get("staged_path"),
+        error: row.get("error"),
+        deliveries: Vec::new(),
+    })
+}
+
+/// RFC 3339 with the zone's offset, as slots are shown everywhere.
+pub fn rfc3339(z: &jiff::Zoned) -> String {
+    z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+}
+
+/// This process, as recorded on the runs it owns: `pid@boot-id`.
+fn owner() -> String {
+    format!("{}@{}", std::process::id(), boot_id())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether the process that recorded `owner` is still running (same boot, pid alive).
+fn owner_alive(owner: &str) -> bool {
+    let Some((pid, boot)) = owner.split_once('@') else {
+        return false;
+    };
+    if boot != boot_id() {
+        return false;
+    }
+    if pid == std::process::id().to_string() {
+        return true;
+    }
+    std::path::Path::new("/proc").join(pid).exists()
+}

@@ -1,0 +1,837 @@
+//! Running ReportSchedules: deciding which slots are due (catch-up within `startingDeadline`,
+//! missed beyond it, never twice), executing a run (export to a staged file, deliver to every
+//! target with retries, record it all in the ledger), resuming runs a crash interrupted, and
+//! reporting status. The scheduling decision is a pure function; everything else is I/O.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::{Timestamp, Zoned};
+use serde_json::{Value, json};
+
+use crate::api::{Kind, ReportScheduleSpec, ResourceKey, Spec, Window};
+use crate::deliver::{self, Outgoing};
+use crate::export::FormatContext;
+use crate::export::job::{ExportJob, export};
+use crate::filename::{self, TemplateContext};
+use crate::ledger::{Ledger, Outcome, SlotKey, Trigger, rfc3339};
+use crate::plan::set_condition;
+use crate::schedule::{self, CompiledSchedule};
+use crate::secrets::FileSecrets;
+use crate::source::Params;
+use crate::state::{StateStore, StoredResource};
+use crate::{Error, Result};
+
+/// A slot that came less than this long ago runs as `schedule`, later as `catch-up`.
+pub const ON_TIME: Duration = Duration::from_secs(60);
+
+/// At most this many missed slots are enumerated after a long downtime.
+pub const MAX_SLOTS_PER_DECISION: usize = 1000;
+
+/// What to do for one schedule at one instant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The slot to run now, and why.
+    pub run: Option<(Zoned, Trigger)>,
+    /// Slots that will never run (older than the one to run, or beyond the deadline).
+    pub missed: Vec<Zoned>,
+}
+
+/// Decides which slots of a schedule are due at `now`, given the newest slot the ledger
+/// already holds (`reference`; or when the schedule was first applied). Only the most recent
+/// due slot runs; older ones are missed. A late slot runs if it is still within `deadline`
+/// (no deadline: always), else it is missed too. A slot at or before `reference` is never
+/// considered again, so nothing runs twice.
+pub fn decide(
+    compiled: &CompiledSchedule,
+    reference: Timestamp,
+    deadline: Option<Duration>,
+    now: Timestamp,
+) -> Decision {
+    let mut slots = compiled.slots_between(reference, now, MAX_SLOTS_PER_DECISION);
+    let Some(latest) = slots.pop() else {
+        return Decision {
+            run: None,
+            missed: Vec::new(),
+        };
+    };
+    let late = now.duration_since(latest.timestamp());
+    let late = Duration::from_secs(late.as_secs().max(0) as u64);
+    let mut missed = slots;
+    let run = if late <= ON_TIME {
+        Some((latest, Trigger::Schedule))
+    } else if deadline.is_none_or(|d| late <= d) {
+        Some((latest, Trigger::CatchUp))
+    } else {
+        missed.push(latest);
+        None
+    };
+    Decision { run, missed }
+}
+
+/// A ReportSchedule as applied, ready to run.
+#[derive(Clone, Debug)]
+pub struct ScheduleView {
+    /// Kind, namespace, name.
+    pub key: ResourceKey,
+    /// The applied spec.
+    pub spec: ReportScheduleSpec,
+    /// The applied generation.
+    pub generation: i64,
+    /// When it was first applied: slots before it never run.
+    pub created_at: Timestamp,
+}
+
+impl ScheduleView {
+    /// Reads a stored ReportSchedule.
+    pub fn from_stored(r: &StoredResource) -> Result<ScheduleView> {
+        let Spec::ReportSchedule(spec) = Spec::from_json(Kind::ReportSchedule, r.spec.clone())
+            .map_err(|e| Error::State(format!("stored {}: {e}", r.key)))?
+        else {
+            return Err(Error::State(format!("{} is not a ReportSchedule", r.key)));
+        };
+        Ok(ScheduleView {
+            key: r.key.clone(),
+            spec,
+            generation: r.generation,
+            created_at: r
+                .created_at
+                .parse()
+                .map_err(|e| Error::State(format!("stored {} creation time: {e}", r.key)))?,
+        })
+    }
+
+    /// The compiled schedule.
+    pub fn compiled(&self) -> Result<CompiledSchedule> {
+        CompiledSchedule::new(&self.spec.schedule, &self.spec.time_zone)
+            .map_err(|e| Error::State(format!("{}: {e}", self.key)))
+    }
+
+    /// `startingDeadline` as a duration.
+    pub fn deadline(&self) -> Result<Option<Duration>> {
+        self.spec
+            .starting_deadline
+            .as_deref()
+            .map(schedule::parse_duration)
+            .transpose()
+            .map_err(|e| Error::State(format!("{}: {e}", self.key)))
+    }
+}
+
+/// A request to run one slot.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    /// The slot.
+    pub slot: Zoned,
+    /// Why.
+    pub trigger: Trigger,
+    /// Deliver again to targets that already have this slot (an explicit re-send).
+    pub resend: bool,
+    /// Continue this interrupted run instead of starting a new one.
+    pub resume: Option<i64>,
+}
+
+/// The result of a run, as reported to the user.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Ledger id.
+    pub run_id: i64,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Rows exported.
+    pub rows: u64,
+    /// File size.
+    pub bytes: u64,
+    /// The file name.
+    pub file_name: String,
+    /// Per target: outcome, or why it was skipped or failed.
+    pub targets: Vec<(String, String)>,
+    /// The error, for a failed run.
+    pub error: Option<String>,
+}
+
+/// Executes runs against one state store.
+#[derive(Clone)]
+pub struct Runner {
+    store: StateStore,
+    ledger: Ledger,
+    secrets: FileSecrets,
+    staging: PathBuf,
+    /// Show a progress line on the terminal while exporting.
+    pub progress: bool,
+}
+
+impl Runner {
+    /// A runner over `store`, reading secrets from `secrets`. Files are staged next to the
+    /// state database, where no consumer looks.
+    pub fn new(store: StateStore, secrets: FileSecrets) -> Runner {
+        let staging = store
+            .path()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("staging");
+        Runner {
+            ledger: Ledger::new(store.pool().clone()),
+            store,
+            secrets,
+            staging,
+            progress: false,
+        }
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Every applied ReportSchedule.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleView>> {
+        let actual = self.store.snapshot().await?;
+        actual
+            .resources
+            .values()
+            .filter(|r| r.key.kind == Kind::ReportSchedule)
+            .map(ScheduleView::from_stored)
+            .collect()
+    }
+
+    /// Decides for one schedule at `now` and records its missed slots. Returns the run to
+    /// start, if any. Suspended schedules record nothing and run nothing.
+    pub async fn plan_due(
+        &self,
+        view: &ScheduleView,
+        now: Timestamp,
+    ) -> Result<Option<RunRequest>> {
+        if view.spec.suspend {
+            return Ok(None);
+        }
+        let compiled = view.compiled()?;
+        let reference = match self
+            .ledger
+            .last_slot(&view.key.namespace, &view.key.name)
+            .await?
+        {
+            Some(epoch) => {
+                Timestamp::from_second(epoch).map_err(|e| Error::State(e.to_string()))?
+            }
+            None => view.created_at,
+        };
+        let decision = decide(&compiled, reference, view.deadline()?, now);
+        let now_s = now.to_string();
+        for slot in &decision.missed {
+            let key = slot_key(view, slot);
+            let reason = match view.spec.starting_deadline.as_deref() {
+                Some(d) => {
+                    format!("missed by more than startingDeadline {d} (ferry was not running)")
+                }
+                None => "superseded by a later slot (ferry was not running)".to_string(),
+            };
+            self.ledger
+                .record_unrun(&key, Trigger::CatchUp, Outcome::Missed, &reason, &now_s)
+                .await?;
+            tracing::warn!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
+        }
+        if !decision.missed.is_empty() {
+            self.report_status(view, now).await?;
+        }
+        Ok(decision.run.map(|(slot, trigger)| RunRequest {
+            slot,
+            trigger,
+            resend: false,
+            resume: None,
+        }))
+    }
+
+    /// Records a slot skipped because the previous run was still going (Forbid).
+    pub async fn record_skipped(
+        &self,
+        view: &ScheduleView,
+        request: &RunRequest,
+        now: Timestamp,
+    ) -> Result<()> {
+        let key = slot_key(view, &request.slot);
+        self.ledger
+            .record_unrun(
+                &key,
+                request.trigger,
+                Outcome::Skipped,
+                "the previous run was still going (concurrencyPolicy: Forbid)",
+                &now.to_string(),
+            )
+            .await
+    }
+
+    /// Runs one slot: export, deliver to each target (skipping those that already have this
+    /// slot), record everything, update status. Errors of the run itself end up in the
+    /// ledger and the report; only state-store failures are returned as `Err`.
+    pub async fn execute(&self, view: &ScheduleView, request: RunRequest) -> Result<RunReport> {
+        let started = crate::cli::now()?;
+        let slot = &request.slot;
+        let key = slot_key(view, slot);
+        let run_id = match request.resume {
+            Some(id) => {
+                self.ledger.adopt(id).await?;
+                id
+            }
+            None => {
+                self.ledger
+                    .start_run(&key, request.trigger, view.generation, &started.to_string())
+                    .await?
+            }
+        };
+        let file_name = filename::render(
+            &view.spec.file_name,
+            &TemplateContext {
+                slot,
+                schedule: &view.key.name,
+                namespace: &view.key.namespace,
+                extra: &[],
+            },
+        );
+        let mut report = RunReport {
+            run_id,
+            outcome: Outcome::Failed,
+            rows: 0,
+            bytes: 0,
+            file_name: file_name.clone(),
+            targets: Vec::new(),
+            error: None,
+        };
+        let staged_dir = self
+            .staging
+            .join(&view.key.namespace)
+            .join(&view.key.name)
+            .join(run_id.to_string());
+        let staged = staged_dir.join(&file_name);
+        let exported = match self.stage(view, slot, &staged, &staged_dir).await {
+            Ok(out) => out,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(schedule = %view.key, slot = %rfc3339(slot), "export failed: {message}");
+                self.ledger
+                    .finish_run(
+                        run_id,
+                        Outcome::Failed,
+                        Some(&message),
+                        &crate::cli::now()?.to_string(),
+                    )
+                    .await?;
+                let _ = std::fs::remove_dir_all(&staged_dir);
+                report.error = Some(message);
+                self.after_run(view).await?;
+                return Ok(report);
+            }
+        };
+        report.rows = exported.rows;
+        report.bytes = exported.bytes;
+        self.ledger
+            .record_export(
+                run_id,
+                exported.rows,
+                exported.bytes,
+                &exported.sha256,
+                &file_name,
+                &staged.display().to_string(),
+            )
+            .await?;
+        let targets = self.targets().await?;
+        let mut succeeded = 0;
+        for d in &view.spec.deliver_to {
+            let name = d.target.as_str();
+            if !request.resend && self.ledger.delivered(&key, name).await? {
+                report
+                    .targets
+                    .push((name.to_string(), "already delivered".into()));
+                succeeded += 1;
+                continue;
+            }
+            let outcome = match targets.get(&(view.key.namespace.clone(), name.to_string())) {
+                None => Err(format!("DeliveryTarget `{name}` is not applied")),
+                Some(spec) => {
+                    self.deliver_with_retries(
+                        view,
+                        run_id,
+                        &key,
+                        name,
+                        spec,
+                        &staged,
+                        &file_name,
+                        &exported,
+                        request.resend,
+                    )
+                    .await?
+                }
+            };
+            match outcome {
+                Ok(location) => {
+                    succeeded += 1;
+                    report
+                        .targets
+                        .push((name.to_string(), format!("delivered to {location}")));
+                }
+                Err(message) => report
+                    .targets
+                    .push((name.to_string(), format!("failed: {message}"))),
+            }
+        }
+        let total = view.spec.deliver_to.len();
+        report.outcome = if succeeded == total {
+            Outcome::Succeeded
+        } else if succeeded > 0 {
+            Outcome::Partial
+        } else {
+            Outcome::Failed
+        };
+        let error = (report.outcome != Outcome::Succeeded).then(|| {
+            report
+                .targets
+                .iter()
+                .filter(|(_, o)| o.starts_with("failed"))
+                .map(|(t, o)| format!("{t}: {o}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        self.ledger
+            .finish_run(
+                run_id,
+                report.outcome,
+                error.as_deref(),
+                &crate::cli::now()?.to_string(),
+            )
+            .await?;
+        report.error = error;
+        let _ = std::fs::remove_dir_all(&staged_dir);
+        self.after_run(view).await?;
+        Ok(report)
+    }
+
+    /// Exports a slot to its staged file (reusing a complete one left by an interrupted run).
+    async fn stage(
+        &self,
+        view: &ScheduleView,
+        slot: &Zoned,
+        staged: &Path,
+        staged_dir: &Path,
+    ) -> Result<crate::export::job::ExportOutput> {
+        std::fs::create_dir_all(staged_dir).map_err(|e| Error::io(staged_dir, e))?;
+        let sql = &view.spec.source.sql;
+        let url_secret;
+        let url = match (&sql.url, &sql.connection_secret_ref) {
+            (Some(url), _) => url.as_str(),
+            (None, Some(r)) => {
+                url_secret = self.secrets.require(&view.key.namespace, r)?;
+                url_secret.expose_str()?
+            }
+            (None, None) => return Err(Error::Source("no database configured".into())),
+        };
+        let last_success = match view.spec.source.window {
+            Window::SinceLastSuccess => self
+                .ledger
+                .last_success(&view.key.namespace, &view.key.name)
+                .await?
+                .map(|e| Timestamp::from_second(e).map(|t| t.to_zoned(slot.time_zone().clone())))
+                .transpose()
+                .map_err(|e| Error::State(e.to_string()))?,
+            _ => None,
+        };
+        let window = schedule::window(view.spec.source.window, slot, last_success.as_ref());
+        let params = Params {
+            window_start: window.as_ref().map(|w| w.0.clone()),
+            window_end: window.map(|w| w.1),
+            slot: slot.clone(),
+        };
+        let title = match &view.spec.format {
+            crate::api::ReportFormat::Pdf(p) => p.title.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| view.key.name.clone());
+        let context = FormatContext {
+            title,
+            generated_at: crate::cli::now()?.to_zoned(slot.time_zone().clone()),
+            time_zone: slot.time_zone().clone(),
+        };
+        let progress = self.progress_bar(&view.key.name);
+        let tick = progress.clone();
+        let result = export(ExportJob {
+            url,
+            query: &sql.query,
+            params,
+            columns: &view.spec.columns,
+            format: &view.spec.format,
+            context,
+            path: staged.to_path_buf(),
+            progress: tick.map(|bar| {
+                Box::new(move |rows: u64| bar.set_position(rows)) as Box<dyn Fn(u64) + Send + Sync>
+            }),
+        })
+        .await;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        result
+    }
+
+    fn progress_bar(&self, name: &str) -> Option<indicatif::ProgressBar> {
+        use std::io::IsTerminal;
+        if !self.progress || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {human_pos} rows ({per_sec}, {elapsed})",
+            )
+            .expect("a valid progress template"),
+        );
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    }
+
+    async fn targets(&self) -> Result<BTreeMap<(String, String), crate::api::DeliveryTargetSpec>> {
+        let actual = self.store.snapshot().await?;
+        let mut out = BTreeMap::new();
+        for r in actual
+            .resources
+            .values()
+            .filter(|r| r.key.kind == Kind::DeliveryTarget)
+        {
+            if let Ok(Spec::DeliveryTarget(spec)) =
+                Spec::from_json(Kind::DeliveryTarget, r.spec.clone())
+            {
+                out.insert((r.key.namespace.clone(), r.key.name.clone()), *spec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delivers with `retry.attempts` attempts and exponential backoff with jitter. Returns
+    /// `Ok(Ok(location))` or `Ok(Err(message))`; `Err` only for ledger failures.
+    #[allow(clippy::too_many_arguments)]
+    async fn deliver_with_retries(
+        &self,
+        view: &ScheduleView,
+        run_id: i64,
+        key: &SlotKey<'_>,
+        name: &str,
+        spec: &crate::api::DeliveryTargetSpec,
+        staged: &Path,
+        file_name: &str,
+        exported: &crate::export::job::ExportOutput,
+        resend: bool,
+    ) -> Result<std::result::Result<String, String>> {
+        let attempts = view.spec.retry.attempts.max(1);
+        let mut backoff =
+            schedule::parse_duration(&view.spec.retry.backoff).unwrap_or(Duration::from_secs(30));
+        let transport = match deliver::transport_for(name, spec) {
+            Ok(t) => t,
+            Err(e) => {
+                let message = e.to_string();
+                self.ledger
+                    .record_delivery(
+                        run_id,
+                        key,
+                        name,
+                        resend,
+                        "failed",
+                        0,
+                        None,
+                        Some(&message),
+                        &crate::cli::now()?.to_string(),
+                    )
+                    .await?;
+                return Ok(Err(message));
+            }
+        };
+        let outgoing = Outgoing {
+            staged,
+            file_name,
+            bytes: exported.bytes,
+            sha256: &exported.sha256,
+            run_id,
+        };
+        let mut last_error = String::new();
+        for attempt in 1..=attempts {
+            match transport.deliver(&outgoing).await {
+                Ok(receipt) => {
+                    let receipt = serde_json::to_value(&receipt).expect("receipts serialize");
+                    let recorded = self
+                        .ledger
+                        .record_delivery(
+                            run_id,
+                            key,
+                            name,
+                            resend,
+                            "succeeded",
+                            attempt,
+                            Some(&receipt),
+                            None,
+                            &crate::cli::now()?.to_string(),
+                        )
+                        .await?;
+                    if !recorded {
+                        tracing::warn!(
+                            target = name,
+                            "slot already delivered by another run; not recorded twice"
+                        );
+                    }
+                    tracing::info!(schedule = %view.key, target = name, attempt, "delivered");
+                    return Ok(Ok(receipt["location"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()));
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    tracing::warn!(schedule = %view.key, target = name, attempt, attempts, "delivery failed: {last_error}");
+                    self.ledger
+                        .record_delivery(
+                            run_id,
+                            key,
+                            name,
+                            resend,
+                            "failed",
+                            attempt,
+                            None,
+                            Some(&last_error),
+                            &crate::cli::now()?.to_string(),
+                        )
+                        .await?;
+                    if attempt < attempts {
+                        tokio::time::sleep(jitter(backoff)).await;
+                        backoff = backoff.saturating_mul(2);
+                    }
+                }
+            }
+        }
+        Ok(Err(last_error))
+    }
+
+    /// Completes runs that a crash or kill left unfinished: the same slot, the same file
+    /// name, only to the targets that do not have it yet.
+    pub async fn resume_interrupted(&self) -> Result<Vec<RunReport>> {
+        let schedules = self.schedules().await?;
+        let mut reports = Vec::new();
+        for run in self.ledger.interrupted().await? {
+            let Some(view) = schedules
+                .iter()
+                .find(|s| s.key.namespace == run.namespace && s.key.name == run.schedule)
+            else {
+                self.ledger
+                    .finish_run(
+                        run.id,
+                        Outcome::Cancelled,
+                        Some("the schedule was deleted"),
+                        &crate::cli::now()?.to_string(),
+                    )
+                    .await?;
+                continue;
+            };
+            let tz = view.compiled()?.time_zone().clone();
+            let slot = Timestamp::from_second(run.slot_epoch())
+                .map_err(|e| Error::State(e.to_string()))?
+                .to_zoned(tz);
+            tracing::info!(schedule = %view.key, slot = %rfc3339(&slot), "resuming an interrupted run");
+            let report = self
+                .execute(
+                    view,
+                    RunRequest {
+                        slot,
+                        trigger: Trigger::Resume,
+                        resend: false,
+                        resume: Some(run.id),
+                    },
+                )
+                .await?;
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Prunes history and refreshes the schedule's status.
+    async fn after_run(&self, view: &ScheduleView) -> Result<()> {
+        self.ledger
+            .prune(&view.key.namespace, &view.key.name, view.spec.history_limit)
+            .await?;
+        self.report_status(view, crate::cli::now()?).await
+    }
+
+    /// Writes the schedule's status from the ledger: last schedule and success times, next
+    /// slot, last run with per-target outcomes, and the `Synced` condition.
+    pub async fn report_status(&self, view: &ScheduleView, now: Timestamp) -> Result<()> {
+        let Some(stored) = self.store.get(&view.key).await? else {
+            return Ok(());
+        };
+        let mut status = if stored.status.is_object() {
+            stored.status.clone()
+        } else {
+            json!({})
+        };
+        let history = self
+            .ledger
+            .history(&view.key.namespace, &view.key.name, 50)
+            .await?;
+        let last = history.iter().find(|r| r.outcome != Outcome::Running);
+        if let Some(run) = history.first() {
+            status["lastScheduleTime"] = Value::from(run.slot.clone());
+        }
+        if let Some(ok) = history.iter().find(|r| r.outcome == Outcome::Succeeded) {
+            status["lastSuccessfulTime"] = Value::from(ok.slot.clone());
+        }
+        if let Ok(compiled) = view.compiled() {
+            match compiled.next_after(now) {
+                Some(next) if !view.spec.suspend => {
+                    status["nextScheduleTime"] = Value::from(rfc3339(&next))
+                }
+                _ => {
+                    if let Some(o) = status.as_object_mut() {
+                        o.remove("nextScheduleTime");
+                    }
+                }
+            }
+        }
+        let now_s = now.to_string();
+        if let Some(run) = last {
+            status["lastRun"] = json!({
+                "slot": run.slot,
+                "outcome": run.outcome.as_str(),
+                "rows": run.rows.unwrap_or(0),
+                "bytes": run.bytes.unwrap_or(0),
+                "sha256": run.sha256,
+                "targets": run.deliveries.iter().map(|d| json!({
+                    "target": d.target,
+                    "outcome": d.outcome,
+                    "sha256": d.receipt.as_ref().and_then(|r| r.get("sha256")).cloned(),
+                    "message": d.error,
+                })).collect::<Vec<_>>(),
+            });
+            let (value, reason, message) = match run.outcome {
+                Outcome::Succeeded => (
+                    "True",
+                    "RunSucceeded",
+                    format!("slot {} delivered to every target", run.slot),
+                ),
+                Outcome::Missed => ("False", "SlotMissed", run.error.clone().unwrap_or_default()),
+                Outcome::Skipped => ("True", "RunSkipped", run.error.clone().unwrap_or_default()),
+                other => (
+                    "False",
+                    "RunFailed",
+                    format!(
+                        "slot {}: {}: {}",
+                        run.slot,
+                        other.as_str(),
+                        run.error.clone().unwrap_or_default()
+                    ),
+                ),
+            };
+            set_condition(&mut status, "Synced", value, reason, &message, &now_s);
+        }
+        self.store.set_status(&view.key, &status).await
+    }
+}
+
+fn slot_key<'a>(view: &'a ScheduleView, slot: &'a Zoned) -> SlotKey<'a> {
+    SlotKey {
+        namespace: &view.key.namespace,
+        schedule: &view.key.name,
+        slot,
+    }
+}
+
+/// `d` varied by up to ±20 %, so that many failing targets do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let r = u16::from_le_bytes(crate::fsutil::random_bytes::<2>()) as f64 / u16::MAX as f64;
+    d.mul_f64(0.8 + 0.4 * r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{DailySchedule, Schedule};
+
+    fn daily_0030_tokyo() -> CompiledSchedule {
+        CompiledSchedule::new(
+            &Schedule::Daily(DailySchedule { at: "00:30".into() }),
+            "Asia/Tokyo",
+        )
+        .unwrap()
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_slot_that_just_came_runs_as_scheduled() {
+        let d = decide(
+            &daily_0030_tokyo(),
+            ts("2026-07-30T00:00:00Z"),
+            None,
+            ts("2026-07-30T15:30:10Z"),
+        );
+        let (slot, trigger) = d.run.unwrap();
+        assert_eq!(rfc3339(&slot), "2026-07-31T00:30:00+09:00");
+        assert_eq!(trigger, Trigger::Schedule);
+        assert!(d.missed.is_empty());
+    }
+
+    #[test]
+    fn nothing_is_due_before_the_next_slot() {
+        let d = decide(
+            &daily_0030_tokyo(),
+            ts("2026-07-30T15:30:00Z"),
+            None,
+            ts("2026-07-31T10:00:00Z"),
+        );
+        assert_eq!(
+            d,
+            Decision {
+                run: None,
+                missed: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn after_downtime_only_the_latest_slot_catches_up_within_the_deadline() {
+        // Down from the 29th to the 31st 02:00 Tokyo: the 30th and 31st slots passed.
+        let d = decide(
+            &daily_0030_tokyo(),
+            ts("2026-07-28T15:30:00Z"),
+            Some(Duration::from_secs(6 * 3600)),
+            ts("2026-07-30T17:00:00Z"),
+        );
+        let (slot, trigger) = d.run.unwrap();
+        assert_eq!(rfc3339(&slot), "2026-07-31T00:30:00+09:00");
+        assert_eq!(trigger, Trigger::CatchUp);
+        assert_eq!(d.missed.len(), 1);
+        assert_eq!(rfc3339(&d.missed[0]), "2026-07-30T00:30:00+09:00");
+    }
+
+    #[test]
+    fn a_slot_missed_beyond_the_deadline_is_recorded_missed_and_never_run() {
+        let d = decide(
+            &daily_0030_tokyo(),
+            ts("2026-07-29T15:30:00Z"),
+            Some(Duration::from_secs(3600)),
+            ts("2026-07-30T20:00:00Z"),
+        );
+        assert!(d.run.is_none());
+        assert_eq!(d.missed.len(), 1);
+        assert_eq!(rfc3339(&d.missed[0]), "2026-07-31T00:30:00+09:00");
+    }
+
+    #[test]
+    fn a_slot_already_in_the_ledger_is_never_decided_again() {
+        // The reference is the slot just run: deciding again a second later yields nothing.
+        let slot = ts("2026-07-30T15:30:00Z");
+        let d = decide(&daily_0030_tokyo(), slot, None, ts("2026-07-30T15:30:01Z"));
+        assert!(d.run.is_none() && d.missed.is_empty());
+    }
+}

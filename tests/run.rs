@@ -1,0 +1,404 @@
+//! Running schedules end to end through the binary: SQLite in, CSV out, a local directory as
+//! the target. The clock is set per command with `FERRY_NOW`, so "downtime" is simulated by
+//! running `ferry run --once` at later instants against the same state.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, s};
+
+/// A shop database with order items updated on 2026-07-29, -30 and -31 (Tokyo time).
+fn shop_db(sb: &Sandbox) -> PathBuf {
+    let db = sb.root().join("shop.db");
+    let script = r#"
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.executescript("""
+CREATE TABLE order_items (id INTEGER PRIMARY KEY, product TEXT, quantity INTEGER,
+                          price DECIMAL(10,2), updated_at TEXT);
+INSERT INTO order_items VALUES
+  (1, 'りんご', 3, '120.50', '2026-07-29T10:00:00+09:00'),
+  (2, 'Widget, large', 1, '9.99', '2026-07-30T00:00:00+09:00'),
+  (3, 'He said "hi"', 2, '1.00', '2026-07-30T23:59:59+09:00'),
+  (4, 'late', 5, '2.00', '2026-07-31T00:10:00+09:00');
+""")
+con.commit()
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&db)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+    db
+}
+
+/// A daily 00:30 Tokyo schedule exporting yesterday's items to `out/`.
+fn resources(sb: &Sandbox, extra_spec: &str) -> PathBuf {
+    sb.write(
+        "shop.yaml",
+        &format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: out}}
+spec:
+  localDir: {{path: out}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: items}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  timeZone: Asia/Tokyo
+  source:
+    sql:
+      url: "sqlite://shop.db"
+      query: |
+        SELECT id, product, quantity, price FROM order_items
+        WHERE julianday(updated_at) >= julianday(:window_start)
+          AND julianday(updated_at) <  julianday(:window_end)
+        ORDER BY id
+    window: previousDay
+  columns:
+    - {{name: id, header: "受注ID"}}
+    - {{name: product}}
+    - {{name: quantity, header: "数量"}}
+  format: {{csv: {{}}}}
+  fileName: "items_{{yyyyMMddHHmmss}}.csv"
+  deliverTo: [{{target: out}}]
+  retry: {{attempts: 1, backoff: 1s}}
+{extra_spec}"#
+        ),
+    )
+}
+
+fn at(sb: &mut Sandbox, now: &str) {
+    sb.set_env("FERRY_NOW", now);
+}
+
+fn out_files(sb: &Sandbox) -> Vec<String> {
+    let dir = sb.root().join("out");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn history(sb: &Sandbox) -> serde_json::Value {
+    sb.ferry(["history", "rs/items", "-o", "json"])
+        .success()
+        .json()
+}
+
+#[test]
+fn run_now_for_a_slot_exports_that_slots_window_and_names_the_file_from_the_slot() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let run = sb
+        .ferry([
+            "run-now",
+            "reportschedule/items",
+            "--slot",
+            "2026-07-31T00:30:00+09:00",
+        ])
+        .success();
+    assert!(run.stdout.contains("succeeded, 2 rows"), "{run:#?}");
+    assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
+    let csv = std::fs::read_to_string(sb.root().join("out/items_20260731003000.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "受注ID,product,数量\r\n2,\"Widget, large\",1\r\n3,\"He said \"\"hi\"\"\",2\r\n"
+    );
+}
+
+#[test]
+fn history_records_the_run_with_rows_bytes_sha256_and_the_delivery_receipt() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    sb.ferry(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
+        .success();
+    let runs = history(&sb);
+    let run = &runs[0];
+    assert_eq!(run["slot"], "2026-07-31T00:30:00+09:00");
+    assert_eq!(run["trigger"], "backfill");
+    assert_eq!(run["outcome"], "succeeded");
+    assert_eq!(run["rows"], 2);
+    let bytes = std::fs::metadata(sb.root().join("out/items_20260731003000.csv"))
+        .unwrap()
+        .len();
+    assert_eq!(run["bytes"], bytes);
+    let sha = run["sha256"].as_str().unwrap();
+    assert_eq!(sha.len(), 64);
+    let delivery = &run["deliveries"][0];
+    assert_eq!(delivery["target"], "out");
+    assert_eq!(delivery["outcome"], "succeeded");
+    assert_eq!(delivery["receipt"]["sha256"], sha);
+    assert_eq!(delivery["receipt"]["bytes"], bytes);
+    assert!(
+        delivery["receipt"]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("out/items_20260731003000.csv")
+    );
+    // The status of the schedule reflects the run.
+    let got = sb.ferry(["get", "rs/items", "-o", "json"]).success().json();
+    let status = &got[0]["status"];
+    assert_eq!(status["lastRun"]["outcome"], "succeeded");
+    assert_eq!(status["lastSuccessfulTime"], "2026-07-31T00:30:00+09:00");
+    assert!(status["conditions"].to_string().contains("Synced"));
+}
+
+#[test]
+fn a_slot_already_delivered_is_not_sent_again_unless_a_resend_is_asked_for() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let slot = "2026-07-31T00:30:00+09:00";
+    sb.ferry(["run-now", "rs/items", "--slot", slot]).success();
+    let target = sb.root().join("out/items_20260731003000.csv");
+    let first = std::fs::metadata(&target).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let again = sb.ferry(["run-now", "rs/items", "--slot", slot]).success();
+    assert!(
+        again.stdout.contains("out: already delivered"),
+        "{again:#?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().modified().unwrap(),
+        first
+    );
+    let resend = sb
+        .ferry(["run-now", "rs/items", "--slot", slot, "--resend"])
+        .success();
+    assert!(resend.stdout.contains("out: delivered to"), "{resend:#?}");
+    let runs = history(&sb);
+    let delivered: usize = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["deliveries"].as_array().unwrap())
+        .filter(|d| d["outcome"] == "succeeded")
+        .count();
+    assert_eq!(delivered, 2, "the first delivery and the explicit re-send");
+}
+
+#[test]
+fn run_once_runs_a_due_slot_and_never_runs_it_twice() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T10:00:00Z");
+    sb.apply(&[&files]);
+    // 2026-07-31 00:30 Tokyo is 2026-07-30T15:30Z: ten seconds later the slot is due.
+    at(&mut sb, "2026-07-30T15:30:10Z");
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    at(&mut sb, "2026-07-30T18:00:00Z");
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    let runs = history(&sb);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs:#}");
+    assert_eq!(runs[0]["trigger"], "schedule");
+    assert_eq!(runs[0]["slot"], "2026-07-31T00:30:00+09:00");
+    assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
+}
+
+#[test]
+fn after_downtime_the_latest_slot_catches_up_once_and_older_slots_are_recorded_missed() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "  startingDeadline: 6h\n");
+    at(&mut sb, "2026-07-28T10:00:00Z");
+    sb.apply(&[&files]);
+    // Down until 2026-07-31 03:00 Tokyo: the slots of the 29th, 30th and 31st passed.
+    at(&mut sb, "2026-07-30T18:00:00Z");
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    let runs = history(&sb);
+    let runs = runs.as_array().unwrap();
+    let summary: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["slot"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "2026-07-31T00:30:00+09:00".to_string(),
+                "succeeded".to_string()
+            ),
+            (
+                "2026-07-30T00:30:00+09:00".to_string(),
+                "missed".to_string()
+            ),
+            (
+                "2026-07-29T00:30:00+09:00".to_string(),
+                "missed".to_string()
+            ),
+        ]
+    );
+    assert_eq!(runs[0]["trigger"], "catch-up");
+    assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
+}
+
+#[test]
+fn a_slot_missed_by_more_than_the_starting_deadline_is_recorded_and_never_run() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "  startingDeadline: 1h\n");
+    at(&mut sb, "2026-07-30T10:00:00Z");
+    sb.apply(&[&files]);
+    at(&mut sb, "2026-07-30T18:30:00Z"); // three hours after the slot
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    let runs = history(&sb);
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["outcome"], "missed");
+    assert!(
+        runs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("startingDeadline 1h")
+    );
+    assert!(out_files(&sb).is_empty());
+}
+
+#[test]
+fn a_suspended_schedule_does_not_run_on_schedule_but_runs_when_asked() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "  suspend: true\n");
+    at(&mut sb, "2026-07-30T10:00:00Z");
+    sb.apply(&[&files]);
+    at(&mut sb, "2026-07-30T15:30:10Z");
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    assert!(out_files(&sb).is_empty());
+    let run = sb.ferry(["run-now", "rs/items"]).success();
+    assert!(run.stdout.contains("(run-now): succeeded"), "{run:#?}");
+    // The run-now slot is the current instant in the schedule's zone.
+    assert_eq!(out_files(&sb), ["items_20260731003010.csv"]);
+}
+
+#[test]
+fn an_export_that_fails_is_recorded_failed_and_leaves_no_file() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    let text = std::fs::read_to_string(&files)
+        .unwrap()
+        .replace("FROM order_items", "FROM no_such_table");
+    std::fs::write(&files, text).unwrap();
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let run = sb
+        .ferry(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
+        .failure();
+    assert!(run.stderr.contains("no_such_table"), "{run:#?}");
+    assert!(out_files(&sb).is_empty());
+    let runs = history(&sb);
+    assert_eq!(runs[0]["outcome"], "failed");
+}
+
+/// A big table, so that an export takes long enough to be killed in the middle.
+fn big_db(sb: &Sandbox, rows: u32) {
+    let script = r#"
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("CREATE TABLE order_items (id INTEGER PRIMARY KEY, product TEXT, quantity INTEGER, price DECIMAL(10,2), updated_at TEXT)")
+con.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?)",
+  ((i, "product number %d with a reasonably long name" % i, i % 7, "%d.50" % (i % 100), "2026-07-30T12:00:00+09:00") for i in range(int(sys.argv[2]))))
+con.commit()
+"#;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(sb.root().join("shop.db"))
+        .arg(rows.to_string())
+        .status()
+        .expect("python3 runs");
+    assert!(status.success());
+}
+
+fn no_partial_files(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with('.') && !name.ends_with(".partial"),
+            "a partial file is visible to consumers: {name}"
+        );
+    }
+}
+
+#[test]
+fn a_kill_during_an_export_leaves_no_partial_file_and_the_next_start_completes_the_slot_once() {
+    let mut sb = Sandbox::new();
+    big_db(&sb, 1_500_000);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let mut child = common::ferry_command()
+        .args(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferry starts");
+    // Kill it once the export is under way (its staged file exists), with SIGKILL.
+    let staging = sb.state.parent().unwrap().join("staging");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !staging.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().expect("kill -9");
+    let status = child.wait().unwrap();
+    assert!(
+        status.code().is_none() || !status.success(),
+        "it was killed mid-export"
+    );
+    no_partial_files(&sb.root().join("out"));
+    assert!(
+        out_files(&sb).is_empty(),
+        "nothing was delivered before the kill: {:?}",
+        out_files(&sb)
+    );
+    // The next start resumes the interrupted run: the same slot, once.
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
+    no_partial_files(&sb.root().join("out"));
+    let runs = history(&sb);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(runs[0]["rows"], 1_500_000);
+    let lines = std::fs::read_to_string(sb.root().join("out/items_20260731003000.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines, 1_500_001, "the header and every row, exactly once");
+}
