@@ -5,6 +5,22 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# What the tests need, installed only when missing (CI runs as root on a fresh machine).
+step "test dependencies"
+need_apt=()
+[ -x "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | head -n1)" ] || need_apt+=(postgresql)
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
+[ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || [ -f /usr/share/fonts/truetype/fonts-japanese-gothic.ttf ] || need_apt+=(fonts-ipafont-gothic)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  # Never let a package's postinst start a system service (sshd, postgresql) on this machine.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+python3 -c 'import openpyxl' 2>/dev/null || python3 -m pip install -q openpyxl
+bash scripts/test-servers/postgres.sh start
+
 step "format"
 cargo fmt --all -- --check
 

@@ -303,6 +303,20 @@ fn check_report_schedule(
         c.check("spec.startingDeadline", positive_duration(d));
     }
     check_sql(c, "spec.source.sql", &spec.source.sql);
+    match crate::source::params::referenced_params(&spec.source.sql.query) {
+        Err(message) => c.error("spec.source.sql.query", message),
+        Ok(names) => {
+            let windowed = names
+                .iter()
+                .any(|n| n == "window_start" || n == "window_end");
+            if windowed && spec.source.window == Window::All {
+                c.error(
+                    "spec.source.window",
+                    "the query uses :window_start/:window_end but window is `all` (no bounds): choose previousDay, previousWeek, previousMonth or sinceLastSuccess",
+                );
+            }
+        }
+    }
     let mut names = BTreeSet::new();
     for (i, col) in spec.columns.iter().enumerate() {
         let field = format!("spec.columns[{i}].name");

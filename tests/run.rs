@@ -402,3 +402,79 @@ fn a_kill_during_an_export_leaves_no_partial_file_and_the_next_start_completes_t
         .count();
     assert_eq!(lines, 1_500_001, "the header and every row, exactly once");
 }
+
+/// Starts `ferry run -f FILES` as a daemon at the sandbox's clock.
+fn daemon(sb: &Sandbox, files: &Path, grace: &str) -> std::process::Child {
+    let mut cmd = common::ferry_command();
+    cmd.args(["run", "-f"])
+        .arg(files)
+        .args(["--shutdown-grace", grace, "--poll", "1s"])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.env("FERRY_NOW", "2026-07-30T15:30:05Z");
+    cmd.spawn().expect("ferry run starts")
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    child.wait().expect("the daemon exits")
+}
+
+#[test]
+fn sigterm_lets_a_running_export_finish_within_the_grace_period() {
+    let mut sb = Sandbox::new();
+    big_db(&sb, 1_000_000);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T10:00:00Z");
+    sb.apply(&[&files]);
+    let mut child = daemon(&sb, &files, "120s");
+    wait_for(&sb.state.parent().unwrap().join("staging"));
+    let status = terminate(&mut child);
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
+    no_partial_files(&sb.root().join("out"));
+    let runs = history(&sb);
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(runs[0]["rows"], 1_000_000);
+}
+
+#[test]
+fn sigterm_after_the_grace_period_abandons_the_export_cleanly_and_the_next_start_completes_it() {
+    let mut sb = Sandbox::new();
+    big_db(&sb, 1_500_000);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T10:00:00Z");
+    sb.apply(&[&files]);
+    let mut child = daemon(&sb, &files, "0s");
+    wait_for(&sb.state.parent().unwrap().join("staging"));
+    terminate(&mut child);
+    no_partial_files(&sb.root().join("out"));
+    assert!(out_files(&sb).is_empty(), "{:?}", out_files(&sb));
+    at(&mut sb, "2026-07-30T15:31:00Z");
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
+    let runs = history(&sb);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs:#}");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+}

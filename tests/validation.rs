@@ -828,3 +828,39 @@ fn validate_json_reports_validity_resource_count_and_errors() {
         "{e}"
     );
 }
+
+#[test]
+fn query_parameters_must_be_known_and_windowed_parameters_need_a_window() {
+    let sb = sandbox_with_applied_state();
+    let text = stream(&[
+        local_dir("out"),
+        report_schedule("unbounded", "out").set(
+            "source",
+            "sql:\n  url: \"sqlite://shop.db\"\n  query: \"SELECT id FROM orders WHERE at >= :window_start\"\nwindow: all\n",
+        ),
+        report_schedule("typo", "out").set(
+            "source",
+            "sql:\n  url: \"sqlite://shop.db\"\n  query: \"SELECT id FROM orders WHERE at >= :windowstart\"\nwindow: previousDay\n",
+        ),
+    ]);
+    let path = sb.write("params.yaml", &text);
+    let stderr = rejected(&sb, &[&path]);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    let (_, _, m) = diag_for(
+        &stderr,
+        &path,
+        "ReportSchedule/unbounded",
+        "spec.source.window",
+    );
+    assert!(
+        m.contains(":window_start/:window_end but window is `all`"),
+        "{m}"
+    );
+    let (_, _, m) = diag_for(
+        &stderr,
+        &path,
+        "ReportSchedule/typo",
+        "spec.source.sql.query",
+    );
+    assert!(m.contains("windowstart"), "{m}");
+}

@@ -2,7 +2,7 @@
 //! channel, so that decoding (here) and file writing (a format, on another thread) overlap
 //! and memory stays flat however many rows there are.
 
-mod params;
+pub mod params;
 pub mod postgres;
 pub mod sqlite;
 
