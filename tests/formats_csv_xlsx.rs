@@ -254,7 +254,7 @@ fn csv_renders_timestamps_in_the_context_zone_with_offset_and_other_types_as_tex
         &CsvFormat::default(),
         "Asia/Tokyo",
         &headers,
-        &[row.clone()],
+        std::slice::from_ref(&row),
     );
     assert_eq!(
         as_text(&tokyo).split("\r\n").nth(1).unwrap(),
@@ -590,4 +590,37 @@ fn xlsx_with_no_rows_still_has_the_header() {
     assert_eq!(sheet["rows"].as_array().unwrap().len(), 1);
     assert_eq!(sheet["filter"], "A1:B1");
     assert_eq!(sheet["freeze"], "A2");
+}
+
+#[test]
+fn xlsx_text_beyond_excels_cell_limit_is_an_error_naming_the_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.xlsx");
+    let opts = XlsxFormat {
+        sheet_name: "Report".into(),
+    };
+    let mut writer: Box<dyn FormatWriter> =
+        Box::new(XlsxWriter::create(&path, &opts, &ctx("UTC")).unwrap());
+    writer.begin(&columns(&["id", "note"])).unwrap();
+    writer.row(1, &[Value::Int(1), text("fine")]).unwrap();
+    let err = writer
+        .row(2, &[Value::Int(2), text(&"x".repeat(40_000))])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "export: row 2, column \"note\": String exceeds Excel's limit of 32,767 characters."
+    );
+    assert!(writer.finish().is_err());
+}
+
+#[test]
+fn xlsx_files_written_twice_with_the_same_context_are_identical() {
+    let rows: Vec<Vec<Value>> = (1..=50)
+        .map(|i| vec![Value::Int(i), text("寿司"), Value::Date(date(2024, 1, 1))])
+        .collect();
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let a = write_xlsx(first.path(), "Orders", None, &["id", "name", "day"], &rows);
+    let b = write_xlsx(second.path(), "Orders", None, &["id", "name", "day"], &rows);
+    assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
 }

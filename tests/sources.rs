@@ -9,6 +9,7 @@ use std::sync::{Once, OnceLock};
 use ferry::api::Window;
 use ferry::export::Value;
 use ferry::schedule;
+use ferry::source::postgres::{self, Transfer};
 use ferry::source::{BATCH_ROWS, Params, SourceEvent, stream_sql};
 use jiff::Zoned;
 use sqlx::Connection;
@@ -48,6 +49,24 @@ impl Export {
 }
 
 async fn export(url: &str, query: &str, params: &Params) -> Result<Export, String> {
+    collect(|tx| stream_sql(url, query, params, tx)).await
+}
+
+/// Exports from the test PostgreSQL with a chosen transfer (COPY or fetch).
+async fn export_pg(query: &str, params: &Params, transfer: Transfer) -> Export {
+    collect(|tx| postgres::stream_with(pg_url(), query, params, tx, transfer))
+        .await
+        .unwrap_or_else(|e| panic!("export ({transfer:?}) failed: {e}\nquery: {query}"))
+}
+
+/// Both ways rows can travel from PostgreSQL: every value test runs with each.
+const TRANSFERS: [Transfer; 2] = [Transfer::Copy, Transfer::Fetch];
+
+/// Runs a source writing to a channel and collects what it sent.
+async fn collect<F>(source: impl FnOnce(mpsc::Sender<SourceEvent>) -> F) -> Result<Export, String>
+where
+    F: std::future::Future<Output = ferry::Result<u64>>,
+{
     let (tx, mut rx) = mpsc::channel(4);
     let collect = async {
         let mut columns = None;
@@ -71,8 +90,7 @@ async fn export(url: &str, query: &str, params: &Params) -> Result<Export, Strin
         }
         (columns, rows, batch_sizes)
     };
-    let (result, (columns, rows, batch_sizes)) =
-        tokio::join!(stream_sql(url, query, params, tx), collect);
+    let (result, (columns, rows, batch_sizes)) = tokio::join!(source(tx), collect);
     let count = result.map_err(|e| e.to_string())?;
     assert_eq!(
         count,
@@ -693,37 +711,40 @@ async fn postgres_values_map_by_column_type() {
                '\x00ff10'::bytea AS raw, interval '1 day 2 hours' AS iv,
                'infinity'::date AS d_inf, '-infinity'::timestamptz AS ts_inf
     "#;
-    let out = export_ok(pg_url(), query, &no_window()).await;
-    let expected = [
-        ("b", Value::Bool(true)),
-        ("b2", Value::Bool(false)),
-        ("i2", Value::Int(32767)),
-        ("i4", Value::Int(-2147483648)),
-        ("i8", Value::Int(i64::MIN)),
-        // float4 through its shortest text: 0.1, not 0.10000000149011612.
-        ("f4", Value::Float(0.1)),
-        ("f8", Value::Float(1e300)),
-        ("f8_nan", Value::Float(f64::NAN)),
-        ("t", text("受注 🍣")),
-        ("vc", text("vc")),
-        ("bp", text("ab  ")),
-        ("nm", text("nm")),
-        ("ch", text("x")),
-        ("ci", text("MiXeD")),
-        ("mood", text("happy")),
-        ("d", date("2026-07-30")),
-        ("tm", Value::Time("23:59:58.25".parse().unwrap())),
-        ("ts", datetime("2026-07-30T10:11:12.345678")),
-        ("tstz", timestamp("2026-07-30T01:11:12Z")),
-        ("id", text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
-        ("js", text(r#"{"b": 1, "a": [1, 2]}"#)),
-        ("jsb", text(r#"{"a": [1, 2], "b": 1}"#)),
-        ("raw", Value::Bytes(vec![0x00, 0xff, 0x10])),
-        ("iv", text("P1DT2H")),
-        ("d_inf", text("infinity")),
-        ("ts_inf", text("-infinity")),
-    ];
-    assert_eq!(comparable(out.only_row()), comparable(expected.to_vec()));
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(query, &no_window(), transfer).await;
+        let expected = [
+            ("b", Value::Bool(true)),
+            ("b2", Value::Bool(false)),
+            ("i2", Value::Int(32767)),
+            ("i4", Value::Int(-2147483648)),
+            ("i8", Value::Int(i64::MIN)),
+            // float4 through its shortest text: 0.1, not 0.10000000149011612.
+            ("f4", Value::Float(0.1)),
+            ("f8", Value::Float(1e300)),
+            ("f8_nan", Value::Float(f64::NAN)),
+            ("t", text("受注 🍣")),
+            ("vc", text("vc")),
+            ("bp", text("ab  ")),
+            ("nm", text("nm")),
+            ("ch", text("x")),
+            ("ci", text("MiXeD")),
+            ("mood", text("happy")),
+            ("d", date("2026-07-30")),
+            ("tm", Value::Time("23:59:58.25".parse().unwrap())),
+            ("ts", datetime("2026-07-30T10:11:12.345678")),
+            ("tstz", timestamp("2026-07-30T01:11:12Z")),
+            ("id", text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
+            ("js", text(r#"{"b": 1, "a": [1, 2]}"#)),
+            ("jsb", text(r#"{"a": [1, 2], "b": 1}"#)),
+            ("raw", Value::Bytes(vec![0x00, 0xff, 0x10])),
+            ("iv", text("P1DT2H")),
+            ("d_inf", text("infinity")),
+            ("ts_inf", text("-infinity")),
+        ];
+        assert_eq!(comparable(out.only_row()), comparable(expected.to_vec()));
+    }
 }
 
 /// NaN is not equal to itself: compare it as a marker.
@@ -744,9 +765,12 @@ async fn postgres_nulls_of_every_type_are_null() {
                NULL::varchar AS vc, NULL::date AS d, NULL::time AS tm, NULL::timestamp AS ts,
                NULL::timestamptz AS tstz, NULL::uuid AS id, NULL::json AS js, NULL::jsonb AS jsb,
                NULL::bytea AS raw, NULL::interval AS iv, NULL AS unknown";
-    let out = export_ok(pg_url(), query, &no_window()).await;
-    assert_eq!(out.columns.len(), 19);
-    assert_eq!(out.rows, [vec![Value::Null; 19]]);
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(query, &no_window(), transfer).await;
+        assert_eq!(out.columns.len(), 19);
+        assert_eq!(out.rows, [vec![Value::Null; 19]]);
+    }
 }
 
 #[tokio::test]
@@ -775,22 +799,25 @@ async fn postgres_numerics_keep_their_exact_digits() {
         "SELECT v, v::text AS printed FROM (VALUES {}) AS t(v)",
         list.join(", ")
     );
-    let out = export_ok(pg_url(), &query, &no_window()).await;
-    assert_eq!(out.count, values.len() as u64);
-    for row in &out.rows {
-        let Value::Text(printed) = &row[1] else {
-            panic!("{row:?}")
-        };
-        let expected = if matches!(printed.as_str(), "NaN" | "Infinity" | "-Infinity") {
-            text(printed)
-        } else {
-            decimal(printed)
-        };
-        assert_eq!(row[0], expected, "PostgreSQL prints {printed}");
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(&query, &no_window(), transfer).await;
+        assert_eq!(out.count, values.len() as u64);
+        for row in &out.rows {
+            let Value::Text(printed) = &row[1] else {
+                panic!("{row:?}")
+            };
+            let expected = if matches!(printed.as_str(), "NaN" | "Infinity" | "-Infinity") {
+                text(printed)
+            } else {
+                decimal(printed)
+            };
+            assert_eq!(row[0], expected, "PostgreSQL prints {printed}");
+        }
+        assert_eq!(out.rows[0][0], decimal("12345678901234567890.123456789"));
+        assert_eq!(out.rows[4][0], decimal("-0.001"));
+        assert_eq!(out.rows[6][0], decimal("0.00000000000000000001"));
     }
-    assert_eq!(out.rows[0][0], decimal("12345678901234567890.123456789"));
-    assert_eq!(out.rows[4][0], decimal("-0.001"));
-    assert_eq!(out.rows[6][0], decimal("0.00000000000000000001"));
 }
 
 #[tokio::test]
@@ -811,12 +838,15 @@ async fn postgres_intervals_read_like_postgres_iso_8601_style() {
         "SELECT v, v::text AS printed FROM (VALUES {}) AS t(v)",
         list.join(", ")
     );
-    let out = export_ok(pg_url(), &query, &no_window()).await;
-    for row in &out.rows {
-        assert_eq!(row[0], row[1]);
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(&query, &no_window(), transfer).await;
+        for row in &out.rows {
+            assert_eq!(row[0], row[1]);
+        }
+        assert_eq!(out.rows[0][0], text("P1DT2H"));
+        assert_eq!(out.rows[3][0], text("PT0S"));
     }
-    assert_eq!(out.rows[0][0], text("P1DT2H"));
-    assert_eq!(out.rows[3][0], text("PT0S"));
 }
 
 #[tokio::test]
@@ -829,22 +859,25 @@ async fn postgres_dates_and_timestamps_with_and_without_zone() {
                '2026-07-30 00:00:00+09'::timestamptz AS tz1,
                '1960-06-15 12:00:00.5Z'::timestamptz AS tz2,
                '00:00:00'::time AS t1, '24:00:00'::time AS t2";
-    let out = export_ok(pg_url(), query, &no_window()).await;
-    assert_eq!(
-        out.only_row(),
-        [
-            ("d1", date("1999-12-31")),
-            ("d2", date("0001-01-01")),
-            ("d3", date("2024-02-29")),
-            ("ts1", datetime("1999-12-31T23:59:59.999999")),
-            ("ts2", datetime("1970-01-01T00:00:00")),
-            ("ts3", datetime("2026-03-29T02:30:00")),
-            ("tz1", timestamp("2026-07-29T15:00:00Z")),
-            ("tz2", timestamp("1960-06-15T12:00:00.5Z")),
-            ("t1", Value::Time("00:00:00".parse().unwrap())),
-            ("t2", text("24:00:00")),
-        ]
-    );
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(query, &no_window(), transfer).await;
+        assert_eq!(
+            out.only_row(),
+            [
+                ("d1", date("1999-12-31")),
+                ("d2", date("0001-01-01")),
+                ("d3", date("2024-02-29")),
+                ("ts1", datetime("1999-12-31T23:59:59.999999")),
+                ("ts2", datetime("1970-01-01T00:00:00")),
+                ("ts3", datetime("2026-03-29T02:30:00")),
+                ("tz1", timestamp("2026-07-29T15:00:00Z")),
+                ("tz2", timestamp("1960-06-15T12:00:00.5Z")),
+                ("t1", Value::Time("00:00:00".parse().unwrap())),
+                ("t2", text("24:00:00")),
+            ]
+        );
+    }
 }
 
 #[tokio::test]
@@ -872,31 +905,37 @@ async fn postgres_sessions_run_in_the_schedules_time_zone() {
 
 #[tokio::test]
 async fn postgres_zero_rows_still_send_the_columns() {
-    let out = export_ok(
-        pg_url(),
-        "SELECT 1::int AS id, 'x'::text AS product, now() AS at WHERE false",
-        &no_window(),
-    )
-    .await;
-    assert_eq!(out.columns, ["id", "product", "at"]);
-    assert!(out.rows.is_empty());
-    assert_eq!(out.count, 0);
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(
+            "SELECT 1::int AS id, 'x'::text AS product, now() AS at WHERE false",
+            &no_window(),
+            transfer,
+        )
+        .await;
+        assert_eq!(out.columns, ["id", "product", "at"]);
+        assert!(out.rows.is_empty());
+        assert_eq!(out.count, 0);
+    }
 }
 
 #[tokio::test]
 async fn postgres_streams_more_than_a_batch_in_several_batches_in_order() {
-    let out = export_ok(
-        pg_url(),
-        "SELECT i, 'row ' || i AS label FROM generate_series(1, 5000) AS i ORDER BY i",
-        &no_window(),
-    )
-    .await;
-    assert_eq!(out.count, 5000);
-    assert_eq!(out.batch_sizes, [1024, 1024, 1024, 1024, 904]);
-    let expected: Vec<Vec<Value>> = (1..=5000)
-        .map(|i| vec![Value::Int(i), text(&format!("row {i}"))])
-        .collect();
-    assert_eq!(out.rows, expected);
+    for transfer in TRANSFERS {
+        println!("transfer: {transfer:?}");
+        let out = export_pg(
+            "SELECT i, 'row ' || i AS label FROM generate_series(1, 5000) AS i ORDER BY i",
+            &no_window(),
+            transfer,
+        )
+        .await;
+        assert_eq!(out.count, 5000);
+        assert_eq!(out.batch_sizes, [1024, 1024, 1024, 1024, 904]);
+        let expected: Vec<Vec<Value>> = (1..=5000)
+            .map(|i| vec![Value::Int(i), text(&format!("row {i}"))])
+            .collect();
+        assert_eq!(out.rows, expected);
+    }
 }
 
 /// Events around the windows of the slot 2026-07-31 00:30 Tokyo, as a VALUES list.
@@ -967,19 +1006,23 @@ async fn postgres_window_parameters_are_timestamptz_and_filter_each_kind_of_wind
         ),
     ];
     for (window, last, ids, start, end) in cases {
-        let out = export_ok(pg_url(), PG_WINDOW_QUERY, &params(window, SLOT, last)).await;
-        assert_eq!(
-            out.column("id"),
-            ints(ids),
-            "{window:?} (last success {last:?})"
-        );
-        assert_eq!(
-            out.rows[0][1],
-            timestamp("2026-07-30T15:30:00Z"),
-            "{window:?}"
-        );
-        assert_eq!(out.rows[0][2], start, "{window:?}");
-        assert_eq!(out.rows[0][3], end, "{window:?}");
+        let params = params(window, SLOT, last);
+        for transfer in TRANSFERS {
+            println!("transfer: {transfer:?}");
+            let out = export_pg(PG_WINDOW_QUERY, &params, transfer).await;
+            assert_eq!(
+                out.column("id"),
+                ints(ids),
+                "{window:?} (last success {last:?})"
+            );
+            assert_eq!(
+                out.rows[0][1],
+                timestamp("2026-07-30T15:30:00Z"),
+                "{window:?}"
+            );
+            assert_eq!(out.rows[0][2], start, "{window:?}");
+            assert_eq!(out.rows[0][3], end, "{window:?}");
+        }
     }
 }
 
@@ -1001,6 +1044,12 @@ async fn postgres_a_wrong_password_is_a_clear_error_without_the_password() {
         err.starts_with("source: cannot connect to PostgreSQL at 127.0.0.1:1"),
         "{err}"
     );
+    assert!(!err.contains("wrong-secret-pw"), "{err}");
+
+    // A URL that does not parse: neither the URL nor the password is echoed.
+    let url = "postgres://ferry:wrong-secret-pw@127.0.0.1:port/ferry_test";
+    let err = export(url, "SELECT 1", &no_window()).await.unwrap_err();
+    assert!(err.starts_with("source: invalid PostgreSQL URL"), "{err}");
     assert!(!err.contains("wrong-secret-pw"), "{err}");
 }
 
@@ -1054,6 +1103,14 @@ async fn postgres_unsupported_types_name_the_column_and_suggest_a_cast() {
 
 #[tokio::test]
 async fn postgres_reports_run_read_only() {
+    pg_setup("CREATE SEQUENCE IF NOT EXISTS sources_seq").await;
+    let err = export(pg_url(), "SELECT nextval('sources_seq') AS n", &no_window())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "source: PostgreSQL query failed: cannot execute nextval() in a read-only transaction"
+    );
     let err = export(
         pg_url(),
         "CREATE TABLE sources_must_not_exist (a int)",
@@ -1061,7 +1118,31 @@ async fn postgres_reports_run_read_only() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("read-only transaction"), "{err}");
+    assert!(err.contains("the query returns no columns"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_errors_while_rows_stream_name_the_line() {
+    let err = export(
+        pg_url(),
+        "SELECT i,\n  10 / (i - 3) AS x\nFROM generate_series(1, 5) AS i;",
+        &no_window(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, "source: PostgreSQL query failed: division by zero");
+    let err = export(
+        pg_url(),
+        "SELECT i\nFROM generate_series(1, 5) AS i\nWHERE i::text::int4 > 'x'::int4",
+        &no_window(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "source: PostgreSQL query failed: invalid input syntax for type integer: \"x\" (line 3 \
+         of the query)"
+    );
 }
 
 #[tokio::test]
@@ -1078,4 +1159,23 @@ async fn postgres_a_closed_receiver_stops_the_query() {
     let (result, ()) = tokio::join!(stream_sql(pg_url(), query, &params, tx), reader);
     assert_eq!(result.unwrap_err().to_string(), "source: export cancelled");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn postgres_statements_copy_cannot_run_are_fetched_instead() {
+    let out = export_ok(pg_url(), "SHOW TimeZone", &no_window()).await;
+    assert_eq!(out.only_row(), [("TimeZone", text("Asia/Tokyo"))]);
+    let out = export_ok(pg_url(), "EXPLAIN (COSTS OFF) SELECT 1", &no_window()).await;
+    assert_eq!(out.only_row(), [("QUERY PLAN", text("Result"))]);
+
+    // Forced to COPY, the same statement is the server's error.
+    let params = no_window();
+    let err =
+        collect(|tx| postgres::stream_with(pg_url(), "SHOW TimeZone", &params, tx, Transfer::Copy))
+            .await
+            .unwrap_err();
+    assert!(
+        err.starts_with("source: PostgreSQL query failed: syntax error"),
+        "{err}"
+    );
 }

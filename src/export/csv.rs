@@ -314,4 +314,39 @@ mod tests {
         assert_eq!(out, SHIFT_JIS.encode("商品A").0.as_ref());
         assert_eq!(encode_shift_jis("寿司🍣と🍺", &mut Vec::new()), Err('🍣'));
     }
+
+    #[test]
+    fn timestamps_render_exactly_like_the_rfc3339_strftime_pattern() {
+        let zones = [
+            "UTC",
+            "Asia/Tokyo",
+            "America/New_York",
+            "Europe/Amsterdam",
+            "Africa/Monrovia",
+            "Asia/Kathmandu",
+            "America/St_Johns",
+            "Pacific/Chatham",
+        ];
+        let mut fast = String::new();
+        for zone in zones {
+            let tz = TimeZone::get(zone).unwrap();
+            let mut seconds = -62_000_000_000_i64; // year 5 BCE-ish, then every ~90 days
+            let mut instants = vec![jiff::Timestamp::MIN, jiff::Timestamp::MAX];
+            while seconds < 250_000_000_000 {
+                for nanos in [0, 1, 120_000_000, 123_456_789, 999_999_999] {
+                    instants.push(jiff::Timestamp::new(seconds, nanos).unwrap());
+                }
+                seconds += 17_777_777;
+            }
+            for ts in instants {
+                let reference = ts
+                    .to_zoned(tz.clone())
+                    .strftime("%Y-%m-%dT%H:%M:%S%.f%:z")
+                    .to_string();
+                fast.clear();
+                Value::Timestamp(ts).to_text(&tz, &mut fast);
+                assert_eq!(fast, reference, "{zone} {ts}");
+            }
+        }
+    }
 }

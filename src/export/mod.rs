@@ -73,11 +73,61 @@ impl Value {
             Value::DateTime(dt) => {
                 let _ = write!(out, "{dt}");
             }
-            Value::Timestamp(ts) => {
-                let z = ts.to_zoned(tz.clone());
-                let _ = write!(out, "{}", z.strftime("%Y-%m-%dT%H:%M:%S%.f%:z"));
-            }
+            Value::Timestamp(ts) => write_timestamp(*ts, tz, out),
         }
+    }
+}
+
+/// Writes `ts` as wall time in `tz` with its offset, byte for byte what the strftime pattern
+/// `%Y-%m-%dT%H:%M:%S%.f%:z` prints (fractional seconds only when non-zero, without trailing
+/// zeros; offset seconds only when non-zero, as in historical local mean time), but without
+/// interpreting a pattern for every value: exports render millions of these.
+fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
+    fn two(out: &mut String, n: i32) {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    }
+    let offset = tz.to_offset(ts);
+    let dt = offset.to_datetime(ts);
+    let year = i32::from(dt.year());
+    if (0..=9999).contains(&year) {
+        two(out, year / 100);
+        two(out, year % 100);
+    } else {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{year:05}");
+    }
+    for (sep, n) in [
+        ('-', dt.month()),
+        ('-', dt.day()),
+        ('T', dt.hour()),
+        (':', dt.minute()),
+        (':', dt.second()),
+    ] {
+        out.push(sep);
+        two(out, i32::from(n));
+    }
+    let nanos = dt.subsec_nanosecond();
+    if nanos != 0 {
+        let mut digits = [b'0'; 9];
+        let mut n = nanos;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |p| p + 1);
+        out.push('.');
+        out.extend(digits[..end].iter().map(|&d| char::from(d)));
+    }
+    let seconds = offset.seconds();
+    out.push(if seconds < 0 { '-' } else { '+' });
+    let seconds = seconds.abs();
+    two(out, seconds / 3600);
+    out.push(':');
+    two(out, seconds / 60 % 60);
+    if seconds % 60 != 0 {
+        out.push(':');
+        two(out, seconds % 60);
     }
 }
 

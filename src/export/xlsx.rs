@@ -42,6 +42,10 @@ const MAX_SHEET_NAME: usize = 31;
 /// Above this estimate of uncompressed worksheet XML, the zip uses ZIP64 (readers need it past
 /// 4 GiB; below, it would only cost compatibility with old readers).
 const ZIP64_THRESHOLD: u64 = 3 << 30;
+/// Deflate level of the zip container. Compressing the worksheet XML dominates the time to
+/// write a large workbook: level 3 (what Excel itself uses) halves it against the default 6,
+/// for files about 12% larger.
+const ZIP_COMPRESSION_LEVEL: u8 = 3;
 /// Buffer between the zip writer and the output file.
 const FILE_BUFFER: usize = 256 * 1024;
 
@@ -97,6 +101,7 @@ impl XlsxWriter {
     ) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
         let mut workbook = Workbook::new();
+        workbook.set_zip_compression_level(ZIP_COMPRESSION_LEVEL);
         // Temporary row data goes next to the output: that file system must hold the result
         // anyway, and the system temp dir may be memory-backed (tmpfs).
         let dir = match path.parent() {
@@ -319,7 +324,7 @@ fn int_is_exact(i: i64) -> bool {
     if n < 1_000_000_000_000_000 {
         return true;
     }
-    while n % 10 == 0 {
+    while n.is_multiple_of(10) {
         n /= 10;
     }
     n < 1_000_000_000_000_000

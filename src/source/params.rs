@@ -78,10 +78,40 @@ pub struct BoundQuery {
 /// Errors (as a message for the user) on an unknown `:name`, and on positional parameters
 /// written in the query itself (`?` in SQLite, `$1` in PostgreSQL), which Ferry cannot bind.
 pub fn bind_named(sql: &str, dialect: Dialect) -> Result<BoundQuery, String> {
+    let prefix = match dialect {
+        Dialect::Sqlite => '?',
+        Dialect::Postgres => '$',
+    };
+    let rewritten = rewrite_named(sql, dialect, |number, _| format!("{prefix}{number}"))?;
+    Ok(BoundQuery {
+        sql: rewritten.sql,
+        names: rewritten.names,
+    })
+}
+
+/// A query whose named parameters were replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The new SQL text.
+    pub sql: String,
+    /// Parameter names by number: `names[0]` is number 1.
+    pub names: Vec<String>,
+    /// The length of `sql` without trailing whitespace, semicolons and comments: the
+    /// statement itself, e.g. to nest it in `COPY (...) TO STDOUT`.
+    pub body_len: usize,
+}
+
+/// Replaces every named parameter with `replacement(number, name)`, numbering names in order
+/// of first use (a name used twice gets the same number). Same errors as [`bind_named`].
+pub fn rewrite_named(
+    sql: &str,
+    dialect: Dialect,
+    mut replacement: impl FnMut(usize, &str) -> String,
+) -> Result<Rewritten, String> {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut names: Vec<String> = Vec::new();
     let mut copied = 0;
-    scan(sql, Some(dialect), |token| {
+    let body_end = scan(sql, Some(dialect), |token| {
         let (start, end, name) = match token {
             Token::Named { start, end, name } => (start, end, name),
             Token::Positional { start, text } => {
@@ -101,16 +131,18 @@ pub fn bind_named(sql: &str, dialect: Dialect) -> Result<BoundQuery, String> {
             }
         };
         out.push_str(&sql[copied..start]);
-        out.push(match dialect {
-            Dialect::Sqlite => '?',
-            Dialect::Postgres => '$',
-        });
-        out.push_str(&number.to_string());
+        out.push_str(&replacement(number, name));
         copied = end;
         Ok(())
     })?;
+    // Every parameter lies inside the body, so the tail after it is copied unchanged.
+    let tail = sql.len() - body_end;
     out.push_str(&sql[copied..]);
-    Ok(BoundQuery { sql: out, names })
+    Ok(Rewritten {
+        body_len: out.len() - tail,
+        sql: out,
+        names,
+    })
 }
 
 /// The known parameters `sql` names, each once, in order of first use. Errors on an unknown
@@ -164,13 +196,16 @@ fn scan<'a>(
     sql: &'a str,
     dialect: Option<Dialect>,
     mut emit: impl FnMut(Token<'a>) -> Result<(), String>,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let b = sql.as_bytes();
     let n = b.len();
     let mut i = 0;
     let mut brackets = 0usize;
+    // Just past the last character that is not whitespace, `;` or a comment.
+    let mut body_end = 0;
     while i < n {
         let c = b[i];
+        let start = i;
         match c {
             b'\'' => {
                 // E'...' (PostgreSQL escape string): backslash escapes a character.
@@ -210,38 +245,18 @@ fn scan<'a>(
                 i += 1;
             }
             b'$' if i == 0 || !is_ident_char(b[i - 1]) => {
-                // $tag$ ... $tag$ (tag empty or an identifier), or a positional $1.
-                let rest = &b[i + 1..];
-                if rest.first().is_some_and(|d| d.is_ascii_digit()) {
-                    let len = 1 + rest.iter().take_while(|d| d.is_ascii_digit()).count();
+                // A positional $1, or $tag$ ... $tag$ (tag empty or an identifier).
+                let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+                if digits > 0 {
                     if dialect == Some(Dialect::Postgres) {
                         emit(Token::Positional {
                             start: i,
-                            text: &sql[i..i + len],
+                            text: &sql[i..i + 1 + digits],
                         })?;
                     }
-                    i += len;
-                    continue;
-                }
-                let tag_len = if rest.first().is_some_and(|&d| is_ident_start(d)) {
-                    rest.iter()
-                        .take_while(|&&d| is_ident_char(d) && d != b'$')
-                        .count()
+                    i += 1 + digits;
                 } else {
-                    0
-                };
-                if rest.get(tag_len) == Some(&b'$') {
-                    let delimiter = &b[i..i + tag_len + 2];
-                    let body = i + delimiter.len();
-                    i = match b[body..]
-                        .windows(delimiter.len())
-                        .position(|w| w == delimiter)
-                    {
-                        Some(p) => body + p + delimiter.len(),
-                        None => n,
-                    };
-                } else {
-                    i += 1;
+                    i = skip_dollar_quote(b, i);
                 }
             }
             b'?' if dialect == Some(Dialect::Sqlite) => {
@@ -285,8 +300,40 @@ fn scan<'a>(
             }
             _ => i += 1,
         }
+        let insignificant = c.is_ascii_whitespace()
+            || c == b';'
+            || b[start..].starts_with(b"--")
+            || b[start..].starts_with(b"/*");
+        if !insignificant {
+            body_end = i;
+        }
     }
-    Ok(())
+    Ok(body_end)
+}
+
+/// At a `$` that is not a positional parameter: the index past the `$tag$...$tag$` string it
+/// opens (unterminated: the end), or just past the `$` when it opens none.
+fn skip_dollar_quote(b: &[u8], i: usize) -> usize {
+    let rest = &b[i + 1..];
+    let tag_len = if rest.first().is_some_and(|&d| is_ident_start(d)) {
+        rest.iter()
+            .take_while(|&&d| is_ident_char(d) && d != b'$')
+            .count()
+    } else {
+        0
+    };
+    if rest.get(tag_len) != Some(&b'$') {
+        return i + 1;
+    }
+    let delimiter = &b[i..i + tag_len + 2];
+    let body = i + delimiter.len();
+    match b[body..]
+        .windows(delimiter.len())
+        .position(|w| w == delimiter)
+    {
+        Some(p) => body + p + delimiter.len(),
+        None => b.len(),
+    }
 }
 
 /// The index just past the quoted run starting at `start` (whose delimiter is `quote`); a
@@ -466,6 +513,23 @@ mod tests {
                 .unwrap_err()
                 .contains(":window_start")
         );
+    }
+
+    #[test]
+    fn the_statement_body_excludes_trailing_semicolons_and_comments() {
+        let body = |sql: &str| {
+            let r = rewrite_named(sql, Dialect::Postgres, |_, _| "'2026-07-30'".into()).unwrap();
+            r.sql[..r.body_len].to_string()
+        };
+        assert_eq!(
+            body("SELECT :slot ;  -- done\n/* end */ \n"),
+            "SELECT '2026-07-30'"
+        );
+        assert_eq!(body("SELECT 1 -- no semicolon"), "SELECT 1");
+        assert_eq!(body("SELECT ';' /* a */ , 2;"), "SELECT ';' /* a */ , 2");
+        assert_eq!(body("SELECT $$ ; $$;"), "SELECT $$ ; $$");
+        assert_eq!(body("SELECT a - 1"), "SELECT a - 1");
+        assert_eq!(body(""), "");
     }
 
     #[test]

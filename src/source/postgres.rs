@@ -2,11 +2,19 @@
 //!
 //! One connection per run. The session is set up for reports: read-only transactions,
 //! `TimeZone` set to the schedule's zone (so `current_date`, `::date` and `date_trunc` follow
-//! it, as `:window_start` does) and `IntervalStyle` ISO 8601. The query is prepared first, so
-//! the columns are known (and sent) even when no row comes back, and unsupported column types
-//! are refused before any row is read. Window parameters are bound as `timestamptz` (NULL when
-//! the window has no bound). Rows stream from the server and are decoded from their binary
-//! wire format, in batches of [`BATCH_ROWS`].
+//! it, as `:window_start` does) and `IntervalStyle` ISO 8601. The query is prepared first (its
+//! window parameters typed `timestamptz`), so the columns are known (and sent) even when no
+//! row comes back, and unsupported column types are refused before any row is read.
+//!
+//! Rows then travel one of two ways ([`Transfer`]), both in PostgreSQL's binary format and
+//! decoded by the same code, in batches of [`BATCH_ROWS`]:
+//!
+//! - `COPY (query) TO STDOUT (FORMAT binary)`, the parameters inlined as `timestamptz`
+//!   literals (`'2026-07-30T00:00:00+09:00'::timestamptz`, `NULL::timestamptz`): the default,
+//!   as it costs about a quarter less CPU per row than a fetch;
+//! - the prepared statement executed with the parameters bound as `timestamptz` values
+//!   ([`PgInstant`]), rows fetched one message each: used when the server refuses to COPY the
+//!   statement (`SHOW`, `EXPLAIN`, PostgreSQL-compatible servers without binary COPY).
 //!
 //! | PostgreSQL type                                 | Value                                  |
 //! |-------------------------------------------------|----------------------------------------|
@@ -46,11 +54,14 @@ use sqlx::postgres::{
     PgArgumentBuffer, PgConnectOptions, PgConnection, PgDatabaseError, PgErrorPosition, PgTypeInfo,
     PgTypeKind, PgValueFormat, Postgres,
 };
-use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo};
+use sqlx::{
+    AssertSqlSafe, Column, ConnectOptions, Connection, Executor, Row, SqlSafeStr, Statement,
+    TypeInfo,
+};
 use sqlx::{Encode, ValueRef};
 use tokio::sync::mpsc;
 
-use super::params::{Dialect, bind_named};
+use super::params::{Dialect, bind_named, rewrite_named, rfc3339};
 use super::sqlite::{is_decimal, parse_date, parse_date_time, parse_time};
 use super::{BATCH_ROWS, Params, SourceEvent};
 use crate::export::Value;
@@ -187,7 +198,40 @@ pub async fn stream(
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
+    stream_with(url, query, params, tx, Transfer::Auto).await
+}
+
+/// How rows travel from the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transfer {
+    /// `Copy`, falling back to `Fetch` when the server refuses to COPY the statement (e.g.
+    /// `SHOW` or `EXPLAIN`, or a PostgreSQL-compatible server without binary COPY).
+    #[default]
+    Auto,
+    /// `COPY (query) TO STDOUT (FORMAT binary)` with the parameters inlined as `timestamptz`
+    /// literals: a quarter less CPU per row than a fetch.
+    Copy,
+    /// The prepared statement executed with the parameters bound as `timestamptz`, rows
+    /// fetched one message each.
+    Fetch,
+}
+
+/// [`stream`] with a chosen [`Transfer`].
+pub async fn stream_with(
+    url: &str,
+    query: &str,
+    params: &Params,
+    tx: mpsc::Sender<SourceEvent>,
+    transfer: Transfer,
+) -> Result<u64> {
     let bound = bind_named(query, Dialect::Postgres).map_err(Error::Source)?;
+    let inlined = rewrite_named(query, Dialect::Postgres, |_, name| {
+        match params.get(name).flatten() {
+            Some(z) => format!("'{}'::timestamptz", rfc3339(z)),
+            None => "NULL::timestamptz".to_string(),
+        }
+    })
+    .map_err(Error::Source)?;
     let scrub = Scrubber::new(url);
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| {
@@ -196,7 +240,9 @@ pub async fn stream(
                 scrub.clean(&e.to_string())
             ))
         })?
-        .application_name("ferry");
+        .application_name("ferry")
+        // An export runs for seconds by design: no "slow statement" warnings with its SQL.
+        .disable_statement_logging();
     let server = format!(
         "{}:{} (database {}, user {})",
         options.get_host(),
@@ -204,14 +250,21 @@ pub async fn stream(
         options.get_database().unwrap_or(options.get_username()),
         options.get_username()
     );
-    let mut conn = PgConnection::connect_with(&options).await.map_err(|e| {
-        Error::Source(format!(
-            "cannot connect to PostgreSQL at {server}: {}",
-            describe(&e, &scrub, None)
-        ))
-    })?;
+    let connect = || async {
+        PgConnection::connect_with(&options).await.map_err(|e| {
+            Error::Source(format!(
+                "cannot connect to PostgreSQL at {server}: {}",
+                describe(&e, &scrub, None)
+            ))
+        })
+    };
+    let mut conn = connect().await?;
 
     let run = Run {
+        copy_sql: format!(
+            "COPY (\n{}\n) TO STDOUT (FORMAT binary)",
+            &inlined.sql[..inlined.body_len]
+        ),
         sql: &bound.sql,
         params: bound
             .names
@@ -226,20 +279,41 @@ pub async fn stream(
         zone: params.slot.time_zone().iana_name().map(str::to_string),
         scrub: &scrub,
     };
-    let result = tokio::select! {
+    let mut result = tokio::select! {
         biased;
-        result = run.pump(&mut conn, &tx) => result,
+        result = run.pump(&mut conn, &tx, transfer, true) => result,
         _ = tx.closed() => Err(cancelled()),
     };
+    if let Ok(Pumped::Refused) = result {
+        // The server cannot COPY this statement: fetch it instead (the columns are sent
+        // already). sqlx leaves the refused COPY's ReadyForQuery unread, so the connection
+        // is out of step: use a fresh one.
+        drop(conn);
+        conn = connect().await?;
+        result = tokio::select! {
+            biased;
+            result = run.pump(&mut conn, &tx, Transfer::Fetch, false) => result,
+            _ = tx.closed() => Err(cancelled()),
+        };
+    }
     match result {
-        Ok(rows) => {
+        Ok(Pumped::Rows(rows)) => {
             // A polite goodbye; the rows are all in already.
             let _ = conn.close().await;
             Ok(rows)
         }
+        Ok(Pumped::Refused) => Err(Error::Source("PostgreSQL refused to run the query".into())),
         // Dropping the connection mid-stream closes the socket: the server stops the query.
         Err(e) => Err(e),
     }
+}
+
+/// How a run ended.
+enum Pumped {
+    /// Every row was sent; this many.
+    Rows(u64),
+    /// The server refused to COPY the statement; nothing but the columns was sent.
+    Refused,
 }
 
 fn cancelled() -> Error {
@@ -276,15 +350,20 @@ impl Scrubber {
     }
 }
 
-/// A readable message for a sqlx error, without credentials. `sql` locates query errors.
-fn describe(e: &sqlx::Error, scrub: &Scrubber, sql: Option<&str>) -> String {
+/// A readable message for a sqlx error, without credentials. `sql` (the text the server saw
+/// and how many lines precede the user's query in it) locates query errors.
+fn describe(e: &sqlx::Error, scrub: &Scrubber, sql: Option<(&str, usize)>) -> String {
     let message = match e {
         sqlx::Error::Database(db) => match db.try_downcast_ref::<PgDatabaseError>() {
             Some(pg) => {
                 let mut m = pg.message().to_string();
-                if let (Some(sql), Some(PgErrorPosition::Original(pos))) = (sql, pg.position()) {
+                if let (Some((sql, skip)), Some(PgErrorPosition::Original(pos))) =
+                    (sql, pg.position())
+                {
                     let before: String = sql.chars().take(pos.saturating_sub(1)).collect();
-                    let line = before.matches('\n').count() + 1;
+                    let line = (before.matches('\n').count() + 1)
+                        .saturating_sub(skip)
+                        .max(1);
                     let _ = write!(m, " (line {line} of the query)");
                 }
                 if let Some(detail) = pg.detail() {
@@ -306,6 +385,8 @@ fn describe(e: &sqlx::Error, scrub: &Scrubber, sql: Option<&str>) -> String {
 
 struct Run<'a> {
     sql: &'a str,
+    /// The statement with the parameters inlined as `timestamptz` literals, for COPY.
+    copy_sql: String,
     params: Vec<Option<PgInstant>>,
     zone: Option<String>,
     scrub: &'a Scrubber,
@@ -315,11 +396,25 @@ impl Run<'_> {
     fn query_error(&self, e: &sqlx::Error) -> Error {
         Error::Source(format!(
             "PostgreSQL query failed: {}",
-            describe(e, self.scrub, Some(self.sql))
+            describe(e, self.scrub, Some((self.sql, 0)))
         ))
     }
 
-    async fn pump(&self, conn: &mut PgConnection, tx: &mpsc::Sender<SourceEvent>) -> Result<u64> {
+    /// An error of the COPY statement, whose first line is the `COPY (` wrapper.
+    fn copy_error(&self, e: &sqlx::Error) -> Error {
+        Error::Source(format!(
+            "PostgreSQL query failed: {}",
+            describe(e, self.scrub, Some((&self.copy_sql, 1)))
+        ))
+    }
+
+    async fn pump(
+        &self,
+        conn: &mut PgConnection,
+        tx: &mpsc::Sender<SourceEvent>,
+        transfer: Transfer,
+        send_columns: bool,
+    ) -> Result<Pumped> {
         // Session settings for a report, in one round trip.
         let mut setup =
             String::from("SET default_transaction_read_only = on; SET IntervalStyle = iso_8601;");
@@ -340,6 +435,13 @@ impl Run<'_> {
             .prepare_with(AssertSqlSafe(self.sql).into_sql_str(), &types)
             .await
             .map_err(|e| self.query_error(&e))?;
+        if statement.columns().is_empty() {
+            return Err(Error::Source(
+                "the query returns no columns; a report runs a SELECT (or WITH ... SELECT, \
+                 VALUES, TABLE)"
+                    .into(),
+            ));
+        }
         let mut names = Vec::with_capacity(statement.columns().len());
         let mut kinds = Vec::with_capacity(statement.columns().len());
         for column in statement.columns() {
@@ -355,10 +457,19 @@ impl Run<'_> {
             names.push(column.name().to_string());
             kinds.push(kind);
         }
-        tx.send(SourceEvent::Columns(names.clone()))
-            .await
-            .map_err(|_| cancelled())?;
+        if send_columns {
+            tx.send(SourceEvent::Columns(names.clone()))
+                .await
+                .map_err(|_| cancelled())?;
+        }
 
+        if transfer != Transfer::Fetch {
+            return match self.copy(conn, tx, &names, &kinds).await? {
+                Ok(rows) => Ok(Pumped::Rows(rows)),
+                Err(refused) if transfer == Transfer::Copy => Err(self.copy_error(&refused)),
+                Err(_) => Ok(Pumped::Refused),
+            };
+        }
         let mut query = statement.query();
         for value in &self.params {
             query = query.bind(*value);
@@ -403,7 +514,167 @@ impl Run<'_> {
                 .await
                 .map_err(|_| cancelled())?;
         }
-        Ok(rows)
+        Ok(Pumped::Rows(rows))
+    }
+
+    /// Streams the rows through `COPY (query) TO STDOUT (FORMAT binary)`: the same binary
+    /// values as a fetch, without a row object per row. The inner error is the server's
+    /// refusal to COPY this statement at all (before any row).
+    async fn copy(
+        &self,
+        conn: &mut PgConnection,
+        tx: &mpsc::Sender<SourceEvent>,
+        names: &[String],
+        kinds: &[Kind],
+    ) -> Result<std::result::Result<u64, sqlx::Error>> {
+        let mut stream = match conn.copy_out_raw(&self.copy_sql).await {
+            Ok(stream) => stream,
+            Err(e) if copy_refused(&e) => return Ok(Err(e)),
+            Err(e) => return Err(self.copy_error(&e)),
+        };
+        let mut reader = CopyReader::new(kinds.len());
+        let mut scratch = String::new();
+        let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
+        let mut rows: u64 = 0;
+        let mut carry: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| self.copy_error(&e))? {
+            // PostgreSQL sends one row per message; a row split across messages is carried.
+            let data: &[u8] = if carry.is_empty() {
+                &chunk
+            } else {
+                carry.extend_from_slice(&chunk);
+                &carry
+            };
+            let mut at = 0;
+            loop {
+                let row = reader.next_row(&data[at..], |i, bytes| {
+                    let Some(bytes) = bytes else {
+                        return Ok(Value::Null);
+                    };
+                    decode_binary(kinds[i], bytes, &mut scratch).map_err(|why| {
+                        Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
+                    })
+                })?;
+                let Some((values, used)) = row else { break };
+                at += used;
+                let Some(values) = values else { continue };
+                rows += 1;
+                batch.push(values);
+                if batch.len() == BATCH_ROWS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                    tx.send(SourceEvent::Rows(full))
+                        .await
+                        .map_err(|_| cancelled())?;
+                }
+            }
+            let rest = data[at..].to_vec();
+            carry = rest;
+        }
+        drop(stream);
+        if !carry.is_empty() || !reader.finished {
+            return Err(Error::Source(
+                "PostgreSQL ended the COPY stream in the middle of a row".into(),
+            ));
+        }
+        if !batch.is_empty() {
+            tx.send(SourceEvent::Rows(batch))
+                .await
+                .map_err(|_| cancelled())?;
+        }
+        Ok(Ok(rows))
+    }
+}
+
+/// Whether `e` says the server cannot COPY this statement (a syntax error in the COPY
+/// wrapper, the statement having been prepared fine, or an unsupported feature).
+fn copy_refused(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code == "42601" || code.starts_with("0A")),
+        _ => false,
+    }
+}
+
+/// Reads PostgreSQL's binary COPY format: an 11-byte signature, flags and a header
+/// extension, then per row a 16-bit field count and per field a 32-bit length (-1: NULL) and
+/// the value's bytes; a field count of -1 ends the data.
+struct CopyReader {
+    columns: usize,
+    header_done: bool,
+    finished: bool,
+}
+
+const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+impl CopyReader {
+    fn new(columns: usize) -> CopyReader {
+        CopyReader {
+            columns,
+            header_done: false,
+            finished: false,
+        }
+    }
+
+    /// The next item in `data`: `None` when `data` holds no complete item; otherwise the bytes
+    /// used and the row (`None` for the header or the trailer). `value` decodes field `i`.
+    fn next_row(
+        &mut self,
+        data: &[u8],
+        mut value: impl FnMut(usize, Option<&[u8]>) -> Result<Value>,
+    ) -> Result<Option<(Option<Vec<Value>>, usize)>> {
+        let broken =
+            |what: &str| Error::Source(format!("unexpected COPY data from PostgreSQL: {what}"));
+        if data.is_empty() {
+            return Ok(None);
+        }
+        if !self.header_done {
+            if data.len() < 19 {
+                return Ok(None);
+            }
+            if &data[..11] != COPY_SIGNATURE {
+                return Err(broken("no binary COPY signature"));
+            }
+            let ext = u32::from_be_bytes([data[15], data[16], data[17], data[18]]) as usize;
+            if data.len() < 19 + ext {
+                return Ok(None);
+            }
+            self.header_done = true;
+            return Ok(Some((None, 19 + ext)));
+        }
+        if self.finished {
+            return Err(broken("data after the end marker"));
+        }
+        if data.len() < 2 {
+            return Ok(None);
+        }
+        let fields = i16::from_be_bytes([data[0], data[1]]);
+        if fields == -1 {
+            self.finished = true;
+            return Ok(Some((None, 2)));
+        }
+        if fields as usize != self.columns {
+            return Err(broken("a row with a different number of columns"));
+        }
+        let mut at = 2;
+        let mut values = Vec::with_capacity(self.columns);
+        for i in 0..self.columns {
+            let Some(len) = data.get(at..at + 4) else {
+                return Ok(None);
+            };
+            let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            at += 4;
+            if len < 0 {
+                values.push(value(i, None)?);
+                continue;
+            }
+            let Some(bytes) = data.get(at..at + len as usize) else {
+                return Ok(None);
+            };
+            at += len as usize;
+            values.push(value(i, Some(bytes))?);
+        }
+        Ok(Some((Some(values), at)))
     }
 }
 
