@@ -10,7 +10,9 @@ step "test dependencies"
 need_apt=()
 [ -x "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | head -n1)" ] || need_apt+=(postgresql)
 command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
-[ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || [ -f /usr/share/fonts/truetype/fonts-japanese-gothic.ttf ] || need_apt+=(fonts-ipafont-gothic)
+[ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need_apt+=(fonts-ipafont-gothic)
+ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
+ls /usr/share/fonts/opentype/freefont/FreeSerif.otf >/dev/null 2>&1 || need_apt+=(fonts-freefont-otf)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   # Never let a package's postinst start a system service (sshd, postgresql) on this machine.

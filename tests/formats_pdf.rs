@@ -1,11 +1,14 @@
 //! The PDF report writer, checked the way a reader sees the file: text extracted with
-//! poppler's `pdftotext`, fonts listed with `pdffonts`, page sizes with `pdfinfo`.
+//! poppler's `pdftotext`, fonts listed with `pdffonts`, page sizes with `pdfinfo`, pages
+//! rendered with `pdftoppm` (which reports broken fonts on stderr).
 //!
-//! Tools: the tests need poppler-utils and a Japanese TrueType font (IPAGothic, Debian
-//! package fonts-ipafont-gothic, at a fixed path). When either is missing, the first test
-//! to need them installs both with `apt-get update && apt-get install -y ...` (once per test
-//! binary, guarded by a `std::sync::Once`). CI runs the tests as root on Debian, where this
-//! works; elsewhere install the two packages beforehand.
+//! Tools: the tests need poppler-utils and three font packages: IPAGothic (Japanese,
+//! TrueType outlines; fonts-ipafont-gothic), Noto Sans CJK (Japanese, CID-keyed CFF
+//! outlines in a collection; fonts-noto-cjk) and FreeSerif (Latin, name-keyed CFF;
+//! fonts-freefont-otf), at Debian's fixed paths. When any is missing, the first test to
+//! need them installs them all with `apt-get update && apt-get install -y ...` (once per
+//! test binary, guarded by a `std::sync::Once`). CI runs the tests as root on Debian, where
+//! this works; elsewhere install the packages beforehand.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,30 +19,38 @@ use ferry::api::{Orientation, PageSize, PdfFormat};
 use ferry::export::pdf::PdfWriter;
 use ferry::export::{ColumnSpec, FormatContext, FormatWriter, Value};
 
-/// IPAGothic as installed by Debian's fonts-ipafont-gothic.
+/// IPAGothic (TrueType outlines), from Debian's fonts-ipafont-gothic.
 const JAPANESE_FONT: &str = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf";
+/// Noto Sans CJK (CID-keyed CFF outlines; face 0 is Japanese), from fonts-noto-cjk.
+const JAPANESE_CFF_FONT: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+/// FreeSerif (name-keyed CFF outlines), from fonts-freefont-otf.
+const LATIN_CFF_FONT: &str = "/usr/share/fonts/opentype/freefont/FreeSerif.otf";
 
 static TOOLS: Once = Once::new();
 
-/// Makes sure `pdftotext`, `pdffonts`, `pdfinfo` and the Japanese font are installed.
+/// Makes sure poppler's tools and the fonts are installed.
 fn tools() {
     TOOLS.call_once(|| {
         let have_poppler = Command::new("pdftotext").arg("-v").output().is_ok();
-        if have_poppler && Path::new(JAPANESE_FONT).exists() {
+        let have_fonts = [JAPANESE_FONT, JAPANESE_CFF_FONT, LATIN_CFF_FONT]
+            .iter()
+            .all(|f| Path::new(f).exists());
+        if have_poppler && have_fonts {
             return;
         }
         let status = Command::new("sh")
             .args([
                 "-c",
                 "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-                 poppler-utils fonts-ipafont-gothic >/dev/null",
+                 poppler-utils fonts-ipafont-gothic fonts-noto-cjk fonts-freefont-otf \
+                 >/dev/null",
             ])
             .status()
             .expect("run apt-get");
         assert!(
             status.success(),
-            "installing poppler-utils and fonts-ipafont-gothic failed; install them to run \
-             these tests"
+            "installing poppler-utils, fonts-ipafont-gothic, fonts-noto-cjk and \
+             fonts-freefont-otf failed; install them to run these tests"
         );
     });
 }
@@ -142,6 +153,52 @@ fn pdffonts(pdf: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Renders page 1 and asserts poppler had nothing to complain about (a broken embedded font
+/// shows up as errors on stderr).
+fn assert_renders_cleanly(pdf: &Path) {
+    tools();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("pdftoppm")
+        .args(["-r", "30", "-f", "1", "-l", "1", "-png"])
+        .arg(pdf)
+        .arg(dir.path().join("page"))
+        .output()
+        .expect("run pdftoppm");
+    assert!(out.status.success(), "pdftoppm: {out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "pdftoppm complained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The `pdffonts` line of the one embedded font, split into fields: name, type (one or
+/// more words), encoding, emb, sub, uni, object id.
+fn embedded_font(pdf: &Path, family: &str) -> Vec<String> {
+    let fonts = pdffonts(pdf);
+    let line = fonts
+        .lines()
+        .find(|l| l.contains(family))
+        .unwrap_or_else(|| panic!("{family} not listed:\n{fonts}"));
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// Asserts the font is embedded as a subset: a `ABCDEF+Name` name, "emb yes", "sub yes".
+fn assert_embedded_subset(fields: &[String], family: &str) {
+    let (tag, base) = fields[0].split_once('+').expect("a subset tag");
+    assert!(
+        tag.len() == 6 && tag.chars().all(|c| c.is_ascii_uppercase()),
+        "subset tag {tag}"
+    );
+    assert!(base.starts_with(family), "{base}");
+    let n = fields.len();
+    assert_eq!(
+        [&fields[n - 6], &fields[n - 5], &fields[n - 4]],
+        ["Identity-H", "yes", "yes"],
+        "encoding, emb, sub: {fields:?}"
+    );
+}
+
 fn page_count(pdf: &Path) -> usize {
     pdfinfo(pdf)
         .lines()
@@ -214,7 +271,7 @@ fn a_report_shows_its_title_generation_time_headers_and_values() {
         ],
         vec![
             Value::Int(1003),
-            text("Milk"),
+            text(r"Milk (1L) 50% \ off"),
             Value::Float(3.25),
             Value::Bool(true),
         ],
@@ -243,6 +300,7 @@ fn a_report_shows_its_title_generation_time_headers_and_values() {
         "2026-07-30T00:04:05+09:00",
         "Crème brûlée – 5 €",
         "2026-07-29",
+        r"Milk (1L) 50% \ off",
         "3.25",
         "true",
     ] {
@@ -478,29 +536,94 @@ fn japanese_text_is_drawn_with_the_configured_font_embedded_as_a_subset() {
     assert!(second.contains("配送先"), "header not repeated:\n{second}");
     assert!(second.contains(&format!("Page 2 of {pages}")), "{second}");
 
-    let fonts = pdffonts(&path);
-    let line = fonts
-        .lines()
-        .find(|l| l.contains("IPAGothic"))
-        .unwrap_or_else(|| panic!("IPAGothic not listed:\n{fonts}"));
-    let name = line.split_whitespace().next().unwrap();
-    let (tag, base) = name.split_once('+').expect("a subset tag");
-    assert!(
-        tag.len() == 6 && tag.chars().all(|c| c.is_ascii_uppercase()),
-        "subset tag {tag}"
-    );
-    assert_eq!(base, "IPAGothic");
-    // Columns: name, type ("CID TrueType"), encoding, emb, sub, uni, object ID.
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(
-        &fields[1..6],
-        ["CID", "TrueType", "Identity-H", "yes", "yes"],
-        "{fonts}"
-    );
+    let fields = embedded_font(&path, "IPAGothic");
+    assert_embedded_subset(&fields, "IPAGothic");
+    assert_eq!(fields[0].split_once('+').unwrap().1, "IPAGothic");
+    assert_eq!(&fields[1..3], ["CID", "TrueType"], "{fields:?}");
+    assert_renders_cleanly(&path);
     // Only the glyphs used are embedded: IPAGothic itself is about 6 MB.
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(
         size < 150_000,
+        "the PDF is {size} bytes: the font was not subset"
+    );
+}
+
+#[test]
+fn japanese_text_with_an_opentype_cff_collection_font_is_embedded_as_a_subset() {
+    tools();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PdfFormat {
+        title: Some("月次売上".into()),
+        font_file: Some(JAPANESE_CFF_FONT.into()),
+        orientation: Orientation::Landscape,
+        ..format()
+    };
+    let rows: Vec<Vec<Value>> = (1..=60)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                text("北海道札幌市中央区、ご注文ありがとうございます"),
+                Value::Decimal(format!("{i}980.00")),
+            ]
+        })
+        .collect();
+    let path = write(
+        dir.path(),
+        &opts,
+        &columns(&["番号", "お届け先", "金額"]),
+        &rows,
+    )
+    .unwrap();
+
+    let text = pdftotext(&path, None);
+    for expected in [
+        "月次売上",
+        "番号",
+        "お届け先",
+        "金額",
+        "北海道札幌市中央区、ご注文ありがとうございます",
+        "60980.00",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    let fields = embedded_font(&path, "NotoSansCJK");
+    assert_embedded_subset(&fields, "NotoSansCJKjp");
+    assert_eq!(&fields[1..4], ["CID", "Type", "0C"], "{fields:?}");
+    assert_renders_cleanly(&path);
+    // Noto Sans CJK is a 19 MB collection; the subset holds a few dozen glyphs.
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        size < 100_000,
+        "the PDF is {size} bytes: the font was not subset"
+    );
+}
+
+#[test]
+fn a_latin_opentype_cff_font_is_embedded_as_a_subset() {
+    tools();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PdfFormat {
+        font_file: Some(LATIN_CFF_FONT.into()),
+        ..format()
+    };
+    let rows = vec![
+        vec![Value::Int(1), text("Ça déjà vu — Ελληνικά — Русский")],
+        vec![Value::Int(2), text("Łódź, Kraków")],
+    ];
+    let path = write(dir.path(), &opts, &columns(&["Nº", "Texte"]), &rows).unwrap();
+    let text = pdftotext(&path, None);
+    for expected in ["Texte", "Ça déjà vu — Ελληνικά — Русский", "Łódź, Kraków"]
+    {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    let fields = embedded_font(&path, "FreeSerif");
+    assert_embedded_subset(&fields, "FreeSerif");
+    assert_renders_cleanly(&path);
+    // FreeSerif.otf is 2 MB, 1.5 MB of it CFF outlines and glyph names.
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        size < 60_000,
         "the PDF is {size} bytes: the font was not subset"
     );
 }
@@ -630,51 +753,4 @@ fn too_many_columns_for_the_page_is_a_clear_error() {
     let message = export_error(write(dir.path(), &format(), &columns(&headers), &[]));
     assert!(message.contains("60 columns"), "{message}");
     assert!(message.contains("landscape"), "{message}");
-}
-
-/// Throughput and memory of a large report. Not a pass/fail check (times are never
-/// asserted); run it alone, in release mode, to measure:
-/// `cargo test --release --test formats_pdf -- --ignored --nocapture hundred_thousand`
-#[test]
-#[ignore = "a measurement, run on demand"]
-fn hundred_thousand_rows_of_ten_columns_measurement() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.pdf");
-    let started = std::time::Instant::now();
-    let mut writer: Box<dyn FormatWriter> =
-        Box::new(PdfWriter::create(&path, &format(), &context()).unwrap());
-    let headers: Vec<String> = (1..=10).map(|i| format!("Column {i}")).collect();
-    let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
-    writer.begin(&columns(&headers)).unwrap();
-    let instant: jiff::Timestamp = "2026-07-29T15:04:05Z".parse().unwrap();
-    for i in 1..=100_000i64 {
-        let row = vec![
-            Value::Int(i),
-            text(&format!("order-{i:08}")),
-            text("Espresso beans"),
-            Value::Int(i % 17),
-            Value::Decimal(format!("{}.{:02}", i % 1000, i % 100)),
-            Value::Timestamp(instant),
-            text("Tokyo"),
-            Value::Bool(i % 2 == 0),
-            Value::Float(i as f64 / 7.0),
-            text("ok"),
-        ];
-        writer.row(i as u64, &row).unwrap();
-    }
-    let laid_out = started.elapsed();
-    writer.finish().unwrap();
-    let total = started.elapsed();
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let peak = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .unwrap_or("VmHWM: unknown");
-    let size = std::fs::metadata(&path).unwrap().len();
-    println!(
-        "100,000 rows x 10 columns: layout {laid_out:.2?}, total {total:.2?}, {} pages, \
-         {size} bytes, peak RSS {}",
-        page_count(&path),
-        peak.trim_start_matches("VmHWM:").trim()
-    );
 }

@@ -1,4 +1,5 @@
-//! A small TrueType/OpenType reader and a TrueType (`glyf`) subsetter.
+//! A small TrueType/OpenType reader and subsetter (`glyf` outlines here, CFF outlines in
+//! [`super::cff`]).
 //!
 //! printpdf 0.12 subsets fonts only with its `text_layout` feature, which this crate leaves
 //! off (it pulls in a whole layout engine). Without it printpdf embeds the complete font
@@ -6,12 +7,11 @@
 //! the font itself, here, and hands printpdf a small self-contained font that holds only
 //! the glyphs the report uses: glyphs are renumbered densely (`.notdef` first, then the
 //! used glyphs and the components of composite glyphs), and `head`, `hhea`, `maxp`,
-//! `hmtx`, `loca`, `glyf`, `cmap` and `post` are rebuilt. Hinting (`cvt `, `fpgm`, `prep`,
-//! `gasp`), `OS/2` and `name` (which carries the font's copyright and licence) are copied;
-//! layout tables (`GSUB`, `GPOS`, `kern`, ...) and embedded bitmaps are dropped, since the
-//! report draws every character with its default glyph.
-//!
-//! Fonts with CFF (PostScript) outlines are recognised and refused with a clear message.
+//! `hmtx`, `cmap`, `post` and the outlines (`loca` + `glyf`, or `CFF `) are rebuilt.
+//! Hinting (`cvt `, `fpgm`, `prep`, `gasp`), `OS/2` and `name` (which carries the font's
+//! copyright and licence) are copied; layout tables (`GSUB`, `GPOS`, `kern`, ...) and
+//! embedded bitmaps are dropped, since the report draws every character with its default
+//! glyph. Collections (`.ttc`, `.otc`) contribute their first face.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +25,7 @@ pub(crate) struct Sfnt {
     pub units_per_em: u16,
     num_glyphs: u16,
     num_h_metrics: u16,
-    loca_long: bool,
+    outlines: Outlines,
     cmap: Cmap,
     /// `hhea` ascender, in font units.
     pub ascender: i16,
@@ -41,6 +41,14 @@ pub(crate) struct Sfnt {
     pub postscript_name: String,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outlines {
+    /// `glyf` outlines located by `loca`, whose offsets are 32-bit (`true`) or 16-bit.
+    TrueType { long_offsets: bool },
+    /// A `CFF ` table.
+    Cff,
+}
+
 #[derive(Clone, Copy)]
 enum Cmap {
     /// Format 4 subtable at this offset of `data`.
@@ -49,7 +57,8 @@ enum Cmap {
     Groups(usize),
 }
 
-/// The result of subsetting: a standalone TrueType font and how to address it.
+/// The result of subsetting: a standalone font (TrueType, or OpenType with CFF outlines)
+/// and how to address its glyphs.
 pub(crate) struct Subset {
     /// The font program.
     pub bytes: Vec<u8>,
@@ -75,7 +84,7 @@ fn u32_at(d: &[u8], off: usize) -> Result<u32, String> {
 
 impl Sfnt {
     /// Parses a TrueType/OpenType font (`.ttf`, `.otf`) or the first face of a collection
-    /// (`.ttc`).
+    /// (`.ttc`, `.otc`).
     pub fn parse(data: Vec<u8>) -> Result<Sfnt, String> {
         let mut face = 0usize;
         let magic = data.get(..4).ok_or("the file is too short to be a font")?;
@@ -85,17 +94,8 @@ impl Sfnt {
         let version = data
             .get(face..face + 4)
             .ok_or("truncated font collection")?;
-        match version {
-            [0, 1, 0, 0] | b"true" => {}
-            b"OTTO" => {
-                return Err(
-                    "it has CFF (PostScript) outlines, which Ferry cannot subset; \
-                     use a font with TrueType outlines (.ttf or .ttc), e.g. IPAGothic \
-                     (Debian package fonts-ipafont-gothic)"
-                        .into(),
-                );
-            }
-            _ => return Err("it is not a TrueType or OpenType font".into()),
+        if !matches!(version, [0, 1, 0, 0] | b"true" | b"OTTO") {
+            return Err("it is not a TrueType or OpenType font".into());
         }
         let count = u16_at(&data, face + 4)? as usize;
         let mut tables = BTreeMap::new();
@@ -124,23 +124,31 @@ impl Sfnt {
                 )
             })
         };
-        if !tables.contains_key(b"glyf") {
-            return Err(
-                if tables.contains_key(b"CFF ") || tables.contains_key(b"CFF2") {
-                    "it has CFF (PostScript) outlines, which Ferry cannot subset; use a font with \
-                 TrueType outlines (.ttf or .ttc), e.g. IPAGothic (Debian package \
-                 fonts-ipafont-gothic)"
-                        .into()
-                } else {
-                    "it has no glyph outlines (`glyf` table)".into()
-                },
-            );
+        let cff = tables.contains_key(b"CFF ");
+        if !tables.contains_key(b"glyf") && !cff {
+            return Err(if tables.contains_key(b"CFF2") {
+                "it is a variable font with CFF2 outlines, which Ferry cannot embed; use a \
+                 static .otf or .ttf font"
+                    .into()
+            } else {
+                "it has no glyph outlines (`glyf` or `CFF ` table)".into()
+            });
         }
-        table(b"loca")?;
+        if !cff {
+            table(b"loca")?;
+        }
         let head = table(b"head")?;
         let hhea = table(b"hhea")?;
         let maxp = table(b"maxp")?;
         table(b"hmtx")?;
+        for (tag, min) in [(b"head", 54), (b"hhea", 36), (b"maxp", 6)] {
+            if tables[tag].1 < min {
+                return Err(format!(
+                    "its `{}` table is too short",
+                    String::from_utf8_lossy(tag)
+                ));
+            }
+        }
         let units_per_em = u16_at(&data, head + 18)?;
         if !(16..=16384).contains(&units_per_em) {
             return Err(format!("its unitsPerEm {units_per_em} is invalid"));
@@ -151,7 +159,13 @@ impl Sfnt {
             i16_at(&data, head + 40)?,
             i16_at(&data, head + 42)?,
         ];
-        let loca_long = i16_at(&data, head + 50)? != 0;
+        let outlines = if cff {
+            Outlines::Cff
+        } else {
+            Outlines::TrueType {
+                long_offsets: i16_at(&data, head + 50)? != 0,
+            }
+        };
         let num_glyphs = u16_at(&data, maxp + 4)?;
         let num_h_metrics = u16_at(&data, hhea + 34)?;
         if num_h_metrics == 0 || num_h_metrics > num_glyphs {
@@ -170,7 +184,7 @@ impl Sfnt {
             units_per_em,
             num_glyphs,
             num_h_metrics,
-            loca_long,
+            outlines,
             cmap,
             ascender: i16_at(&data, hhea + 4)?,
             descender: i16_at(&data, hhea + 6)?,
@@ -181,9 +195,17 @@ impl Sfnt {
             tables,
             data,
         };
-        // Fail now, not at the end of a long export, if glyph data cannot be read.
-        sfnt.glyph_data(0)?;
-        sfnt.glyph_data(num_glyphs - 1)?;
+        // Fail now, not at the end of a long export, if the outlines cannot be read.
+        match outlines {
+            Outlines::TrueType { .. } => {
+                sfnt.glyph_data(0)?;
+                sfnt.glyph_data(num_glyphs - 1)?;
+            }
+            Outlines::Cff => {
+                let table = sfnt.table(b"CFF ").expect("checked above");
+                super::cff::subset(table, &[0]).map_err(|e| format!("its CFF table: {e}"))?;
+            }
+        }
         Ok(sfnt)
     }
 
@@ -227,7 +249,7 @@ impl Sfnt {
         let (loca, loca_len) = self.tables[b"loca"];
         let (glyf, glyf_len) = self.tables[b"glyf"];
         let g = gid as usize;
-        let (start, end) = if self.loca_long {
+        let (start, end) = if self.outlines == (Outlines::TrueType { long_offsets: true }) {
             if 4 * (g + 2) > loca_len {
                 return Err("its `loca` table is too short".into());
             }
@@ -262,6 +284,9 @@ impl Sfnt {
                 char_gid.push((c as u32, gid));
             }
         }
+        if self.outlines == Outlines::Cff {
+            return self.subset_cff(keep, &char_gid);
+        }
         // Composite glyphs refer to other glyphs: keep those too (transitively).
         let mut pending: Vec<u16> = keep.iter().copied().collect();
         while let Some(gid) = pending.pop() {
@@ -293,7 +318,7 @@ impl Sfnt {
                 glyf[start + pos..start + pos + 2]
                     .copy_from_slice(&new_id[&component].to_be_bytes());
             }
-            while glyf.len() % 4 != 0 {
+            while !glyf.len().is_multiple_of(4) {
                 glyf.push(0);
             }
             hmtx.extend_from_slice(&self.advance(gid).to_be_bytes());
@@ -301,9 +326,55 @@ impl Sfnt {
         }
         loca.extend_from_slice(&(glyf.len() as u32).to_be_bytes());
 
+        let mut tables = self.common_tables(count, hmtx, &char_to_glyph(&char_gid, &new_id))?;
+        let head = tables.iter_mut().find(|t| &t.0 == b"head").expect("head");
+        head.1[50..52].copy_from_slice(&1i16.to_be_bytes()); // long loca offsets
+        tables.push((*b"glyf", glyf));
+        tables.push((*b"loca", loca));
+        for tag in [b"cvt ", b"fpgm", b"gasp", b"prep"] {
+            if let Some(t) = self.table(tag) {
+                tables.push((*tag, t.to_vec()));
+            }
+        }
+        Ok(Subset {
+            bytes: assemble(0x0001_0000, tables),
+            char_to_glyph: char_to_glyph(&char_gid, &new_id),
+        })
+    }
+
+    /// The subset of a CFF-flavoured font: the CFF table cut down to `keep`.
+    fn subset_cff(&self, keep: BTreeSet<u16>, char_gid: &[(u32, u16)]) -> Result<Subset, String> {
+        let keep: Vec<u16> = keep.into_iter().collect();
+        let new_id: BTreeMap<u16, u16> = keep
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| (g, i as u16))
+            .collect();
+        let cff = super::cff::subset(self.table(b"CFF ").ok_or("no CFF table")?, &keep)?;
+        let mut hmtx = Vec::with_capacity(4 * keep.len());
+        for &gid in &keep {
+            hmtx.extend_from_slice(&self.advance(gid).to_be_bytes());
+            hmtx.extend_from_slice(&self.left_side_bearing(gid).to_be_bytes());
+        }
+        let map = char_to_glyph(char_gid, &new_id);
+        let mut tables = self.common_tables(keep.len(), hmtx, &map)?;
+        tables.push((*b"CFF ", cff));
+        Ok(Subset {
+            bytes: assemble(u32::from_be_bytes(*b"OTTO"), tables),
+            char_to_glyph: map,
+        })
+    }
+
+    /// The tables every subset has: `head`, `hhea`, `maxp`, `hmtx`, `cmap`, `post`, and the
+    /// copied `OS/2` and `name`.
+    fn common_tables(
+        &self,
+        count: usize,
+        hmtx: Vec<u8>,
+        char_to_glyph: &BTreeMap<u32, u16>,
+    ) -> Result<Vec<(Tag, Vec<u8>)>, String> {
         let mut head = self.table(b"head").ok_or("no head")?.to_vec();
-        head[8..12].fill(0); // checkSumAdjustment, set below
-        head[50..52].copy_from_slice(&1i16.to_be_bytes()); // long loca offsets
+        head[8..12].fill(0); // checkSumAdjustment, set when assembled
         let mut hhea = self.table(b"hhea").ok_or("no hhea")?.to_vec();
         hhea[34..36].copy_from_slice(&(count as u16).to_be_bytes());
         let mut maxp = self.table(b"maxp").ok_or("no maxp")?.to_vec();
@@ -315,32 +386,26 @@ impl Sfnt {
             post[16..32].fill(0); // memory usage hints
         }
         post[0..4].copy_from_slice(&0x0003_0000u32.to_be_bytes());
-
-        let char_to_glyph: BTreeMap<u32, u16> =
-            char_gid.iter().map(|&(c, g)| (c, new_id[&g])).collect();
-        let cmap = build_cmap(&char_to_glyph);
-
-        let mut out_tables: Vec<(Tag, Vec<u8>)> = vec![
-            (*b"cmap", cmap),
-            (*b"glyf", glyf),
+        let mut tables = vec![
+            (*b"cmap", build_cmap(char_to_glyph)),
             (*b"head", head),
             (*b"hhea", hhea),
             (*b"hmtx", hmtx),
-            (*b"loca", loca),
             (*b"maxp", maxp),
             (*b"post", post),
         ];
-        for tag in [b"OS/2", b"cvt ", b"fpgm", b"gasp", b"name", b"prep"] {
+        for tag in [b"OS/2", b"name"] {
             if let Some(t) = self.table(tag) {
-                out_tables.push((*tag, t.to_vec()));
+                tables.push((*tag, t.to_vec()));
             }
         }
-        out_tables.sort_by_key(|t| t.0);
-        Ok(Subset {
-            bytes: assemble(&out_tables),
-            char_to_glyph,
-        })
+        Ok(tables)
     }
+}
+
+/// Character -> glyph id in the subset.
+fn char_to_glyph(char_gid: &[(u32, u16)], new_id: &BTreeMap<u16, u16>) -> BTreeMap<u32, u16> {
+    char_gid.iter().map(|&(c, g)| (c, new_id[&g])).collect()
 }
 
 /// The components of a composite glyph: (byte position of the glyph index, glyph index).
@@ -562,17 +627,18 @@ fn checksum(data: &[u8]) -> u32 {
 
 /// Writes an sfnt: the table directory (tables sorted by tag), then the 4-byte aligned
 /// tables, then the `head` checksum adjustment.
-fn assemble(tables: &[(Tag, Vec<u8>)]) -> Vec<u8> {
+fn assemble(version: u32, mut tables: Vec<(Tag, Vec<u8>)>) -> Vec<u8> {
+    tables.sort_by_key(|t| t.0);
     let n = tables.len();
     let pow = 1usize << (usize::BITS - 1 - n.leading_zeros());
     let mut out = Vec::new();
-    out.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     for v in [n, 16 * pow, pow.trailing_zeros() as usize, 16 * (n - pow)] {
         out.extend_from_slice(&(v as u16).to_be_bytes());
     }
     let mut offset = 12 + 16 * n;
     let mut head_at = None;
-    for (tag, data) in tables {
+    for (tag, data) in &tables {
         out.extend_from_slice(tag);
         out.extend_from_slice(&checksum(data).to_be_bytes());
         out.extend_from_slice(&(offset as u32).to_be_bytes());
@@ -582,7 +648,7 @@ fn assemble(tables: &[(Tag, Vec<u8>)]) -> Vec<u8> {
         }
         offset += data.len().next_multiple_of(4);
     }
-    for (_, data) in tables {
+    for (_, data) in &tables {
         out.extend_from_slice(data);
         out.resize(out.len().next_multiple_of(4), 0);
     }
@@ -696,6 +762,6 @@ mod tests {
         let err = Sfnt::parse(b"%PDF-1.7 not a font".to_vec()).err().unwrap();
         assert!(err.contains("not a TrueType or OpenType font"), "{err}");
         let err = Sfnt::parse(b"OTTO\0\0\0\0\0\0\0\0".to_vec()).err().unwrap();
-        assert!(err.contains("CFF"), "{err}");
+        assert!(err.contains("no glyph outlines"), "{err}");
     }
 }
