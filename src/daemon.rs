@@ -15,6 +15,9 @@ use crate::ledger::Outcome;
 use crate::runner::{RunReport, Runner, ScheduleView};
 use crate::{Error, Result};
 
+/// How long files must stay unchanged before a reload reads them.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// How `ferry run` behaves.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -129,9 +132,13 @@ where
         });
         let current = files_fingerprint(&options.files);
         if current != fingerprint {
-            fingerprint = current;
-            tracing::info!("files changed: reloading");
-            reload(&mut apply).await;
+            // An editor may still be writing: reload once the files hold still.
+            tokio::time::sleep(SETTLE).await;
+            if files_fingerprint(&options.files) == current {
+                fingerprint = current;
+                tracing::info!("files changed: reloading");
+                reload(&mut apply).await;
+            }
         }
     }
 }

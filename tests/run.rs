@@ -415,7 +415,7 @@ fn daemon(sb: &Sandbox, files: &Path, grace: &str) -> std::process::Child {
         .arg(&sb.secrets)
         .current_dir(sb.root())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(sb.root().join("daemon.log")).expect("a log file"));
     cmd.env("FERRY_NOW", "2026-07-30T15:30:05Z");
     cmd.spawn().expect("ferry run starts")
 }
@@ -477,4 +477,44 @@ fn sigterm_after_the_grace_period_abandons_the_export_cleanly_and_the_next_start
     let runs = history(&sb);
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs:#}");
     assert_eq!(runs[0]["outcome"], "succeeded");
+}
+
+#[test]
+fn the_daemon_applies_an_edited_file_without_a_restart_and_keeps_running_on_invalid_edits() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    at(&mut sb, "2026-07-30T10:00:00Z");
+    sb.apply(&[&files]);
+    let mut child = daemon(&sb, &files, "5s");
+    let generation = |sb: &Sandbox| {
+        sb.ferry(["get", "rs/items", "-o", "json"]).success().json()[0]["metadata"]["generation"]
+            .as_i64()
+            .unwrap()
+    };
+    let wait_generation = |sb: &Sandbox, want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while generation(sb) != want {
+            assert!(Instant::now() < deadline, "generation never became {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The daemon is up once the slot that was due at its start is delivered.
+    wait_for(&sb.root().join("out/items_20260731003000.csv"));
+    // An invalid edit is reported and ignored: the daemon keeps the applied resources.
+    let text = std::fs::read_to_string(&files).unwrap();
+    std::fs::write(&files, text.replace("at: \"00:30\"", "at: \"25:30\"")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(generation(&sb), 1);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the daemon is still running: {}",
+        std::fs::read_to_string(sb.root().join("daemon.log")).unwrap_or_default()
+    );
+    // A valid edit is applied.
+    std::fs::write(&files, text.replace("at: \"00:30\"", "at: \"01:30\"")).unwrap();
+    wait_generation(&sb, 2);
+    let got = sb.ferry(["get", "rs/items", "-o", "json"]).success().json();
+    assert_eq!(got[0]["spec"]["schedule"]["daily"]["at"], "01:30");
+    assert!(terminate(&mut child).success());
 }
