@@ -216,26 +216,10 @@ impl StateStore {
         hex::decode(v).map_err(|e| Error::State(format!("corrupt secret hash key: {e}")))
     }
 
-    /// Lineage and serial.
-    pub async fn version(&self) -> Result<(String, u64)> {
-        let mut tx = self.pool.begin().await?;
-        let lineage = get_meta(&mut tx, "lineage").await?.unwrap_or_default();
-        let serial = get_meta(&mut tx, "serial")
-            .await?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        tx.commit().await?;
-        Ok((lineage, serial))
-    }
-
     /// Reads the whole state in one consistent snapshot.
     pub async fn snapshot(&self) -> Result<ActualState> {
         let mut tx = self.pool.begin().await?;
-        let lineage = get_meta(&mut tx, "lineage").await?.unwrap_or_default();
-        let serial = get_meta(&mut tx, "serial")
-            .await?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let (lineage, serial) = read_version(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT kind, namespace, name, generation, spec, meta, secret_digests, external_ids, \
              status, created_at, updated_at FROM resources",
@@ -287,11 +271,7 @@ impl StateStore {
     /// serial when anything was written. Returns the new serial.
     pub async fn commit(&self, lineage: &str, serial: u64, writes: &[StateWrite]) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let current_lineage = get_meta(&mut tx, "lineage").await?.unwrap_or_default();
-        let current_serial: u64 = get_meta(&mut tx, "serial")
-            .await?
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let (current_lineage, current_serial) = read_version(&mut tx).await?;
         if current_lineage != lineage {
             return Err(Error::StalePlan(format!(
                 "the plan was made for state lineage {lineage}, but {} has lineage {current_lineage}: \
@@ -401,6 +381,16 @@ fn row_to_resource(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource> {
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
+}
+
+/// Lineage and serial, read inside the caller's transaction.
+async fn read_version(tx: &mut Transaction<'_, Sqlite>) -> Result<(String, u64)> {
+    let lineage = get_meta(tx, "lineage").await?.unwrap_or_default();
+    let serial = get_meta(tx, "serial")
+        .await?
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((lineage, serial))
 }
 
 async fn get_meta(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<Option<String>> {
