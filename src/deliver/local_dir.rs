@@ -25,7 +25,8 @@ impl LocalDir {
         let temp = self
             .dir
             .join(format!(".{}.ferry-partial-{}", file.file_name, file.run_id));
-        let result = copy_synced(file.staged, &temp).and_then(|copied| {
+        let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
+        let result = place(file.staged, &temp).and_then(|copied| {
             if copied != file.bytes {
                 return Err(std::io::Error::other(format!(
                     "copied {copied} bytes, expected {}",
@@ -55,6 +56,16 @@ impl LocalDir {
             sha256: file.sha256.to_string(),
             details: Default::default(),
         })
+    }
+}
+
+/// Puts the staged file at `to`: a hard link when staging and target share a file system (no
+/// bytes copied: the staged file is complete and synced, and is never written again), a
+/// synced copy otherwise. Returns the size now at `to`.
+fn place(staged: &Path, to: &Path) -> std::io::Result<u64> {
+    match std::fs::hard_link(staged, to) {
+        Ok(()) => Ok(std::fs::metadata(to)?.len()),
+        Err(_) => copy_synced(staged, to),
     }
 }
 

@@ -52,9 +52,7 @@ impl Value {
         match self {
             Value::Null => {}
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
             Value::Float(f) => {
                 let _ = write!(out, "{f}");
             }
