@@ -76,6 +76,17 @@ spec:
     )
 }
 
+/// A sandbox with the shop database and the `items` schedule (plus `extra_spec` lines),
+/// applied at `now`.
+fn shop_applied_at(now: &str, extra_spec: &str) -> (Sandbox, PathBuf) {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, extra_spec);
+    at(&mut sb, now);
+    sb.apply(&[&files]);
+    (sb, files)
+}
+
 fn at(sb: &mut Sandbox, now: &str) {
     sb.set_env("FERRY_NOW", now);
 }
@@ -101,11 +112,7 @@ fn history(sb: &Sandbox) -> serde_json::Value {
 
 #[test]
 fn run_now_for_a_slot_exports_that_slots_window_and_names_the_file_from_the_slot() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "");
-    at(&mut sb, "2026-07-30T00:00:00Z");
-    sb.apply(&[&files]);
+    let (sb, _) = shop_applied_at("2026-07-30T00:00:00Z", "");
     let run = sb
         .ferry([
             "run-now",
@@ -125,11 +132,7 @@ fn run_now_for_a_slot_exports_that_slots_window_and_names_the_file_from_the_slot
 
 #[test]
 fn history_records_the_run_with_rows_bytes_sha256_and_the_delivery_receipt() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "");
-    at(&mut sb, "2026-07-30T00:00:00Z");
-    sb.apply(&[&files]);
+    let (sb, _) = shop_applied_at("2026-07-30T00:00:00Z", "");
     sb.ferry(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
         .success();
     let runs = history(&sb);
@@ -165,11 +168,7 @@ fn history_records_the_run_with_rows_bytes_sha256_and_the_delivery_receipt() {
 
 #[test]
 fn a_slot_already_delivered_is_not_sent_again_unless_a_resend_is_asked_for() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "");
-    at(&mut sb, "2026-07-30T00:00:00Z");
-    sb.apply(&[&files]);
+    let (sb, _) = shop_applied_at("2026-07-30T00:00:00Z", "");
     let slot = "2026-07-31T00:30:00+09:00";
     sb.ferry(["run-now", "rs/items", "--slot", slot]).success();
     let target = sb.root().join("out/items_20260731003000.csv");
@@ -201,11 +200,7 @@ fn a_slot_already_delivered_is_not_sent_again_unless_a_resend_is_asked_for() {
 
 #[test]
 fn run_once_runs_a_due_slot_and_never_runs_it_twice() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "");
-    at(&mut sb, "2026-07-30T10:00:00Z");
-    sb.apply(&[&files]);
+    let (mut sb, files) = shop_applied_at("2026-07-30T10:00:00Z", "");
     // 2026-07-31 00:30 Tokyo is 2026-07-30T15:30Z: ten seconds later the slot is due.
     at(&mut sb, "2026-07-30T15:30:10Z");
     sb.ferry(["run", "--once", "-f", s(&files)]).success();
@@ -221,11 +216,7 @@ fn run_once_runs_a_due_slot_and_never_runs_it_twice() {
 
 #[test]
 fn after_downtime_the_latest_slot_catches_up_once_and_older_slots_are_recorded_missed() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "  startingDeadline: 6h\n");
-    at(&mut sb, "2026-07-28T10:00:00Z");
-    sb.apply(&[&files]);
+    let (mut sb, files) = shop_applied_at("2026-07-28T10:00:00Z", "  startingDeadline: 6h\n");
     // Down until 2026-07-31 03:00 Tokyo: the slots of the 29th, 30th and 31st passed.
     at(&mut sb, "2026-07-30T18:00:00Z");
     sb.ferry(["run", "--once", "-f", s(&files)]).success();
@@ -264,11 +255,7 @@ fn after_downtime_the_latest_slot_catches_up_once_and_older_slots_are_recorded_m
 
 #[test]
 fn a_slot_missed_by_more_than_the_starting_deadline_is_recorded_and_never_run() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "  startingDeadline: 1h\n");
-    at(&mut sb, "2026-07-30T10:00:00Z");
-    sb.apply(&[&files]);
+    let (mut sb, files) = shop_applied_at("2026-07-30T10:00:00Z", "  startingDeadline: 1h\n");
     at(&mut sb, "2026-07-30T18:30:00Z"); // three hours after the slot
     sb.ferry(["run", "--once", "-f", s(&files)]).success();
     let runs = history(&sb);
@@ -285,11 +272,7 @@ fn a_slot_missed_by_more_than_the_starting_deadline_is_recorded_and_never_run() 
 
 #[test]
 fn a_suspended_schedule_does_not_run_on_schedule_but_runs_when_asked() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "  suspend: true\n");
-    at(&mut sb, "2026-07-30T10:00:00Z");
-    sb.apply(&[&files]);
+    let (mut sb, files) = shop_applied_at("2026-07-30T10:00:00Z", "  suspend: true\n");
     at(&mut sb, "2026-07-30T15:30:10Z");
     sb.ferry(["run", "--once", "-f", s(&files)]).success();
     assert!(out_files(&sb).is_empty());
@@ -481,11 +464,7 @@ fn sigterm_after_the_grace_period_abandons_the_export_cleanly_and_the_next_start
 
 #[test]
 fn the_daemon_applies_an_edited_file_without_a_restart_and_keeps_running_on_invalid_edits() {
-    let mut sb = Sandbox::new();
-    shop_db(&sb);
-    let files = resources(&sb, "");
-    at(&mut sb, "2026-07-30T10:00:00Z");
-    sb.apply(&[&files]);
+    let (sb, files) = shop_applied_at("2026-07-30T10:00:00Z", "");
     let mut child = daemon(&sb, &files, "5s");
     let generation = |sb: &Sandbox| {
         sb.ferry(["get", "rs/items", "-o", "json"]).success().json()[0]["metadata"]["generation"]
