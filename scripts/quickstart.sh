@@ -39,4 +39,4 @@ echo
 echo "Next runs of order-items-daily (slot time in Asia/Tokyo, and the file each produces):"
 "$ferry" next reportschedule/order-items-daily -f examples/quickstart --count 3
 echo
-echo "To keep running on schedule: $ferry run -f examples/quickstart"
+echo "To keep running on schedule: $ferry --state $FERRY_STATE run -f examples/quickstart"
