@@ -303,17 +303,7 @@ impl Ctx {
     }
 }
 
-/// The current instant, or `FERRY_NOW` (RFC 3339) for reproducible plans and tests.
-pub fn now() -> Result<Timestamp> {
-    match std::env::var("FERRY_NOW") {
-        Ok(s) if !s.is_empty() => s
-            .parse::<Timestamp>()
-            .map_err(|e| Error::Usage(format!("FERRY_NOW `{s}` is not an RFC 3339 instant: {e}"))),
-        _ => Ok(Timestamp::now()
-            .round(jiff::Unit::Second)
-            .unwrap_or_else(|_| Timestamp::now())),
-    }
-}
+pub use crate::clock::now;
 
 async fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx::from_cli(&cli)?;

@@ -56,9 +56,16 @@ where
     let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
     let mut fingerprint = files_fingerprint(&options.files);
     let mut signals = Signals::new()?;
+    // Specs change only by an apply (which moves the serial): decode them again only then.
+    let mut schedules = runner.schedules().await?;
+    let mut serial = runner.store().serial().await?;
     loop {
-        let now = crate::cli::now()?;
-        let schedules = runner.schedules().await?;
+        let now = crate::clock::now()?;
+        let current = runner.store().serial().await?;
+        if current != serial {
+            schedules = runner.schedules().await?;
+            serial = current;
+        }
         for view in &schedules {
             let Some(request) = runner.plan_due(view, now).await? else {
                 continue;

@@ -3,7 +3,6 @@
 //! target with retries, record it all in the ledger), resuming runs a crash interrupted, and
 //! reporting status. The scheduling decision is a pure function; everything else is I/O.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -271,7 +270,7 @@ impl Runner {
     /// slot), record everything, update status. Errors of the run itself end up in the
     /// ledger and the report; only state-store failures are returned as `Err`.
     pub async fn execute(&self, view: &ScheduleView, request: RunRequest) -> Result<RunReport> {
-        let started = crate::cli::now()?;
+        let started = crate::clock::now()?;
         let slot = &request.slot;
         let key = slot_key(view, slot);
         let run_id = match request.resume {
@@ -319,7 +318,7 @@ impl Runner {
                         run_id,
                         Outcome::Failed,
                         Some(&message),
-                        &crate::cli::now()?.to_string(),
+                        &crate::clock::now()?.to_string(),
                     )
                     .await?;
                 let _ = std::fs::remove_dir_all(&staged_dir);
@@ -340,7 +339,6 @@ impl Runner {
                 &staged.display().to_string(),
             )
             .await?;
-        let targets = self.targets().await?;
         let mut succeeded = 0;
         for d in &view.spec.deliver_to {
             let name = d.target.as_str();
@@ -351,7 +349,7 @@ impl Runner {
                 succeeded += 1;
                 continue;
             }
-            let outcome = match targets.get(&(view.key.namespace.clone(), name.to_string())) {
+            let outcome = match self.target(&view.key.namespace, name).await? {
                 None => Err(format!("DeliveryTarget `{name}` is not applied")),
                 Some(spec) => {
                     self.deliver_with_retries(
@@ -359,7 +357,7 @@ impl Runner {
                         run_id,
                         &key,
                         name,
-                        spec,
+                        &spec,
                         &staged,
                         &file_name,
                         &exported,
@@ -402,7 +400,7 @@ impl Runner {
                 run_id,
                 report.outcome,
                 error.as_deref(),
-                &crate::cli::now()?.to_string(),
+                &crate::clock::now()?.to_string(),
             )
             .await?;
         report.error = error;
@@ -453,7 +451,7 @@ impl Runner {
         .unwrap_or_else(|| view.key.name.clone());
         let context = FormatContext {
             title,
-            generated_at: crate::cli::now()?.to_zoned(slot.time_zone().clone()),
+            generated_at: crate::clock::now()?.to_zoned(slot.time_zone().clone()),
             time_zone: slot.time_zone().clone(),
         };
         let progress = self.progress_bar(&view.key.name);
@@ -494,21 +492,21 @@ impl Runner {
         Some(bar)
     }
 
-    async fn targets(&self) -> Result<BTreeMap<(String, String), crate::api::DeliveryTargetSpec>> {
-        let actual = self.store.snapshot().await?;
-        let mut out = BTreeMap::new();
-        for r in actual
-            .resources
-            .values()
-            .filter(|r| r.key.kind == Kind::DeliveryTarget)
-        {
-            if let Ok(Spec::DeliveryTarget(spec)) =
-                Spec::from_json(Kind::DeliveryTarget, r.spec.clone())
-            {
-                out.insert((r.key.namespace.clone(), r.key.name.clone()), *spec);
-            }
+    /// The applied spec of one DeliveryTarget (not the whole state: a run needs only its own).
+    async fn target(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<crate::api::DeliveryTargetSpec>> {
+        let key = ResourceKey::new(Kind::DeliveryTarget, namespace, name);
+        let Some(stored) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        match Spec::from_json(Kind::DeliveryTarget, stored.spec) {
+            Ok(Spec::DeliveryTarget(spec)) => Ok(Some(*spec)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(Error::State(format!("stored {key}: {e}"))),
         }
-        Ok(out)
     }
 
     /// Delivers with `retry.attempts` attempts and exponential backoff with jitter. Returns
@@ -529,23 +527,29 @@ impl Runner {
         let attempts = view.spec.retry.attempts.max(1);
         let mut backoff =
             schedule::parse_duration(&view.spec.retry.backoff).unwrap_or(Duration::from_secs(30));
+        let record = |outcome: &'static str,
+                      attempt: u32,
+                      receipt: Option<serde_json::Value>,
+                      error: Option<String>| async move {
+            self.ledger
+                .record_delivery(
+                    run_id,
+                    key,
+                    name,
+                    resend,
+                    outcome,
+                    attempt,
+                    receipt.as_ref(),
+                    error.as_deref(),
+                    &crate::clock::now()?.to_string(),
+                )
+                .await
+        };
         let transport = match deliver::transport_for(name, spec) {
             Ok(t) => t,
             Err(e) => {
                 let message = e.to_string();
-                self.ledger
-                    .record_delivery(
-                        run_id,
-                        key,
-                        name,
-                        resend,
-                        "failed",
-                        0,
-                        None,
-                        Some(&message),
-                        &crate::cli::now()?.to_string(),
-                    )
-                    .await?;
+                record("failed", 0, None, Some(message.clone())).await?;
                 return Ok(Err(message));
             }
         };
@@ -560,49 +564,21 @@ impl Runner {
         for attempt in 1..=attempts {
             match transport.deliver(&outgoing).await {
                 Ok(receipt) => {
+                    let location = receipt.location.clone();
                     let receipt = serde_json::to_value(&receipt).expect("receipts serialize");
-                    let recorded = self
-                        .ledger
-                        .record_delivery(
-                            run_id,
-                            key,
-                            name,
-                            resend,
-                            "succeeded",
-                            attempt,
-                            Some(&receipt),
-                            None,
-                            &crate::cli::now()?.to_string(),
-                        )
-                        .await?;
-                    if !recorded {
+                    if !record("succeeded", attempt, Some(receipt), None).await? {
                         tracing::warn!(
                             target = name,
                             "slot already delivered by another run; not recorded twice"
                         );
                     }
                     tracing::info!(schedule = %view.key, target = name, attempt, "delivered");
-                    return Ok(Ok(receipt["location"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()));
+                    return Ok(Ok(location));
                 }
                 Err(e) => {
                     last_error = e.to_string();
                     tracing::warn!(schedule = %view.key, target = name, attempt, attempts, "delivery failed: {last_error}");
-                    self.ledger
-                        .record_delivery(
-                            run_id,
-                            key,
-                            name,
-                            resend,
-                            "failed",
-                            attempt,
-                            None,
-                            Some(&last_error),
-                            &crate::cli::now()?.to_string(),
-                        )
-                        .await?;
+                    record("failed", attempt, None, Some(last_error.clone())).await?;
                     if attempt < attempts {
                         tokio::time::sleep(jitter(backoff)).await;
                         backoff = backoff.saturating_mul(2);
@@ -628,7 +604,7 @@ impl Runner {
                         run.id,
                         Outcome::Cancelled,
                         Some("the schedule was deleted"),
-                        &crate::cli::now()?.to_string(),
+                        &crate::clock::now()?.to_string(),
                     )
                     .await?;
                 continue;
@@ -659,7 +635,7 @@ impl Runner {
         self.ledger
             .prune(&view.key.namespace, &view.key.name, view.spec.history_limit)
             .await?;
-        self.report_status(view, crate::cli::now()?).await
+        self.report_status(view, crate::clock::now()?).await
     }
 
     /// Writes the schedule's status from the ledger: last schedule and success times, next

@@ -216,6 +216,14 @@ impl StateStore {
         hex::decode(v).map_err(|e| Error::State(format!("corrupt secret hash key: {e}")))
     }
 
+    /// The serial alone: cheap, for noticing that an apply happened.
+    pub async fn serial(&self) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let (_, serial) = read_version(&mut tx).await?;
+        tx.commit().await?;
+        Ok(serial)
+    }
+
     /// Reads the whole state in one consistent snapshot.
     pub async fn snapshot(&self) -> Result<ActualState> {
         let mut tx = self.pool.begin().await?;

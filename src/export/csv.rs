@@ -229,13 +229,9 @@ impl FormatWriter for CsvWriter {
 
     fn row(&mut self, index: u64, values: &[Value]) -> Result<()> {
         self.out()?;
-        if !self.headers.is_empty() && values.len() != self.headers.len() {
+        if let Err(e) = super::check_row_width(index, values, self.headers.len()) {
             self.failed = true;
-            return Err(Error::Export(format!(
-                "row {index}: {} values for {} columns",
-                values.len(),
-                self.headers.len()
-            )));
+            return Err(e);
         }
         let result = if self.shift_jis {
             self.encoded.clear();

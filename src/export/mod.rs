@@ -160,6 +160,17 @@ pub trait FormatWriter: Send {
     fn finish(self: Box<Self>) -> Result<Option<[u8; 32]>>;
 }
 
+/// A row must have one value per column; writers check it before writing anything.
+pub fn check_row_width(index: u64, values: &[Value], columns: usize) -> Result<()> {
+    if columns != 0 && values.len() != columns {
+        return Err(Error::Export(format!(
+            "row {index}: {} values for {columns} columns",
+            values.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the writer of `format`, writing to `path`.
 pub fn writer_for(
     format: &ReportFormat,

@@ -478,13 +478,9 @@ impl FormatWriter for XlsxWriter {
 
     fn row(&mut self, index: u64, values: &[Value]) -> Result<()> {
         self.check()?;
-        if !self.headers.is_empty() && values.len() != self.headers.len() {
+        if let Err(e) = super::check_row_width(index, values, self.headers.len()) {
             self.failed = true;
-            return Err(Error::Export(format!(
-                "row {index}: {} values for {} columns",
-                values.len(),
-                self.headers.len()
-            )));
+            return Err(e);
         }
         if self.sheet_rows >= self.row_limit {
             let next = self.close_sheet().and_then(|()| self.add_sheet());
