@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod source;
 pub mod state;
+pub mod tls;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -355,6 +355,7 @@ impl Runner {
                     self.deliver_with_retries(
                         view,
                         run_id,
+                        slot,
                         &key,
                         name,
                         &spec,
@@ -516,6 +517,7 @@ impl Runner {
         &self,
         view: &ScheduleView,
         run_id: i64,
+        slot: &Zoned,
         key: &SlotKey<'_>,
         name: &str,
         spec: &crate::api::DeliveryTargetSpec,
@@ -545,7 +547,8 @@ impl Runner {
                 )
                 .await
         };
-        let transport = match deliver::transport_for(name, spec) {
+        let transport = match deliver::transport_for(&view.key.namespace, name, spec, &self.secrets)
+        {
             Ok(t) => t,
             Err(e) => {
                 let message = e.to_string();
@@ -559,6 +562,12 @@ impl Runner {
             bytes: exported.bytes,
             sha256: &exported.sha256,
             run_id,
+            about: &deliver::About {
+                namespace: view.key.namespace.clone(),
+                schedule: view.key.name.clone(),
+                slot: slot.clone(),
+                rows: exported.rows,
+            },
         };
         let mut last_error = String::new();
         for attempt in 1..=attempts {

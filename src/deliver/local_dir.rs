@@ -94,15 +94,17 @@ impl Transport for LocalDir {
                 file.bytes,
                 file.sha256.to_string(),
                 file.run_id,
+                file.about.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                let (file_name, bytes, sha256, run_id) = owned;
+                let (file_name, bytes, sha256, run_id, about) = owned;
                 this.deliver_blocking(&Outgoing {
                     staged: &staged,
                     file_name: &file_name,
                     bytes,
                     sha256: &sha256,
                     run_id,
+                    about: &about,
                 })
             })
             .await

@@ -2,7 +2,10 @@
 //! finished, staged file and must make it appear at the destination atomically (temporary
 //! name, then rename) and confirm what arrived in a [`Receipt`].
 
+pub mod email;
+pub mod ftp;
 pub mod local_dir;
+pub mod sftp;
 
 use std::future::Future;
 use std::path::Path;
@@ -11,6 +14,7 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{DeliveryTargetSpec, TargetKind};
+use crate::secrets::FileSecrets;
 use crate::{Error, Result};
 
 /// A boxed future, so transports can live behind `dyn Transport`.
@@ -29,6 +33,21 @@ pub struct Outgoing<'a> {
     pub sha256: &'a str,
     /// Unique per run: temporary names include it so concurrent runs never collide.
     pub run_id: i64,
+    /// What the file is (schedule, slot, rows), for messages such as an email's subject.
+    pub about: &'a About,
+}
+
+/// The report a file holds, for transports that describe it to people (email).
+#[derive(Clone, Debug)]
+pub struct About {
+    /// Namespace of the ReportSchedule.
+    pub namespace: String,
+    /// Name of the ReportSchedule.
+    pub schedule: String,
+    /// The slot the run is for, in the schedule's time zone (date tokens render from it).
+    pub slot: jiff::Zoned,
+    /// Data rows in the file.
+    pub rows: u64,
 }
 
 /// What the destination confirmed.
@@ -52,10 +71,24 @@ pub trait Transport: Send + Sync {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>>;
 }
 
-/// The transport of a target.
-pub fn transport_for(name: &str, spec: &DeliveryTargetSpec) -> Result<Box<dyn Transport>> {
+/// The transport of target `namespace/name`, with its secrets resolved from `secrets`.
+pub fn transport_for(
+    namespace: &str,
+    name: &str,
+    spec: &DeliveryTargetSpec,
+    secrets: &FileSecrets,
+) -> Result<Box<dyn Transport>> {
     match spec.kind() {
         Some(TargetKind::LocalDir(t)) => Ok(Box::new(local_dir::LocalDir::new(&t.path))),
+        Some(TargetKind::Ftp(t)) => Ok(Box::new(ftp::FtpTransport::new(
+            namespace, name, t, secrets,
+        )?)),
+        Some(TargetKind::Sftp(t)) => Ok(Box::new(sftp::SftpTransport::new(
+            namespace, name, t, secrets,
+        )?)),
+        Some(TargetKind::Email(t)) => Ok(Box::new(email::EmailTransport::new(
+            namespace, name, t, secrets,
+        )?)),
         Some(other) => Err(Error::Delivery {
             target: name.to_string(),
             message: format!(
