@@ -3,7 +3,7 @@
 //! with a documented code: 0 success, 1 error, 2 changes present (`plan --detailed-exitcode`).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -194,6 +194,28 @@ pub enum Command {
         /// How many runs, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Also print every delivery's receipt: where the file is, bytes and sha256 the
+        /// destination confirmed, host key or certificate fingerprint, message id.
+        #[arg(long)]
+        receipts: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: ListOutput,
+    },
+    /// Send a file to a DeliveryTarget now, the way scheduled runs deliver (temporary name,
+    /// rename, size check), and print the receipt: a connection test, or a one-off transfer.
+    /// Not recorded in any schedule's history. Uses the applied target (`ferry apply` first).
+    Deliver {
+        /// `deliverytarget/NAME` (or `dt/NAME`).
+        target: String,
+        /// The file to send.
+        file: PathBuf,
+        /// Name at the destination. Default: the file's own name.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// Namespace.
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
         output: ListOutput,
@@ -357,8 +379,16 @@ async fn run(cli: Cli) -> Result<u8> {
             resource,
             namespace,
             limit,
+            receipts,
             output,
-        } => history_cmd(&ctx, &resource, &namespace, limit, output).await,
+        } => history_cmd(&ctx, &resource, &namespace, limit, receipts, output).await,
+        Command::Deliver {
+            target,
+            file,
+            as_name,
+            namespace,
+            output,
+        } => deliver_cmd(&ctx, &target, &file, as_name, &namespace, output).await,
         Command::Crds { reference } => {
             if reference {
                 out!("{}", crate::crds::reference_markdown());
@@ -910,6 +940,7 @@ async fn history_cmd(
     resource: &str,
     namespace: &str,
     limit: u32,
+    receipts: bool,
     output: ListOutput,
 ) -> Result<u8> {
     let store = StateStore::open(&ctx.state_path).await?;
@@ -959,6 +990,132 @@ async fn history_cmd(
                 ]);
             }
             print_table(&rows);
+            if receipts {
+                for r in &runs {
+                    for d in &r.deliveries {
+                        outln!("");
+                        outln!(
+                            "{} -> {}: {} after {} attempt(s), {}",
+                            r.slot,
+                            d.target,
+                            d.outcome,
+                            d.attempts,
+                            d.updated_at
+                        );
+                        if let Some(receipt) = &d.receipt {
+                            for line in receipt_lines(receipt) {
+                                outln!("  {line}");
+                            }
+                        }
+                        if let Some(e) = &d.error {
+                            outln!("  error: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// A receipt as `key: value` lines, transport details last.
+fn receipt_lines(receipt: &serde_json::Value) -> Vec<String> {
+    let Ok(receipt) = serde_json::from_value::<crate::deliver::Receipt>(receipt.clone()) else {
+        return vec![receipt.to_string()];
+    };
+    let mut lines = vec![
+        format!("location: {}", receipt.location),
+        format!("bytes: {}", receipt.bytes),
+        format!("sha256: {}", receipt.sha256),
+    ];
+    lines.extend(receipt.details.iter().map(|(k, v)| format!("{k}: {v}")));
+    lines
+}
+
+async fn deliver_cmd(
+    ctx: &Ctx,
+    target: &str,
+    file: &Path,
+    as_name: Option<String>,
+    namespace: &str,
+    output: ListOutput,
+) -> Result<u8> {
+    let (kind, name) = parse_resource(target, None)?;
+    let Some(name) = name.filter(|_| kind == Kind::DeliveryTarget) else {
+        return Err(Error::Usage(format!(
+            "`{target}`: expected deliverytarget/NAME"
+        )));
+    };
+    let store = StateStore::open(&ctx.state_path).await?;
+    let key = ResourceKey::new(Kind::DeliveryTarget, namespace, &name);
+    let stored = store.get(&key).await?.ok_or_else(|| {
+        Error::Usage(format!(
+            "DeliveryTarget `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
+            store.path().display()
+        ))
+    })?;
+    let spec = match crate::api::Spec::from_json(Kind::DeliveryTarget, stored.spec) {
+        Ok(crate::api::Spec::DeliveryTarget(spec)) => spec,
+        Ok(_) => {
+            return Err(Error::State(format!(
+                "stored {key} is not a DeliveryTarget"
+            )));
+        }
+        Err(e) => return Err(Error::State(format!("stored {key}: {e}"))),
+    };
+    if spec.kind().is_some_and(|k| k.is_psa()) {
+        return Err(Error::Usage(format!(
+            "DeliveryTarget `{name}` is a PSA connection; it does not receive files"
+        )));
+    }
+    let file_name = match as_name {
+        Some(n) => n,
+        None => file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Usage(format!("{}: not a file name", file.display())))?
+            .to_string(),
+    };
+    if file_name.is_empty() || file_name.contains('/') || file_name.starts_with('.') {
+        return Err(Error::Usage(format!(
+            "`{file_name}`: the destination name must be a plain file name"
+        )));
+    }
+    let (digest, bytes) = crate::export::hash_file(file)?;
+    let sha256 = hex::encode(digest);
+    let now = now()?;
+    let transport = crate::deliver::transport_for(namespace, &name, &spec, &ctx.secrets)?;
+    let about = crate::deliver::About {
+        namespace: namespace.to_string(),
+        schedule: file_name.clone(),
+        slot: now.to_zoned(jiff::tz::TimeZone::UTC),
+        rows: 0,
+    };
+    let started = std::time::Instant::now();
+    let receipt = transport
+        .deliver(&crate::deliver::Outgoing {
+            staged: file,
+            file_name: &file_name,
+            bytes,
+            sha256: &sha256,
+            run_id: now.as_millisecond(),
+            about: &about,
+        })
+        .await?;
+    let elapsed = started.elapsed();
+    match output {
+        ListOutput::Json => outln!("{}", serde_json::to_string_pretty(&receipt).expect("json")),
+        ListOutput::Text => {
+            outln!(
+                "Delivered {} to deliverytarget/{name} in {:.2}s ({:.1} MiB/s)",
+                file_name,
+                elapsed.as_secs_f64(),
+                bytes as f64 / 1048576.0 / elapsed.as_secs_f64().max(1e-9)
+            );
+            let value = serde_json::to_value(&receipt).expect("receipts serialize");
+            for line in receipt_lines(&value) {
+                outln!("  {line}");
+            }
         }
     }
     Ok(0)

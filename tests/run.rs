@@ -497,3 +497,61 @@ fn the_daemon_applies_an_edited_file_without_a_restart_and_keeps_running_on_inva
     assert_eq!(got[0]["spec"]["schedule"]["daily"]["at"], "01:30");
     assert!(terminate(&mut child).success());
 }
+
+#[test]
+fn history_with_receipts_prints_where_each_delivery_went_and_what_the_destination_confirmed() {
+    let (sb, _) = shop_applied_at("2026-07-30T00:00:00Z", "");
+    sb.ferry(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
+        .success();
+    let sha = history(&sb)[0]["sha256"].as_str().unwrap().to_string();
+    let text = sb.ferry(["history", "rs/items", "--receipts"]).success();
+    assert!(
+        text.stdout
+            .contains("2026-07-31T00:30:00+09:00 -> out: succeeded after 1 attempt(s)"),
+        "{text:#?}"
+    );
+    assert!(text.stdout.contains(&format!("sha256: {sha}")), "{text:#?}");
+    assert!(
+        text.stdout.contains("out/items_20260731003000.csv"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn deliver_sends_a_file_through_an_applied_target_and_prints_the_receipt() {
+    let (sb, _) = shop_applied_at("2026-07-30T00:00:00Z", "");
+    let file = sb.write("adhoc.csv", "a,b\r\n1,2\r\n");
+    let sent = sb
+        .ferry([
+            "deliver",
+            "deliverytarget/out",
+            s(&file),
+            "--as",
+            "renamed.csv",
+        ])
+        .success();
+    assert!(
+        sent.stdout
+            .contains("Delivered renamed.csv to deliverytarget/out"),
+        "{sent:#?}"
+    );
+    assert!(sent.stdout.contains("bytes: 10"), "{sent:#?}");
+    assert_eq!(out_files(&sb), ["renamed.csv"]);
+    assert_eq!(
+        std::fs::read_to_string(sb.root().join("out/renamed.csv")).unwrap(),
+        "a,b\r\n1,2\r\n"
+    );
+    // Not a schedule's delivery: no history is written.
+    let none = sb
+        .ferry(["history", "rs/items", "-o", "json"])
+        .success()
+        .json();
+    assert_eq!(none, serde_json::json!([]));
+    // A name with a path, or a target that is not applied, is refused without sending.
+    let bad = sb
+        .ferry(["deliver", "dt/out", s(&file), "--as", "../escape.csv"])
+        .failure();
+    assert!(bad.stderr.contains("plain file name"), "{bad:#?}");
+    let missing = sb.ferry(["deliver", "dt/nope", s(&file)]).failure();
+    assert!(missing.stderr.contains("is not applied"), "{missing:#?}");
+}
