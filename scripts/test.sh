@@ -21,7 +21,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 python3 -c 'import openpyxl' 2>/dev/null || python3 -m pip install -q openpyxl
-bash scripts/test-servers/postgres.sh start
+# Real servers on 127.0.0.1, each installed (apt/pip) and configured by its own script.
+for server in postgres vsftpd sshd smtp; do
+  bash "scripts/test-servers/$server.sh" start
+done
 
 step "format"
 cargo fmt --all -- --check

@@ -339,36 +339,47 @@ impl Runner {
                 &staged.display().to_string(),
             )
             .await?;
-        let mut succeeded = 0;
-        for d in &view.spec.deliver_to {
-            let name = d.target.as_str();
-            if !request.resend && self.ledger.delivered(&key, name).await? {
-                report
-                    .targets
-                    .push((name.to_string(), "already delivered".into()));
-                succeeded += 1;
-                continue;
-            }
-            let outcome = match self.target(&view.key.namespace, name).await? {
-                None => Err(format!("DeliveryTarget `{name}` is not applied")),
-                Some(spec) => {
-                    self.deliver_with_retries(
-                        view,
-                        run_id,
-                        slot,
-                        &key,
-                        name,
-                        &spec,
-                        &staged,
-                        &file_name,
-                        &exported,
-                        request.resend,
-                    )
-                    .await?
+        // Every target at once: a slow or retrying target does not hold the others back. Each
+        // delivery is recorded in the ledger on its own, so a crash keeps what succeeded.
+        let deliveries = view.spec.deliver_to.iter().map(|d| {
+            let (key, staged, file_name, exported) = (&key, &staged, &file_name, &exported);
+            async move {
+                let name = d.target.as_str();
+                if !request.resend && self.ledger.delivered(key, name).await? {
+                    return Ok::<_, Error>((name, Ok(None)));
                 }
-            };
+                let outcome = match self.target(&view.key.namespace, name).await? {
+                    None => Err(format!("DeliveryTarget `{name}` is not applied")),
+                    Some(spec) => self
+                        .deliver_with_retries(
+                            view,
+                            run_id,
+                            slot,
+                            key,
+                            name,
+                            &spec,
+                            staged,
+                            file_name,
+                            exported,
+                            request.resend,
+                        )
+                        .await?
+                        .map(Some),
+                };
+                Ok((name, outcome))
+            }
+        });
+        let mut succeeded = 0;
+        for result in futures_util::future::join_all(deliveries).await {
+            let (name, outcome) = result?;
             match outcome {
-                Ok(location) => {
+                Ok(None) => {
+                    succeeded += 1;
+                    report
+                        .targets
+                        .push((name.to_string(), "already delivered".into()));
+                }
+                Ok(Some(location)) => {
                     succeeded += 1;
                     report
                         .targets

@@ -555,3 +555,61 @@ fn deliver_sends_a_file_through_an_applied_target_and_prints_the_receipt() {
     let missing = sb.ferry(["deliver", "dt/nope", s(&file)]).failure();
     assert!(missing.stderr.contains("is not applied"), "{missing:#?}");
 }
+
+#[test]
+fn when_one_target_fails_the_rerun_delivers_only_to_it_and_never_again_to_the_one_that_succeeded() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    let yaml = std::fs::read_to_string(&files).unwrap().replace(
+        "deliverTo: [{target: out}]",
+        "deliverTo: [{target: out}, {target: blocked}]",
+    ) + "---\napiVersion: ferry.dev/v1alpha1\nkind: DeliveryTarget\nmetadata: {name: blocked}\nspec:\n  localDir: {path: blocked/reports}\n";
+    std::fs::write(&files, yaml).unwrap();
+    // `blocked` is a file, so the directory `blocked/reports` cannot be created.
+    std::fs::write(sb.root().join("blocked"), "in the way").unwrap();
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let slot = "2026-07-31T00:30:00+09:00";
+    let first = sb.ferry(["run-now", "rs/items", "--slot", slot]).code(1);
+    assert!(first.stdout.contains("partial"), "{first:#?}");
+    assert!(first.stdout.contains("out: delivered to"), "{first:#?}");
+    assert!(first.stdout.contains("blocked: failed"), "{first:#?}");
+    let delivered = sb.root().join("out/items_20260731003000.csv");
+    let mtime = std::fs::metadata(&delivered).unwrap().modified().unwrap();
+
+    std::fs::remove_file(sb.root().join("blocked")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let rerun = sb.ferry(["run-now", "rs/items", "--slot", slot]).success();
+    assert!(
+        rerun.stdout.contains("out: already delivered"),
+        "{rerun:#?}"
+    );
+    assert!(rerun.stdout.contains("blocked: delivered to"), "{rerun:#?}");
+    assert_eq!(
+        std::fs::metadata(&delivered).unwrap().modified().unwrap(),
+        mtime,
+        "the target that had the slot was not sent it again"
+    );
+    assert!(
+        sb.root()
+            .join("blocked/reports/items_20260731003000.csv")
+            .exists()
+    );
+    let runs = history(&sb);
+    let successes: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["deliveries"].as_array().unwrap())
+        .filter(|d| d["outcome"] == "succeeded")
+        .map(|d| d["target"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = successes.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["blocked", "out"],
+        "one success per target: {runs:#?}"
+    );
+}

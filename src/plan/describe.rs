@@ -111,10 +111,22 @@ fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut V
                     x.host, x.port, y.host, y.port
                 ));
             }
+            if x.username != y.username {
+                notes.push(format!("login user {} -> {}", x.username, y.username));
+            }
+            if x.directory != y.directory {
+                notes.push(format!("directory {} -> {}", x.directory, y.directory));
+            }
             let old: BTreeSet<String> = x.host_keys.iter().map(|k| key_id(k)).collect();
             let new: BTreeSet<String> = y.host_keys.iter().map(|k| key_id(k)).collect();
             if old != new {
-                notes.push("host key pin changed: connections to a server offering the old key will be refused".into());
+                notes.push("host key pin changed: connections to a server offering an unpinned key will be refused".into());
+                for k in y.host_keys.iter().filter(|k| !old.contains(&key_id(k))) {
+                    notes.push(format!("host key pinned: {}", key_label(k)));
+                }
+                for k in x.host_keys.iter().filter(|k| !new.contains(&key_id(k))) {
+                    notes.push(format!("host key no longer accepted: {}", key_label(k)));
+                }
             }
             if x.private_key_secret_ref.is_some() != y.private_key_secret_ref.is_some() {
                 notes.push(if y.private_key_secret_ref.is_some() {
@@ -142,6 +154,15 @@ fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut V
                     y.effective_port()
                 ));
             }
+            if x.username != y.username {
+                notes.push(format!("login user {} -> {}", x.username, y.username));
+            }
+            if x.directory != y.directory {
+                notes.push(format!("directory {} -> {}", x.directory, y.directory));
+            }
+            if x.ca_secret_ref != y.ca_secret_ref {
+                notes.push("trusted CA certificate changed".into());
+            }
         }
         (Some(TargetKind::Email(x)), Some(TargetKind::Email(y))) => {
             let old: BTreeSet<String> = x.to.iter().map(|s| s.to_ascii_lowercase()).collect();
@@ -159,6 +180,37 @@ fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut V
                     "reports are linked instead of attached".into()
                 });
             }
+            if x.from != y.from {
+                notes.push(format!("sender {} -> {}", x.from, y.from));
+            }
+            if x.smtp.host != y.smtp.host
+                || x.smtp.effective_port() != y.smtp.effective_port()
+                || x.smtp.tls != y.smtp.tls
+            {
+                notes.push(format!(
+                    "SMTP server {}:{} ({:?}) -> {}:{} ({:?})",
+                    x.smtp.host,
+                    x.smtp.effective_port(),
+                    x.smtp.tls,
+                    y.smtp.host,
+                    y.smtp.effective_port(),
+                    y.smtp.tls
+                ));
+            }
+            if let (Some(lx), Some(ly)) = (&x.link, &y.link) {
+                if lx.expires_in != ly.expires_in {
+                    notes.push(format!(
+                        "links expire after {} instead of {}",
+                        ly.expires_in, lx.expires_in
+                    ));
+                }
+                if lx.s3.endpoint != ly.s3.endpoint || lx.s3.bucket != ly.s3.bucket {
+                    notes.push(format!(
+                        "reports are stored in bucket {} at {} instead of {} at {}",
+                        ly.s3.bucket, ly.s3.endpoint, lx.s3.bucket, lx.s3.endpoint
+                    ));
+                }
+            }
         }
         (Some(TargetKind::HostedSftp(x)), Some(TargetKind::HostedSftp(y))) => {
             if x.user != y.user {
@@ -166,11 +218,14 @@ fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut V
             }
             let old: BTreeSet<String> = x.public_keys.iter().map(|k| key_id(k)).collect();
             let new: BTreeSet<String> = y.public_keys.iter().map(|k| key_id(k)).collect();
-            for _ in new.difference(&old) {
-                notes.push("public key added".into());
+            for k in y.public_keys.iter().filter(|k| !old.contains(&key_id(k))) {
+                notes.push(format!("public key added: {}", key_label(k)));
             }
-            for _ in old.difference(&new) {
-                notes.push("public key removed: its holder loses access".into());
+            for k in x.public_keys.iter().filter(|k| !new.contains(&key_id(k))) {
+                notes.push(format!(
+                    "public key removed, its holder loses access: {}",
+                    key_label(k)
+                ));
             }
             if x.access != y.access {
                 notes.push(format!("access {:?} -> {:?}", x.access, y.access));
@@ -209,6 +264,15 @@ fn key_id(line: &str) -> String {
         .take(2)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A public key line as people compare it: type and `SHA256:` fingerprint, never the whole key.
+fn key_label(line: &str) -> String {
+    let key_type = line.split_whitespace().next().unwrap_or("?");
+    match crate::ssh::fingerprint_line(line) {
+        Ok(fp) => format!("{key_type} {fp}"),
+        Err(_) => format!("{key_type} (unparsable key)"),
+    }
 }
 
 /// A one-line description of a schedule, e.g. "daily at 00:30".
@@ -284,5 +348,63 @@ fn target_text(k: TargetKind) -> String {
             c.company_id
         ),
         TargetKind::Autotask(a) => format!("Autotask as {}", a.username),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{SecretRef, SftpTarget};
+
+    const OLD_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const NEW_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7dn/3ERJpkVpXMBmSa5nD2TRjORWv1tnxyXyx2+2Gg";
+
+    fn sftp(host_keys: &[&str], user: &str) -> DeliveryTargetSpec {
+        DeliveryTargetSpec {
+            sftp: Some(SftpTarget {
+                host: "sftp.example".into(),
+                port: 22,
+                directory: "/upload".into(),
+                username: user.into(),
+                private_key_secret_ref: Some(SecretRef {
+                    name: "k".into(),
+                    key: "id_ed25519".into(),
+                }),
+                passphrase_secret_ref: None,
+                password_secret_ref: None,
+                host_keys: host_keys.iter().map(|k| k.to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn notes(a: DeliveryTargetSpec, b: DeliveryTargetSpec) -> Vec<String> {
+        let mut notes = Vec::new();
+        delivery_target(&a, &b, &mut notes);
+        notes
+    }
+
+    #[test]
+    fn a_new_host_key_pin_is_described_by_its_fingerprint_never_by_the_whole_key() {
+        let got = notes(sftp(&[OLD_KEY], "u"), sftp(&[NEW_KEY], "u"));
+        assert!(got[0].starts_with("host key pin changed"), "{got:?}");
+        let new_fp = crate::ssh::fingerprint_line(NEW_KEY).unwrap();
+        let old_fp = crate::ssh::fingerprint_line(OLD_KEY).unwrap();
+        assert_eq!(got[1], format!("host key pinned: ssh-ed25519 {new_fp}"));
+        assert_eq!(
+            got[2],
+            format!("host key no longer accepted: ssh-ed25519 {old_fp}")
+        );
+        assert!(got.iter().all(|n| !n.contains("AAAA")), "{got:?}");
+    }
+
+    #[test]
+    fn an_unchanged_pin_in_another_order_or_with_a_comment_is_not_a_change() {
+        let with_comment = format!("{OLD_KEY} admin@host");
+        let got = notes(
+            sftp(&[OLD_KEY, NEW_KEY], "u"),
+            sftp(&[NEW_KEY, &with_comment], "v"),
+        );
+        assert_eq!(got, ["login user u -> v"]);
     }
 }

@@ -488,3 +488,44 @@ pub fn customer_mapping(name: &str, psa: &str) -> Doc {
 pub fn s(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 path")
 }
+
+/// The `KEY=VALUE` lines of `scripts/test-servers/<server>.sh env`, after `start` made sure the
+/// server runs (once per test binary and server). Panics with the script's output when it
+/// cannot start: a missing server fails the tests, it never skips them.
+pub fn test_server(server: &str) -> &'static std::collections::BTreeMap<String, String> {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+    static SERVERS: OnceLock<Mutex<BTreeMap<String, &'static BTreeMap<String, String>>>> =
+        OnceLock::new();
+    let mut servers = SERVERS.get_or_init(Default::default).lock().unwrap();
+    if let Some(env) = servers.get(server) {
+        return env;
+    }
+    let script = repo().join(format!("scripts/test-servers/{server}.sh"));
+    let start = Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(
+        start.status.success(),
+        "{server}.sh start failed:\n{}{}",
+        String::from_utf8_lossy(&start.stdout),
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("env")
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    assert!(out.status.success(), "{server}.sh env failed");
+    let env: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let env: &'static BTreeMap<String, String> = Box::leak(Box::new(env));
+    servers.insert(server.to_string(), env);
+    env
+}
