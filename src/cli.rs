@@ -220,6 +220,38 @@ pub enum Command {
         #[arg(short, long, value_enum, default_value = "text")]
         output: ListOutput,
     },
+    /// Generate an SSH key pair for an `sftp` target: the private key goes into the secrets
+    /// dir as secret NAME (key `id_ed25519`, `id_rsa` or `id_ecdsa`, the name
+    /// `privateKeySecretRef.key` uses), and the OpenSSH public key line is printed, to hand to
+    /// the receiving server's administrator.
+    Keygen {
+        /// Secret name, e.g. `bdash-key`.
+        name: String,
+        /// `ed25519` (default), `rsa` (4096 bits), `rsa-<bits>` (e.g. `rsa-3072`) or `ecdsa`.
+        #[arg(short = 't', long = "type", default_value = "ed25519")]
+        key_type: String,
+        /// Comment at the end of the public key line. Default: `ferry-<NAME>`.
+        #[arg(short = 'C', long)]
+        comment: Option<String>,
+        /// Namespace (the secrets dir has one folder per namespace).
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Replace an existing key of that name (the old key stops working wherever it was
+        /// authorized only after the server drops it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the host keys an SSH server offers, as lines to paste into an `sftp` target's
+    /// `hostKeys`, with their fingerprints. Compare a fingerprint with the server's
+    /// administrator before pinning it: this command cannot tell a real server from an
+    /// impostor.
+    Keyscan {
+        /// `HOST` or `HOST:PORT` (default port 22; `[::1]:2222` for IPv6).
+        address: String,
+        /// How long to wait for the server.
+        #[arg(long, default_value = "10s", value_name = "DURATION")]
+        timeout: String,
+    },
     /// List applied resources from the state.
     Get {
         /// A kind (`reportschedules`, `rs`, `dt`, `cm`, ...), optionally `kind/NAME`.
@@ -382,6 +414,14 @@ async fn run(cli: Cli) -> Result<u8> {
             receipts,
             output,
         } => history_cmd(&ctx, &resource, &namespace, limit, receipts, output).await,
+        Command::Keygen {
+            name,
+            key_type,
+            comment,
+            namespace,
+            force,
+        } => keygen_cmd(&ctx, &name, &key_type, comment, &namespace, force),
+        Command::Keyscan { address, timeout } => keyscan_cmd(&address, &timeout).await,
         Command::Deliver {
             target,
             file,
@@ -1030,6 +1070,104 @@ fn receipt_lines(receipt: &serde_json::Value) -> Vec<String> {
     ];
     lines.extend(receipt.details.iter().map(|(k, v)| format!("{k}: {v}")));
     lines
+}
+
+fn keygen_cmd(
+    ctx: &Ctx,
+    name: &str,
+    key_type: &str,
+    comment: Option<String>,
+    namespace: &str,
+    force: bool,
+) -> Result<u8> {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if !valid(name) || !valid(namespace) {
+        return Err(Error::Usage(format!(
+            "`{namespace}/{name}`: secret and namespace names are lowercase letters, digits, `-` and `.`"
+        )));
+    }
+    let kind: crate::ssh::KeyType = key_type.parse()?;
+    let dir = ctx.secrets.dir().join(namespace).join(name);
+    let private_path = dir.join(kind.file_stem());
+    let public_path = dir.join(format!("{}.pub", kind.file_stem()));
+    if private_path.exists() && !force {
+        return Err(Error::Usage(format!(
+            "{} already exists: keep it, or replace it with --force",
+            private_path.display()
+        )));
+    }
+    let comment = comment.unwrap_or_else(|| format!("ferry-{name}"));
+    let key = crate::ssh::generate_key(kind, &comment, None)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(&dir, e))?;
+    }
+    crate::fsutil::write_atomic(&private_path, key.private_openssh.as_bytes(), 0o600)?;
+    crate::fsutil::write_atomic(
+        &public_path,
+        format!("{}\n", key.public_line).as_bytes(),
+        0o644,
+    )?;
+    eprintln!(
+        "Wrote {} (private; reference it as privateKeySecretRef: {{name: {name}, key: {}}})",
+        private_path.display(),
+        kind.file_stem()
+    );
+    eprintln!("Fingerprint: {}", key.fingerprint);
+    eprintln!("Public key, for the receiving server's authorized_keys:");
+    outln!("{}", key.public_line);
+    Ok(0)
+}
+
+async fn keyscan_cmd(address: &str, timeout: &str) -> Result<u8> {
+    let timeout = crate::schedule::parse_duration(timeout)
+        .map_err(|e| Error::Usage(format!("--timeout: {e}")))?;
+    let (host, port) = split_host_port(address)?;
+    let keys = crate::ssh::scan_host_keys(&host, port, timeout).await?;
+    if keys.is_empty() {
+        return Err(Error::Usage(format!(
+            "{address}: the server offered no host key"
+        )));
+    }
+    eprintln!(
+        "# {address}: compare these fingerprints with the server's administrator before pinning a line"
+    );
+    for k in &keys {
+        eprintln!("# {} {}", k.key_type, k.fingerprint);
+    }
+    for k in &keys {
+        outln!("{}", k.line);
+    }
+    Ok(0)
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the default port is 22.
+fn split_host_port(address: &str) -> Result<(String, u16)> {
+    let bad = || Error::Usage(format!("`{address}`: expected HOST or HOST:PORT"));
+    let parse_port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), parse_port(p)?)),
+            None if after.is_empty() => Ok((host.to_string(), 22)),
+            None => Err(bad()),
+        };
+    }
+    match address.rsplit_once(':') {
+        Some((host, p)) if !host.is_empty() && !host.contains(':') => {
+            Ok((host.to_string(), parse_port(p)?))
+        }
+        None if !address.is_empty() => Ok((address.to_string(), 22)),
+        _ => Err(bad()),
+    }
 }
 
 async fn deliver_cmd(

@@ -22,6 +22,7 @@ pub mod runner;
 pub mod schedule;
 pub mod secrets;
 pub mod source;
+pub mod ssh;
 pub mod state;
 pub mod tls;
 pub mod validate;

@@ -472,7 +472,10 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                     );
                 }
                 for (i, k) in s.host_keys.iter().enumerate() {
-                    c.check(&format!("spec.sftp.hostKeys[{i}]"), check_public_key(k));
+                    c.check(
+                        &format!("spec.sftp.hostKeys[{i}]"),
+                        crate::ssh::parse_public_key(k).map(|_| ()),
+                    );
                 }
             }
             TargetKind::Email(e) => check_email(c, e),
@@ -483,7 +486,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                 for (i, k) in h.public_keys.iter().enumerate() {
                     c.check(
                         &format!("spec.hostedSftp.publicKeys[{i}]"),
-                        check_public_key(k),
+                        crate::ssh::parse_public_key(k).map(|_| ()),
                     );
                 }
                 c.check("spec.hostedSftp.directory", check_jail_dir(&h.directory));
@@ -547,6 +550,18 @@ fn check_email(c: &mut Checker, e: &EmailTarget) {
     if e.smtp.password_secret_ref.is_some() && e.smtp.username.is_none() {
         c.error("spec.email.smtp.username", "a password needs a username");
     }
+    if e.smtp.username.is_some() && e.smtp.password_secret_ref.is_none() {
+        c.error(
+            "spec.email.smtp.passwordSecretRef",
+            "AUTH needs a password: give passwordSecretRef, or remove username",
+        );
+    }
+    if e.smtp.username.is_some() && e.smtp.tls == crate::api::SmtpTls::None {
+        c.error(
+            "spec.email.smtp.tls",
+            "AUTH over an unencrypted connection would send the password in clear: use tls: starttls or implicit, or remove username",
+        );
+    }
     c.check("spec.email.from", check_mailbox(&e.from));
     if e.to.is_empty() {
         c.error("spec.email.to", "list at least one recipient");
@@ -582,6 +597,17 @@ fn check_email(c: &mut Checker, e: &EmailTarget) {
                 check_http_url(&link.s3.endpoint),
             );
             c.non_empty("spec.email.link.s3.bucket", &link.s3.bucket);
+            if link
+                .s3
+                .prefix
+                .split('/')
+                .any(|seg| seg == "." || seg == ".." || seg.chars().any(char::is_control))
+            {
+                c.error(
+                    "spec.email.link.s3.prefix",
+                    "a key prefix cannot contain `.` or `..` segments or control characters",
+                );
+            }
             match schedule::parse_duration(&link.expires_in) {
                 Err(m) => c.error("spec.email.link.expiresIn", m),
                 Ok(d) if d.is_zero() || d.as_secs() > 7 * 24 * 3600 => c.error(

@@ -864,3 +864,29 @@ fn query_parameters_must_be_known_and_windowed_parameters_need_a_window() {
     );
     assert!(m.contains("windowstart"), "{m}");
 }
+
+#[test]
+fn smtp_auth_is_refused_over_an_unencrypted_connection_and_without_a_password() {
+    let sb = sandbox_with_applied_state();
+    let email = "smtp: {host: smtp.example, port: 25, tls: none, username: reports}\n\
+                 from: \"Reports <reports@example.com>\"\n\
+                 to: [finance@partner.example]\n\
+                 subject: \"Report\"\n\
+                 attach: true\n";
+    let text = Doc::new("DeliveryTarget", "mail")
+        .set("email", email)
+        .render();
+    let path = sb.write("email.yaml", &text);
+    let stderr = rejected(&sb, &[&path]);
+    assert!(
+        stderr.contains(
+            "DeliveryTarget/mail: spec.email.smtp.passwordSecretRef: AUTH needs a password"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("DeliveryTarget/mail: spec.email.smtp.tls: AUTH over an unencrypted connection would send the password in clear"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+}

@@ -1,36 +1,706 @@
-//! (being written) email delivery.
+//! Email delivery: a report announced by mail, with an expiring link (default) or attached.
+//!
+//! Why a link by default: reports are often larger than mail servers accept, mailboxes keep
+//! copies forever, and a link that expires limits how long a forwarded mail exposes the data.
+//! Link mode uploads the file to an S3-compatible bucket (submodule `s3`), presigns a GET URL
+//! valid for `link.expiresIn` (at most 7 days, SigV4's limit) and mails it; attach mode
+//! (`attach: true`) sends the file itself, base64-encoded (bytes exact, line endings
+//! untouched), with its MIME type from the extension.
+//!
+//! SMTP is spoken step by step (lettre's connection, not its all-in-one transport) so that a
+//! failure says which step failed: connecting, the TLS handshake (certificates are always
+//! verified: system roots plus `smtp.caSecretRef`), STARTTLS (required when `tls: starttls`;
+//! never silently skipped), AUTH (PLAIN or LOGIN; refused over an unencrypted connection, where
+//! it would expose the password), the sender, each recipient, the message. A rejected recipient
+//! fails the delivery before DATA, so nobody receives a mail the others did not, and a retry
+//! does not send duplicates. Ferry generates the Message-ID and records it, with the server's
+//! final reply and the TLS certificate's SHA-256 fingerprint, in the receipt.
+//!
+//! Templates: the subject renders the file-name date tokens, `{schedule}`, `{namespace}` and
+//! `{fileName}`; the body also `{link}`, `{expires}` (RFC 3339 in the slot's time zone) and
+//! `{rows}`. The link is never rendered into the subject (subjects end up in notifications
+//! and logs). In attach mode `{link}` renders as `attached to this email` and `{expires}` as
+//! `never`.
+//!
+//! Secrets (SMTP password, S3 keys) and the presigned URL (it grants access to the report)
+//! never appear in errors, logs or receipts; the receipt records the object, its bucket and
+//! the link's expiry instead.
+
+mod s3;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::{Address, Message};
+use sha2::{Digest, Sha256};
 
 use super::{BoxFuture, Outgoing, Receipt, Transport};
-use crate::api::EmailTarget;
-use crate::secrets::FileSecrets;
+use crate::api::{EmailTarget, SmtpTls};
+use crate::filename::{TemplateContext, render};
+use crate::secrets::{FileSecrets, SecretValue};
 use crate::{Error, Result};
 
-/// A `email` target.
+/// Largest file sent as an attachment. Base64 adds a third, and most mail servers refuse
+/// messages above 25-35 MB: larger reports should use a link.
+pub const MAX_ATTACHMENT_BYTES: u64 = 20 * 1024 * 1024;
+
+/// Time allowed for connecting and for each SMTP command.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Minimum transfer rate assumed when sending the message itself.
+const MIN_BYTES_PER_SECOND: u64 = 256 * 1024;
+
+/// An `email` target with its secrets resolved.
 pub struct EmailTransport {
     name: String,
+    smtp: Smtp,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    subject: String,
+    body: String,
+    mode: Mode,
+}
+
+/// Link mode (the bucket) or attach mode.
+enum Mode {
+    Link(s3::LinkStore),
+    Attach,
+}
+
+/// How to reach and log in to the SMTP server.
+struct Smtp {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    /// Built once: it checks the CA secret and loads the system roots.
+    tls_parameters: Option<TlsParameters>,
+    login: Option<(String, SecretValue)>,
+}
+
+impl Smtp {
+    fn at(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// What the SMTP server said when it accepted the message.
+struct Accepted {
+    response: String,
+    certificate_sha256: Option<String>,
 }
 
 impl EmailTransport {
-    /// Resolves the target's secrets.
+    /// Resolves the target's secrets (SMTP password and CA, S3 keys), parses the addresses and
+    /// builds the TLS settings and the S3 client. Fails early on anything a delivery could
+    /// only fail on later.
     pub fn new(
-        _namespace: &str,
+        namespace: &str,
         name: &str,
-        _target: &EmailTarget,
-        _secrets: &FileSecrets,
+        target: &EmailTarget,
+        secrets: &FileSecrets,
     ) -> Result<Self> {
+        let fail = |message: String| Error::Delivery {
+            target: name.to_string(),
+            message,
+        };
+        let parse_mailbox = |field: &str, s: &str| {
+            s.parse::<Mailbox>()
+                .map_err(|e| fail(format!("{field}: `{s}` is not a valid address: {e}")))
+        };
+        let from = parse_mailbox("from", &target.from)?;
+        if target.to.is_empty() {
+            return Err(fail("to: list at least one recipient".into()));
+        }
+        let to = target
+            .to
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_mailbox(&format!("to[{i}]"), s))
+            .collect::<Result<Vec<_>>>()?;
+
+        let server = &target.smtp;
+        let port = server.effective_port();
+        let login = match (&server.username, &server.password_secret_ref) {
+            (Some(user), Some(r)) => Some((user.clone(), secrets.require(namespace, r)?)),
+            (Some(user), None) => {
+                return Err(fail(format!(
+                    "smtp: username `{user}` is set but passwordSecretRef is missing"
+                )));
+            }
+            (None, Some(_)) => return Err(fail("smtp: a password needs a username".into())),
+            (None, None) => None,
+        };
+        if login.is_some() && server.tls == SmtpTls::None {
+            return Err(fail(format!(
+                "smtp {}:{port}: AUTH over an unencrypted connection (tls: none) would send \
+                 the password in clear; use tls: starttls or implicit",
+                server.host
+            )));
+        }
+        let tls_parameters = match server.tls {
+            SmtpTls::None => None,
+            SmtpTls::Starttls | SmtpTls::Implicit => {
+                crate::tls::install_crypto_provider();
+                let mut builder = TlsParameters::builder(server.host.clone());
+                if let Some(r) = &server.ca_secret_ref {
+                    let pem = secrets.require(namespace, r)?;
+                    let certs = crate::tls::parse_pem_certificates(pem.expose())
+                        .map_err(|m| fail(format!("smtp.caSecretRef {}/{}: {m}", r.name, r.key)))?;
+                    for der in certs {
+                        let cert = Certificate::from_der(der.to_vec()).map_err(|e| {
+                            fail(format!("smtp.caSecretRef {}/{}: {e}", r.name, r.key))
+                        })?;
+                        builder = builder.add_root_certificate(cert);
+                    }
+                }
+                Some(
+                    builder.build_rustls().map_err(|e| {
+                        fail(format!("TLS settings for {}:{port}: {e}", server.host))
+                    })?,
+                )
+            }
+        };
+        let mode = match (&target.link, target.attach) {
+            (_, true) => Mode::Attach,
+            (Some(link), false) => Mode::Link(s3::LinkStore::new(namespace, name, link, secrets)?),
+            (None, false) => {
+                return Err(fail(
+                    "missing link storage: give link.s3 for an expiring link, or set attach: true"
+                        .into(),
+                ));
+            }
+        };
         Ok(EmailTransport {
             name: name.to_string(),
+            smtp: Smtp {
+                host: server.host.clone(),
+                port,
+                tls: server.tls,
+                tls_parameters,
+                login,
+            },
+            from,
+            to,
+            subject: target.subject.clone(),
+            body: target.body.clone(),
+            mode,
+        })
+    }
+
+    fn fail(&self, message: String) -> Error {
+        Error::Delivery {
+            target: self.name.clone(),
+            message: self.scrub(&message),
+        }
+    }
+
+    /// `message` without the SMTP password, should a server have echoed it.
+    fn scrub(&self, message: &str) -> String {
+        match &self.smtp.login {
+            Some((_, password)) => s3::scrub(message, &[password]),
+            None => message.to_string(),
+        }
+    }
+
+    async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {
+        let content_type = content_type_for(file.file_name);
+        let mut details = BTreeMap::new();
+        let rows = file.about.rows.to_string();
+
+        // The file's way into the mail: a presigned link, or the bytes themselves.
+        let (link_text, expires_text, attachment, confirmed_bytes) = match &self.mode {
+            Mode::Link(store) => {
+                let stored = store
+                    .put(file, content_type)
+                    .await
+                    .map_err(|m| self.fail(m))?;
+                let link = store.presign(&stored).await.map_err(|m| self.fail(m))?;
+                let expires = rfc3339_in(&link.expires, &file.about.slot);
+                details.insert(
+                    "object".to_string(),
+                    format!("s3://{}/{}", store.bucket(), stored.key),
+                );
+                details.insert("linkExpires".to_string(), expires.clone());
+                details.insert("objectReused".to_string(), stored.reused.to_string());
+                (link.url, expires, None, stored.bytes)
+            }
+            Mode::Attach => {
+                let data = self.read_attachment(file).await?;
+                details.insert("attached".to_string(), "true".to_string());
+                let n = data.len() as u64;
+                (
+                    "attached to this email".to_string(),
+                    "never".to_string(),
+                    Some(data),
+                    n,
+                )
+            }
+        };
+
+        let subject_tokens = [("fileName", file.file_name)];
+        let ctx = TemplateContext {
+            slot: &file.about.slot,
+            schedule: &file.about.schedule,
+            namespace: &file.about.namespace,
+            extra: &subject_tokens,
+        };
+        // Headers cannot hold line breaks; a template's stray control character becomes a space.
+        let subject: String = render(&self.subject, &ctx)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let body_tokens = [
+            ("fileName", file.file_name),
+            ("link", link_text.as_str()),
+            ("expires", expires_text.as_str()),
+            ("rows", rows.as_str()),
+        ];
+        let body = render(
+            &self.body,
+            &TemplateContext {
+                extra: &body_tokens,
+                ..ctx
+            },
+        );
+
+        let message_id = self.message_id(file.run_id)?;
+        let message = self.build_message(
+            &subject,
+            body,
+            &message_id,
+            attachment.map(|data| (file.file_name, content_type, data)),
+        )?;
+        drop(link_text);
+        let accepted = self
+            .send(message.envelope(), &message.formatted())
+            .await
+            .map_err(|m| self.fail(m))?;
+
+        let recipients: Vec<String> = self.to.iter().map(|m| m.email.to_string()).collect();
+        details.insert("messageId".to_string(), message_id);
+        details.insert("recipients".to_string(), recipients.join(","));
+        details.insert("smtpServer".to_string(), self.smtp.at());
+        details.insert(
+            "smtpTls".to_string(),
+            match self.smtp.tls {
+                SmtpTls::None => "none",
+                SmtpTls::Starttls => "starttls",
+                SmtpTls::Implicit => "implicit",
+            }
+            .to_string(),
+        );
+        details.insert("smtpResponse".to_string(), accepted.response);
+        if let Some(fp) = accepted.certificate_sha256 {
+            details.insert("tlsCertificateSha256".to_string(), fp);
+        }
+        Ok(Receipt {
+            location: mailto(&recipients),
+            bytes: confirmed_bytes,
+            sha256: file.sha256.to_string(),
+            details,
+        })
+    }
+
+    /// The staged file, checked against the size and hash the run recorded.
+    async fn read_attachment(&self, file: &Outgoing<'_>) -> Result<Vec<u8>> {
+        if file.bytes > MAX_ATTACHMENT_BYTES {
+            return Err(self.fail(format!(
+                "{} has {} bytes, more than the {} MiB Ferry attaches (most mail servers refuse \
+                 larger messages): send a link instead (link.s3, attach: false)",
+                file.file_name,
+                file.bytes,
+                MAX_ATTACHMENT_BYTES / (1024 * 1024)
+            )));
+        }
+        let data = tokio::fs::read(file.staged)
+            .await
+            .map_err(|e| Error::io(file.staged, e))?;
+        let sha256 = hex::encode(Sha256::digest(&data));
+        if data.len() as u64 != file.bytes || !sha256.eq_ignore_ascii_case(file.sha256) {
+            return Err(self.fail(format!(
+                "{} changed since it was staged ({} bytes, SHA-256 {sha256}; expected {} bytes, \
+                 {})",
+                file.staged.display(),
+                data.len(),
+                file.bytes,
+                file.sha256
+            )));
+        }
+        Ok(data)
+    }
+
+    /// `<ferry.<runId>.<random>@<sender's domain>>`: unique, and traceable to the run.
+    fn message_id(&self, run_id: i64) -> Result<String> {
+        let mut random = [0u8; 12];
+        getrandom::fill(&mut random)
+            .map_err(|e| self.fail(format!("no randomness for a Message-ID: {e}")))?;
+        Ok(format!(
+            "<ferry.{run_id}.{}@{}>",
+            hex::encode(random),
+            self.from.email.domain()
+        ))
+    }
+
+    fn build_message(
+        &self,
+        subject: &str,
+        body: String,
+        message_id: &str,
+        attachment: Option<(&str, &str, Vec<u8>)>,
+    ) -> Result<Message> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(subject)
+            .message_id(Some(message_id.to_string()))
+            .date_now()
+            .header(AutoSubmitted);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let text = SinglePart::plain(body);
+        let built = match attachment {
+            None => builder.singlepart(text),
+            Some((file_name, content_type, data)) => {
+                let content_type = ContentType::parse(content_type)
+                    .map_err(|e| self.fail(format!("content type `{content_type}`: {e}")))?;
+                // Base64 keeps the bytes exact (a CSV's CRLF included) through any relay.
+                let data = Body::new_with_encoding(data, ContentTransferEncoding::Base64)
+                    .map_err(|_| self.fail("the attachment cannot be base64-encoded".into()))?;
+                let part = Attachment::new(file_name.to_string()).body(data, content_type);
+                builder.multipart(MultiPart::mixed().singlepart(text).singlepart(part))
+            }
+        };
+        built.map_err(|e| self.fail(format!("building the message: {e}")))
+    }
+
+    /// One SMTP session: connect (TLS), STARTTLS, AUTH, MAIL, RCPT for each recipient, DATA.
+    /// Errors name the step, the server and, for recipients, the address.
+    async fn send(&self, envelope: &Envelope, message: &[u8]) -> Result<Accepted, String> {
+        let s = &self.smtp;
+        let at = s.at();
+        let hello = ClientId::default();
+        let implicit = match s.tls {
+            SmtpTls::Implicit => s.tls_parameters.clone(),
+            _ => None,
+        };
+        let mut conn = step(
+            AsyncSmtpConnection::connect_tokio1(
+                (s.host.as_str(), s.port),
+                Some(STEP_TIMEOUT),
+                &hello,
+                implicit,
+                None,
+            ),
+            STEP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| match e {
+            Failed::Smtp(e) if tls_error_in(&e).is_some() => tls_failure(&at, &e),
+            e => format!("SMTP connection to {at} failed: {e}"),
+        })?;
+
+        let result = self.session(&mut conn, envelope, message, &hello).await;
+        let close = Duration::from_secs(10);
+        match result {
+            Ok(accepted) => {
+                let _ = tokio::time::timeout(close, conn.quit()).await;
+                Ok(accepted)
+            }
+            Err(Halt::Abort(message)) => {
+                let _ = tokio::time::timeout(close, conn.abort()).await;
+                Err(message)
+            }
+            // A failed STARTTLS leaves lettre's connection without a stream: drop it.
+            Err(Halt::Drop(message)) => Err(message),
+        }
+    }
+
+    async fn session(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+        hello: &ClientId,
+    ) -> Result<Accepted, Halt> {
+        let s = &self.smtp;
+        let at = s.at();
+        if s.tls == SmtpTls::Starttls {
+            if !conn.server_info().supports_feature(Extension::StartTls) {
+                return Err(Halt::Abort(format!(
+                    "SMTP server {at} does not offer STARTTLS, which tls: starttls requires \
+                     (port 465 usually wants tls: implicit)"
+                )));
+            }
+            let parameters = s
+                .tls_parameters
+                .clone()
+                .ok_or_else(|| "internal: STARTTLS without TLS settings".to_string())?;
+            step(conn.starttls(parameters, hello), STEP_TIMEOUT)
+                .await
+                .map_err(|e| {
+                    Halt::Drop(match e {
+                        Failed::Smtp(e) if tls_error_in(&e).is_some() => tls_failure(&at, &e),
+                        e => format!("STARTTLS with {at} failed: {e}"),
+                    })
+                })?;
+        }
+        let certificate_sha256 = if conn.is_encrypted() {
+            conn.peer_certificate()
+                .ok()
+                .map(|der| crate::tls::certificate_fingerprint(&der))
+        } else {
+            None
+        };
+
+        if let Some((user, password)) = &s.login {
+            let mechanisms = [Mechanism::Plain, Mechanism::Login];
+            if conn.server_info().get_auth_mechanism(&mechanisms).is_none() {
+                return Err(Halt::Abort(format!(
+                    "SMTP server {at} offers no AUTH mechanism Ferry supports (PLAIN, LOGIN) to \
+                     log in as `{user}`"
+                )));
+            }
+            let password = password
+                .expose_str()
+                .map_err(|_| "the SMTP password secret is not UTF-8 text".to_string())?;
+            let credentials = Credentials::new(user.clone(), password.to_string());
+            step(conn.auth(&mechanisms, &credentials), STEP_TIMEOUT)
+                .await
+                .map_err(|e| format!("SMTP AUTH as `{user}` at {at} refused: {e}"))?;
+        }
+
+        let mut parameters = Vec::new();
+        let non_ascii_addresses = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .any(|a: &Address| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii_addresses {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(Halt::Abort(format!(
+                    "SMTP server {at} does not support SMTPUTF8, needed for non-ASCII addresses"
+                )));
+            }
+            parameters.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                return Err(Halt::Abort(format!(
+                    "SMTP server {at} does not support 8BITMIME, needed for this message"
+                )));
+            }
+            parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let sender: Option<Address> = envelope.from().cloned();
+        let sender_text = sender
+            .as_ref()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "<>".to_string());
+        step(conn.command(Mail::new(sender, parameters)), STEP_TIMEOUT)
+            .await
+            .map_err(|e| format!("SMTP server {at} refused sender {sender_text}: {e}"))?;
+        for rcpt in envelope.to() {
+            step(conn.command(Rcpt::new(rcpt.clone(), vec![])), STEP_TIMEOUT)
+                .await
+                .map_err(|e| format!("SMTP server {at} refused recipient {rcpt}: {e}"))?;
+        }
+        step(conn.command(Data), STEP_TIMEOUT)
+            .await
+            .map_err(|e| format!("SMTP server {at} refused DATA: {e}"))?;
+        let transfer =
+            STEP_TIMEOUT + Duration::from_secs(message.len() as u64 / MIN_BYTES_PER_SECOND);
+        let response = step(conn.message(message), transfer)
+            .await
+            .map_err(|e| format!("SMTP server {at} did not accept the message: {e}"))?;
+        let mut text = response.code().to_string();
+        for line in response.message() {
+            text.push(' ');
+            text.push_str(line);
+        }
+        Ok(Accepted {
+            response: text,
+            certificate_sha256,
         })
     }
 }
 
 impl Transport for EmailTransport {
-    fn deliver<'a>(&'a self, _file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
-        Box::pin(async move {
-            Err(Error::Delivery {
-                target: self.name.clone(),
-                message: "email delivery is being written".into(),
-            })
-        })
+    fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(self.deliver_file(file))
+    }
+}
+
+/// Why a session stopped, and whether its connection can still say QUIT.
+enum Halt {
+    /// The connection works: send QUIT and close it.
+    Abort(String),
+    /// The connection is unusable (a failed STARTTLS): just drop it.
+    Drop(String),
+}
+
+impl From<String> for Halt {
+    fn from(message: String) -> Self {
+        Halt::Abort(message)
+    }
+}
+
+/// An SMTP step that failed or took too long.
+enum Failed {
+    Smtp(lettre::transport::smtp::Error),
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Smtp(e) => write!(f, "{e}"),
+            Failed::Timeout(d) => write!(f, "no answer within {}s", d.as_secs()),
+        }
+    }
+}
+
+async fn step<T>(
+    fut: impl Future<Output = std::result::Result<T, lettre::transport::smtp::Error>>,
+    limit: Duration,
+) -> std::result::Result<T, Failed> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failed::Smtp(e)),
+        Err(_) => Err(Failed::Timeout(limit)),
+    }
+}
+
+/// The TLS error behind an SMTP error, if that is what it is: a rustls error anywhere in the
+/// chain (lettre reports a failed handshake as a TLS error when connecting with implicit TLS,
+/// and as a connection error after STARTTLS).
+fn tls_error_in(e: &lettre::transport::smtp::Error) -> Option<String> {
+    if e.is_tls() {
+        return Some(e.to_string());
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        if let Some(tls) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    text.contains("invalid peer certificate").then_some(text)
+}
+
+/// A TLS failure, with a hint when the certificate was not trusted.
+fn tls_failure(at: &str, e: &lettre::transport::smtp::Error) -> String {
+    let error = tls_error_in(e).unwrap_or_else(|| e.to_string());
+    let hint = if error.contains("certificate") || error.contains("Certificate") {
+        "; the server's certificate is not trusted: if it is issued by a private CA, give that \
+         CA's PEM in smtp.caSecretRef"
+    } else {
+        ""
+    };
+    format!("TLS handshake with SMTP server {at} failed: {error}{hint}")
+}
+
+/// The MIME type of a report, from its extension.
+pub fn content_type_for(file_name: &str) -> &'static str {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "csv" => "text/csv",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `mailto:a@x,b@y` (RFC 6068), addresses percent-encoded where needed.
+pub fn mailto(addresses: &[String]) -> String {
+    let mut out = String::from("mailto:");
+    for (i, address) in addresses.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for b in address.bytes() {
+            if b.is_ascii_alphanumeric() || b"@.-_+!$'*=^`|~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// `ts` as RFC 3339 with the offset of `zone_of`'s time zone at that instant.
+fn rfc3339_in(ts: &jiff::Timestamp, zone_of: &jiff::Zoned) -> String {
+    let offset = zone_of.time_zone().to_offset(*ts);
+    ts.display_with_offset(offset).to_string()
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): auto-responders do not answer report mails.
+#[derive(Clone, Copy, Debug)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_s: &str) -> std::result::Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(content_type_for("r.csv"), "text/csv");
+        assert_eq!(content_type_for("R.CSV"), "text/csv");
+        assert_eq!(
+            content_type_for("r_20260731.xlsx"),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        );
+        assert_eq!(content_type_for("r.pdf"), "application/pdf");
+        assert_eq!(content_type_for("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn mailto_lists_every_recipient_and_escapes_what_it_must() {
+        assert_eq!(
+            mailto(&["a@x.example".into(), "b c@y.example".into()]),
+            "mailto:a@x.example,b%20c@y.example"
+        );
+    }
+
+    #[test]
+    fn expiry_is_written_with_the_slot_zones_offset() {
+        let slot: jiff::Zoned = "2026-07-31T00:30:00+09:00[Asia/Tokyo]".parse().unwrap();
+        let ts: jiff::Timestamp = "2026-08-06T15:30:00Z".parse().unwrap();
+        assert_eq!(rfc3339_in(&ts, &slot), "2026-08-07T00:30:00+09:00");
     }
 }

@@ -1,0 +1,204 @@
+//! A kill -9 of Ferry in the middle of a large SFTP upload, then a restart: exactly one complete
+//! file at the destination, and no partial file is ever listed under the final name. Runs
+//! against the private OpenSSH sshd of `scripts/test-servers/sshd.sh`, through the binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, s};
+
+fn var(key: &str) -> &'static str {
+    common::test_server("sshd")
+        .get(key)
+        .unwrap_or_else(|| panic!("sshd.sh env has no {key}"))
+}
+
+/// A schedule exporting `rows` generated rows (~110 bytes each) to the SFTP target, whose
+/// directory is `dir` under the key user's home.
+fn big_sftp_export(sb: &Sandbox, dir: &str, rows: u32) -> PathBuf {
+    let key = std::fs::read_to_string(var("SFTP_KEY_ED25519")).unwrap();
+    sb.write_secret("default", "sftp-key", "id_ed25519", &key);
+    // An empty database file: the rows come from a recursive query.
+    std::fs::write(sb.root().join("empty.db"), "").unwrap();
+    sb.write(
+        "big.yaml",
+        &format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner}}
+spec:
+  sftp:
+    host: {host}
+    port: {port}
+    directory: {dir}
+    username: {user}
+    privateKeySecretRef: {{name: sftp-key, key: id_ed25519}}
+    hostKeys: ["{host_key}"]
+---
+apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: big}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  timeZone: Asia/Tokyo
+  source:
+    sql:
+      url: "sqlite://empty.db"
+      query: |
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+        SELECT i AS id,
+               printf('row %09d of a report that is large enough to be killed mid-upload', i) AS payload
+        FROM n
+  columns: [{{name: id}}, {{name: payload}}]
+  format: {{csv: {{}}}}
+  fileName: "big_{{yyyyMMdd}}.csv"
+  deliverTo: [{{target: partner}}]
+  retry: {{attempts: 1, backoff: 1s}}
+"#,
+            host = var("SFTP_HOST"),
+            port = var("SFTP_PORT"),
+            user = var("SFTP_KEY_USER"),
+            host_key = var("SFTP_HOST_KEY_ED25519"),
+        ),
+    )
+}
+
+/// Every entry of `dir` with its size.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_file() {
+    let mut sb = Sandbox::new();
+    let unique = format!(
+        "crash-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let remote_dir = format!("upload/{unique}");
+    let local_dir = Path::new(var("SFTP_KEY_USER_HOME")).join(&remote_dir);
+    let files = big_sftp_export(&sb, &remote_dir, 2_500_000);
+    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let final_name = "big_20260731.csv";
+
+    // A watcher lists the destination the whole time, as a consumer polling it would, and
+    // records every size seen under the final name.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen_final: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let watcher = {
+        let (stop, seen_final, dir) = (stop.clone(), seen_final.clone(), local_dir.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for (name, size) in listing(&dir) {
+                    if name == final_name {
+                        seen_final.lock().unwrap().push(size);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+
+    let mut child = common::ferry_command()
+        .args(["run-now", "rs/big", "--slot", "2026-07-31T00:30:00+09:00"])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferry starts");
+    // Kill -9 once the upload is under way: the temporary file holds some MiB.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let partial = loop {
+        let under_way = listing(&local_dir)
+            .into_iter()
+            .find(|(name, size)| name.contains(".ferry-partial-") && *size > 4 << 20);
+        if let Some(p) = under_way {
+            break p;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ferry finished before the upload could be interrupted: make the file larger"
+        );
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let after_kill = listing(&local_dir);
+    assert!(
+        after_kill.iter().all(|(name, _)| name != final_name),
+        "nothing may appear under the final name before the upload completed: {after_kill:?}"
+    );
+    assert!(partial.0.starts_with(".big_20260731.csv.ferry-partial-"));
+
+    // The next start resumes the interrupted run and completes the delivery, once.
+    for _ in 0..2 {
+        sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    }
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+
+    let runs = sb
+        .ferry(["history", "rs/big", "-o", "json"])
+        .success()
+        .json();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "one run for the slot: {runs:#?}");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(runs[0]["trigger"], "backfill");
+    let bytes = runs[0]["bytes"].as_u64().unwrap();
+    let sha = runs[0]["sha256"].as_str().unwrap();
+    let delivery = &runs[0]["deliveries"][0];
+    assert_eq!(delivery["outcome"], "succeeded");
+    assert_eq!(delivery["receipt"]["bytes"], bytes);
+    assert!(
+        delivery["receipt"]["details"]["hostKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+
+    assert_eq!(
+        listing(&local_dir),
+        [(final_name.to_string(), bytes)],
+        "exactly one complete file and no leftover"
+    );
+    let on_disk = Command::new("sha256sum")
+        .arg(local_dir.join(final_name))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&on_disk.stdout).starts_with(sha));
+    let seen = seen_final.lock().unwrap();
+    assert!(!seen.is_empty(), "the watcher saw the final file");
+    assert!(
+        seen.iter().all(|&size| size == bytes),
+        "a consumer only ever saw the complete file under the final name"
+    );
+    let _ = std::fs::remove_dir_all(&local_dir);
+}
