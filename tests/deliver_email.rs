@@ -7,6 +7,8 @@
 //! delivers a staged file whose `about` has a real slot. Mails are found in the capture
 //! folder by the Message-ID the receipt records.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,10 +21,9 @@ use ferry::secrets::FileSecrets;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use common::s3::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, start_s3};
+
 const NS: &str = "shop";
-const S3_ACCESS_KEY: &str = "FERRYTESTACCESSKEY";
-const S3_SECRET_KEY: &str = "ferry-test-s3-secret-key-0815";
-const BUCKET: &str = "reports";
 /// The slot every test's file is for: 00:30 in Tokyo, still 30 July in UTC.
 const SLOT: &str = "2026-07-31T00:30:00+09:00[Asia/Tokyo]";
 
@@ -81,52 +82,6 @@ fn smtp() -> &'static SmtpServer {
             mail_dir: get("SMTP_MAIL_DIR").into(),
         }
     })
-}
-
-// ---- the in-process S3 server ----------------------------------------------------------------
-
-/// An s3s-fs server on 127.0.0.1 with one bucket, living as long as the test's runtime.
-struct S3Server {
-    endpoint: String,
-    _root: tempfile::TempDir,
-}
-
-async fn start_s3() -> S3Server {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder as ConnBuilder;
-
-    let root = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(root.path().join(BUCKET)).expect("create the bucket directory");
-    let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs store");
-    let service = {
-        let mut b = s3s::service::S3ServiceBuilder::new(fs);
-        b.set_auth(s3s::auth::SimpleAuth::from_single(
-            S3_ACCESS_KEY,
-            S3_SECRET_KEY,
-        ));
-        b.build()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the S3 server");
-    let addr = listener.local_addr().expect("S3 server address");
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let service = service.clone();
-            tokio::spawn(async move {
-                let _ = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
-    S3Server {
-        endpoint: format!("http://{addr}"),
-        _root: root,
-    }
 }
 
 // ---- a test's world: secrets, a staged file, the transport -----------------------------------

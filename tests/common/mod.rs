@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod s3;
+
 /// The instant every test runs at (`FERRY_NOW`).
 pub const NOW: &str = "2026-07-30T00:00:00Z";
 
