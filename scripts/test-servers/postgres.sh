@@ -11,6 +11,8 @@
 # The server writes to its own log file and runs in its own session, so it never inherits the
 # caller's stdout/stderr (a `cargo test | tail` would otherwise wait for it forever).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PORT=55432
@@ -50,17 +52,7 @@ find_bin() {
 BIN="$(find_bin)"
 if [ -z "$BIN" ]; then
   [ "$cmd" = start ] || { echo "postgres: not installed" >&2; [ "$cmd" = stop ] && exit 0 || exit 1; }
-  echo "postgres: server binaries missing, installing with apt" >&2
-  # Keep apt's postinst from starting the system cluster on port 5432.
-  policy_added=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    policy_added=1
-  fi
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
-  [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  apt_install postgres postgresql
   BIN="$(find_bin)"
   [ -n "$BIN" ] || { echo "postgres: installation did not provide initdb" >&2; exit 1; }
 fi

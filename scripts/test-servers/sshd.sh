@@ -21,6 +21,8 @@
 # to its own log file and runs in its own session, so it never inherits the caller's
 # stdout/stderr (a `cargo test | tail` would otherwise wait for it forever).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HOST=127.0.0.1
@@ -53,17 +55,7 @@ if [ ! -x "$SSHD" ] || ! command -v sshpass >/dev/null || ! command -v sftp >/de
     echo "sshd: not installed" >&2
     [ "$cmd" = stop ] && exit 0 || exit 1
   fi
-  echo "sshd: openssh-server or sshpass missing, installing with apt" >&2
-  # Keep apt's postinst from starting the system sshd on port 22.
-  policy_added=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    policy_added=1
-  fi
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client sshpass >&2
-  [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  apt_install sshd openssh-server openssh-client sshpass
   [ -x "$SSHD" ] || { echo "sshd: installation did not provide $SSHD" >&2; exit 1; }
 fi
 

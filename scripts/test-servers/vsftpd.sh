@@ -22,6 +22,8 @@
 # their own session with output to log files, so they never inherit the caller's stdout/stderr
 # (a `cargo test | tail` would otherwise wait for them forever).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HOST=127.0.0.1
@@ -130,17 +132,7 @@ esac
 [ "$(id -u)" = 0 ] || { echo "vsftpd: start needs root (it creates a local account)" >&2; exit 1; }
 
 if [ -z "$VSFTPD" ]; then
-  echo "vsftpd: not installed, installing with apt" >&2
-  # Keep apt's postinst from starting the system vsftpd on port 21.
-  policy_added=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    policy_added=1
-  fi
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd >&2
-  [ "$policy_added" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  apt_install vsftpd vsftpd
   VSFTPD="$(command -v vsftpd || echo /usr/sbin/vsftpd)"
   [ -x "$VSFTPD" ] || { echo "vsftpd: installation did not provide vsftpd" >&2; exit 1; }
 fi
