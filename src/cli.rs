@@ -1075,6 +1075,23 @@ fn receipt_lines(receipt: &serde_json::Value) -> Vec<String> {
     lines
 }
 
+/// The hex SHA-256 of `file` from a hashing task, refused if the file changed size meanwhile.
+fn joined_digest(
+    hashed: std::result::Result<Result<([u8; 32], u64)>, tokio::task::JoinError>,
+    file: &Path,
+    bytes: u64,
+) -> Result<String> {
+    let (digest, hashed_bytes) =
+        hashed.map_err(|e| Error::Usage(format!("hashing {}: {e}", file.display())))??;
+    if hashed_bytes != bytes {
+        return Err(Error::Usage(format!(
+            "{} changed while it was being sent ({bytes} bytes, then {hashed_bytes})",
+            file.display()
+        )));
+    }
+    Ok(hex::encode(digest))
+}
+
 fn keygen_cmd(
     ctx: &Ctx,
     name: &str,
@@ -1222,8 +1239,9 @@ async fn deliver_cmd(
             "`{file_name}`: the destination name must be a plain file name"
         )));
     }
-    let (digest, bytes) = crate::export::hash_file(file)?;
-    let sha256 = hex::encode(digest);
+    let bytes = std::fs::metadata(file)
+        .map_err(|e| Error::io(file, e))?
+        .len();
     let now = now()?;
     let transport = crate::deliver::transport_for(namespace, &name, &spec, &ctx.secrets)?;
     let about = crate::deliver::About {
@@ -1232,17 +1250,42 @@ async fn deliver_cmd(
         slot: now.to_zoned(jiff::tz::TimeZone::UTC),
         rows: 0,
     };
+    // The receipt's SHA-256: hashed while the upload runs, except for email, which stores the
+    // digest with the object and so needs it first.
+    let path = file.to_path_buf();
+    let mut hashing = Some(tokio::task::spawn_blocking(move || {
+        crate::export::hash_file(&path)
+    }));
+    let early = match (spec.kind(), hashing.take()) {
+        (Some(crate::api::TargetKind::Email(_)), Some(task)) => {
+            Some(joined_digest(task.await, file, bytes)?)
+        }
+        (_, task) => {
+            hashing = task;
+            None
+        }
+    };
+    let outgoing = crate::deliver::Outgoing {
+        staged: file,
+        file_name: &file_name,
+        bytes,
+        sha256: early.as_deref().unwrap_or(""),
+        run_id: now.as_millisecond(),
+        about: &about,
+    };
     let started = std::time::Instant::now();
-    let receipt = transport
-        .deliver(&crate::deliver::Outgoing {
-            staged: file,
-            file_name: &file_name,
-            bytes,
-            sha256: &sha256,
-            run_id: now.as_millisecond(),
-            about: &about,
-        })
-        .await?;
+    let mut receipt = match hashing {
+        None => transport.deliver(&outgoing).await?,
+        Some(task) => {
+            let (receipt, digest) = tokio::join!(transport.deliver(&outgoing), task);
+            let mut receipt = receipt?;
+            receipt.sha256 = joined_digest(digest, file, bytes)?;
+            receipt
+        }
+    };
+    if let Some(sha) = &early {
+        receipt.sha256.clone_from(sha);
+    }
     let elapsed = started.elapsed();
     match output {
         ListOutput::Json => outln!("{}", serde_json::to_string_pretty(&receipt).expect("json")),
