@@ -15,6 +15,7 @@ pub mod error;
 pub mod export;
 pub mod filename;
 pub mod fsutil;
+pub mod hosted_sftp;
 pub mod ledger;
 pub mod load;
 pub mod plan;

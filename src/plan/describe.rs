@@ -356,8 +356,10 @@ mod tests {
     use super::*;
     use crate::api::{SecretRef, SftpTarget};
 
-    const OLD_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
-    const NEW_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7dn/3ERJpkVpXMBmSa5nD2TRjORWv1tnxyXyx2+2Gg";
+    const OLD_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const NEW_KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7dn/3ERJpkVpXMBmSa5nD2TRjORWv1tnxyXyx2+2Gg";
 
     fn sftp(host_keys: &[&str], user: &str) -> DeliveryTargetSpec {
         DeliveryTargetSpec {

@@ -1,0 +1,190 @@
+//! Delivery of a report into a hosted SFTP connection's directory.
+//!
+//! The same contract as every transport: the file appears under its final name complete or
+//! not at all. It is first placed under the hidden temporary name
+//! `.<file>.ferry-partial-<run id>` (a hard link to the staged file when staging and data
+//! directory share a file system, a synced copy otherwise), then renamed. The SFTP server
+//! never lists nor serves such names, so a partner sees either no file, the previous file,
+//! or the new one. A retry with the same run id reuses the same temporary name, so an
+//! interrupted delivery leaves at most one hidden leftover, replaced on the next attempt.
+//!
+//! This is blocking file-system work: call it from `spawn_blocking`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::jail;
+use super::users::{check_user_name, directory_components};
+use crate::{Error, Result};
+
+/// What a delivery into a connection produced, for the receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The file on disk, `<data_dir>/users/<user>/<directory>/<file>`.
+    pub path: PathBuf,
+    /// The file as the SFTP user sees it, e.g. `/reports/orders.csv`.
+    pub remote_path: String,
+    /// Its size, read back after the rename.
+    pub bytes: u64,
+}
+
+/// Puts `staged` into the directory `directory` of `user`'s jail under `data_dir` (the
+/// server's data directory, which need not be running) as `file_name`, atomically, and
+/// returns where it is and its size. The directory is created when missing, never through a
+/// symbolic link. Fails when the size after the rename is not `expected_bytes`.
+pub fn deliver_into(
+    data_dir: &Path,
+    user: &str,
+    directory: &str,
+    staged: &Path,
+    file_name: &str,
+    run_id: i64,
+    expected_bytes: u64,
+) -> Result<Delivered> {
+    let fail = |message: String| Error::Delivery {
+        target: format!("hostedSftp user {user}"),
+        message,
+    };
+    check_user_name(user).map_err(&fail)?;
+    let components =
+        directory_components(directory).map_err(|e| fail(format!("directory: {e}")))?;
+    if file_name.is_empty()
+        || file_name == "."
+        || file_name == ".."
+        || file_name.contains(['/', '\0'])
+        || jail::is_partial_name(file_name)
+    {
+        return Err(fail(format!("invalid file name `{file_name}`")));
+    }
+    let io_fail = |what: &str, e: io::Error| fail(format!("{what}: {e}"));
+    std::fs::create_dir_all(data_dir).map_err(|e| io_fail("creating the data directory", e))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| io_fail("the data directory", e))?;
+    let root = jail::create_dirs_nofollow(&data_dir, &["users".into(), user.to_string()])
+        .map_err(|e| io_fail("creating the user's root", e))?;
+    let dir = jail::create_dirs_nofollow(&root, &components)
+        .map_err(|e| io_fail("creating the connection directory", e))?;
+
+    let final_path = dir.join(file_name);
+    let temp = dir.join(format!(".{file_name}.ferry-partial-{run_id}"));
+    let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
+    let placed = place(staged, &temp).and_then(|copied| {
+        if copied != expected_bytes {
+            return Err(io::Error::other(format!(
+                "placed {copied} bytes, expected {expected_bytes}"
+            )));
+        }
+        if let Ok(m) = std::fs::symlink_metadata(&final_path)
+            && m.file_type().is_symlink()
+        {
+            // rename() would replace the link itself, but refuse anyway: someone put a link
+            // where a report goes.
+            return Err(jail::symlink_error());
+        }
+        std::fs::rename(&temp, &final_path)?;
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_fail("placing the file", e));
+    }
+    let bytes = std::fs::symlink_metadata(&final_path)
+        .map_err(|e| io_fail("checking the file", e))?
+        .len();
+    if bytes != expected_bytes {
+        return Err(fail(format!(
+            "{} has {bytes} bytes after the rename, expected {expected_bytes}",
+            final_path.display()
+        )));
+    }
+    let mut remote_path = String::from("/");
+    for c in &components {
+        remote_path.push_str(c);
+        remote_path.push('/');
+    }
+    remote_path.push_str(file_name);
+    Ok(Delivered {
+        path: final_path,
+        remote_path,
+        bytes,
+    })
+}
+
+/// A hard link when possible (the staged file is complete, synced and never written again),
+/// a synced copy otherwise. Returns the size now at `to`.
+fn place(staged: &Path, to: &Path) -> io::Result<u64> {
+    match std::fs::hard_link(staged, to) {
+        Ok(()) => Ok(std::fs::symlink_metadata(to)?.len()),
+        Err(_) => {
+            let mut src = File::open(staged)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
+            let mut dst = options.open(to)?;
+            let n = io::copy(&mut src, &mut dst)?;
+            dst.flush()?;
+            dst.sync_all()?;
+            Ok(n)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivered_file_replaces_the_previous_one_and_leaves_no_temporary() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let staging = tempfile::tempdir().expect("tempdir");
+        let staged = staging.path().join("r.csv");
+        std::fs::write(&staged, "a,b\n1,2\n").expect("write");
+        let d = deliver_into(data.path(), "alice", "reports/", &staged, "r.csv", 7, 8)
+            .expect("deliver");
+        assert_eq!(d.remote_path, "/reports/r.csv");
+        assert_eq!(d.bytes, 8);
+        assert_eq!(
+            std::fs::read_to_string(&d.path).expect("read"),
+            "a,b\n1,2\n"
+        );
+        let staged2 = staging.path().join("r2.csv");
+        std::fs::write(&staged2, "new\n").expect("write");
+        let d = deliver_into(data.path(), "alice", "reports", &staged2, "r.csv", 8, 4)
+            .expect("deliver again");
+        assert_eq!(std::fs::read_to_string(&d.path).expect("read"), "new\n");
+        let names: Vec<_> = std::fs::read_dir(d.path.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf8"))
+            .collect();
+        assert_eq!(names, ["r.csv"]);
+    }
+
+    #[test]
+    fn a_wrong_size_fails_and_cleans_up() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let staging = tempfile::tempdir().expect("tempdir");
+        let staged = staging.path().join("r.csv");
+        std::fs::write(&staged, "abc").expect("write");
+        let e = deliver_into(data.path(), "bob", "", &staged, "r.csv", 1, 99).expect_err("size");
+        assert!(e.to_string().contains("expected 99"), "{e}");
+        let root = data.path().join("users/bob");
+        assert_eq!(std::fs::read_dir(root).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let staged = data.path().join("x");
+        std::fs::write(&staged, "x").expect("write");
+        for name in ["", "..", "a/b", ".a.ferry-partial-1"] {
+            assert!(deliver_into(data.path(), "u", "d", &staged, name, 1, 1).is_err());
+        }
+        assert!(deliver_into(data.path(), "../u", "d", &staged, "f", 1, 1).is_err());
+        assert!(deliver_into(data.path(), "u", "../d", &staged, "f", 1, 1).is_err());
+    }
+}

@@ -1,0 +1,40 @@
+//! Hosted SFTP: the SFTP server Ferry runs itself.
+//!
+//! Some partners cannot run a server to receive reports; they log in to ours instead. The
+//! connections are `hostedSftp` DeliveryTargets, so who may log in, with which key, and to
+//! which directory is declared in Git and reconciled like everything else: `ferry run` (and the
+//! controller) start the server with [`start`] and call [`HostedSftpServer::update_users`]
+//! whenever the applied targets change, which takes effect at once, closing the sessions of
+//! users that lost access. Reports are put into a connection's directory by [`deliver_into`],
+//! atomically, so a partner never downloads half a file.
+//!
+//! The pieces:
+//! - [`users`]: the registry built from the connections (users merged by name, keys, Argon2id
+//!   password hashes) and the password helpers [`generate_password`] and [`hash_password`];
+//! - `jail`: how a client's path maps to the user's root and what it may do there (`..`,
+//!   absolute paths, symbolic links and renames cannot leave the root; `read` connections
+//!   cannot be written);
+//! - `throttle`: slow-down and lock-out of repeated login failures;
+//! - `sftp`: the SFTP v3 protocol, with zero-copy reads and writes;
+//! - `server`: SSH (russh), the host key, authentication and live sessions;
+//! - [`deliver`]: atomic delivery of a report into a connection.
+//!
+//! Unix only: the jail relies on `O_NOFOLLOW` and `/proc/self/fd`.
+
+#![cfg(unix)]
+
+pub mod deliver;
+mod jail;
+mod server;
+mod sftp;
+mod throttle;
+pub mod users;
+
+pub use deliver::{Delivered, deliver_into};
+pub use jail::is_partial_name;
+pub use server::{ActiveSession, HostedSftpConfig, HostedSftpServer, UsersUpdate, start};
+pub use throttle::{Lockout, LockoutPolicy};
+pub use users::{
+    Connection, Grant, User, Users, generate_password, hash_password, users_needing_password,
+    verify_password,
+};
