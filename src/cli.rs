@@ -1243,7 +1243,13 @@ async fn deliver_cmd(
         .map_err(|e| Error::io(file, e))?
         .len();
     let now = now()?;
-    let transport = crate::deliver::transport_for(namespace, &name, &spec, &ctx.secrets)?;
+    let transport = crate::deliver::transport_for(
+        namespace,
+        &name,
+        &spec,
+        &ctx.secrets,
+        &crate::hosted_sftp::data_dir_for_state(&ctx.state_path),
+    )?;
     let about = crate::deliver::About {
         namespace: namespace.to_string(),
         schedule: file_name.clone(),

@@ -157,6 +157,7 @@ pub struct Runner {
     ledger: Ledger,
     secrets: FileSecrets,
     staging: PathBuf,
+    hosted_sftp_data: PathBuf,
     /// Show a progress line on the terminal while exporting.
     pub progress: bool,
 }
@@ -170,11 +171,13 @@ impl Runner {
             .parent()
             .unwrap_or(Path::new("."))
             .join("staging");
+        let hosted_sftp_data = crate::hosted_sftp::data_dir_for_state(store.path());
         Runner {
             ledger: Ledger::new(store.pool().clone()),
             store,
             secrets,
             staging,
+            hosted_sftp_data,
             progress: false,
         }
     }
@@ -558,8 +561,13 @@ impl Runner {
                 )
                 .await
         };
-        let transport = match deliver::transport_for(&view.key.namespace, name, spec, &self.secrets)
-        {
+        let transport = match deliver::transport_for(
+            &view.key.namespace,
+            name,
+            spec,
+            &self.secrets,
+            &self.hosted_sftp_data,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 let message = e.to_string();

@@ -613,3 +613,32 @@ fn when_one_target_fails_the_rerun_delivers_only_to_it_and_never_again_to_the_on
         "one success per target: {runs:#?}"
     );
 }
+
+#[test]
+fn a_report_for_a_hosted_sftp_connection_lands_in_its_directory_of_the_users_jail() {
+    let mut sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    let yaml = std::fs::read_to_string(&files).unwrap().replace(
+        "deliverTo: [{target: out}]",
+        "deliverTo: [{target: partner-drop}]",
+    ) + "---\napiVersion: ferry.dev/v1alpha1\nkind: DeliveryTarget\nmetadata: {name: partner-drop}\nspec:\n  hostedSftp:\n    connectionName: partner-drop\n    user: partner01\n    publicKeys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\"]\n    directory: reports/\n";
+    std::fs::write(&files, yaml).unwrap();
+    at(&mut sb, "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    sb.ferry(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
+        .success();
+    let data = sb.state.parent().unwrap().join("hosted-sftp");
+    let delivered = data.join("users/partner01/reports/items_20260731003000.csv");
+    assert!(
+        std::fs::read_to_string(&delivered)
+            .unwrap()
+            .starts_with("受注ID,product,数量\r\n")
+    );
+    let receipt = &history(&sb)[0]["deliveries"][0]["receipt"];
+    assert_eq!(
+        receipt["location"],
+        "hosted-sftp://partner01/reports/items_20260731003000.csv"
+    );
+    assert_eq!(receipt["details"]["connection"], "partner-drop");
+}

@@ -4,6 +4,7 @@
 
 pub mod email;
 pub mod ftp;
+pub mod hosted_sftp;
 pub mod local_dir;
 pub mod sftp;
 
@@ -71,12 +72,15 @@ pub trait Transport: Send + Sync {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>>;
 }
 
-/// The transport of target `namespace/name`, with its secrets resolved from `secrets`.
+/// The transport of target `namespace/name`, with its secrets resolved from `secrets`;
+/// `hosted_sftp_data` is the hosted SFTP server's data directory
+/// ([`crate::hosted_sftp::data_dir_for_state`]).
 pub fn transport_for(
     namespace: &str,
     name: &str,
     spec: &DeliveryTargetSpec,
     secrets: &FileSecrets,
+    hosted_sftp_data: &std::path::Path,
 ) -> Result<Box<dyn Transport>> {
     match spec.kind() {
         Some(TargetKind::LocalDir(t)) => Ok(Box::new(local_dir::LocalDir::new(&t.path))),
@@ -89,11 +93,16 @@ pub fn transport_for(
         Some(TargetKind::Email(t)) => Ok(Box::new(email::EmailTransport::new(
             namespace, name, t, secrets,
         )?)),
-        Some(other) => Err(Error::Delivery {
+        Some(TargetKind::HostedSftp(t)) => Ok(Box::new(hosted_sftp::HostedSftp::new(
+            name,
+            t,
+            hosted_sftp_data,
+        ))),
+        Some(psa) => Err(Error::Delivery {
             target: name.to_string(),
             message: format!(
-                "{} delivery is not available in this version of ferry",
-                other.key()
+                "a {} target is a PSA connection; it does not receive report files",
+                psa.key()
             ),
         }),
         None => Err(Error::Delivery {

@@ -31,6 +31,21 @@ mod throttle;
 pub mod users;
 
 pub use deliver::{Delivered, deliver_into};
+
+use std::path::{Path, PathBuf};
+
+/// The hosted SFTP server's data directory for the state at `state_path`: the environment
+/// variable `FERRY_HOSTED_SFTP_DATA` when set, else `hosted-sftp/` next to the state database.
+/// Deliveries into `hostedSftp` targets and the server must agree on it.
+pub fn data_dir_for_state(state_path: &Path) -> PathBuf {
+    match std::env::var_os("FERRY_HOSTED_SFTP_DATA") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => state_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("hosted-sftp"),
+    }
+}
 pub use jail::is_partial_name;
 pub use server::{ActiveSession, HostedSftpConfig, HostedSftpServer, UsersUpdate, start};
 pub use throttle::{Lockout, LockoutPolicy};
