@@ -166,6 +166,23 @@ pub enum Command {
         /// How often the files are checked for changes.
         #[arg(long, default_value = "2s", value_name = "DURATION")]
         poll: String,
+        /// Run Ferry's SFTP server for the `hostedSftp` connections on this address, e.g.
+        /// `0.0.0.0:2022`. Off when not given. Its data (the users' directories and the host
+        /// key, generated on first start) lives in `hosted-sftp/` next to the state, or in
+        /// FERRY_HOSTED_SFTP_DATA.
+        #[arg(long, env = "FERRY_SFTP_LISTEN", value_name = "ADDR:PORT")]
+        sftp_listen: Option<std::net::SocketAddr>,
+        /// Close an SFTP session idle for this long.
+        #[arg(
+            long,
+            env = "FERRY_SFTP_IDLE_TIMEOUT",
+            default_value = "10m",
+            value_name = "DURATION"
+        )]
+        sftp_idle_timeout: String,
+        /// Most SFTP sessions at once (logins in progress included); more are refused.
+        #[arg(long, env = "FERRY_SFTP_MAX_SESSIONS", default_value_t = 64)]
+        sftp_max_sessions: usize,
     },
     /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
     /// window and file name. Uses the applied resources (`ferry apply` first).
@@ -403,7 +420,25 @@ async fn run(cli: Cli) -> Result<u8> {
             once,
             shutdown_grace,
             poll,
-        } => run_cmd(&ctx, files, once, &shutdown_grace, &poll).await,
+            sftp_listen,
+            sftp_idle_timeout,
+            sftp_max_sessions,
+        } => {
+            let sftp = match sftp_listen {
+                None => None,
+                Some(listen) => {
+                    let mut config = crate::hosted_sftp::HostedSftpConfig::new(
+                        listen,
+                        crate::hosted_sftp::data_dir_for_state(&ctx.state_path),
+                    );
+                    config.idle_timeout =
+                        parse_flag_duration("--sftp-idle-timeout", &sftp_idle_timeout)?;
+                    config.max_sessions = sftp_max_sessions.max(1);
+                    Some(config)
+                }
+            };
+            run_cmd(&ctx, files, once, &shutdown_grace, &poll, sftp).await
+        }
         Command::RunNow {
             resource,
             namespace,
@@ -855,12 +890,14 @@ async fn run_cmd(
     once: bool,
     shutdown_grace: &str,
     poll: &str,
+    sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
 ) -> Result<u8> {
     let options = crate::daemon::Options {
         files: files.clone(),
         once,
         shutdown_grace: parse_flag_duration("--shutdown-grace", shutdown_grace)?,
         poll: parse_flag_duration("--poll", poll)?,
+        sftp,
     };
     // One daemon per state: the lock is held for the daemon's life.
     let _lock = ctx.lock("run")?;

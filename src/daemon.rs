@@ -29,6 +29,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     /// How often files are checked for changes.
     pub poll: Duration,
+    /// Run Ferry's SFTP server for the `hostedSftp` connections, with these settings.
+    pub sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
 }
 
 /// What a pass over the schedules did, for `--once`'s exit code.
@@ -48,6 +50,10 @@ where
     Fut: std::future::Future<Output = Result<()>>,
 {
     apply().await?;
+    let sftp = match &options.sftp {
+        Some(config) if !options.once => Some(start_sftp(&runner, config.clone()).await?),
+        _ => None,
+    };
     let mut summary = Summary::default();
     for report in runner.resume_interrupted().await? {
         count(&mut summary, &report);
@@ -65,6 +71,9 @@ where
         if current != serial {
             schedules = runner.schedules().await?;
             serial = current;
+            if let Some(server) = &sftp {
+                sync_sftp_users(&runner, server).await;
+            }
         }
         for view in &schedules {
             let Some(request) = runner.plan_due(view, now).await? else {
@@ -129,6 +138,9 @@ where
                     if tokio::time::timeout(options.shutdown_grace, drain).await.is_err() {
                         tracing::warn!("grace period over: unfinished runs resume on the next start");
                     }
+                    if let Some(server) = sftp {
+                        server.shutdown().await;
+                    }
                     return Ok(summary);
                 }
             },
@@ -147,6 +159,63 @@ where
                 reload(&mut apply).await;
             }
         }
+    }
+}
+
+/// Starts Ferry's SFTP server with the applied connections and says where it listens and
+/// which host key clients should pin.
+async fn start_sftp(
+    runner: &Runner,
+    config: crate::hosted_sftp::HostedSftpConfig,
+) -> Result<crate::hosted_sftp::HostedSftpServer> {
+    let users = sftp_users(runner).await?;
+    let server = crate::hosted_sftp::start(config, users).await?;
+    tracing::info!(
+        listen = %server.local_addr(),
+        host_key = %server.host_key_line(),
+        fingerprint = %server.host_key_fingerprint(),
+        "hosted SFTP server started"
+    );
+    eprintln!(
+        "Hosted SFTP on {} (host key {} {})",
+        server.local_addr(),
+        server.host_key_line(),
+        server.host_key_fingerprint()
+    );
+    Ok(server)
+}
+
+/// The SFTP users of the applied `hostedSftp` connections. Users without public keys need a
+/// generated password, which this version does not issue yet: they cannot log in.
+async fn sftp_users(runner: &Runner) -> Result<crate::hosted_sftp::Users> {
+    let connections = runner.hosted_connections().await?;
+    for user in crate::hosted_sftp::users_needing_password(&connections) {
+        tracing::warn!(
+            user,
+            "hosted SFTP user has no public key and cannot log in yet"
+        );
+    }
+    crate::hosted_sftp::Users::new(&connections, &Default::default())
+}
+
+/// Applies the current connections to the running server: added users can log in at once,
+/// removed users' sessions are closed.
+async fn sync_sftp_users(runner: &Runner, server: &crate::hosted_sftp::HostedSftpServer) {
+    match sftp_users(runner).await {
+        Ok(users) => {
+            let update = server.update_users(users);
+            tracing::info!(
+                added = ?update.added,
+                removed = ?update.removed,
+                changed = ?update.changed,
+                sessions_closed = update.sessions_closed.len(),
+                "hosted SFTP users updated"
+            );
+            for e in &update.directory_errors {
+                tracing::error!("hosted SFTP: {e}");
+            }
+        }
+        Err(e) => tracing::error!("hosted SFTP users not updated: {e}"),
     }
 }
 

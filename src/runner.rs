@@ -203,6 +203,29 @@ impl Runner {
             .collect()
     }
 
+    /// The applied `hostedSftp` connections, for Ferry's SFTP server.
+    pub async fn hosted_connections(&self) -> Result<Vec<crate::hosted_sftp::Connection>> {
+        let actual = self.store.snapshot().await?;
+        let mut connections = Vec::new();
+        for r in actual
+            .resources
+            .values()
+            .filter(|r| r.key.kind == Kind::DeliveryTarget)
+        {
+            if let Ok(Spec::DeliveryTarget(spec)) =
+                Spec::from_json(Kind::DeliveryTarget, r.spec.clone())
+                && let Some(t) = &spec.hosted_sftp
+            {
+                connections.push(crate::hosted_sftp::Connection::from_target(
+                    &r.key.namespace,
+                    &r.key.name,
+                    t,
+                ));
+            }
+        }
+        Ok(connections)
+    }
+
     /// Decides for one schedule at `now` and records its missed slots. Returns the run to
     /// start, if any. Suspended schedules record nothing and run nothing.
     pub async fn plan_due(
