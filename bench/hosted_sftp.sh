@@ -14,9 +14,9 @@
 # Environment (all optional): SIZE_MIB=1024, REPS=3, CLIENTS=50, CLIENT_MIB=10, KEEP=1 keeps the
 # work dir, STRICT=1 exits 1 when a goal is missed.
 #
-# Ferry's server runs in a small program built here against the library (`ferry::hosted_sftp`),
-# in release mode, sharing target/ with the main build. OpenSSH's server is the one of
-# scripts/test-servers/sshd.sh (root; installed with apt when missing), user ferrychroot.
+# Ferry's server is `ferry run --sftp-listen` (target/release/ferry, built when missing;
+# FERRY_BIN to use another) with the connection declared in YAML. OpenSSH's server is the one
+# of scripts/test-servers/sshd.sh (root; installed with apt when missing), user ferrychroot.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,7 +31,6 @@ SERVER_PID=
 OPENSSH_DIR=
 cleanup() {
   if [[ -n $SERVER_PID ]]; then
-    exec 7>&- 2>/dev/null || true
     kill "$SERVER_PID" 2>/dev/null || true
   fi
   [[ -n $OPENSSH_DIR ]] && rm -rf "$OPENSSH_DIR"
@@ -40,67 +39,11 @@ cleanup() {
 trap cleanup EXIT
 
 # ------------------------------------------------------------------ the two servers
-log "building the hosted SFTP runner (release)"
-mkdir -p "$WORK/runner/src"
-cp "$ROOT/Cargo.lock" "$WORK/runner/Cargo.lock"
-cat >"$WORK/runner/Cargo.toml" <<EOF
-[package]
-name = "ferry-hosted-sftp-bench"
-version = "0.0.0"
-edition = "2024"
-publish = false
-
-[dependencies]
-ferry = { path = "$ROOT" }
-tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
-
-[profile.release]
-debug = "line-tables-only"
-EOF
-cat >"$WORK/runner/src/main.rs" <<'EOF'
-//! Serves Ferry's hosted SFTP server for bench/hosted_sftp.sh until standard input closes:
-//! user `bench` (the given public key), connection directory `data/`, read-write.
-use std::collections::BTreeMap;
-use std::io::Read;
-
-use ferry::api::HostedAccess;
-use ferry::hosted_sftp::{Connection, HostedSftpConfig, Users, start};
-
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let [_, data_dir, public_key_file] = &args[..] else {
-        eprintln!("usage: DATA_DIR PUBLIC_KEY_FILE");
-        std::process::exit(2);
-    };
-    let key = std::fs::read_to_string(public_key_file).expect("public key");
-    let connection = Connection {
-        namespace: "bench".into(),
-        target_name: "bench".into(),
-        connection_name: "bench".into(),
-        display_name: None,
-        user: "bench".into(),
-        public_keys: vec![key.trim().to_string()],
-        directory: "data".into(),
-        access: HostedAccess::ReadWrite,
-    };
-    let users = Users::new(&[connection], &BTreeMap::new()).expect("users");
-    let mut config = HostedSftpConfig::new(([127, 0, 0, 1], 0).into(), data_dir);
-    config.max_sessions = 1024;
-    let server = start(config, users).await.expect("start the server");
-    println!("{} {}", server.local_addr().port(), server.host_key_line());
-    tokio::task::spawn_blocking(|| {
-        let mut rest = String::new();
-        let _ = std::io::stdin().read_to_string(&mut rest);
-    })
-    .await
-    .expect("stdin");
-    server.shutdown().await;
-}
-EOF
-(cd "$WORK/runner" && CARGO_TARGET_DIR="$ROOT/target" cargo build --release -q)
-RUNNER="$WORK/ferry-hosted-sftp-bench"
-cp "$ROOT/target/release/ferry-hosted-sftp-bench" "$RUNNER"
+FERRY=${FERRY_BIN:-$ROOT/target/release/ferry}
+if [[ -z ${FERRY_BIN:-} && ! -x $FERRY ]]; then
+  log "building target/release/ferry"
+  (cd "$ROOT" && cargo build --release --locked -q)
+fi
 
 bash "$ROOT/scripts/test-servers/sshd.sh" start >&2
 declare -A SSH
@@ -108,12 +51,28 @@ while IFS='=' read -r k v; do SSH[$k]=$v; done < <(bash "$ROOT/scripts/test-serv
 
 mkdir -p "$WORK/client" "$WORK/data"
 ssh-keygen -q -t ed25519 -N '' -C bench -f "$WORK/client/key"
-mkfifo "$WORK/stdin"
-setsid "$RUNNER" "$WORK/data" "$WORK/client/key.pub" <"$WORK/stdin" >"$WORK/server.out" 2>"$WORK/server.log" &
+# Ferry's server as users run it: `ferry run --sftp-listen` with the connection declared in YAML.
+mkdir -p "$WORK/files"
+cat >"$WORK/files/bench.yaml" <<YAML
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: bench}
+spec:
+  hostedSftp:
+    connectionName: bench
+    user: bench
+    publicKeys: ["$(cat "$WORK/client/key.pub")"]
+    directory: data
+    access: readWrite
+YAML
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+FERRY_HOSTED_SFTP_DATA="$WORK/data" setsid "$FERRY" --state "$WORK/state.db" --secrets-dir "$WORK/secrets" \
+  run -f "$WORK/files" --sftp-listen "127.0.0.1:$PORT" --sftp-max-sessions 1024 \
+  </dev/null >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
-exec 7>"$WORK/stdin" # the server runs until this closes
-for _ in $(seq 100); do [[ -s $WORK/server.out ]] && break; sleep 0.1; done
-read -r PORT HOST_KEY <"$WORK/server.out" || { cat "$WORK/server.log" >&2; exit 1; }
+for _ in $(seq 100); do grep -q "^Hosted SFTP on" "$WORK/server.log" && break; sleep 0.1; done
+HOST_KEY=$(sed -n 's/^Hosted SFTP on [^ ]* (host key \([^ ]* [^ ]*\) .*/\1/p' "$WORK/server.log")
+[[ -n $HOST_KEY ]] || { cat "$WORK/server.log" >&2; exit 1; }
 echo "[127.0.0.1]:$PORT $HOST_KEY" >"$WORK/client/known_hosts"
 FERRY_DIR="$WORK/data/users/bench/data"
 
