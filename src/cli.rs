@@ -1242,22 +1242,14 @@ async fn deliver_cmd(
         )));
     };
     let store = StateStore::open(&ctx.state_path).await?;
-    let key = ResourceKey::new(Kind::DeliveryTarget, namespace, &name);
-    let stored = store.get(&key).await?.ok_or_else(|| {
-        Error::Usage(format!(
-            "DeliveryTarget `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
-            store.path().display()
-        ))
-    })?;
-    let spec = match crate::api::Spec::from_json(Kind::DeliveryTarget, stored.spec) {
-        Ok(crate::api::Spec::DeliveryTarget(spec)) => spec,
-        Ok(_) => {
-            return Err(Error::State(format!(
-                "stored {key} is not a DeliveryTarget"
-            )));
-        }
-        Err(e) => return Err(Error::State(format!("stored {key}: {e}"))),
-    };
+    let spec = crate::runner::applied_target(&store, namespace, &name)
+        .await?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "DeliveryTarget `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
+                store.path().display()
+            ))
+        })?;
     if spec.kind().is_some_and(|k| k.is_psa()) {
         return Err(Error::Usage(format!(
             "DeliveryTarget `{name}` is a PSA connection; it does not receive files"

@@ -536,15 +536,7 @@ impl Runner {
         namespace: &str,
         name: &str,
     ) -> Result<Option<crate::api::DeliveryTargetSpec>> {
-        let key = ResourceKey::new(Kind::DeliveryTarget, namespace, name);
-        let Some(stored) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        match Spec::from_json(Kind::DeliveryTarget, stored.spec) {
-            Ok(Spec::DeliveryTarget(spec)) => Ok(Some(*spec)),
-            Ok(_) => Ok(None),
-            Err(e) => Err(Error::State(format!("stored {key}: {e}"))),
-        }
+        applied_target(&self.store, namespace, name).await
     }
 
     /// Delivers with `retry.attempts` attempts and exponential backoff with jitter. Returns
@@ -775,6 +767,23 @@ fn slot_key<'a>(view: &'a ScheduleView, slot: &'a Zoned) -> SlotKey<'a> {
 fn jitter(d: Duration) -> Duration {
     let r = u16::from_le_bytes(crate::fsutil::random_bytes::<2>()) as f64 / u16::MAX as f64;
     d.mul_f64(0.8 + 0.4 * r)
+}
+
+/// The applied spec of DeliveryTarget `namespace/name`, if it is applied.
+pub async fn applied_target(
+    store: &StateStore,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<crate::api::DeliveryTargetSpec>> {
+    let key = ResourceKey::new(Kind::DeliveryTarget, namespace, name);
+    let Some(stored) = store.get(&key).await? else {
+        return Ok(None);
+    };
+    match Spec::from_json(Kind::DeliveryTarget, stored.spec) {
+        Ok(Spec::DeliveryTarget(spec)) => Ok(Some(*spec)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(Error::State(format!("stored {key}: {e}"))),
+    }
 }
 
 #[cfg(test)]

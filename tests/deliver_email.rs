@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use ferry::api::{EmailTarget, SecretRef};
@@ -39,35 +37,11 @@ struct SmtpServer {
     mail_dir: PathBuf,
 }
 
-fn smtp_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-servers/smtp.sh")
-}
-
 /// The capture server, started once per test binary. Fails loudly when it cannot start.
 fn smtp() -> &'static SmtpServer {
     static SERVER: OnceLock<SmtpServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let out = Command::new(smtp_script())
-            .arg("start")
-            .output()
-            .expect("run scripts/test-servers/smtp.sh start");
-        assert!(
-            out.status.success(),
-            "smtp.sh start failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new(smtp_script())
-            .arg("env")
-            .output()
-            .expect("run scripts/test-servers/smtp.sh env");
-        assert!(out.status.success(), "smtp.sh env failed");
-        let env: BTreeMap<String, String> = String::from_utf8(out.stdout)
-            .expect("env output is UTF-8")
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = common::test_server("smtp");
         let get = |k: &str| {
             env.get(k)
                 .unwrap_or_else(|| panic!("smtp.sh env printed no {k}"))
