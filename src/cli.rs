@@ -17,7 +17,7 @@ use crate::plan::render::{self, Output};
 use crate::plan::{self, DesiredResource, Plan, SavedPlan};
 use crate::runner::{RunRequest, Runner, ScheduleView};
 use crate::secrets::{self, FileSecrets};
-use crate::state::{self, ActualState, StateStore};
+use crate::state::{self, ActualState, StateStore, StateWrite};
 use crate::validate::{self, Diagnostic};
 use crate::{Error, Result};
 
@@ -269,6 +269,18 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_name = "DURATION")]
         timeout: String,
     },
+    /// Issue a new generated password for the hosted SFTP user of a `hostedSftp` target (one
+    /// without public keys), print it once, and keep only its Argon2id hash. The old password
+    /// stops working and the user's open sessions are closed; a running `ferry run
+    /// --sftp-listen` picks the change up within its poll interval. Needs no lock, so it works
+    /// while `ferry run` holds the state.
+    RotatePassword {
+        /// `deliverytarget/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// List applied resources from the state.
     Get {
         /// A kind (`reportschedules`, `rs`, `dt`, `cm`, ...), optionally `kind/NAME`.
@@ -467,6 +479,9 @@ async fn run(cli: Cli) -> Result<u8> {
             namespace,
             output,
         } => deliver_cmd(&ctx, &target, &file, as_name, &namespace, output).await,
+        Command::RotatePassword { target, namespace } => {
+            rotate_password_cmd(&ctx, &target, &namespace).await
+        }
         Command::Crds { reference } => {
             if reference {
                 out!("{}", crate::crds::reference_markdown());
@@ -665,7 +680,8 @@ async fn commit(
     desired: &[DesiredResource],
     actual: &ActualState,
 ) -> Result<u8> {
-    let writes = plan::writes(plan, desired, actual, now()?);
+    let mut writes = plan::writes(plan, desired, actual, now()?);
+    let issued = issue_passwords(plan, &mut writes).await?;
     let serial = store.commit(&plan.lineage, plan.serial, &writes).await?;
     let s = &plan.summary;
     outln!(
@@ -674,7 +690,60 @@ async fn commit(
         s.update,
         s.delete
     );
+    // Shown after the commit: a password printed for a failed apply would never work.
+    if !issued.is_empty() {
+        outln!(
+            "\nGenerated hosted SFTP passwords. They are shown this once: only their Argon2id hash \
+             is kept. Hand each to its user over a private channel; `ferry rotate-password \
+             deliverytarget/NAME` issues a new one.\n"
+        );
+        for p in &issued {
+            outln!(
+                "  user {:<20} ({})  {}",
+                p.user,
+                p.connections.join(", "),
+                p.password
+            );
+        }
+    }
     Ok(0)
+}
+
+/// A password generated at apply, to show once.
+struct IssuedPassword {
+    user: String,
+    connections: Vec<String>,
+    password: String,
+}
+
+/// Generates the passwords the plan announces and adds their hashes to `writes`.
+async fn issue_passwords(plan: &Plan, writes: &mut Vec<StateWrite>) -> Result<Vec<IssuedPassword>> {
+    let mut issued = Vec::new();
+    for u in &plan.hosted_users {
+        if u.password != Some(plan::PasswordAction::Generate) {
+            continue;
+        }
+        let password = crate::hosted_sftp::generate_password();
+        let hash = hash_off_thread(&password).await?;
+        writes.push(StateWrite::SetPassword {
+            user: u.user.clone(),
+            hash,
+        });
+        issued.push(IssuedPassword {
+            user: u.user.clone(),
+            connections: u.connections.clone(),
+            password,
+        });
+    }
+    Ok(issued)
+}
+
+/// Argon2id is deliberately slow: hash on a blocking thread.
+async fn hash_off_thread(password: &str) -> Result<String> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || crate::hosted_sftp::hash_password(&password))
+        .await
+        .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))?
 }
 
 fn confirm() -> Result<bool> {
@@ -911,8 +980,21 @@ async fn run_cmd(
             for w in &plan.warnings {
                 tracing::warn!("{w}");
             }
-            if plan.summary.has_changes() {
-                let writes = plan::writes(&plan, &desired, &actual, now()?);
+            // The daemon's output is a log: it never issues passwords, it says how to get one.
+            for u in &plan.hosted_users {
+                if u.password == Some(plan::PasswordAction::Generate) {
+                    let target = u.connections.first().map_or("", |c| {
+                        c.split_once('/').map_or(c.as_str(), |(_, name)| name)
+                    });
+                    tracing::warn!(
+                        user = %u.user,
+                        "hosted SFTP user has no public key and no password yet: `ferry rotate-password \
+                         deliverytarget/{target}` issues one and shows it once"
+                    );
+                }
+            }
+            let writes = plan::writes(&plan, &desired, &actual, now()?);
+            if !writes.is_empty() {
                 store.commit(&plan.lineage, plan.serial, &writes).await?;
                 let s = &plan.summary;
                 tracing::info!(
@@ -1225,6 +1307,61 @@ fn split_host_port(address: &str) -> Result<(String, u16)> {
         None if !address.is_empty() => Ok((address.to_string(), 22)),
         _ => Err(bad()),
     }
+}
+
+async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result<u8> {
+    let (kind, name) = parse_resource(target, None)?;
+    let Some(name) = name.filter(|_| kind == Kind::DeliveryTarget) else {
+        return Err(Error::Usage(format!(
+            "`{target}`: expected deliverytarget/NAME"
+        )));
+    };
+    let store = StateStore::open(&ctx.state_path).await?;
+    let spec = crate::runner::applied_target(&store, namespace, &name)
+        .await?
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "DeliveryTarget `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
+                store.path().display()
+            ))
+        })?;
+    let Some(hosted) = &spec.hosted_sftp else {
+        return Err(Error::Usage(format!(
+            "DeliveryTarget `{name}` is not a hostedSftp connection: only hosted SFTP users have \
+             generated passwords"
+        )));
+    };
+    let user = &hosted.user;
+    let connections = Runner::new(store.clone(), ctx.secrets.clone())
+        .hosted_connections()
+        .await?;
+    if !crate::hosted_sftp::users_needing_password(&connections).contains(user) {
+        let with_keys: Vec<String> = connections
+            .iter()
+            .filter(|c| &c.user == user && !c.public_keys.is_empty())
+            .map(|c| format!("{}/{}", c.namespace, c.target_name))
+            .collect();
+        return Err(Error::Usage(format!(
+            "hosted SFTP user `{user}` logs in with the public keys of {}: it has no password to \
+             rotate (remove its keys to switch it to a generated password)",
+            with_keys.join(", ")
+        )));
+    }
+    let password = crate::hosted_sftp::generate_password();
+    let hash = hash_off_thread(&password).await?;
+    store.rotate_password(user, &hash).await?;
+    let via: Vec<String> = connections
+        .iter()
+        .filter(|c| &c.user == user)
+        .map(|c| format!("{}/{}", c.namespace, c.target_name))
+        .collect();
+    outln!(
+        "New password for hosted SFTP user `{user}` ({}). It is shown this once: only its \
+         Argon2id hash is kept. The previous password no longer works and open sessions are closed.\n",
+        via.join(", ")
+    );
+    outln!("  {password}");
+    Ok(0)
 }
 
 async fn deliver_cmd(

@@ -64,13 +64,17 @@ where
     let mut signals = Signals::new()?;
     // Specs change only by an apply (which moves the serial): decode them again only then.
     let mut schedules = runner.schedules().await?;
-    let mut serial = runner.store().serial().await?;
+    // The serial moves with every apply; the credentials counter when a password is rotated.
+    let (mut serial, mut credentials) = runner.store().change_marks().await?;
     loop {
         let now = crate::clock::now()?;
-        let current = runner.store().serial().await?;
+        let (current, current_credentials) = runner.store().change_marks().await?;
         if current != serial {
             schedules = runner.schedules().await?;
+        }
+        if (current, current_credentials) != (serial, credentials) {
             serial = current;
+            credentials = current_credentials;
             if let Some(server) = &sftp {
                 sync_sftp_users(&runner, server).await;
             }
@@ -185,17 +189,21 @@ async fn start_sftp(
     Ok(server)
 }
 
-/// The SFTP users of the applied `hostedSftp` connections. Users without public keys need a
-/// generated password, which this version does not issue yet: they cannot log in.
+/// The SFTP users of the applied `hostedSftp` connections, with the hashes of their generated
+/// passwords. A user without keys whose password was never issued cannot log in (warned).
 async fn sftp_users(runner: &Runner) -> Result<crate::hosted_sftp::Users> {
     let connections = runner.hosted_connections().await?;
+    let hashes = runner.store().password_hashes().await?;
     for user in crate::hosted_sftp::users_needing_password(&connections) {
-        tracing::warn!(
-            user,
-            "hosted SFTP user has no public key and cannot log in yet"
-        );
+        if !hashes.contains_key(&user) {
+            tracing::warn!(
+                user,
+                "hosted SFTP user has no public key and no password yet: it cannot log in until \
+                 `ferry apply` or `ferry rotate-password` issues one"
+            );
+        }
     }
-    crate::hosted_sftp::Users::new(&connections, &Default::default())
+    crate::hosted_sftp::Users::new(&connections, &hashes)
 }
 
 /// Applies the current connections to the running server: added users can log in at once,

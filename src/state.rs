@@ -2,7 +2,7 @@
 //! and status, plus a lineage id and a serial that increments on every apply. A lock file
 //! keeps two applies from interleaving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -80,6 +80,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_once
     ON deliveries (namespace, schedule, slot_epoch, target, resend) WHERE outcome = 'succeeded';
 "#,
+    r#"
+-- Generated hosted SFTP passwords, as Argon2id PHC strings only: the clear text is shown once
+-- and never stored. One per login user (connections naming the same user share it).
+CREATE TABLE IF NOT EXISTS hosted_sftp_passwords (
+    user       TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"#,
 ];
 
 /// A resource as last applied.
@@ -114,6 +123,9 @@ pub struct ActualState {
     pub serial: u64,
     /// Applied resources.
     pub resources: BTreeMap<ResourceKey, StoredResource>,
+    /// Hosted SFTP users that have a generated password (names only; the hashes stay in the
+    /// store, see [`StateStore::password_hashes`]).
+    pub password_users: BTreeSet<String>,
 }
 
 /// A write to apply in one transaction.
@@ -123,6 +135,15 @@ pub enum StateWrite {
     Upsert(Box<StoredResource>),
     /// Remove a resource.
     Delete(ResourceKey),
+    /// Keep the Argon2id hash of a hosted SFTP user's newly generated password.
+    SetPassword {
+        /// Login user.
+        user: String,
+        /// Argon2id PHC string.
+        hash: String,
+    },
+    /// Forget a hosted SFTP user's password (the user is gone or now logs in with a key).
+    DropPassword(String),
 }
 
 /// The state store.
@@ -234,6 +255,10 @@ impl StateStore {
         )
         .fetch_all(&mut *tx)
         .await?;
+        let password_users: Vec<String> =
+            sqlx::query_scalar("SELECT user FROM hosted_sftp_passwords")
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
         // Decoding the JSON columns dominates: spread it over the cores.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -258,6 +283,7 @@ impl StateStore {
             lineage,
             serial,
             resources,
+            password_users: password_users.into_iter().collect(),
         })
     }
 
@@ -333,6 +359,16 @@ impl StateStore {
                     .execute(&mut *tx)
                     .await?;
                 }
+                StateWrite::SetPassword { user, hash } => {
+                    store_password(&mut tx, user, hash).await?;
+                }
+                StateWrite::DropPassword(user) => {
+                    sqlx::query("DELETE FROM hosted_sftp_passwords WHERE user = ?")
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                    bump_credentials(&mut tx).await?;
+                }
             }
         }
         let next = serial + 1;
@@ -355,6 +391,64 @@ impl StateStore {
         .await?;
         Ok(())
     }
+}
+
+impl StateStore {
+    /// The Argon2id hashes of the hosted SFTP users' generated passwords, by user.
+    pub async fn password_hashes(&self) -> Result<BTreeMap<String, String>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT user, hash FROM hosted_sftp_passwords")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Replaces the password hash of one hosted SFTP user (`ferry rotate-password`). Not an
+    /// apply: the serial stays, so saved plans remain valid; the credentials counter moves so a
+    /// running server picks the new hash up.
+    pub async fn rotate_password(&self, user: &str, hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        store_password(&mut tx, user, hash).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The serial and the credentials counter: a running server reloads its users when either
+    /// moves (an apply, or a password rotated).
+    pub async fn change_marks(&self) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let (_, serial) = read_version(&mut tx).await?;
+        let credentials = get_meta(&mut tx, "credentials_serial")
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        tx.commit().await?;
+        Ok((serial, credentials))
+    }
+}
+
+async fn store_password(tx: &mut Transaction<'_, Sqlite>, user: &str, hash: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hosted_sftp_passwords (user, hash, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (user) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at",
+    )
+    .bind(user)
+    .bind(hash)
+    .bind(jiff::Timestamp::now().to_string())
+    .execute(&mut **tx)
+    .await?;
+    bump_credentials(tx).await
+}
+
+/// Moves the credentials counter (see [`StateStore::change_marks`]).
+async fn bump_credentials(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ('credentials_serial', '1') \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn json<T: Serialize>(v: &T) -> String {

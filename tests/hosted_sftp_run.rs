@@ -3,8 +3,10 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Sandbox;
@@ -68,7 +70,6 @@ fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, Str
         .spawn()
         .expect("sftp runs");
     {
-        use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(commands.as_bytes()).unwrap();
     }
@@ -83,16 +84,12 @@ fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, Str
     )
 }
 
-#[test]
-fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_loses_access() {
-    let sb = Sandbox::new();
-    let (key, public) = client_key(sb.root());
-    let known_hosts = sb.root().join("known_hosts");
-    let files = sb.write("drop.yaml", &connection(&public));
-    let port = free_port();
-    let mut child = common::ferry_command()
+/// `ferry run -f FILES --sftp-listen 127.0.0.1:PORT` in the sandbox, its stderr in
+/// `daemon.log`.
+fn start_daemon(sb: &Sandbox, files: &Path, port: u16, env: &[(&str, &str)]) -> Child {
+    common::ferry_command()
         .args(["run", "-f"])
-        .arg(&files)
+        .arg(files)
         .args([
             "--poll",
             "1s",
@@ -103,11 +100,32 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
         .arg(&sb.state)
         .arg("--secrets-dir")
         .arg(&sb.secrets)
+        .envs(env.iter().copied())
         .current_dir(sb.root())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(sb.root().join("daemon.log")).unwrap())
         .spawn()
-        .expect("ferry run starts");
+        .expect("ferry run starts")
+}
+
+/// SIGTERM, and a clean exit.
+fn stop(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "the daemon stops cleanly");
+}
+
+#[test]
+fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_loses_access() {
+    let sb = Sandbox::new();
+    let (key, public) = client_key(sb.root());
+    let known_hosts = sb.root().join("known_hosts");
+    let files = sb.write("drop.yaml", &connection(&public));
+    let port = free_port();
+    let mut child = start_daemon(&sb, &files, port, &[]);
 
     // A report dropped into the connection's directory is what the partner sees.
     let data = sb.state.parent().unwrap().join("hosted-sftp");
@@ -159,12 +177,294 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(child.wait().unwrap().success(), "the daemon stops cleanly");
+    stop(&mut child);
     // The host key persists for the next start, so pinned clients keep working.
     assert!(data.join("ssh_host_ed25519_key").exists());
+}
+
+/// A `hostedSftp` connection without keys: its user logs in with a generated password.
+const PASSWORD_CONNECTION: &str = r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: finance-drop}
+spec:
+  hostedSftp:
+    connectionName: finance-drop
+    user: finance01
+    directory: payouts
+    access: readWrite
+"#;
+
+/// `sshpass -p PASSWORD sftp -b - finance01@...`, with `commands` on stdin.
+fn sftp_password_command(port: u16, known_hosts: &Path, password: &str) -> Command {
+    let mut cmd = Command::new("sshpass");
+    // `-b` sets BatchMode=yes where it stands, and ssh keeps the first value: BatchMode=no first.
+    cmd.args(["-p", password, "sftp", "-P", &port.to_string()])
+        .args(["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"])
+        .args(["-o", "PreferredAuthentications=password"])
+        .args(["-o", "NumberOfPasswordPrompts=1"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-b", "-", "finance01@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// One batch through `sftp_password_command`: (success, stdout + stderr).
+fn sftp_password(port: u16, known_hosts: &Path, password: &str, commands: &str) -> (bool, String) {
+    let mut child = sftp_password_command(port, known_hosts, password)
+        .spawn()
+        .expect("sshpass runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(commands.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The password printed on the line `  user NAME ... PASSWORD` of `ferry apply`'s output.
+fn issued_password(stdout: &str, user: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("user {user} ")))
+        .unwrap_or_else(|| panic!("no password line for {user}: {stdout}"));
+    line.split_whitespace().last().unwrap().to_string()
+}
+
+/// Every byte Ferry keeps about the state (database, WAL) and the daemon's log.
+fn kept_bytes(sb: &Sandbox) -> Vec<u8> {
+    let mut all = Vec::new();
+    let dir = sb.state.parent().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_file() {
+            all.extend(std::fs::read(entry.path()).unwrap());
+        }
+    }
+    all.extend(std::fs::read(sb.root().join("daemon.log")).unwrap_or_default());
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_replaces_it() {
+    let mut sb = Sandbox::new();
+    // Every ferry command of this test logs at trace level, libraries included.
+    sb.set_env("FERRY_LOG", "trace");
+    let files = sb.write("finance.yaml", PASSWORD_CONNECTION);
+    let known_hosts = sb.root().join("known_hosts");
+
+    // The plan announces the password; it never shows one.
+    let plan = sb.ferry(["plan", "-f", files.to_str().unwrap()]).success();
+    assert!(
+        plan.stdout
+            .contains("+ user \"finance01\": new login via default/finance-drop; a password is generated at apply and shown once"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("1 password to generate"),
+        "{}",
+        plan.stdout
+    );
+
+    // Apply shows it once; a second apply has nothing to do and shows nothing.
+    let applied = sb.apply(&[&files]);
+    let password = issued_password(&applied.stdout, "finance01");
+    assert_eq!(password.len(), 32, "{}", applied.stdout);
+    assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert!(
+        !applied.stderr.contains(&password),
+        "the apply log shows the password"
+    );
+    let again = sb.apply(&[&files]);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    assert!(!again.stdout.contains("password"), "{}", again.stdout);
+
+    // The daemon serves the user with that password, at trace level.
+    let port = free_port();
+    let mut daemon = start_daemon(&sb, &files, port, &[("FERRY_LOG", "trace")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let uploaded = sb.write("payout.csv", "id;amount\r\n1;10.00\r\n");
+    let batch = format!(
+        "put {} /payouts/payout.csv\nls -l /payouts\n",
+        uploaded.display()
+    );
+    let out = loop {
+        let (ok, out) = sftp_password(port, &known_hosts, &password, &batch);
+        if ok {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the password never worked: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(out.contains("payout.csv"), "{out}");
+    let data = sb.state.parent().unwrap().join("hosted-sftp");
+    assert_eq!(
+        std::fs::read(data.join("users/finance01/payouts/payout.csv")).unwrap(),
+        b"id;amount\r\n1;10.00\r\n"
+    );
+    let (ok, out) = sftp_password(port, &known_hosts, "not-the-password", "ls /payouts\n");
+    assert!(!ok, "a wrong password is refused: {out}");
+
+    // An open session, then a rotation while the daemon holds the state: the session is closed,
+    // the old password refused, the new one accepted.
+    let mut session = sftp_password_command(port, &known_hosts, &password)
+        .spawn()
+        .expect("sshpass runs");
+    let mut stdin = session.stdin.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = session.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    writeln!(stdin, "pwd").unwrap();
+    let line = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the session answers");
+    assert!(
+        line.contains("pwd") || line.contains("Remote working directory"),
+        "{line}"
+    );
+
+    let rotated = sb
+        .ferry(["rotate-password", "deliverytarget/finance-drop"])
+        .success();
+    let new_password = rotated.stdout.lines().last().unwrap().trim().to_string();
+    assert_eq!(new_password.len(), 32, "{}", rotated.stdout);
+    assert_ne!(new_password, password);
+    assert!(
+        rotated.stdout.contains("shown this once"),
+        "{}",
+        rotated.stdout
+    );
+    assert!(
+        !rotated.stderr.contains(&new_password),
+        "the rotation log shows the password"
+    );
+
+    // The server cuts the session; sftp notices at its next command.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(sb.root().join("daemon.log")).unwrap();
+        if log.contains("session closed: access revoked") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the open session survived the rotation: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = writeln!(stdin, "ls /payouts");
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while session.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the cut session never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after: Vec<String> = lines.try_iter().collect();
+    assert!(
+        !after.iter().any(|l| l.contains("payout.csv")),
+        "the cut session still listed files: {after:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, _) = sftp_password(port, &known_hosts, &new_password, "ls /payouts\n");
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated password never worked"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (ok, out) = sftp_password(port, &known_hosts, &password, "ls /payouts\n");
+    assert!(!ok, "the old password is refused after the rotation: {out}");
+
+    stop(&mut daemon);
+    // Neither password is kept anywhere, nor logged at trace level; only the Argon2id hash is.
+    let kept = kept_bytes(&sb);
+    assert!(contains(&kept, "$argon2id$"), "the state keeps the hash");
+    for p in [&password, &new_password] {
+        assert!(
+            !contains(&kept, p),
+            "a password was found in the state or the log"
+        );
+    }
+}
+
+#[test]
+fn rotate_password_refuses_users_that_log_in_with_keys_and_targets_that_are_not_hosted() {
+    let sb = Sandbox::new();
+    let (_, public) = client_key(sb.root());
+    let files = sb.write("drop.yaml", &connection(&public));
+    sb.apply(&[&files]);
+    let refused = sb
+        .ferry(["rotate-password", "deliverytarget/partner-drop"])
+        .failure();
+    assert!(
+        refused
+            .stderr
+            .contains("logs in with the public keys of default/partner-drop"),
+        "{}",
+        refused.stderr
+    );
+    let missing = sb
+        .ferry(["rotate-password", "deliverytarget/nope"])
+        .failure();
+    assert!(
+        missing.stderr.contains("is not applied"),
+        "{}",
+        missing.stderr
+    );
+
+    // Giving the password user a key drops its password at the next apply.
+    let files = sb.write("finance.yaml", PASSWORD_CONNECTION);
+    let applied = sb.apply(&[&files]);
+    issued_password(&applied.stdout, "finance01");
+    let with_key = PASSWORD_CONNECTION.replace(
+        "    access: readWrite\n",
+        &format!("    access: readWrite\n    publicKeys: [\"{public}\"]\n"),
+    );
+    std::fs::write(&files, with_key).unwrap();
+    let plan = sb.ferry(["plan", "-f", files.to_str().unwrap()]).success();
+    assert!(
+        plan.stdout
+            .contains("its password stops working: it logs in with a key now"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("1 password to drop"),
+        "{}",
+        plan.stdout
+    );
 }

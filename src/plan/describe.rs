@@ -267,7 +267,7 @@ fn key_id(line: &str) -> String {
 }
 
 /// A public key line as people compare it: type and `SHA256:` fingerprint, never the whole key.
-fn key_label(line: &str) -> String {
+pub(super) fn key_label(line: &str) -> String {
     let key_type = line.split_whitespace().next().unwrap_or("?");
     match crate::ssh::fingerprint_line(line) {
         Ok(fp) => format!("{key_type} {fp}"),

@@ -3,7 +3,10 @@
 //! Nothing here does I/O, so the CLI and the controller share it unchanged.
 
 mod describe;
+pub mod hosted_users;
 pub mod render;
+
+pub use hosted_users::{HostedUserChange, PasswordAction};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -186,11 +189,24 @@ pub struct Summary {
     pub delete: usize,
     /// Resources unchanged.
     pub unchanged: usize,
+    /// Hosted SFTP passwords to generate or drop (they can change without any resource change,
+    /// e.g. a user whose password was never issued).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub passwords: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Summary {
     /// Whether applying changes anything.
     pub fn has_changes(&self) -> bool {
+        self.has_resource_changes() || self.passwords > 0
+    }
+
+    /// Whether any resource is created, updated or deleted.
+    pub fn has_resource_changes(&self) -> bool {
         self.create + self.update + self.delete > 0
     }
 }
@@ -215,6 +231,9 @@ pub struct Plan {
     /// Problems that do not stop the plan (e.g. a missing secret).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Logins of the hosted SFTP server that change (users merge across connections).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosted_users: Vec<HostedUserChange>,
 }
 
 /// A plan saved with `--out`, carrying the desired state so that `ferry apply FILE` applies
@@ -315,6 +334,8 @@ pub fn plan(
         });
     }
     changes.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    let hosted_users = hosted_users::changes(desired, actual);
+    summary.passwords = hosted_users.iter().filter(|u| u.password.is_some()).count();
     Plan {
         format_version: PLAN_FORMAT_VERSION.to_string(),
         ferry_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -324,6 +345,7 @@ pub fn plan(
         changes,
         summary,
         warnings,
+        hosted_users,
     }
 }
 
@@ -534,6 +556,12 @@ pub fn writes(
                     updated_at: now_s.clone(),
                 })));
             }
+        }
+    }
+    // Generated passwords need randomness and hashing: the caller adds `SetPassword` writes.
+    for u in &plan.hosted_users {
+        if u.password == Some(PasswordAction::Drop) {
+            out.push(StateWrite::DropPassword(u.user.clone()));
         }
     }
     out

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use super::{Action, Change, FieldChange, Plan};
+use super::{Action, Change, FieldChange, PasswordAction, Plan};
 
 /// Output format of listings and plans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,7 +44,7 @@ impl Style {
     }
 }
 
-fn symbol(a: Action) -> &'static str {
+pub(super) fn symbol(a: Action) -> &'static str {
     match a {
         Action::Create => "+",
         Action::Update => "~",
@@ -184,6 +184,22 @@ pub fn text(plan: &Plan, color: bool) -> String {
         runs_text(c, &st, &mut out);
         out.push('\n');
     }
+    if !plan.hosted_users.is_empty() {
+        let _ = writeln!(out, "  {}", st.paint("1", "# hosted SFTP logins"));
+        for u in &plan.hosted_users {
+            let action = if u.action == Action::NoOp {
+                Action::Update
+            } else {
+                u.action
+            };
+            let _ = writeln!(
+                out,
+                "  {}",
+                st.action(action, &super::hosted_users::describe(u))
+            );
+        }
+        out.push('\n');
+    }
     let unchanged: Vec<&Change> = plan
         .changes
         .iter()
@@ -226,13 +242,38 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let s = &plan.summary;
         let _ = writeln!(
             out,
-            "{} {} to create, {} to update, {} to delete, {} unchanged.",
+            "{} {} to create, {} to update, {} to delete, {} unchanged{}.",
             st.paint("1", "Plan:"),
             s.create,
             s.update,
             s.delete,
-            s.unchanged
+            s.unchanged,
+            passwords_text(plan)
         );
+    }
+    out
+}
+
+/// `, 1 password to generate` (or nothing).
+fn passwords_text(plan: &Plan) -> String {
+    let count = |a: PasswordAction| {
+        plan.hosted_users
+            .iter()
+            .filter(|u| u.password == Some(a))
+            .count()
+    };
+    let mut out = String::new();
+    for (n, what) in [
+        (count(PasswordAction::Generate), "to generate"),
+        (count(PasswordAction::Drop), "to drop"),
+    ] {
+        if n > 0 {
+            let _ = write!(
+                out,
+                ", {n} password{} {what}",
+                if n == 1 { "" } else { "s" }
+            );
+        }
     }
     out
 }
@@ -275,8 +316,12 @@ pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "### Ferry plan: {} to create, {} to update, {} to delete, {} unchanged\n",
-        s.create, s.update, s.delete, s.unchanged
+        "### Ferry plan: {} to create, {} to update, {} to delete, {} unchanged{}\n",
+        s.create,
+        s.update,
+        s.delete,
+        s.unchanged,
+        passwords_text(plan)
     );
     for w in &plan.warnings {
         let _ = writeln!(out, "> **Warning:** {}", escape_md(w));
@@ -328,6 +373,13 @@ pub fn markdown(plan: &Plan) -> String {
                 }
             }
             out.push_str("\n</details>\n\n");
+        }
+        if !plan.hosted_users.is_empty() {
+            out.push_str("Hosted SFTP logins:\n\n");
+            for u in &plan.hosted_users {
+                let _ = writeln!(out, "- `{}`", super::hosted_users::describe(u));
+            }
+            out.push('\n');
         }
     }
     out
