@@ -108,6 +108,77 @@ fn start_daemon(sb: &Sandbox, files: &Path, port: u16, env: &[(&str, &str)]) -> 
         .expect("ferry run starts")
 }
 
+/// An open `sftp -b -` session reading commands from a pipe.
+struct Session {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Session {
+    /// Starts `cmd` (an `sftp -b -` command) and waits until it answers a `pwd`.
+    fn open(mut cmd: Command) -> Session {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sftp runs");
+        let mut stdin = child.stdin.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        writeln!(stdin, "pwd").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the session answers");
+            if line.contains("Remote working directory") {
+                break;
+            }
+        }
+        Session {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Asserts that the server cut this session (its log says so) and that the session lists
+    /// nothing any more: sftp notices the cut at its next command.
+    fn assert_cut(mut self, sb: &Sandbox, dir: &str, file: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(sb.root().join("daemon.log")).unwrap();
+            if log.contains("session closed: access revoked") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the open session was not cut: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = writeln!(self.stdin, "ls {dir}");
+        drop(self.stdin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the cut session never ended");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let after: Vec<String> = self.lines.try_iter().collect();
+        assert!(
+            !after.iter().any(|l| l.contains(file)),
+            "the cut session still listed files: {after:?}"
+        );
+    }
+}
+
 /// SIGTERM, and a clean exit.
 fn stop(child: &mut Child) {
     let status = Command::new("kill")
@@ -125,7 +196,7 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
     let known_hosts = sb.root().join("known_hosts");
     let files = sb.write("drop.yaml", &connection(&public));
     let port = free_port();
-    let mut child = start_daemon(&sb, &files, port, &[]);
+    let mut child = start_daemon(&sb, &files, port, &[("FERRY_LOG", "info")]);
 
     // A report dropped into the connection's directory is what the partner sees.
     let data = sb.state.parent().unwrap().join("hosted-sftp");
@@ -161,8 +232,18 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
         "the log names the host key to pin: {log}"
     );
 
-    // Remove the connection from the files: the daemon re-applies, and the user is gone.
+    // Remove the connection from the files while a session is open: the daemon re-applies,
+    // the session is cut and the user is gone.
+    let mut cmd = Command::new("sftp");
+    cmd.args(["-P", &port.to_string(), "-i"])
+        .arg(&key)
+        .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-b", "-", "partner01@127.0.0.1"]);
+    let session = Session::open(cmd);
     std::fs::write(&files, "").unwrap();
+    session.assert_cut(&sb, "/reports", "orders.csv");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (ok, out) = sftp(port, &key, &known_hosts, "ls /reports\n");
@@ -333,25 +414,7 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
 
     // An open session, then a rotation while the daemon holds the state: the session is closed,
     // the old password refused, the new one accepted.
-    let mut session = sftp_password_command(port, &known_hosts, &password)
-        .spawn()
-        .expect("sshpass runs");
-    let mut stdin = session.stdin.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    let stdout = session.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    writeln!(stdin, "pwd").unwrap();
-    let line = lines
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the session answers");
-    assert!(
-        line.contains("pwd") || line.contains("Remote working directory"),
-        "{line}"
-    );
+    let session = Session::open(sftp_password_command(port, &known_hosts, &password));
 
     let rotated = sb
         .ferry(["rotate-password", "deliverytarget/finance-drop"])
@@ -369,31 +432,7 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
         "the rotation log shows the password"
     );
 
-    // The server cuts the session; sftp notices at its next command.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = std::fs::read_to_string(sb.root().join("daemon.log")).unwrap();
-        if log.contains("session closed: access revoked") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the open session survived the rotation: {log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = writeln!(stdin, "ls /payouts");
-    drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while session.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the cut session never ended");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let after: Vec<String> = lines.try_iter().collect();
-    assert!(
-        !after.iter().any(|l| l.contains("payout.csv")),
-        "the cut session still listed files: {after:?}"
-    );
+    session.assert_cut(&sb, "/payouts", "payout.csv");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (ok, _) = sftp_password(port, &known_hosts, &new_password, "ls /payouts\n");
