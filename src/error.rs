@@ -42,6 +42,9 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A PSA (ConnectWise, Autotask) call failed after its retries. Never carries keys.
+    #[error("{0}")]
+    Psa(String),
     /// The command line asked for something that does not exist or does not fit.
     #[error("{0}")]
     Usage(String),

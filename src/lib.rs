@@ -19,6 +19,7 @@ pub mod hosted_sftp;
 pub mod ledger;
 pub mod load;
 pub mod plan;
+pub mod psa;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
