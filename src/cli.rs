@@ -88,6 +88,26 @@ pub enum ListOutput {
     Json,
 }
 
+/// `--sync-status` of `ferry get customermappings`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncStatusFilter {
+    /// The last usage sync succeeded.
+    Succeeded,
+    /// The last usage sync failed.
+    Failed,
+    /// No usage sync ran yet.
+    Never,
+}
+
+/// `--usage-sync` of `ferry get customermappings`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnabledFilter {
+    /// Usage sync is on (own or general settings).
+    Enabled,
+    /// Usage sync is off.
+    Disabled,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -116,6 +136,11 @@ pub enum Command {
         /// Save the plan to FILE, for `ferry apply FILE`.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Refresh CustomerMappings from their PSA (read-only) and show errors (company
+        /// missing, ambiguous, inactive; unusable agreements) and drift (quantities changed
+        /// outside Ferry). Skipped for PSA targets whose keys are not available here.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        refresh: bool,
     },
     /// Make the state match the files (after confirmation), or apply a saved plan.
     Apply {
@@ -199,6 +224,9 @@ pub enum Command {
         /// Deliver again to targets that already received this slot.
         #[arg(long)]
         resend: bool,
+        /// `customermapping/NAME`: push billing now instead of syncing usage.
+        #[arg(long)]
+        billing: bool,
     },
     /// The run history of a ReportSchedule: slot, trigger, outcome, rows, bytes, sha256 and
     /// every delivery with its receipt.
@@ -281,6 +309,22 @@ pub enum Command {
         #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Run a strict local simulator of the ConnectWise Manage or Autotask REST API (the subset
+    /// Ferry uses), for dry runs and tests. Its data file (YAML or JSON) holds the companies,
+    /// agreements/contracts, products/services and the credentials it accepts; its control API
+    /// (`GET /_sim/state`, `POST /_sim/faults`, `GET /_sim/requests`) shows what Ferry changed
+    /// and injects failures. Runs until interrupted.
+    PsaSim {
+        /// `connectwise` or `autotask`.
+        #[arg(value_enum)]
+        kind: crate::psa::sim::SimKind,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: std::net::SocketAddr,
+        /// The data file.
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// List applied resources from the state.
     Get {
         /// A kind (`reportschedules`, `rs`, `dt`, `cm`, ...), optionally `kind/NAME`.
@@ -296,6 +340,12 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
         output: ListOutput,
+        /// CustomerMappings only: by the outcome of their last usage sync.
+        #[arg(long, value_enum)]
+        sync_status: Option<SyncStatusFilter>,
+        /// CustomerMappings only: by whether usage sync is on.
+        #[arg(long, value_enum)]
+        usage_sync: Option<EnabledFilter>,
     },
     /// Print the CustomResourceDefinitions of the three kinds as multi-document YAML.
     Crds {
@@ -400,7 +450,8 @@ async fn run(cli: Cli) -> Result<u8> {
             output,
             detailed_exitcode,
             out,
-        } => plan_cmd(&ctx, &files, output, detailed_exitcode, out).await,
+            refresh,
+        } => plan_cmd(&ctx, &files, output, detailed_exitcode, out, refresh).await,
         Command::Apply {
             files,
             plan_file,
@@ -426,7 +477,20 @@ async fn run(cli: Cli) -> Result<u8> {
             namespace,
             all_namespaces,
             output,
-        } => get_cmd(&ctx, &resource, name, &namespace, all_namespaces, output).await,
+            sync_status,
+            usage_sync,
+        } => {
+            get_cmd(
+                &ctx,
+                &resource,
+                name,
+                &namespace,
+                all_namespaces,
+                output,
+                (sync_status, usage_sync),
+            )
+            .await
+        }
         Command::Run {
             files,
             once,
@@ -456,7 +520,18 @@ async fn run(cli: Cli) -> Result<u8> {
             namespace,
             slot,
             resend,
-        } => run_now_cmd(&ctx, &resource, &namespace, slot, resend).await,
+            billing,
+        } => {
+            if parse_resource(&resource, None)?.0 == Kind::CustomerMapping {
+                psa_run_now_cmd(&ctx, &resource, &namespace, billing).await
+            } else if billing {
+                Err(Error::Usage(
+                    "--billing applies to customermapping/NAME only".into(),
+                ))
+            } else {
+                run_now_cmd(&ctx, &resource, &namespace, slot, resend).await
+            }
+        }
         Command::History {
             resource,
             namespace,
@@ -481,6 +556,18 @@ async fn run(cli: Cli) -> Result<u8> {
         } => deliver_cmd(&ctx, &target, &file, as_name, &namespace, output).await,
         Command::RotatePassword { target, namespace } => {
             rotate_password_cmd(&ctx, &target, &namespace).await
+        }
+        Command::PsaSim { kind, listen, data } => {
+            let api = crate::psa::sim::load_api(kind, &data)?;
+            let server = crate::psa::sim::SimServer::start(listen, api).await?;
+            eprintln!(
+                "{kind:?} simulator on {} (data {}); Ctrl-C stops it",
+                server.url(),
+                data.display()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            server.shutdown().await;
+            Ok(0)
         }
         Command::Crds { reference } => {
             if reference {
@@ -573,9 +660,13 @@ async fn plan_cmd(
     output: Output,
     detailed_exitcode: bool,
     out: Option<PathBuf>,
+    refresh: bool,
 ) -> Result<u8> {
     let store = StateStore::open(&ctx.state_path).await?;
-    let (plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    let (mut plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    if refresh {
+        refresh_psa(ctx, &mut plan, &desired, &actual).await;
+    }
     discard(actual);
     out!("{}", render_plan(&plan, output, ctx.color));
     if let Some(path) = out {
@@ -603,6 +694,56 @@ async fn plan_cmd(
     };
     discard(plan);
     Ok(code)
+}
+
+/// Refreshes the desired CustomerMappings from their PSA into `plan.drift` (read-only).
+async fn refresh_psa(
+    ctx: &Ctx,
+    plan: &mut Plan,
+    desired: &[DesiredResource],
+    actual: &ActualState,
+) {
+    let targets: std::collections::HashMap<&ResourceKey, &crate::api::DeliveryTargetSpec> = desired
+        .iter()
+        .filter_map(|d| match &d.spec {
+            Spec::DeliveryTarget(t) if t.connectwise.is_some() || t.autotask.is_some() => {
+                Some((&d.key, t.as_ref()))
+            }
+            _ => None,
+        })
+        .collect();
+    let views: Vec<(crate::psa::sync::MappingView, serde_json::Value)> = desired
+        .iter()
+        .filter_map(|d| {
+            let Spec::CustomerMapping(spec) = &d.spec else {
+                return None;
+            };
+            let target_key =
+                ResourceKey::new(Kind::DeliveryTarget, &d.key.namespace, &spec.psa.target);
+            let target = targets.get(&target_key)?;
+            let status = actual
+                .resources
+                .get(&d.key)
+                .map(|r| r.status.clone())
+                .unwrap_or_default();
+            Some((
+                crate::psa::sync::MappingView::new(
+                    d.key.clone(),
+                    spec.clone(),
+                    (*target).clone(),
+                    None,
+                ),
+                status,
+            ))
+        })
+        .collect();
+    if views.is_empty() {
+        return;
+    }
+    let Ok(now) = now() else { return };
+    let (notes, warnings) = crate::psa::drift::refresh(&views, &ctx.secrets, now).await;
+    plan.drift = notes;
+    plan.warnings.extend(warnings);
 }
 
 /// Frees a large structure on a detached thread: a command about to exit should not spend
@@ -829,16 +970,47 @@ async fn get_cmd(
     namespace: &str,
     all_namespaces: bool,
     output: ListOutput,
+    (sync_status, usage_sync): (Option<SyncStatusFilter>, Option<EnabledFilter>),
 ) -> Result<u8> {
     let (kind, name) = parse_resource(resource, name)?;
+    if kind != Kind::CustomerMapping && (sync_status.is_some() || usage_sync.is_some()) {
+        return Err(Error::Usage(
+            "--sync-status and --usage-sync filter customermappings only".into(),
+        ));
+    }
     let store = StateStore::open(&ctx.state_path).await?;
     let actual = store.snapshot().await?;
+    let views: std::collections::HashMap<ResourceKey, crate::psa::sync::MappingView> =
+        if kind == Kind::CustomerMapping {
+            crate::psa::sync::MappingView::all(&actual)
+                .into_iter()
+                .map(|v| (v.key.clone(), v))
+                .collect()
+        } else {
+            Default::default()
+        };
     let items: Vec<_> = actual
         .resources
         .values()
         .filter(|r| r.key.kind == kind)
         .filter(|r| all_namespaces || r.key.namespace == namespace)
         .filter(|r| name.as_ref().is_none_or(|n| &r.key.name == n))
+        .filter(|r| {
+            let outcome = r.status["lastSync"]["outcome"].as_str();
+            sync_status.is_none_or(|f| match f {
+                SyncStatusFilter::Succeeded => outcome == Some("succeeded"),
+                SyncStatusFilter::Failed => outcome == Some("failed"),
+                SyncStatusFilter::Never => outcome.is_none(),
+            })
+        })
+        .filter(|r| {
+            usage_sync.is_none_or(|f| {
+                let on = views
+                    .get(&r.key)
+                    .is_some_and(|v| v.usage.as_ref().is_some_and(|u| u.enabled));
+                on == (f == EnabledFilter::Enabled)
+            })
+        })
         .collect();
     if let Some(n) = &name
         && items.is_empty()
@@ -868,6 +1040,54 @@ async fn get_cmd(
                 })
                 .collect();
             outln!("{}", serde_json::to_string_pretty(&list).expect("json"));
+        }
+        ListOutput::Text if kind == Kind::CustomerMapping => {
+            if items.is_empty() {
+                eprintln!("No {} found.", kind.plural());
+                return Ok(0);
+            }
+            let mut rows = vec![
+                [
+                    "NAMESPACE",
+                    "NAME",
+                    "CUSTOMER",
+                    "PSA",
+                    "COMPANY",
+                    "USAGE-SYNC",
+                    "LAST-SYNC",
+                    "AT",
+                    "REASON",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for r in &items {
+                let view = views.get(&r.key);
+                let usage = match view.and_then(|v| v.usage.as_ref()) {
+                    Some(u) if u.enabled => "enabled",
+                    _ => "disabled",
+                };
+                let last = &r.status["lastSync"];
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+                let mut reason = text(&last["reason"]);
+                if reason.chars().count() > 80 {
+                    reason = reason.chars().take(79).collect::<String>() + "…";
+                }
+                rows.push(vec![
+                    r.key.namespace.clone(),
+                    r.key.name.clone(),
+                    r.spec["customer"].as_str().unwrap_or("").to_string(),
+                    r.spec["psa"]["target"].as_str().unwrap_or("").to_string(),
+                    r.status["companyId"]
+                        .as_i64()
+                        .map_or("-".to_string(), |id| id.to_string()),
+                    usage.to_string(),
+                    last["outcome"].as_str().unwrap_or("never").to_string(),
+                    text(&last["time"]),
+                    reason,
+                ]);
+            }
+            print_table(&rows);
         }
         ListOutput::Text => {
             if items.is_empty() {
@@ -1017,8 +1237,18 @@ async fn run_cmd(
             "Runs: {} succeeded, {} failed.",
             summary.succeeded, summary.failed
         );
+        if summary.syncs_succeeded + summary.syncs_failed > 0 {
+            eprintln!(
+                "PSA syncs: {} succeeded, {} failed.",
+                summary.syncs_succeeded, summary.syncs_failed
+            );
+        }
     }
-    Ok(if summary.failed > 0 { 1 } else { 0 })
+    Ok(if summary.failed + summary.syncs_failed > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 async fn schedule_view(
@@ -1040,6 +1270,99 @@ async fn schedule_view(
         ))
     })?;
     ScheduleView::from_stored(&stored)
+}
+
+/// `ferry run-now customermapping/NAME [--billing]`: syncs one mapping now.
+async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bool) -> Result<u8> {
+    let (_, name) = parse_resource(resource, None)?;
+    let name = name.ok_or_else(|| Error::Usage("expected customermapping/NAME".into()))?;
+    let store = StateStore::open(&ctx.state_path).await?;
+    let actual = store.snapshot().await?;
+    let key = ResourceKey::new(Kind::CustomerMapping, namespace, &name);
+    if !actual.resources.contains_key(&key) {
+        return Err(Error::Usage(format!(
+            "CustomerMapping `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
+            ctx.state_path.display()
+        )));
+    }
+    let view = crate::psa::sync::MappingView::all(&actual)
+        .into_iter()
+        .find(|v| v.key == key)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "CustomerMapping `{name}`: its PSA target is not applied in namespace `{namespace}`"
+            ))
+        })?;
+    let kind = if billing {
+        crate::psa::ledger::SyncKind::Billing
+    } else {
+        crate::psa::ledger::SyncKind::Usage
+    };
+    let tz = match kind {
+        crate::psa::ledger::SyncKind::Usage => view.usage.as_ref().map(|u| u.time_zone.clone()),
+        crate::psa::ledger::SyncKind::Billing => view.billing.as_ref().map(|b| b.time_zone.clone()),
+    }
+    .unwrap_or_else(|| "UTC".into());
+    let tz = crate::schedule::parse_time_zone(&tz).map_err(Error::Usage)?;
+    let syncer = crate::psa::sync::Syncer::new(store, ctx.secrets.clone());
+    let reports = syncer
+        .run(vec![crate::psa::sync::SyncJob {
+            view,
+            kind,
+            slot: now()?.to_zoned(tz),
+            trigger: crate::psa::sync::Trigger::Manual,
+        }])
+        .await;
+    let mut ok = true;
+    for r in &reports {
+        outln!(
+            "{}: {} {}",
+            r.key,
+            kind.label(),
+            if r.succeeded { "succeeded" } else { "failed" }
+        );
+        for p in &r.pushed {
+            let before = p.previous.map_or("none".to_string(), format_quantity);
+            outln!(
+                "  {}: {} -> {} ({}{})",
+                p.product,
+                before,
+                format_quantity(p.quantity),
+                p.action,
+                p.record_id.map_or(String::new(), |id| format!(" #{id}"))
+            );
+            if !p.duplicates.is_empty() {
+                outln!(
+                    "    warning: duplicate additions left alone: {}",
+                    p.duplicates
+                        .iter()
+                        .map(|d| format!("#{d}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        for u in &r.unmapped_products {
+            outln!("  {u}: in the usage rows but not in contracts (not pushed)");
+        }
+        if let Some(t) = &r.ticket {
+            outln!("  ticket: {t}");
+        }
+        if let Some(reason) = &r.reason {
+            eprintln!("Error: {reason}");
+        }
+        ok &= r.succeeded;
+    }
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// A quantity without a useless `.0`.
+fn format_quantity(q: f64) -> String {
+    if q.fract() == 0.0 && q.abs() < 1e15 {
+        format!("{}", q as i64)
+    } else {
+        format!("{q}")
+    }
 }
 
 async fn run_now_cmd(
@@ -1097,6 +1420,82 @@ async fn run_now_cmd(
     })
 }
 
+/// `ferry history customermapping/NAME`: its usage syncs and billing pushes, newest first.
+async fn psa_history(
+    store: &StateStore,
+    resource: &str,
+    namespace: &str,
+    limit: u32,
+    output: ListOutput,
+) -> Result<u8> {
+    let (_, name) = parse_resource(resource, None)?;
+    let name = name.ok_or_else(|| Error::Usage("expected customermapping/NAME".into()))?;
+    let ledger = crate::psa::ledger::PsaLedger::new(store.pool().clone());
+    ledger.abandon_dead().await?;
+    let attempts = ledger.history(namespace, &name, limit).await?;
+    let slot = |epoch: i64| {
+        Timestamp::from_second(epoch).map_or_else(|_| epoch.to_string(), |t| t.to_string())
+    };
+    match output {
+        ListOutput::Json => {
+            let list: Vec<serde_json::Value> = attempts
+                .iter()
+                .map(|(kind, r)| {
+                    serde_json::json!({
+                        "kind": kind.as_str(), "slot": slot(r.slot_epoch), "trigger": r.trigger,
+                        "outcome": r.outcome, "startedAt": r.started_at,
+                        "finishedAt": r.finished_at, "error": r.error, "pushed": r.pushed,
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&list).expect("json"));
+        }
+        ListOutput::Text => {
+            if attempts.is_empty() {
+                eprintln!("No syncs of customermapping/{name} yet.");
+                return Ok(0);
+            }
+            let mut rows = vec![
+                [
+                    "KIND", "SLOT", "TRIGGER", "OUTCOME", "STARTED", "PUSHED", "ERROR",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for (kind, r) in &attempts {
+                let pushed = r
+                    .pushed
+                    .as_ref()
+                    .and_then(|p| p.as_array())
+                    .map(|ps| {
+                        ps.iter()
+                            .map(|p| {
+                                format!(
+                                    "{}={}",
+                                    p["product"].as_str().unwrap_or("?"),
+                                    p["quantity"].as_f64().map_or("?".into(), format_quantity)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                rows.push(vec![
+                    kind.as_str().to_string(),
+                    slot(r.slot_epoch),
+                    r.trigger.clone(),
+                    r.outcome.clone(),
+                    r.started_at.clone(),
+                    pushed,
+                    r.error.clone().unwrap_or_default(),
+                ]);
+            }
+            print_table(&rows);
+        }
+    }
+    Ok(0)
+}
+
 async fn history_cmd(
     ctx: &Ctx,
     resource: &str,
@@ -1106,6 +1505,9 @@ async fn history_cmd(
     output: ListOutput,
 ) -> Result<u8> {
     let store = StateStore::open(&ctx.state_path).await?;
+    if parse_resource(resource, None)?.0 == Kind::CustomerMapping {
+        return psa_history(&store, resource, namespace, limit, output).await;
+    }
     let view = schedule_view(&store, resource, namespace).await?;
     let runs = crate::ledger::Ledger::new(store.pool().clone())
         .history(&view.key.namespace, &view.key.name, limit)

@@ -40,6 +40,10 @@ pub struct Summary {
     pub succeeded: usize,
     /// Runs that failed or delivered only partly.
     pub failed: usize,
+    /// CustomerMapping syncs (usage and billing) that succeeded.
+    pub syncs_succeeded: usize,
+    /// CustomerMapping syncs that failed.
+    pub syncs_failed: usize,
 }
 
 /// The daemon's loop. `apply` re-applies the files (the CLI's plan + apply) and returns
@@ -64,6 +68,15 @@ where
     let mut signals = Signals::new()?;
     // Specs change only by an apply (which moves the serial): decode them again only then.
     let mut schedules = runner.schedules().await?;
+    // CustomerMapping syncs: one cycle at a time, in the background; due syncs are looked up
+    // again when a cycle ends, after an apply, or when the next slot or retry may have come.
+    let syncer = std::sync::Arc::new(crate::psa::sync::Syncer::new(
+        runner.store().clone(),
+        runner.secrets().clone(),
+    ));
+    let mut mappings = crate::psa::sync::MappingView::all(&runner.store().snapshot().await?);
+    let mut sync_cycle: Option<tokio::task::JoinHandle<Vec<crate::psa::sync::SyncReport>>> = None;
+    let mut next_sync_check = Timestamp::MIN;
     // The serial moves with every apply; the credentials counter when a password is rotated.
     let (mut serial, mut credentials) = runner.store().change_marks().await?;
     loop {
@@ -71,6 +84,26 @@ where
         let (current, current_credentials) = runner.store().change_marks().await?;
         if current != serial {
             schedules = runner.schedules().await?;
+            mappings = crate::psa::sync::MappingView::all(&runner.store().snapshot().await?);
+            next_sync_check = Timestamp::MIN;
+        }
+        if sync_cycle.as_ref().is_some_and(|t| t.is_finished()) {
+            let reports = sync_cycle
+                .take()
+                .expect("checked")
+                .await
+                .unwrap_or_default();
+            count_syncs(&mut summary, &reports);
+            next_sync_check = Timestamp::MIN;
+        }
+        if sync_cycle.is_none() && now >= next_sync_check && !mappings.is_empty() {
+            let jobs = syncer.due(&mappings, now).await?;
+            next_sync_check = next_sync_time(&mappings, now);
+            if !jobs.is_empty() {
+                tracing::info!(syncs = jobs.len(), "PSA syncs due");
+                let syncer = syncer.clone();
+                sync_cycle = Some(tokio::spawn(async move { syncer.run(jobs).await }));
+            }
         }
         if (current, current_credentials) != (serial, credentials) {
             serial = current;
@@ -121,6 +154,9 @@ where
             while let Some(joined) = tasks.join_next().await {
                 collect(joined, &mut summary);
             }
+            if let Some(cycle) = sync_cycle.take() {
+                count_syncs(&mut summary, &cycle.await.unwrap_or_default());
+            }
             return Ok(summary);
         }
         let wake = next_wake(&schedules, now).min(options.poll);
@@ -141,6 +177,12 @@ where
                     };
                     if tokio::time::timeout(options.shutdown_grace, drain).await.is_err() {
                         tracing::warn!("grace period over: unfinished runs resume on the next start");
+                    }
+                    if let Some(cycle) = sync_cycle.take() {
+                        match tokio::time::timeout(options.shutdown_grace, cycle).await {
+                            Ok(reports) => count_syncs(&mut summary, &reports.unwrap_or_default()),
+                            Err(_) => tracing::warn!("grace period over: unfinished PSA syncs run again on the next start"),
+                        }
                     }
                     if let Some(server) = sftp {
                         server.shutdown().await;
@@ -260,6 +302,33 @@ fn collect(
             tracing::error!("run task failed: {e}");
         }
     }
+}
+
+fn count_syncs(summary: &mut Summary, reports: &[crate::psa::sync::SyncReport]) {
+    for r in reports {
+        if r.succeeded {
+            summary.syncs_succeeded += 1;
+        } else {
+            summary.syncs_failed += 1;
+        }
+    }
+}
+
+/// When to look for due syncs again: the earliest next slot of any mapping, and at least
+/// every minute (failed syncs are retried with backoff).
+fn next_sync_time(mappings: &[crate::psa::sync::MappingView], now: Timestamp) -> Timestamp {
+    let minute = now + jiff::SignedDuration::from_secs(60);
+    mappings
+        .iter()
+        .flat_map(|m| {
+            [
+                crate::psa::ledger::SyncKind::Usage,
+                crate::psa::ledger::SyncKind::Billing,
+            ]
+            .into_iter()
+            .filter_map(|k| m.schedule(k)?.next_after(now).map(|z| z.timestamp()))
+        })
+        .fold(minute, Timestamp::min)
 }
 
 fn count(summary: &mut Summary, report: &RunReport) {

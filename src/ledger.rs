@@ -511,7 +511,7 @@ pub fn rfc3339(z: &jiff::Zoned) -> String {
 }
 
 /// This process, as recorded on the runs it owns: `pid@boot-id`.
-fn owner() -> String {
+pub(crate) fn owner() -> String {
     format!("{}@{}", std::process::id(), boot_id())
 }
 
@@ -522,7 +522,7 @@ fn boot_id() -> String {
 }
 
 /// Whether the process that recorded `owner` is still running (same boot, pid alive).
-fn owner_alive(owner: &str) -> bool {
+pub(crate) fn owner_alive(owner: &str) -> bool {
     let Some((pid, boot)) = owner.split_once('@') else {
         return false;
     };

@@ -187,6 +187,11 @@ impl Runner {
         &self.ledger
     }
 
+    /// The secrets.
+    pub fn secrets(&self) -> &FileSecrets {
+        &self.secrets
+    }
+
     /// The state store.
     pub fn store(&self) -> &StateStore {
         &self.store

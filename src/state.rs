@@ -89,6 +89,34 @@ CREATE TABLE IF NOT EXISTS hosted_sftp_passwords (
     created_at TEXT NOT NULL
 );
 "#,
+    r#"
+-- PSA syncs of CustomerMappings: one row per attempt of a (mapping, kind, slot).
+CREATE TABLE IF NOT EXISTS psa_syncs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace   TEXT NOT NULL,
+    mapping     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    slot_epoch  INTEGER NOT NULL,
+    trigger     TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    error       TEXT,
+    pushed      TEXT,
+    owner       TEXT
+);
+CREATE INDEX IF NOT EXISTS psa_syncs_by_mapping ON psa_syncs (namespace, mapping, kind, slot_epoch);
+-- The PSA ticket Ferry keeps open per mapping and failure kind (one, not one per attempt).
+CREATE TABLE IF NOT EXISTS psa_tickets (
+    namespace  TEXT NOT NULL,
+    mapping    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    ticket_id  INTEGER NOT NULL,
+    title      TEXT NOT NULL,
+    opened_at  TEXT NOT NULL,
+    PRIMARY KEY (namespace, mapping, kind)
+);
+"#,
 ];
 
 /// A resource as last applied.

@@ -234,6 +234,25 @@ pub struct Plan {
     /// Logins of the hosted SFTP server that change (users merge across connections).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosted_users: Vec<HostedUserChange>,
+    /// What refreshing the CustomerMappings from their PSA found (`plan` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftNote>,
+}
+
+/// One finding of refreshing a CustomerMapping from its PSA: an error (the mapping cannot
+/// sync as it is: company missing, ambiguous or inactive, agreement unusable) or a drift
+/// (changed outside Ferry).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftNote {
+    /// Namespace of the CustomerMapping.
+    pub namespace: String,
+    /// Name of the CustomerMapping.
+    pub name: String,
+    /// An error rather than a drift.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub error: bool,
+    /// What was found.
+    pub message: String,
 }
 
 /// A plan saved with `--out`, carrying the desired state so that `ferry apply FILE` applies
@@ -346,6 +365,7 @@ pub fn plan(
         summary,
         warnings,
         hosted_users,
+        drift: Vec::new(),
     }
 }
 

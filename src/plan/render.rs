@@ -200,6 +200,28 @@ pub fn text(plan: &Plan, color: bool) -> String {
         }
         out.push('\n');
     }
+    if !plan.drift.is_empty() {
+        let _ = writeln!(out, "  {}", st.paint("1", "# refreshed from the PSA"));
+        for d in &plan.drift {
+            let label = if d.error {
+                st.paint("31", "Error:")
+            } else {
+                st.paint("33", "Drift:")
+            };
+            let _ = writeln!(
+                out,
+                "  {label} customermapping/{}{}: {}",
+                d.name,
+                if d.namespace == crate::api::DEFAULT_NAMESPACE {
+                    String::new()
+                } else {
+                    format!(" (namespace {})", d.namespace)
+                },
+                d.message
+            );
+        }
+        out.push('\n');
+    }
     let unchanged: Vec<&Change> = plan
         .changes
         .iter()
@@ -373,6 +395,19 @@ pub fn markdown(plan: &Plan) -> String {
                 }
             }
             out.push_str("\n</details>\n\n");
+        }
+        if !plan.drift.is_empty() {
+            out.push_str("Refreshed from the PSA:\n\n");
+            for d in &plan.drift {
+                let _ = writeln!(
+                    out,
+                    "- **{}** `customermapping/{}`: {}",
+                    if d.error { "Error" } else { "Drift" },
+                    d.name,
+                    escape_md(&d.message)
+                );
+            }
+            out.push('\n');
         }
         if !plan.hosted_users.is_empty() {
             out.push_str("Hosted SFTP logins:\n\n");

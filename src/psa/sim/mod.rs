@@ -221,7 +221,7 @@ impl SimServer {
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(serve(&shared, req).await) }
+                        async move { Ok::<_, Infallible>(serve(shared, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -326,7 +326,7 @@ fn next_fault(faults: &mut Faults) -> Option<(u16, Option<u32>)> {
     answer
 }
 
-async fn serve(shared: &Shared, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn serve(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let method = req.method().as_str().to_string();
     let raw_path = req
         .uri()
@@ -356,7 +356,7 @@ async fn serve(shared: &Shared, req: hyper::Request<Incoming>) -> hyper::Respons
         body,
     };
     let response = if request.path.starts_with("/_sim/") {
-        control(shared, &request)
+        control(&shared, &request)
     } else {
         let (fault, latency) = {
             let mut f = lock(&shared.faults);
@@ -375,8 +375,21 @@ async fn serve(shared: &Shared, req: hyper::Request<Incoming>) -> hyper::Respons
             }
             Some((status, _)) => shared.api.error(status, "Injected failure"),
             None => {
-                let f = lock(&shared.faults);
-                shared.api.handle(&request, &f, &shared.base_url)
+                // A snapshot of the faults, so requests reach the API concurrently (the
+                // Autotask thread limit needs that), on a blocking thread (an API may sleep).
+                let snapshot = {
+                    let f = lock(&shared.faults);
+                    Faults {
+                        keys_expired: f.keys_expired,
+                        zone_moves: f.zone_moves,
+                        ..Faults::default()
+                    }
+                };
+                let api = shared.clone();
+                let req = request.clone();
+                tokio::task::spawn_blocking(move || api.api.handle(&req, &snapshot, &api.base_url))
+                    .await
+                    .unwrap_or_else(|_| shared.api.error(500, "the simulator panicked"))
             }
         };
         shared.served.fetch_add(1, Ordering::Relaxed);
@@ -441,16 +454,14 @@ pub fn decode(s: &str, plus: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' if plus => out.push(b' '),
             b => out.push(b),
         }
@@ -474,11 +485,13 @@ pub fn load_api(kind: SimKind, data_file: &std::path::Path) -> Result<Box<dyn Ap
     let bad = |e: String| Error::Usage(format!("{}: {e}", data_file.display()));
     Ok(match kind {
         SimKind::Connectwise => {
-            let data: connectwise::Data = serde_saphyr::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            let data: connectwise::Data =
+                serde_saphyr::from_str(&text).map_err(|e| bad(e.to_string()))?;
             Box::new(connectwise::ConnectWise::new(data).map_err(bad)?)
         }
         SimKind::Autotask => {
-            let data: autotask::Data = serde_saphyr::from_str(&text).map_err(|e| bad(e.to_string()))?;
+            let data: autotask::Data =
+                serde_saphyr::from_str(&text).map_err(|e| bad(e.to_string()))?;
             Box::new(autotask::Autotask::new(data).map_err(bad)?)
         }
     })

@@ -1,0 +1,1098 @@
+//! The CustomerMapping reconcile: resolve the company (exists, unique, active) and each
+//! product's agreement/contract and item, then set the quantities the usage source reports.
+//!
+//! Quantities are set, never added, and always from what the PSA holds now: ConnectWise
+//! additions are looked up by product identifier (not cancelled) and patched, created only
+//! when none exists; Autotask units are read for the effective date and changed by an
+//! adjustment of `target - current`. A sync cut at any point and run again therefore converges
+//! without a duplicate addition or a second adjustment: nothing depends on a remembered id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::Date;
+use jiff::{Timestamp, Zoned};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::api::{
+    Billing, CustomerMappingSpec, DeliveryTargetSpec, Kind, ResourceKey, Schedule, SettingsSource,
+    Spec, SqlSource, TicketSync, UsageSync,
+};
+use crate::psa::client::PsaClient;
+use crate::psa::http::RetryPolicy;
+use crate::psa::ledger::{PsaLedger, SyncKind};
+use crate::psa::model::{Agreement, Company, Service};
+use crate::psa::usage::{Usage, read_usage};
+use crate::schedule::CompiledSchedule;
+use crate::secrets::FileSecrets;
+use crate::state::{ActualState, StateStore};
+use crate::{Error, Result};
+
+/// Usage rows read during one [`Syncer::run`], per distinct source: each cell is filled once.
+type UsageCache =
+    Mutex<HashMap<String, Arc<Mutex<Option<std::result::Result<Arc<Usage>, String>>>>>>;
+
+/// A failed attempt of a slot is retried after this delay, doubled per attempt.
+const RETRY_BASE: Duration = Duration::from_secs(120);
+/// At most this many attempts per slot; then the slot waits for the next one.
+const MAX_ATTEMPTS: usize = 8;
+
+/// A CustomerMapping with the settings that apply to it (`settings: general` takes them from
+/// the PSA target's `defaults`).
+#[derive(Clone, Debug)]
+pub struct MappingView {
+    /// The mapping.
+    pub key: ResourceKey,
+    /// Its spec.
+    pub spec: CustomerMappingSpec,
+    /// The PSA DeliveryTarget's spec.
+    pub target: DeliveryTargetSpec,
+    /// Usage sync settings in force.
+    pub usage: Option<UsageSync>,
+    /// Ticket sync settings in force.
+    pub tickets: Option<TicketSync>,
+    /// Billing settings in force.
+    pub billing: Option<Billing>,
+    /// When the mapping was first applied.
+    pub created_at: Option<Timestamp>,
+}
+
+impl MappingView {
+    /// Every applied mapping whose PSA target is applied too.
+    pub fn all(actual: &ActualState) -> Vec<MappingView> {
+        actual
+            .resources
+            .values()
+            .filter(|r| r.key.kind == Kind::CustomerMapping)
+            .filter_map(|r| {
+                let Ok(Spec::CustomerMapping(spec)) = Spec::from_json(r.key.kind, r.spec.clone())
+                else {
+                    return None;
+                };
+                let target_key =
+                    ResourceKey::new(Kind::DeliveryTarget, &r.key.namespace, &spec.psa.target);
+                let target = actual.resources.get(&target_key)?;
+                let Ok(Spec::DeliveryTarget(target)) =
+                    Spec::from_json(Kind::DeliveryTarget, target.spec.clone())
+                else {
+                    return None;
+                };
+                Some(MappingView::new(
+                    r.key.clone(),
+                    spec,
+                    *target,
+                    r.created_at.parse().ok(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Builds the view, resolving `settings`.
+    pub fn new(
+        key: ResourceKey,
+        spec: CustomerMappingSpec,
+        target: DeliveryTargetSpec,
+        created_at: Option<Timestamp>,
+    ) -> Self {
+        let defaults = target
+            .connectwise
+            .as_ref()
+            .and_then(|c| c.defaults.clone())
+            .or_else(|| target.autotask.as_ref().and_then(|a| a.defaults.clone()))
+            .unwrap_or_default();
+        let (usage, tickets, billing) = match spec.settings {
+            SettingsSource::General => {
+                (defaults.usage_sync, defaults.ticket_sync, defaults.billing)
+            }
+            SettingsSource::Custom => (
+                spec.usage_sync.clone(),
+                spec.ticket_sync.clone(),
+                spec.billing.clone(),
+            ),
+        };
+        MappingView {
+            key,
+            spec,
+            target,
+            usage,
+            tickets,
+            billing,
+            created_at,
+        }
+    }
+
+    /// The usage sync schedule, when enabled (default every 24 hours).
+    pub fn usage_schedule(&self) -> Option<CompiledSchedule> {
+        let u = self.usage.as_ref().filter(|u| u.enabled)?;
+        let schedule = u.schedule.clone().unwrap_or(Schedule::Every("24h".into()));
+        CompiledSchedule::new(&schedule, &u.time_zone).ok()
+    }
+
+    /// The billing schedule, when enabled (default monthly on day 1 at 06:00).
+    pub fn billing_schedule(&self) -> Option<CompiledSchedule> {
+        let b = self.billing.as_ref().filter(|b| b.enabled)?;
+        let schedule =
+            b.schedule
+                .clone()
+                .unwrap_or(Schedule::Monthly(crate::api::MonthlySchedule {
+                    day: 1,
+                    at: "06:00".into(),
+                }));
+        CompiledSchedule::new(&schedule, &b.time_zone).ok()
+    }
+
+    /// The schedule of `kind`.
+    pub fn schedule(&self, kind: SyncKind) -> Option<CompiledSchedule> {
+        match kind {
+            SyncKind::Usage => self.usage_schedule(),
+            SyncKind::Billing => self.billing_schedule(),
+        }
+    }
+
+    /// The usage query (billing pushes the same quantities).
+    pub fn usage_source(&self) -> Option<&SqlSource> {
+        self.usage.as_ref()?.source.as_ref().map(|s| &s.sql)
+    }
+
+    /// The time zone the effective dates of `kind` are computed in.
+    fn time_zone(&self, kind: SyncKind) -> &str {
+        match kind {
+            SyncKind::Usage => self.usage.as_ref().map_or("UTC", |u| u.time_zone.as_str()),
+            SyncKind::Billing => self
+                .billing
+                .as_ref()
+                .map_or("UTC", |b| b.time_zone.as_str()),
+        }
+    }
+}
+
+/// A product's agreement/contract and item, resolved in the PSA.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedProduct {
+    /// Our product key.
+    pub product: String,
+    /// The agreement (ConnectWise) or contract (Autotask).
+    pub agreement: Agreement,
+    /// ConnectWise product identifier, or Autotask service name.
+    pub item: String,
+    /// Autotask: the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
+}
+
+/// A mapping resolved in its PSA.
+#[derive(Clone, Debug, Serialize)]
+pub struct Resolution {
+    /// The verified company.
+    pub company: Company,
+    /// The products that resolved.
+    pub products: Vec<ResolvedProduct>,
+    /// Why the others did not.
+    pub problems: Vec<String>,
+}
+
+/// Picks the mapping's company among the PSA's matches: exactly one, and active.
+pub fn choose_company(product: &str, key: &str, candidates: &[Company]) -> Result<Company, String> {
+    let list = |cs: &[Company]| {
+        cs.iter()
+            .map(|c| format!("#{} \"{}\" ({})", c.id, c.name, c.status))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match candidates {
+        [] => Err(format!("company `{key}` not found in {product}")),
+        [one] if !one.active => Err(format!(
+            "company `{key}` (#{}) is not active in {product}: status {}",
+            one.id, one.status
+        )),
+        [one] => Ok(one.clone()),
+        many => Err(format!(
+            "company `{key}` is ambiguous in {product}: {} companies match: {}",
+            many.len(),
+            list(many)
+        )),
+    }
+}
+
+/// Picks the agreement/contract named `name`: exactly one active one that accepts services.
+pub fn choose_agreement(
+    product: &str,
+    name: &str,
+    company: &Company,
+    agreements: &[Agreement],
+) -> Result<Agreement, String> {
+    let what = if product == "Autotask" {
+        "contract"
+    } else {
+        "agreement"
+    };
+    let named: Vec<&Agreement> = agreements.iter().filter(|a| a.name == name).collect();
+    let active: Vec<&Agreement> = named.iter().copied().filter(|a| a.active).collect();
+    match (named.as_slice(), active.as_slice()) {
+        ([], _) => {
+            let mut names: Vec<&str> = agreements.iter().map(|a| a.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            Err(format!(
+                "no {what} named `{name}` for company #{} ({}); its {what}s: {}",
+                company.id,
+                company.name,
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        }
+        (all, []) => Err(format!(
+            "{what} `{name}` (#{}) is not active: status {}",
+            all[0].id, all[0].status
+        )),
+        (_, [one]) if !one.accepts_services => Err(format!(
+            "{what} `{name}` (#{}) has contract type {}, not Recurring Service (7): services \
+             and units cannot be attached to it",
+            one.id, one.kind
+        )),
+        (_, [one]) => Ok((*one).clone()),
+        (_, many) => Err(format!(
+            "{what} `{name}` is ambiguous: {} active {what}s have that name ({})",
+            many.len(),
+            many.iter()
+                .map(|a| format!("#{}", a.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Resolves the mapping: its company (an error when missing, ambiguous or inactive), then each
+/// product (problems collected, the other products still resolve).
+pub async fn resolve(
+    client: &PsaClient,
+    spec: &CustomerMappingSpec,
+) -> Result<std::result::Result<Resolution, String>> {
+    let key = client.company_key(&spec.company)?;
+    let candidates = client.companies(&spec.company).await?;
+    let company = match choose_company(client.product(), key, &candidates) {
+        Ok(c) => c,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let agreements = client.agreements(company.id).await?;
+    let mut products = Vec::new();
+    let mut problems = Vec::new();
+    let mut services: HashMap<String, std::result::Result<Service, String>> = HashMap::new();
+    for c in &spec.contracts {
+        let agreement =
+            match choose_agreement(client.product(), &c.agreement, &company, &agreements) {
+                Ok(a) => a,
+                Err(p) => {
+                    problems.push(format!("{}: {p}", c.product));
+                    continue;
+                }
+            };
+        let service = match client {
+            PsaClient::ConnectWise(_) => None,
+            PsaClient::Autotask(at) => {
+                if !services.contains_key(&c.item) {
+                    let found = at.services_by_name(&c.item).await?;
+                    let chosen = match found.as_slice() {
+                        [] => Err(format!("service `{}` not found in Autotask", c.item)),
+                        [one] => Ok(one.clone()),
+                        many => Err(format!(
+                            "service `{}` is ambiguous: {} services have that name",
+                            c.item,
+                            many.len()
+                        )),
+                    };
+                    services.insert(c.item.clone(), chosen);
+                }
+                match &services[&c.item] {
+                    Ok(s) => Some(s.clone()),
+                    Err(p) => {
+                        problems.push(format!("{}: {p}", c.product));
+                        continue;
+                    }
+                }
+            }
+        };
+        products.push(ResolvedProduct {
+            product: c.product.clone(),
+            agreement,
+            item: c.item.clone(),
+            service,
+        });
+    }
+    Ok(Ok(Resolution {
+        company,
+        products,
+        problems,
+    }))
+}
+
+/// One quantity set in the PSA.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pushed {
+    /// Our product key.
+    pub product: String,
+    /// The quantity now in the PSA.
+    pub quantity: f64,
+    /// The quantity before (`None`: there was no addition / no units).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<f64>,
+    /// `created`, `updated`, `adjusted` or `unchanged`.
+    pub action: String,
+    /// The agreement/contract id.
+    pub agreement_id: i64,
+    /// ConnectWise addition id, or Autotask adjustment id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<i64>,
+    /// ConnectWise product id, or Autotask service id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<i64>,
+    /// Additions beyond the first for the product (ConnectWise), left alone and reported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<i64>,
+}
+
+/// The quantity the PSA holds for a product on `on` (`None`: no addition or no units row).
+pub async fn current_quantity(
+    client: &PsaClient,
+    p: &ResolvedProduct,
+    on: Date,
+) -> Result<Option<f64>> {
+    match client {
+        PsaClient::ConnectWise(cw) => {
+            let mut additions = cw.additions(p.agreement.id, &p.item).await?;
+            additions.sort_by_key(|a| a.id);
+            Ok(additions.first().map(|a| a.quantity))
+        }
+        PsaClient::Autotask(at) => {
+            let Some(service) = &p.service else {
+                return Ok(None);
+            };
+            if at
+                .contract_service(p.agreement.id, service.id)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            Ok(Some(
+                at.current_units(p.agreement.id, service.id, on).await?,
+            ))
+        }
+    }
+}
+
+/// Sets a product's quantity to `quantity`, effective `on`, from what the PSA holds now.
+pub async fn push_quantity(
+    client: &PsaClient,
+    p: &ResolvedProduct,
+    quantity: f64,
+    on: Date,
+    description: &str,
+) -> Result<Pushed> {
+    let mut pushed = Pushed {
+        product: p.product.clone(),
+        quantity,
+        previous: None,
+        action: "unchanged".into(),
+        agreement_id: p.agreement.id,
+        record_id: None,
+        item_id: None,
+        duplicates: Vec::new(),
+    };
+    match client {
+        PsaClient::ConnectWise(cw) => {
+            let mut additions = cw.additions(p.agreement.id, &p.item).await?;
+            additions.sort_by_key(|a| a.id);
+            match additions.split_first() {
+                None => {
+                    let created = cw
+                        .create_addition(p.agreement.id, &p.item, quantity, on, description)
+                        .await?;
+                    pushed.action = "created".into();
+                    pushed.record_id = Some(created.id);
+                    pushed.item_id = Some(created.product_id);
+                }
+                Some((first, rest)) => {
+                    pushed.previous = Some(first.quantity);
+                    pushed.record_id = Some(first.id);
+                    pushed.item_id = Some(first.product_id);
+                    pushed.duplicates = rest.iter().map(|a| a.id).collect();
+                    if !same_quantity(first.quantity, quantity) {
+                        cw.set_addition_quantity(p.agreement.id, first.id, quantity)
+                            .await?;
+                        pushed.action = "updated".into();
+                    }
+                }
+            }
+        }
+        PsaClient::Autotask(at) => {
+            let service = p
+                .service
+                .as_ref()
+                .ok_or_else(|| Error::Psa(format!("{}: service not resolved", p.product)))?;
+            pushed.item_id = Some(service.id);
+            if at
+                .contract_service(p.agreement.id, service.id)
+                .await?
+                .is_none()
+            {
+                at.add_contract_service(p.agreement.id, service.id, service.unit_price)
+                    .await?;
+            }
+            let current = at.current_units(p.agreement.id, service.id, on).await?;
+            pushed.previous = Some(current);
+            let delta = quantity - current;
+            if !same_quantity(delta, 0.0) {
+                let id = at
+                    .adjust_units(p.agreement.id, service.id, on, delta, None)
+                    .await?;
+                pushed.action = "adjusted".into();
+                pushed.record_id = Some(id);
+            }
+        }
+    }
+    Ok(pushed)
+}
+
+fn same_quantity(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+/// How one sync of a mapping ended.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// The mapping.
+    #[serde(skip)]
+    pub key: ResourceKey,
+    /// Usage sync or billing push.
+    #[serde(skip)]
+    pub kind: SyncKind,
+    /// The slot (RFC 3339).
+    pub slot: String,
+    /// Whether everything was pushed.
+    pub succeeded: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The quantities set.
+    pub pushed: Vec<Pushed>,
+    /// Products in the usage rows of this customer that no contract maps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmapped_products: Vec<String>,
+    /// What ticket sync did, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+}
+
+/// Why a sync runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Its schedule came due.
+    Scheduled,
+    /// `ferry run-now`.
+    Manual,
+}
+
+/// One sync to run.
+#[derive(Clone, Debug)]
+pub struct SyncJob {
+    /// The mapping.
+    pub view: MappingView,
+    /// What to push.
+    pub kind: SyncKind,
+    /// The slot it is for.
+    pub slot: Zoned,
+    /// Why.
+    pub trigger: Trigger,
+}
+
+/// Runs CustomerMapping syncs: shared by `ferry run` (scheduled), `ferry run-now` and the
+/// controller. One client per PSA target, shared by all its mappings.
+pub struct Syncer {
+    store: StateStore,
+    ledger: PsaLedger,
+    secrets: FileSecrets,
+    retry: RetryPolicy,
+    clients: Mutex<HashMap<(String, String), PsaClient>>,
+    /// How many mappings sync at once.
+    pub concurrency: usize,
+}
+
+impl Syncer {
+    /// A syncer on the state `store`, reading keys from `secrets`.
+    pub fn new(store: StateStore, secrets: FileSecrets) -> Self {
+        Syncer {
+            ledger: PsaLedger::new(store.pool().clone()),
+            store,
+            secrets,
+            retry: RetryPolicy::default(),
+            clients: Mutex::new(HashMap::new()),
+            concurrency: 8,
+        }
+    }
+
+    /// Replaces the HTTP retry policy (tests shorten it).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The PSA ledger.
+    pub fn ledger(&self) -> &PsaLedger {
+        &self.ledger
+    }
+
+    /// Requests sent to every PSA so far.
+    pub async fn requests(&self) -> u64 {
+        self.clients
+            .lock()
+            .await
+            .values()
+            .map(PsaClient::requests)
+            .sum()
+    }
+
+    /// The client of the mapping's PSA target (built once).
+    pub async fn client(&self, view: &MappingView) -> Result<PsaClient> {
+        let key = (view.key.namespace.clone(), view.spec.psa.target.clone());
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = PsaClient::for_target(
+            &key.0,
+            &key.1,
+            &view.target,
+            &self.secrets,
+            self.retry.clone(),
+        )?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// The syncs due at `now`: for each mapping and kind, the latest slot of its schedule
+    /// that has not succeeded, unless its last failed attempt is too recent (backoff) or it
+    /// failed too often. A billing slot before the mapping existed is not pushed.
+    pub async fn due(&self, views: &[MappingView], now: Timestamp) -> Result<Vec<SyncJob>> {
+        let mut jobs = Vec::new();
+        for view in views {
+            for kind in [SyncKind::Usage, SyncKind::Billing] {
+                let Some(schedule) = view.schedule(kind) else {
+                    continue;
+                };
+                let Some(slot) = schedule.latest_at_or_before(now) else {
+                    continue;
+                };
+                if kind == SyncKind::Billing
+                    && view.created_at.is_some_and(|c| slot.timestamp() < c)
+                {
+                    continue;
+                }
+                let attempts = self
+                    .ledger
+                    .attempts(
+                        &view.key.namespace,
+                        &view.key.name,
+                        kind,
+                        slot.timestamp().as_second(),
+                    )
+                    .await?;
+                if attempts.iter().any(|a| a.outcome != "failed") {
+                    continue;
+                }
+                if attempts.len() >= MAX_ATTEMPTS {
+                    continue;
+                }
+                if let Some(last) = attempts.last() {
+                    let finished: Option<Timestamp> =
+                        last.finished_at.as_deref().and_then(|f| f.parse().ok());
+                    let wait = RETRY_BASE * 2u32.pow(attempts.len().saturating_sub(1) as u32);
+                    if finished.is_some_and(|f| {
+                        now.duration_since(f).unsigned_abs() < wait.min(Duration::from_secs(3600))
+                    }) {
+                        continue;
+                    }
+                }
+                jobs.push(SyncJob {
+                    view: view.clone(),
+                    kind,
+                    slot,
+                    trigger: Trigger::Scheduled,
+                });
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Runs `jobs`, `concurrency` mappings at a time (a mapping's own jobs in order). Each
+    /// usage query runs once for all the jobs that share it.
+    pub async fn run(&self, jobs: Vec<SyncJob>) -> Vec<SyncReport> {
+        match self.ledger.abandon_dead().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                attempts = n,
+                "PSA syncs interrupted by a stopped ferry marked failed"
+            ),
+            Err(e) => tracing::error!("PSA ledger: {e}"),
+        }
+        let usage_cache: Arc<UsageCache> = Arc::new(Mutex::new(HashMap::new()));
+        let mut by_mapping: BTreeMap<ResourceKey, Vec<SyncJob>> = BTreeMap::new();
+        for job in jobs {
+            by_mapping
+                .entry(job.view.key.clone())
+                .or_default()
+                .push(job);
+        }
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let runs = by_mapping.into_values().map(|jobs| {
+            let semaphore = semaphore.clone();
+            let cache = usage_cache.clone();
+            async move {
+                let _permit = semaphore.acquire().await.expect("never closed");
+                let mut reports = Vec::new();
+                for job in jobs {
+                    reports.push(self.run_job(&job, &cache).await);
+                }
+                reports
+            }
+        });
+        futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Usage rows for `view`, read once per distinct source within a [`Syncer::run`].
+    async fn usage_for(
+        &self,
+        view: &MappingView,
+        slot: &Zoned,
+        cache: &UsageCache,
+    ) -> std::result::Result<Arc<Usage>, String> {
+        let Some(source) = view.usage_source() else {
+            return Err(
+                "no usage source: set usageSync.source (or the PSA target's defaults.usageSync.source)"
+                    .into(),
+            );
+        };
+        let cache_key = format!(
+            "{}\u{0}{}",
+            view.key.namespace,
+            serde_json::to_string(source).unwrap_or_default()
+        );
+        let cell = {
+            let mut map = cache.lock().await;
+            map.entry(cache_key).or_default().clone()
+        };
+        let mut cell = cell.lock().await;
+        if let Some(result) = &*cell {
+            return result.clone();
+        }
+        let result = read_usage(source, &view.key.namespace, &self.secrets, slot)
+            .await
+            .map(Arc::new)
+            .map_err(|e| format!("usage query: {e}"));
+        *cell = Some(result.clone());
+        result
+    }
+
+    async fn run_job(&self, job: &SyncJob, cache: &UsageCache) -> SyncReport {
+        let view = &job.view;
+        let mut report = SyncReport {
+            key: view.key.clone(),
+            kind: job.kind,
+            slot: crate::source::rfc3339(&job.slot),
+            succeeded: false,
+            reason: None,
+            pushed: Vec::new(),
+            unmapped_products: Vec::new(),
+            ticket: None,
+        };
+        let trigger = match job.trigger {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Manual => "manual",
+        };
+        let record = match self
+            .ledger
+            .start(
+                &view.key.namespace,
+                &view.key.name,
+                job.kind,
+                job.slot.timestamp().as_second(),
+                trigger,
+            )
+            .await
+        {
+            Ok(id) => Some(id),
+            Err(e) => {
+                report.reason = Some(e.to_string());
+                None
+            }
+        };
+        let mut resolution = None;
+        let outcome = self.sync(job, cache, &mut report, &mut resolution).await;
+        if let Err(e) = outcome {
+            report.reason = Some(e.to_string());
+        }
+        report.succeeded = report.reason.is_none();
+        tracing::info!(
+            mapping = %view.key,
+            kind = job.kind.as_str(),
+            succeeded = report.succeeded,
+            reason = report.reason.as_deref().unwrap_or(""),
+            "PSA sync finished"
+        );
+        if let Some(resolution) = &resolution {
+            report.ticket = self.sync_ticket(job, resolution, &report).await;
+        }
+        if let Some(id) = record {
+            let pushed = serde_json::to_value(&report.pushed).unwrap_or(Value::Null);
+            if let Err(e) = self
+                .ledger
+                .finish(id, report.succeeded, report.reason.as_deref(), &pushed)
+                .await
+            {
+                tracing::error!(mapping = %view.key, "PSA ledger not updated: {e}");
+            }
+        }
+        if let Err(e) = self.write_status(job, resolution.as_ref(), &report).await {
+            tracing::error!(mapping = %view.key, "status not written: {e}");
+        }
+        report
+    }
+
+    async fn sync(
+        &self,
+        job: &SyncJob,
+        cache: &UsageCache,
+        report: &mut SyncReport,
+        resolution_out: &mut Option<Resolution>,
+    ) -> Result<()> {
+        let view = &job.view;
+        let client = self.client(view).await?;
+        let resolution = match resolve(&client, &view.spec).await? {
+            Ok(r) => r,
+            Err(problem) => {
+                report.reason = Some(problem);
+                return Ok(());
+            }
+        };
+        let mut problems = resolution.problems.clone();
+        *resolution_out = Some(resolution.clone());
+        let usage = match self.usage_for(view, &job.slot, cache).await {
+            Ok(u) => u,
+            Err(e) => {
+                problems.push(e);
+                report.reason = Some(problems.join("; "));
+                return Ok(());
+            }
+        };
+        let empty = BTreeMap::new();
+        let rows = usage.get(&view.spec.customer).unwrap_or(&empty);
+        report.unmapped_products = rows
+            .keys()
+            .filter(|p| !view.spec.contracts.iter().any(|c| &c.product == *p))
+            .cloned()
+            .collect();
+        let tz = crate::schedule::parse_time_zone(view.time_zone(job.kind))
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let on = job.slot.timestamp().to_zoned(tz).date();
+        let description = format!(
+            "Managed by Ferry: customermapping {}/{}",
+            view.key.namespace, view.key.name
+        );
+        for p in &resolution.products {
+            let quantity = rows.get(&p.product).copied().unwrap_or(0.0);
+            match push_quantity(&client, p, quantity, on, &description).await {
+                Ok(pushed) => report.pushed.push(pushed),
+                Err(e) => problems.push(format!("{}: {e}", p.product)),
+            }
+        }
+        if !problems.is_empty() {
+            report.reason = Some(problems.join("; "));
+        }
+        Ok(())
+    }
+
+    /// One open ticket per mapping and failure kind: opened (or adopted, when an open ticket
+    /// with its title already exists) on failure, closed on the next success.
+    async fn sync_ticket(
+        &self,
+        job: &SyncJob,
+        resolution: &Resolution,
+        report: &SyncReport,
+    ) -> Option<String> {
+        let view = &job.view;
+        let tickets = view.tickets.as_ref().filter(|t| t.enabled)?;
+        let kind = job.kind.as_str();
+        let (ns, name) = (&view.key.namespace, &view.key.name);
+        let open = match self.ledger.open_ticket(ns, name, kind).await {
+            Ok(o) => o,
+            Err(e) => return Some(format!("ticket state unreadable: {e}")),
+        };
+        let client = self.client(view).await.ok()?;
+        let outcome: Result<Option<String>> = async {
+            match (report.succeeded, open) {
+                (true, Some((id, _))) => {
+                    client.close_ticket(id).await?;
+                    self.ledger.forget_ticket(ns, name, kind).await?;
+                    Ok(Some(format!("closed ticket #{id}")))
+                }
+                (true, None) => Ok(None),
+                (false, Some((id, _))) => Ok(Some(format!("ticket #{id} already open"))),
+                (false, None) => {
+                    let title = ticket_title(job.kind, &view.spec.customer);
+                    let existing = client.open_tickets(resolution.company.id, &title).await?;
+                    let id = match existing.first() {
+                        Some(id) => *id,
+                        None => {
+                            let board = tickets.board.as_deref().ok_or_else(|| {
+                                Error::Usage("ticketSync.board is not set".into())
+                            })?;
+                            let description = format!(
+                                "Ferry's {} for customer `{}` (customermapping {ns}/{name}) failed \
+                                 for slot {}:\n\n{}\n\nThis ticket is closed automatically when the \
+                                 next attempt succeeds.",
+                                job.kind.label(),
+                                view.spec.customer,
+                                report.slot,
+                                report.reason.as_deref().unwrap_or("unknown reason")
+                            );
+                            client
+                                .create_ticket(resolution.company.id, board, &title, &description)
+                                .await?
+                        }
+                    };
+                    self.ledger.record_ticket(ns, name, kind, id, &title).await?;
+                    Ok(Some(format!("opened ticket #{id}")))
+                }
+            }
+        }
+        .await;
+        match outcome {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(mapping = %view.key, "ticket sync failed: {e}");
+                Some(format!("ticket sync failed: {e}"))
+            }
+        }
+    }
+
+    async fn write_status(
+        &self,
+        job: &SyncJob,
+        resolution: Option<&Resolution>,
+        report: &SyncReport,
+    ) -> Result<()> {
+        let key = &job.view.key;
+        let Some(stored) = self.store.get(key).await? else {
+            return Ok(());
+        };
+        let mut status = if stored.status.is_object() {
+            stored.status.clone()
+        } else {
+            json!({})
+        };
+        let now = Timestamp::now().to_string();
+        if let Some(r) = resolution {
+            status["companyId"] = json!(r.company.id);
+            status["companyName"] = json!(r.company.name);
+            let contracts: Vec<Value> = r
+                .products
+                .iter()
+                .map(|p| {
+                    let pushed = report.pushed.iter().find(|x| x.product == p.product);
+                    let mut c = json!({
+                        "product": p.product,
+                        "agreement": p.agreement.name,
+                        "agreementId": p.agreement.id,
+                        "item": p.item,
+                    });
+                    if let Some(id) = p
+                        .service
+                        .as_ref()
+                        .map(|s| s.id)
+                        .or_else(|| pushed.and_then(|x| x.item_id))
+                    {
+                        c["itemId"] = json!(id);
+                    }
+                    c
+                })
+                .collect();
+            status["contracts"] = Value::Array(contracts);
+        }
+        let result = json!({
+            "time": now,
+            "slot": report.slot,
+            "outcome": if report.succeeded { "succeeded" } else { "failed" },
+            "reason": report.reason,
+            "quantities": report.pushed.iter().map(|p| json!({"product": p.product, "quantity": p.quantity})).collect::<Vec<_>>(),
+        });
+        let field = match job.kind {
+            SyncKind::Usage => "lastSync",
+            SyncKind::Billing => "lastBilling",
+        };
+        status[field] = result;
+        if !report.unmapped_products.is_empty() {
+            status["unmappedProducts"] = json!(report.unmapped_products);
+        } else if let Some(o) = status.as_object_mut() {
+            o.remove("unmappedProducts");
+        }
+        let tickets = self.ledger.open_tickets(&key.namespace, &key.name).await?;
+        status["openTickets"] = Value::Array(
+            tickets
+                .iter()
+                .map(|(kind, id)| json!({"kind": kind, "id": id}))
+                .collect(),
+        );
+        let (value, reason, message) = if report.succeeded {
+            (
+                "True",
+                "SyncSucceeded",
+                format!("{} succeeded", job.kind.label()),
+            )
+        } else {
+            (
+                "False",
+                "SyncFailed",
+                format!(
+                    "{} failed: {}",
+                    job.kind.label(),
+                    report.reason.as_deref().unwrap_or("")
+                ),
+            )
+        };
+        crate::plan::set_condition(&mut status, "Synced", value, reason, &message, &now);
+        self.store.set_status(key, &status).await
+    }
+}
+
+/// The title of the ticket Ferry keeps open for a failing sync (ConnectWise summaries are
+/// limited to 100 characters).
+pub fn ticket_title(kind: SyncKind, customer: &str) -> String {
+    let mut title = format!("Ferry: {} failing for {customer}", kind.label());
+    if title.chars().count() > 100 {
+        title = title.chars().take(99).collect::<String>() + "…";
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn company(id: i64, name: &str, active: bool) -> Company {
+        Company {
+            id,
+            identifier: Some(format!("ID{id}")),
+            name: name.into(),
+            active,
+            status: if active { "Active" } else { "Inactive" }.into(),
+        }
+    }
+
+    fn agreement(id: i64, name: &str, active: bool, services: bool) -> Agreement {
+        Agreement {
+            id,
+            name: name.into(),
+            active,
+            status: if active { "Active" } else { "Cancelled" }.into(),
+            kind: if services { "7" } else { "1" }.into(),
+            accepts_services: services,
+        }
+    }
+
+    #[test]
+    fn a_missing_company_is_named_and_an_ambiguous_one_lists_its_candidates() {
+        assert_eq!(
+            choose_company("Autotask", "Acme", &[]).unwrap_err(),
+            "company `Acme` not found in Autotask"
+        );
+        let err = choose_company(
+            "Autotask",
+            "Acme",
+            &[company(1, "Acme", true), company(2, "Acme", true)],
+        )
+        .unwrap_err();
+        assert!(err.contains("ambiguous"), "{err}");
+        assert!(
+            err.contains("#1 \"Acme\" (Active)") && err.contains("#2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_inactive_company_is_refused_with_its_status() {
+        let err =
+            choose_company("ConnectWise", "ACME01", &[company(250, "Acme", false)]).unwrap_err();
+        assert!(err.contains("#250") && err.contains("Inactive"), "{err}");
+    }
+
+    #[test]
+    fn an_agreement_must_exist_be_active_unique_and_accept_services() {
+        let c = company(250, "Acme", true);
+        let list = [
+            agreement(1, "Managed", true, true),
+            agreement(2, "Old", false, true),
+            agreement(3, "Hourly", true, false),
+            agreement(4, "Twice", true, true),
+            agreement(5, "Twice", true, true),
+        ];
+        assert_eq!(
+            choose_agreement("Autotask", "Managed", &c, &list)
+                .unwrap()
+                .id,
+            1
+        );
+        let missing = choose_agreement("ConnectWise", "Nope", &c, &list).unwrap_err();
+        assert!(missing.contains("no agreement named `Nope`"), "{missing}");
+        assert!(missing.contains("Managed"), "candidates listed: {missing}");
+        let inactive = choose_agreement("ConnectWise", "Old", &c, &list).unwrap_err();
+        assert!(
+            inactive.contains("not active: status Cancelled"),
+            "{inactive}"
+        );
+        let wrong = choose_agreement("Autotask", "Hourly", &c, &list).unwrap_err();
+        assert!(wrong.contains("not Recurring Service (7)"), "{wrong}");
+        let twice = choose_agreement("Autotask", "Twice", &c, &list).unwrap_err();
+        assert!(
+            twice.contains("ambiguous") && twice.contains("#4, #5"),
+            "{twice}"
+        );
+    }
+
+    #[test]
+    fn an_inactive_duplicate_does_not_hide_the_active_agreement() {
+        let c = company(250, "Acme", true);
+        let list = [
+            agreement(1, "Managed", false, true),
+            agreement(2, "Managed", true, true),
+        ];
+        assert_eq!(
+            choose_agreement("ConnectWise", "Managed", &c, &list)
+                .unwrap()
+                .id,
+            2
+        );
+    }
+
+    #[test]
+    fn ticket_titles_fit_connectwise_summaries() {
+        let long = "x".repeat(200);
+        assert_eq!(ticket_title(SyncKind::Usage, &long).chars().count(), 100);
+        assert_eq!(
+            ticket_title(SyncKind::Billing, "acme"),
+            "Ferry: billing push failing for acme"
+        );
+    }
+}
