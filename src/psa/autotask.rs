@@ -333,6 +333,8 @@ struct AtContractService {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AtUnits {
+    #[serde(rename = "serviceID", default)]
+    service_id: Option<i64>,
     start_date: Option<String>,
     end_date: Option<String>,
     units: Option<f64>,
@@ -565,6 +567,52 @@ impl Autotask {
                 contract_id: r.contract_id,
                 service_id: r.service_id,
             }))
+    }
+
+    /// Every contract service of the contract: one lookup for a mapping's services.
+    pub async fn contract_services(&self, contract_id: i64) -> Result<Vec<ContractService>> {
+        let rows: Vec<AtContractService> = self
+            .query("ContractServices", json!([eq("contractID", contract_id)]))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.contract_id == contract_id)
+            .map(|r| ContractService {
+                id: r.id,
+                contract_id: r.contract_id,
+                service_id: r.service_id,
+            })
+            .collect())
+    }
+
+    /// Units per service of the contract in the periods containing `on` (services without a
+    /// period are absent: 0 units), in one query.
+    pub async fn units_on(
+        &self,
+        contract_id: i64,
+        on: jiff::civil::Date,
+    ) -> Result<std::collections::BTreeMap<i64, f64>> {
+        let filter = json!([
+            eq("contractID", contract_id),
+            {"op": "lte", "field": "startDate", "value": format!("{}T23:59:59", at_date(on))},
+            {"op": "gte", "field": "endDate", "value": at_date(on)},
+        ]);
+        let rows: Vec<AtUnits> = self.query("ContractServiceUnits", filter).await?;
+        let mut latest: std::collections::BTreeMap<i64, (jiff::civil::Date, f64)> =
+            Default::default();
+        for r in rows {
+            let (Some(start), Some(end), Some(service)) = (
+                r.start_date.as_deref().and_then(day_of),
+                r.end_date.as_deref().and_then(day_of),
+                r.service_id,
+            ) else {
+                continue;
+            };
+            if start <= on && on <= end && latest.get(&service).is_none_or(|(s, _)| *s <= start) {
+                latest.insert(service, (start, r.units.unwrap_or(0.0)));
+            }
+        }
+        Ok(latest.into_iter().map(|(k, (_, u))| (k, u)).collect())
     }
 
     /// Attaches the service to the contract (`POST /Contracts/{id}/Services`; `unitPrice`

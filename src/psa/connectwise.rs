@@ -412,6 +412,19 @@ impl ConnectWise {
         Ok(rows.into_iter().map(Agreement::from).collect())
     }
 
+    /// Every active (`cancelledDate=null`) addition on the agreement, all products: one
+    /// lookup for a mapping's products on that agreement.
+    pub async fn active_additions(&self, agreement_id: i64) -> Result<Vec<Addition>> {
+        let conditions = Conditions::new().is_null("cancelledDate").build();
+        let path = format!("finance/agreements/{agreement_id}/additions");
+        let rows: Vec<CwAddition> = self.list(&path, &conditions).await?;
+        Ok(rows
+            .into_iter()
+            .map(Addition::from)
+            .filter(|a| a.cancelled_date.is_none())
+            .collect())
+    }
+
     /// Active (`cancelledDate=null`) additions of `product_identifier` on the agreement.
     pub async fn additions(
         &self,

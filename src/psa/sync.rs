@@ -275,6 +275,19 @@ pub async fn resolve(
     client: &PsaClient,
     spec: &CustomerMappingSpec,
 ) -> Result<std::result::Result<Resolution, String>> {
+    resolve_with(client, spec, &ServiceCache::default()).await
+}
+
+/// Autotask services by name, shared by the mappings of one sync cycle (the catalog is the
+/// same for all of them: one lookup per service, not one per mapping).
+pub type ServiceCache = Mutex<HashMap<String, std::result::Result<Service, String>>>;
+
+/// [`resolve`], with services looked up through `services`.
+pub async fn resolve_with(
+    client: &PsaClient,
+    spec: &CustomerMappingSpec,
+    services: &ServiceCache,
+) -> Result<std::result::Result<Resolution, String>> {
     let key = client.company_key(&spec.company)?;
     let candidates = client.companies(&spec.company).await?;
     let company = match choose_company(client.product(), key, &candidates) {
@@ -284,7 +297,6 @@ pub async fn resolve(
     let agreements = client.agreements(company.id).await?;
     let mut products = Vec::new();
     let mut problems = Vec::new();
-    let mut services: HashMap<String, std::result::Result<Service, String>> = HashMap::new();
     for c in &spec.contracts {
         let agreement =
             match choose_agreement(client.product(), &c.agreement, &company, &agreements) {
@@ -297,21 +309,29 @@ pub async fn resolve(
         let service = match client {
             PsaClient::ConnectWise(_) => None,
             PsaClient::Autotask(at) => {
-                if !services.contains_key(&c.item) {
-                    let found = at.services_by_name(&c.item).await?;
-                    let chosen = match found.as_slice() {
-                        [] => Err(format!("service `{}` not found in Autotask", c.item)),
-                        [one] => Ok(one.clone()),
-                        many => Err(format!(
-                            "service `{}` is ambiguous: {} services have that name",
-                            c.item,
-                            many.len()
-                        )),
-                    };
-                    services.insert(c.item.clone(), chosen);
-                }
-                match &services[&c.item] {
-                    Ok(s) => Some(s.clone()),
+                let cached = services.lock().await.get(&c.item).cloned();
+                let chosen = match cached {
+                    Some(c) => c,
+                    None => {
+                        let found = at.services_by_name(&c.item).await?;
+                        let chosen = match found.as_slice() {
+                            [] => Err(format!("service `{}` not found in Autotask", c.item)),
+                            [one] => Ok(one.clone()),
+                            many => Err(format!(
+                                "service `{}` is ambiguous: {} services have that name",
+                                c.item,
+                                many.len()
+                            )),
+                        };
+                        services
+                            .lock()
+                            .await
+                            .insert(c.item.clone(), chosen.clone());
+                        chosen
+                    }
+                };
+                match chosen {
+                    Ok(s) => Some(s),
                     Err(p) => {
                         problems.push(format!("{}: {p}", c.product));
                         continue;
@@ -389,15 +409,44 @@ pub async fn current_quantity(
     }
 }
 
-/// Sets a product's quantity to `quantity`, effective `on`, from what the PSA holds now.
-pub async fn push_quantity(
+/// Sets every product's quantity (`quantity_of(product)`), effective `on`, reading what the
+/// PSA holds once per agreement/contract. Returns what was set and, per product that failed,
+/// why (the others are still pushed).
+pub async fn push_all(
     client: &PsaClient,
-    p: &ResolvedProduct,
-    quantity: f64,
+    products: &[ResolvedProduct],
+    quantity_of: impl Fn(&str) -> f64,
     on: Date,
     description: &str,
-) -> Result<Pushed> {
-    let mut pushed = Pushed {
+) -> (Vec<Pushed>, Vec<String>) {
+    let mut by_agreement: BTreeMap<i64, Vec<&ResolvedProduct>> = BTreeMap::new();
+    for p in products {
+        by_agreement.entry(p.agreement.id).or_default().push(p);
+    }
+    let mut pushed = Vec::new();
+    let mut problems = Vec::new();
+    for (agreement_id, group) in by_agreement {
+        let result = match client {
+            PsaClient::ConnectWise(cw) => {
+                push_connectwise(cw, agreement_id, &group, &quantity_of, on, description).await
+            }
+            PsaClient::Autotask(at) => {
+                push_autotask(at, agreement_id, &group, &quantity_of, on).await
+            }
+        };
+        match result {
+            Ok((done, failed)) => {
+                pushed.extend(done);
+                problems.extend(failed);
+            }
+            Err(e) => problems.extend(group.iter().map(|p| format!("{}: {e}", p.product))),
+        }
+    }
+    (pushed, problems)
+}
+
+fn new_pushed(p: &ResolvedProduct, quantity: f64) -> Pushed {
+    Pushed {
         product: p.product.clone(),
         quantity,
         previous: None,
@@ -406,15 +455,34 @@ pub async fn push_quantity(
         record_id: None,
         item_id: None,
         duplicates: Vec::new(),
-    };
-    match client {
-        PsaClient::ConnectWise(cw) => {
-            let mut additions = cw.additions(p.agreement.id, &p.item).await?;
-            additions.sort_by_key(|a| a.id);
-            match additions.split_first() {
+    }
+}
+
+/// ConnectWise: the agreement's active additions, read once; per product the oldest one is
+/// patched (others are reported, never touched), or one is created when there is none.
+async fn push_connectwise(
+    cw: &crate::psa::connectwise::ConnectWise,
+    agreement_id: i64,
+    group: &[&ResolvedProduct],
+    quantity_of: &impl Fn(&str) -> f64,
+    on: Date,
+    description: &str,
+) -> Result<(Vec<Pushed>, Vec<String>)> {
+    let mut additions = cw.active_additions(agreement_id).await?;
+    additions.sort_by_key(|a| a.id);
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for p in group {
+        let quantity = quantity_of(&p.product);
+        let mut pushed = new_pushed(p, quantity);
+        let mine: Vec<&crate::psa::model::Addition> = additions
+            .iter()
+            .filter(|a| a.product_identifier.eq_ignore_ascii_case(&p.item))
+            .collect();
+        let outcome: Result<()> = async {
+            match mine.split_first() {
                 None => {
                     let created = cw
-                        .create_addition(p.agreement.id, &p.item, quantity, on, description)
+                        .create_addition(agreement_id, &p.item, quantity, on, description)
                         .await?;
                     pushed.action = "created".into();
                     pushed.record_id = Some(created.id);
@@ -426,40 +494,72 @@ pub async fn push_quantity(
                     pushed.item_id = Some(first.product_id);
                     pushed.duplicates = rest.iter().map(|a| a.id).collect();
                     if !same_quantity(first.quantity, quantity) {
-                        cw.set_addition_quantity(p.agreement.id, first.id, quantity)
+                        cw.set_addition_quantity(agreement_id, first.id, quantity)
                             .await?;
                         pushed.action = "updated".into();
                     }
                 }
             }
+            Ok(())
         }
-        PsaClient::Autotask(at) => {
+        .await;
+        match outcome {
+            Ok(()) => done.push(pushed),
+            Err(e) => failed.push(format!("{}: {e}", p.product)),
+        }
+    }
+    Ok((done, failed))
+}
+
+/// Autotask: the contract's services and units, read once; a missing service is attached,
+/// then units change by one adjustment of `target - current` per service.
+async fn push_autotask(
+    at: &crate::psa::autotask::Autotask,
+    contract_id: i64,
+    group: &[&ResolvedProduct],
+    quantity_of: &impl Fn(&str) -> f64,
+    on: Date,
+) -> Result<(Vec<Pushed>, Vec<String>)> {
+    let attached: Vec<i64> = at
+        .contract_services(contract_id)
+        .await?
+        .into_iter()
+        .map(|cs| cs.service_id)
+        .collect();
+    let units = at.units_on(contract_id, on).await?;
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for p in group {
+        let quantity = quantity_of(&p.product);
+        let mut pushed = new_pushed(p, quantity);
+        let outcome: Result<()> = async {
             let service = p
                 .service
                 .as_ref()
-                .ok_or_else(|| Error::Psa(format!("{}: service not resolved", p.product)))?;
+                .ok_or_else(|| Error::Psa("service not resolved".into()))?;
             pushed.item_id = Some(service.id);
-            if at
-                .contract_service(p.agreement.id, service.id)
-                .await?
-                .is_none()
-            {
-                at.add_contract_service(p.agreement.id, service.id, service.unit_price)
+            if !attached.contains(&service.id) {
+                at.add_contract_service(contract_id, service.id, service.unit_price)
                     .await?;
             }
-            let current = at.current_units(p.agreement.id, service.id, on).await?;
+            let current = units.get(&service.id).copied().unwrap_or(0.0);
             pushed.previous = Some(current);
             let delta = quantity - current;
             if !same_quantity(delta, 0.0) {
                 let id = at
-                    .adjust_units(p.agreement.id, service.id, on, delta, None)
+                    .adjust_units(contract_id, service.id, on, delta, None)
                     .await?;
                 pushed.action = "adjusted".into();
                 pushed.record_id = Some(id);
             }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => done.push(pushed),
+            Err(e) => failed.push(format!("{}: {e}", p.product)),
         }
     }
-    Ok(pushed)
+    Ok((done, failed))
 }
 
 fn same_quantity(a: f64, b: f64) -> bool {
@@ -523,6 +623,7 @@ pub struct Syncer {
     secrets: FileSecrets,
     retry: RetryPolicy,
     clients: Mutex<HashMap<(String, String), PsaClient>>,
+    services: Mutex<HashMap<(String, String), Arc<ServiceCache>>>,
     /// How many mappings sync at once.
     pub concurrency: usize,
 }
@@ -536,6 +637,7 @@ impl Syncer {
             secrets,
             retry: RetryPolicy::default(),
             clients: Mutex::new(HashMap::new()),
+            services: Mutex::new(HashMap::new()),
             concurrency: 8,
         }
     }
@@ -644,6 +746,8 @@ impl Syncer {
             ),
             Err(e) => tracing::error!("PSA ledger: {e}"),
         }
+        // The catalog is read again each cycle.
+        self.services.lock().await.clear();
         let usage_cache: Arc<UsageCache> = Arc::new(Mutex::new(HashMap::new()));
         let mut by_mapping: BTreeMap<ResourceKey, Vec<SyncJob>> = BTreeMap::new();
         for job in jobs {
@@ -780,7 +884,14 @@ impl Syncer {
     ) -> Result<()> {
         let view = &job.view;
         let client = self.client(view).await?;
-        let resolution = match resolve(&client, &view.spec).await? {
+        let services = self
+            .services
+            .lock()
+            .await
+            .entry((view.key.namespace.clone(), view.spec.psa.target.clone()))
+            .or_default()
+            .clone();
+        let resolution = match resolve_with(&client, &view.spec, &services).await? {
             Ok(r) => r,
             Err(problem) => {
                 report.reason = Some(problem);
@@ -811,13 +922,16 @@ impl Syncer {
             "Managed by Ferry: customermapping {}/{}",
             view.key.namespace, view.key.name
         );
-        for p in &resolution.products {
-            let quantity = rows.get(&p.product).copied().unwrap_or(0.0);
-            match push_quantity(&client, p, quantity, on, &description).await {
-                Ok(pushed) => report.pushed.push(pushed),
-                Err(e) => problems.push(format!("{}: {e}", p.product)),
-            }
-        }
+        let (pushed, failed) = push_all(
+            &client,
+            &resolution.products,
+            |product| rows.get(product).copied().unwrap_or(0.0),
+            on,
+            &description,
+        )
+        .await;
+        report.pushed = pushed;
+        problems.extend(failed);
         if !problems.is_empty() {
             report.reason = Some(problems.join("; "));
         }
