@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """PSA sync load: MAPPINGS CustomerMappings synced in one `ferry run --once` against Ferry's own
 simulators (`ferry psa-sim connectwise|autotask`), under their limits: Autotask's 3 concurrent
-requests per endpoint and 10,000 requests per hour, and a ConnectWise rate limit
-(CW_RATE requests per second, 429 + Retry-After above it). Prints, per PSA: mappings synced,
+requests per endpoint and 10,000 requests per rolling hour (the services are already on the
+contracts, as for customers billed for them), and a ConnectWise rate limit (CW_RATE requests
+per second, 429 + Retry-After above it). Every quantity is new: ConnectWise creates one
+addition per product, Autotask posts one adjustment per service. Prints, per PSA: mappings synced,
 HTTP requests the simulator answered (and how many were 429s), wall time, requests per mapping.
 
     bench/psa_load.py                  # 1,000 mappings per PSA
@@ -137,6 +139,12 @@ def at_files(work, url, db):
         ],
         "services": [
             {"id": 100 + p, "name": f"Service {p}", "unitPrice": 5.0, "unitCost": 1.0, "periodType": "m"}
+            for p in range(PRODUCTS)
+        ],
+        # The services are on the contracts already, as when a customer is billed for them.
+        "contractServices": [
+            {"id": 20000 + i * PRODUCTS + p, "contractID": 5000 + i, "serviceID": 100 + p, "unitPrice": 5.0}
+            for i in range(MAPPINGS)
             for p in range(PRODUCTS)
         ],
         "queues": [{"id": 8, "name": "Alerts"}],

@@ -354,6 +354,7 @@ impl Runner {
                     .await?;
                 let _ = std::fs::remove_dir_all(&staged_dir);
                 report.error = Some(message);
+                self.customer_tickets(view, slot, &report).await;
                 self.after_run(view).await?;
                 return Ok(report);
             }
@@ -448,8 +449,42 @@ impl Runner {
             .await?;
         report.error = error;
         let _ = std::fs::remove_dir_all(&staged_dir);
+        self.customer_tickets(view, slot, &report).await;
         self.after_run(view).await?;
         Ok(report)
+    }
+
+    /// Ticket sync for deliveries: a schedule labelled `ferry.dev/customer` reports its run to
+    /// that customer's CustomerMappings, which open a ticket on failure and close it on the
+    /// next success (see [`crate::psa::sync::Syncer::report_delivery`]). Never fails the run.
+    async fn customer_tickets(&self, view: &ScheduleView, slot: &Zoned, report: &RunReport) {
+        let Ok(Some(stored)) = self.store.get(&view.key).await else {
+            return;
+        };
+        let Some(customer) = stored.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL) else {
+            return;
+        };
+        let syncer = crate::psa::sync::Syncer::new(self.store.clone(), self.secrets.clone());
+        match syncer
+            .report_delivery(
+                &view.key.namespace,
+                &view.key.name,
+                customer,
+                report.outcome == Outcome::Succeeded,
+                report.error.as_deref().unwrap_or(""),
+                &rfc3339(slot),
+            )
+            .await
+        {
+            Ok(done) => {
+                for d in done {
+                    tracing::info!(schedule = %view.key, "ticket sync: {d}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(schedule = %view.key, "ticket sync for the delivery failed: {e}")
+            }
+        }
     }
 
     /// Exports a slot to its staged file (reusing a complete one left by an interrupted run).

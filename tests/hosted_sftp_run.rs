@@ -84,10 +84,20 @@ fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, Str
     )
 }
 
+/// A `ferry run` child, killed if the test fails before stopping it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `ferry run -f FILES --sftp-listen 127.0.0.1:PORT` in the sandbox, its stderr in
 /// `daemon.log`.
-fn start_daemon(sb: &Sandbox, files: &Path, port: u16, env: &[(&str, &str)]) -> Child {
-    common::ferry_command()
+fn start_daemon(sb: &Sandbox, files: &Path, port: u16, env: &[(&str, &str)]) -> Daemon {
+    let child = common::ferry_command()
         .args(["run", "-f"])
         .arg(files)
         .args([
@@ -105,7 +115,8 @@ fn start_daemon(sb: &Sandbox, files: &Path, port: u16, env: &[(&str, &str)]) -> 
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(sb.root().join("daemon.log")).unwrap())
         .spawn()
-        .expect("ferry run starts")
+        .expect("ferry run starts");
+    Daemon(child)
 }
 
 /// An open `sftp -b -` session reading commands from a pipe.
@@ -180,13 +191,16 @@ impl Session {
 }
 
 /// SIGTERM, and a clean exit.
-fn stop(child: &mut Child) {
+fn stop(daemon: &mut Daemon) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &daemon.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(child.wait().unwrap().success(), "the daemon stops cleanly");
+    assert!(
+        daemon.0.wait().unwrap().success(),
+        "the daemon stops cleanly"
+    );
 }
 
 #[test]

@@ -830,3 +830,125 @@ fn plan_refreshes_from_the_psa_and_shows_quantities_changed_outside_ferry() {
     );
     rt.block_on(sim.shutdown());
 }
+
+#[test]
+fn ferry_run_once_syncs_what_is_due_and_a_second_pass_finds_nothing_to_do() {
+    let rt = runtime();
+    let sim = start_cw(&rt, CW_DATA);
+    let sb = cw_sandbox();
+    let db = usage_db(&sb, &[("acme", "endpoint-protection", 5.0)]);
+    let files = sb.write(
+        "cw.yaml",
+        &format!(
+            "{}---\n{}",
+            cw_target(&sim),
+            cw_mapping("acme", "ACME01", "Managed Services", &db, false)
+        ),
+    );
+    let first = sb
+        .ferry(["run", "--once", "-f", files.to_str().unwrap()])
+        .success();
+    assert!(
+        first.stderr.contains("PSA syncs: 1 succeeded, 0 failed."),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(active_additions(&sim, "EP-PROT")[0]["quantity"], 5.0);
+    let status = mapping_status(&sb, "acme");
+    assert_eq!(status["lastSync"]["outcome"], "succeeded");
+    // Usage every 24 h (the default) is due at once; billing on day 31 is not: its latest
+    // slot (30 June, the month's last day) is older than the mapping.
+    assert!(status["lastBilling"].is_null(), "{status}");
+    let served = sim.requests_served();
+    let second = sb
+        .ferry(["run", "--once", "-f", files.to_str().unwrap()])
+        .success();
+    assert!(!second.stderr.contains("PSA syncs"), "{}", second.stderr);
+    assert_eq!(sim.requests_served(), served, "nothing due, nothing sent");
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn a_failed_report_for_a_labelled_customer_opens_one_ticket_that_the_next_good_run_closes() {
+    let rt = runtime();
+    let sim = start_cw(&rt, CW_DATA);
+    let sb = cw_sandbox();
+    let db = usage_db(&sb, &[("acme", "endpoint-protection", 5.0)]);
+    // A file where the target wants a directory: the delivery fails.
+    std::fs::write(sb.root().join("blocked"), "not a directory").unwrap();
+    let schedule = |path: &str| {
+        format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: drop}}
+spec:
+  localDir: {{path: {path}}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata:
+  name: acme-usage
+  labels: {{ferry.dev/customer: acme}}
+spec:
+  schedule: {{daily: {{at: "06:00"}}}}
+  source:
+    sql:
+      url: "sqlite:{db}"
+      query: "SELECT customer, product, quantity FROM usage"
+  format: {{csv: {{}}}}
+  fileName: "usage_{{yyyyMMdd}}.csv"
+  deliverTo: [{{target: drop}}]
+  retry: {{attempts: 1, backoff: 1s}}
+"#,
+            db = db.display()
+        )
+    };
+    let files = sb.write(
+        "all.yaml",
+        &format!(
+            "{}---\n{}---\n{}",
+            cw_target(&sim),
+            cw_mapping("acme", "ACME01", "Managed Services", &db, true),
+            schedule("blocked/reports")
+        ),
+    );
+    sb.apply(&[&files]);
+    for _ in 0..2 {
+        sb.ferry(["run-now", "reportschedule/acme-usage"]).code(1);
+    }
+    let tickets = sim.state()["tickets"].as_array().cloned().unwrap();
+    assert_eq!(
+        tickets.len(),
+        1,
+        "one ticket for two failed runs: {tickets:?}"
+    );
+    assert_eq!(
+        tickets[0]["summary"],
+        "Ferry: report acme-usage failing for acme"
+    );
+    assert_eq!(tickets[0]["companyId"], 250);
+    assert_eq!(tickets[0]["closed"], false);
+    let status = mapping_status(&sb, "acme");
+    assert_eq!(status["openTickets"][0]["kind"], "delivery/acme-usage");
+
+    std::fs::write(
+        &files,
+        format!(
+            "{}---\n{}---\n{}",
+            cw_target(&sim),
+            cw_mapping("acme", "ACME01", "Managed Services", &db, true),
+            schedule("reports")
+        ),
+    )
+    .unwrap();
+    sb.apply(&[&files]);
+    sb.ferry(["run-now", "reportschedule/acme-usage"]).success();
+    let tickets = sim.state()["tickets"].as_array().cloned().unwrap();
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["closed"], true, "{tickets:?}");
+    assert_eq!(
+        mapping_status(&sb, "acme")["openTickets"],
+        serde_json::json!([])
+    );
+    rt.block_on(sim.shutdown());
+}

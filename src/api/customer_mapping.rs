@@ -132,6 +132,9 @@ pub struct CustomerMappingStatus {
     /// The resolved PSA company id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub company_id: Option<i64>,
+    /// The resolved company's name in the PSA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<String>,
     /// Per product, the resolved agreement/contract and item ids.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contracts: Vec<ResolvedContract>,
@@ -141,6 +144,22 @@ pub struct CustomerMappingStatus {
     /// The last billing push.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_billing: Option<SyncResult>,
+    /// Products in this customer's usage rows that no `contracts` entry maps (not pushed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped_products: Vec<String>,
+    /// Tickets Ferry keeps open in the customer's PSA company, one per failure kind (`usage`,
+    /// `billing`, `delivery/<schedule>`), closed when the next attempt succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_tickets: Vec<OpenTicket>,
+}
+
+/// A ticket Ferry opened for a failing sync or delivery.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct OpenTicket {
+    /// `usage`, `billing` or `delivery/<schedule>`.
+    pub kind: String,
+    /// The PSA ticket id.
+    pub id: i64,
 }
 
 /// A product's contract resolved in the PSA.
@@ -155,6 +174,12 @@ pub struct ResolvedContract {
     /// ConnectWise product id or Autotask service id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_id: Option<i64>,
+    /// The agreement (ConnectWise) or contract (Autotask) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
+    /// The ConnectWise product identifier or Autotask service name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
 }
 
 /// The outcome of a usage sync or billing push.
@@ -163,6 +188,9 @@ pub struct ResolvedContract {
 pub struct SyncResult {
     /// When it ran (RFC 3339).
     pub time: String,
+    /// The schedule slot it was for (RFC 3339); a run-now uses the time it was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
     /// `succeeded` or `failed`.
     pub outcome: String,
     /// Why it failed.

@@ -22,7 +22,11 @@
 //!   at [`RetryPolicy::max_retry_after`], plus up to 250 ms of jitter; otherwise exponential
 //!   backoff from [`RetryPolicy::base_backoff`], doubling per attempt, capped at
 //!   [`RetryPolicy::max_backoff`], with "equal jitter" (between half and all of it).
-//! - At most [`RetryPolicy::attempts`] requests in all (the first one included).
+//! - At most [`RetryPolicy::attempts`] requests in all (the first one included); throttling
+//!   replies that carry `Retry-After` (the server asks to come back, it did not fail) do not
+//!   use attempts up, up to [`MAX_THROTTLED`] of them per request.
+//! - A `Retry-After` pauses the whole client, not only the request that got it: every request
+//!   waits until then, so concurrent requests do not keep hitting a rate limit they all share.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +40,9 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::{Error, Result};
+
+/// Throttling replies with `Retry-After` a single request waits out before it fails.
+pub const MAX_THROTTLED: u32 = 30;
 
 /// TCP + TLS connection timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -389,6 +396,8 @@ pub(crate) struct Http {
     policy: RetryPolicy,
     rule: RetryRule,
     requests: Arc<AtomicU64>,
+    /// No request is sent before this instant (set by a `Retry-After`).
+    paused_until: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Credential values (and encodings of them) scrubbed from every message, should a
     /// server or proxy ever echo one.
     secrets: Vec<String>,
@@ -426,6 +435,7 @@ impl Http {
             policy,
             rule,
             requests: Arc::new(AtomicU64::new(0)),
+            paused_until: Arc::new(std::sync::Mutex::new(None)),
             secrets: secrets.into_iter().filter(|s| s.len() >= 4).collect(),
         })
     }
@@ -438,10 +448,17 @@ impl Http {
     /// Sends `out`, retrying as the module documentation says. Returns the last reply,
     /// whatever its status (the caller interprets errors); fails only when no reply came.
     pub async fn send(&self, out: Outgoing<'_>) -> Result<Reply> {
-        let attempts = self.policy.attempts.max(1);
+        let mut attempts = self.policy.attempts.max(1);
+        let mut throttled = 0;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let pause = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(until) = pause
+                && until > Instant::now()
+            {
+                tokio::time::sleep_until(until.into()).await;
+            }
             let permit = match out.gate {
                 Some(g) => Some(g.acquire().await.map_err(|_| {
                     Error::Psa(format!(
@@ -481,8 +498,21 @@ impl Http {
                             .and_then(|v| parse_retry_after(v, jiff::Timestamp::now()));
                         let wait = match asked {
                             Some(d) => {
-                                self.policy.retry_after_wait(d)
-                                    + Duration::from_millis((jitter() * 250.0) as u64)
+                                let wait = self.policy.retry_after_wait(d);
+                                // The whole client waits: the limit is shared.
+                                let until = Instant::now() + wait;
+                                let mut paused =
+                                    self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+                                if paused.is_none_or(|p| p < until) {
+                                    *paused = Some(until);
+                                }
+                                if (status == 429 || thread_threshold_exceeded(&body))
+                                    && throttled < MAX_THROTTLED
+                                {
+                                    throttled += 1;
+                                    attempts += 1;
+                                }
+                                wait + Duration::from_millis((jitter() * 250.0) as u64)
                             }
                             None => self.policy.backoff(attempt, jitter()),
                         };

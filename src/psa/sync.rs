@@ -31,6 +31,10 @@ use crate::secrets::FileSecrets;
 use crate::state::{ActualState, StateStore};
 use crate::{Error, Result};
 
+/// The label that ties a ReportSchedule to a customer: its failed runs open a ticket in the
+/// PSA company of that customer's CustomerMappings (with ticket sync on).
+pub const CUSTOMER_LABEL: &str = "ferry.dev/customer";
+
 /// Usage rows read during one [`Syncer::run`], per distinct source: each cell is filled once.
 type UsageCache =
     Mutex<HashMap<String, Arc<Mutex<Option<std::result::Result<Arc<Usage>, String>>>>>>;
@@ -323,10 +327,7 @@ pub async fn resolve_with(
                                 many.len()
                             )),
                         };
-                        services
-                            .lock()
-                            .await
-                            .insert(c.item.clone(), chosen.clone());
+                        services.lock().await.insert(c.item.clone(), chosen.clone());
                         chosen
                     }
                 };
@@ -947,16 +948,54 @@ impl Syncer {
         report: &SyncReport,
     ) -> Option<String> {
         let view = &job.view;
+        let description = format!(
+            "Ferry's {} for customer `{}` (customermapping {}/{}) failed for slot {}:\n\n{}\n\n\
+             This ticket is closed automatically when the next attempt succeeds.",
+            job.kind.label(),
+            view.spec.customer,
+            view.key.namespace,
+            view.key.name,
+            report.slot,
+            report.reason.as_deref().unwrap_or("unknown reason")
+        );
+        self.ticket(
+            view,
+            resolution.company.id,
+            job.kind.as_str(),
+            &ticket_title(job.kind, &view.spec.customer),
+            report.succeeded,
+            &description,
+        )
+        .await
+    }
+
+    /// One open ticket per mapping and `kind`: on failure opened (or adopted, when an open
+    /// ticket with `title` exists, e.g. after a crash before it was recorded), on success
+    /// closed. `None` when ticket sync is off or nothing was done.
+    async fn ticket(
+        &self,
+        view: &MappingView,
+        company_id: i64,
+        kind: &str,
+        title: &str,
+        succeeded: bool,
+        description: &str,
+    ) -> Option<String> {
         let tickets = view.tickets.as_ref().filter(|t| t.enabled)?;
-        let kind = job.kind.as_str();
         let (ns, name) = (&view.key.namespace, &view.key.name);
         let open = match self.ledger.open_ticket(ns, name, kind).await {
             Ok(o) => o,
             Err(e) => return Some(format!("ticket state unreadable: {e}")),
         };
-        let client = self.client(view).await.ok()?;
+        if succeeded && open.is_none() {
+            return None;
+        }
+        let client = match self.client(view).await {
+            Ok(c) => c,
+            Err(e) => return Some(format!("ticket sync failed: {e}")),
+        };
         let outcome: Result<Option<String>> = async {
-            match (report.succeeded, open) {
+            match (succeeded, open) {
                 (true, Some((id, _))) => {
                     client.close_ticket(id).await?;
                     self.ledger.forget_ticket(ns, name, kind).await?;
@@ -965,29 +1004,19 @@ impl Syncer {
                 (true, None) => Ok(None),
                 (false, Some((id, _))) => Ok(Some(format!("ticket #{id} already open"))),
                 (false, None) => {
-                    let title = ticket_title(job.kind, &view.spec.customer);
-                    let existing = client.open_tickets(resolution.company.id, &title).await?;
+                    let existing = client.open_tickets(company_id, title).await?;
                     let id = match existing.first() {
                         Some(id) => *id,
                         None => {
                             let board = tickets.board.as_deref().ok_or_else(|| {
                                 Error::Usage("ticketSync.board is not set".into())
                             })?;
-                            let description = format!(
-                                "Ferry's {} for customer `{}` (customermapping {ns}/{name}) failed \
-                                 for slot {}:\n\n{}\n\nThis ticket is closed automatically when the \
-                                 next attempt succeeds.",
-                                job.kind.label(),
-                                view.spec.customer,
-                                report.slot,
-                                report.reason.as_deref().unwrap_or("unknown reason")
-                            );
                             client
-                                .create_ticket(resolution.company.id, board, &title, &description)
+                                .create_ticket(company_id, board, title, description)
                                 .await?
                         }
                     };
-                    self.ledger.record_ticket(ns, name, kind, id, &title).await?;
+                    self.ledger.record_ticket(ns, name, kind, id, title).await?;
                     Ok(Some(format!("opened ticket #{id}")))
                 }
             }
@@ -1000,6 +1029,85 @@ impl Syncer {
                 Some(format!("ticket sync failed: {e}"))
             }
         }
+    }
+
+    /// Ticket sync for report deliveries: a ReportSchedule labelled
+    /// `ferry.dev/customer: <customer>` whose run failed opens one ticket (per schedule) in
+    /// the company of every mapping of that customer (same namespace) with ticket sync on;
+    /// the next successful run closes it. Returns what was done, per mapping.
+    pub async fn report_delivery(
+        &self,
+        namespace: &str,
+        schedule: &str,
+        customer: &str,
+        succeeded: bool,
+        reason: &str,
+        slot: &str,
+    ) -> Result<Vec<String>> {
+        let actual = self.store.snapshot().await?;
+        let mut done = Vec::new();
+        for view in MappingView::all(&actual) {
+            if view.key.namespace != namespace
+                || view.spec.customer != customer
+                || !view.tickets.as_ref().is_some_and(|t| t.enabled)
+            {
+                continue;
+            }
+            let stored_company = actual
+                .resources
+                .get(&view.key)
+                .and_then(|r| r.status["companyId"].as_i64());
+            let company_id = match stored_company {
+                Some(id) => id,
+                None => {
+                    let client = self.client(&view).await?;
+                    match resolve(&client, &view.spec).await? {
+                        Ok(r) => r.company.id,
+                        Err(problem) => {
+                            done.push(format!("{}: no ticket: {problem}", view.key));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let kind = format!("delivery/{schedule}");
+            let mut title = format!("Ferry: report {schedule} failing for {customer}");
+            if title.chars().count() > 100 {
+                title = title.chars().take(99).collect::<String>() + "…";
+            }
+            let description = format!(
+                "Ferry's report `{schedule}` for customer `{customer}` failed for slot {slot}:\n\n\
+                 {reason}\n\nThis ticket is closed automatically when the next run succeeds."
+            );
+            if let Some(message) = self
+                .ticket(&view, company_id, &kind, &title, succeeded, &description)
+                .await
+            {
+                done.push(format!("{}: {message}", view.key));
+            }
+            self.refresh_open_tickets(&view.key).await?;
+        }
+        Ok(done)
+    }
+
+    /// Rewrites `status.openTickets` of a mapping from the ledger.
+    async fn refresh_open_tickets(&self, key: &ResourceKey) -> Result<()> {
+        let Some(stored) = self.store.get(key).await? else {
+            return Ok(());
+        };
+        let mut status = if stored.status.is_object() {
+            stored.status.clone()
+        } else {
+            json!({})
+        };
+        let tickets = self.ledger.open_tickets(&key.namespace, &key.name).await?;
+        status["openTickets"] = Value::Array(
+            tickets
+                .iter()
+                .map(|(kind, id)| json!({"kind": kind, "id": id}))
+                .collect(),
+        );
+        self.store.set_status(key, &status).await
     }
 
     async fn write_status(
@@ -1052,6 +1160,10 @@ impl Syncer {
             "reason": report.reason,
             "quantities": report.pushed.iter().map(|p| json!({"product": p.product, "quantity": p.quantity})).collect::<Vec<_>>(),
         });
+        let mut result = result;
+        if let Some(o) = result.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
         let field = match job.kind {
             SyncKind::Usage => "lastSync",
             SyncKind::Billing => "lastBilling",
