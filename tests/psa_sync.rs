@@ -952,3 +952,22 @@ spec:
     );
     rt.block_on(sim.shutdown());
 }
+
+#[test]
+fn the_example_simulator_data_files_load() {
+    for (kind, path) in [
+        (
+            ferry::psa::sim::SimKind::Connectwise,
+            "examples/connectwise-billing/simulator.json",
+        ),
+        (
+            ferry::psa::sim::SimKind::Autotask,
+            "examples/autotask-usage/simulator.json",
+        ),
+    ] {
+        let api = ferry::psa::sim::load_api(kind, &common::repo().join(path));
+        assert!(api.is_ok(), "{path}: {:?}", api.err());
+        let state = api.unwrap().state();
+        assert!(!state["companies"].as_array().unwrap().is_empty(), "{path}");
+    }
+}
