@@ -19,7 +19,7 @@ use crate::{Error, Result};
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// How `ferry run` behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The resource files (re-read on change).
     pub files: Vec<PathBuf>,
@@ -31,6 +31,11 @@ pub struct Options {
     pub poll: Duration,
     /// Run Ferry's SFTP server for the `hostedSftp` connections, with these settings.
     pub sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
+    /// Liveness and readiness, ticked by the loop and served with the metrics (a private one
+    /// when not given).
+    pub health: Option<crate::observe::Health>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this address (not with `once`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// What a pass over the schedules did, for `--once`'s exit code.
@@ -53,7 +58,14 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
+    let health = options.health.clone().unwrap_or_default();
+    health.stall_limit_at_least(options.poll.saturating_mul(3));
+    let metrics = match options.metrics_listen {
+        Some(listen) if !options.once => Some(start_metrics(listen, &health).await?),
+        _ => None,
+    };
     apply().await?;
+    health.set_ready(true);
     let sftp = match &options.sftp {
         Some(config) if !options.once => Some(start_sftp(&runner, config.clone()).await?),
         _ => None,
@@ -80,6 +92,7 @@ where
     // The serial moves with every apply; the credentials counter when a password is rotated.
     let (mut serial, mut credentials) = runner.store().change_marks().await?;
     loop {
+        health.heartbeat();
         let now = crate::clock::now()?;
         let (current, current_credentials) = runner.store().change_marks().await?;
         if current != serial {
@@ -170,6 +183,7 @@ where
                 }
                 Signal::Stop => {
                     tracing::info!(grace = ?options.shutdown_grace, "stopping: letting running exports finish");
+                    health.set_not_ready("shutting down");
                     let drain = async {
                         while let Some(joined) = tasks.join_next().await {
                             collect(joined, &mut summary);
@@ -185,6 +199,9 @@ where
                         }
                     }
                     if let Some(server) = sftp {
+                        server.shutdown().await;
+                    }
+                    if let Some(server) = metrics {
                         server.shutdown().await;
                     }
                     return Ok(summary);
@@ -228,6 +245,17 @@ async fn start_sftp(
         server.host_key_line(),
         server.host_key_fingerprint()
     );
+    Ok(server)
+}
+
+/// Starts the metrics and health endpoints and says where.
+async fn start_metrics(
+    listen: std::net::SocketAddr,
+    health: &crate::observe::Health,
+) -> Result<crate::observe::ObserveServer> {
+    let server = crate::observe::serve(listen, health.clone()).await?;
+    tracing::info!(listen = %server.local_addr(), "metrics and health endpoints started");
+    eprintln!("Metrics on http://{}/metrics", server.local_addr());
     Ok(server)
 }
 

@@ -265,6 +265,7 @@ impl Runner {
             self.ledger
                 .record_unrun(&key, Trigger::CatchUp, Outcome::Missed, &reason, &now_s)
                 .await?;
+            crate::observe::slot_missed(&view.key.namespace, &view.key.name);
             tracing::warn!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
         }
         if !decision.missed.is_empty() {
@@ -294,7 +295,13 @@ impl Runner {
                 "the previous run was still going (concurrencyPolicy: Forbid)",
                 &now.to_string(),
             )
-            .await
+            .await?;
+        crate::observe::run_skipped(
+            &view.key.namespace,
+            &view.key.name,
+            request.trigger.as_str(),
+        );
+        Ok(())
     }
 
     /// Runs one slot: export, deliver to each target (skipping those that already have this
@@ -302,6 +309,7 @@ impl Runner {
     /// ledger and the report; only state-store failures are returned as `Err`.
     pub async fn execute(&self, view: &ScheduleView, request: RunRequest) -> Result<RunReport> {
         let started = crate::clock::now()?;
+        let timer = std::time::Instant::now(); // for ferry_run_duration_seconds
         let slot = &request.slot;
         let key = slot_key(view, slot);
         let run_id = match request.resume {
@@ -354,6 +362,7 @@ impl Runner {
                     .await?;
                 let _ = std::fs::remove_dir_all(&staged_dir);
                 report.error = Some(message);
+                observe_run(view, &request, &report, timer);
                 self.customer_tickets(view, slot, &report).await;
                 self.after_run(view).await?;
                 return Ok(report);
@@ -404,6 +413,18 @@ impl Runner {
         let mut succeeded = 0;
         for result in futures_util::future::join_all(deliveries).await {
             let (name, outcome) = result?;
+            let label = match &outcome {
+                Ok(Some(_)) => "succeeded",
+                Ok(None) => "already-delivered",
+                Err(_) => "failed",
+            };
+            crate::observe::delivery_finished(
+                &view.key.namespace,
+                &view.key.name,
+                name,
+                label,
+                report.bytes,
+            );
             match outcome {
                 Ok(None) => {
                     succeeded += 1;
@@ -448,6 +469,7 @@ impl Runner {
             )
             .await?;
         report.error = error;
+        observe_run(view, &request, &report, timer);
         let _ = std::fs::remove_dir_all(&staged_dir);
         self.customer_tickets(view, slot, &report).await;
         self.after_run(view).await?;
@@ -793,6 +815,29 @@ impl Runner {
         }
         self.store.set_status(&view.key, &status).await
     }
+}
+
+/// Records a finished run in the process's metrics.
+fn observe_run(
+    view: &ScheduleView,
+    request: &RunRequest,
+    report: &RunReport,
+    timer: std::time::Instant,
+) {
+    let (namespace, schedule) = (&view.key.namespace, &view.key.name);
+    let (trigger, outcome) = (request.trigger.as_str(), report.outcome.as_str());
+    let finished = Timestamp::now();
+    let took = timer.elapsed();
+    crate::observe::run_finished(
+        namespace,
+        schedule,
+        trigger,
+        outcome,
+        took,
+        report.rows,
+        report.bytes,
+        finished,
+    );
 }
 
 fn slot_key<'a>(view: &'a ScheduleView, slot: &'a Zoned) -> SlotKey<'a> {

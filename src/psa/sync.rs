@@ -857,6 +857,13 @@ impl Syncer {
             reason = report.reason.as_deref().unwrap_or(""),
             "PSA sync finished"
         );
+        crate::observe::psa_sync_finished(
+            &view.key.namespace,
+            &view.key.name,
+            job.kind.as_str(),
+            report.succeeded,
+            Timestamp::now(),
+        );
         if let Some(resolution) = &resolution {
             report.ticket = self.sync_ticket(job, resolution, &report).await;
         }
