@@ -74,6 +74,17 @@ pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); logs go to standard error.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log format on standard error: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_LOG_FORMAT",
+        value_enum,
+        default_value_t = crate::observe::LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::observe::LogFormat,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -106,6 +117,44 @@ pub enum EnabledFilter {
     Enabled,
     /// Usage sync is off.
     Disabled,
+}
+
+/// The hosted SFTP server's flags, shared by `run` and `controller`.
+#[derive(Debug, clap::Args)]
+pub struct SftpArgs {
+    /// Run Ferry's SFTP server for the `hostedSftp` connections on this address, e.g.
+    /// `0.0.0.0:2022`. Off when not given. Its data (the users' directories and the host
+    /// key, generated on first start) lives in `hosted-sftp/` next to the state, or in
+    /// FERRY_HOSTED_SFTP_DATA.
+    #[arg(long, env = "FERRY_SFTP_LISTEN", value_name = "ADDR:PORT")]
+    sftp_listen: Option<std::net::SocketAddr>,
+    /// Close an SFTP session idle for this long.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_IDLE_TIMEOUT",
+        default_value = "10m",
+        value_name = "DURATION"
+    )]
+    sftp_idle_timeout: String,
+    /// Most SFTP sessions at once (logins in progress included); more are refused.
+    #[arg(long, env = "FERRY_SFTP_MAX_SESSIONS", default_value_t = 64)]
+    sftp_max_sessions: usize,
+}
+
+impl SftpArgs {
+    /// The server's settings, when it is enabled.
+    fn config(&self, state_path: &Path) -> Result<Option<crate::hosted_sftp::HostedSftpConfig>> {
+        let Some(listen) = self.sftp_listen else {
+            return Ok(None);
+        };
+        let mut config = crate::hosted_sftp::HostedSftpConfig::new(
+            listen,
+            crate::hosted_sftp::data_dir_for_state(state_path),
+        );
+        config.idle_timeout = parse_flag_duration("--sftp-idle-timeout", &self.sftp_idle_timeout)?;
+        config.max_sessions = self.sftp_max_sessions.max(1);
+        Ok(Some(config))
+    }
 }
 
 /// The commands.
@@ -191,23 +240,42 @@ pub enum Command {
         /// How often the files are checked for changes.
         #[arg(long, default_value = "2s", value_name = "DURATION")]
         poll: String,
-        /// Run Ferry's SFTP server for the `hostedSftp` connections on this address, e.g.
-        /// `0.0.0.0:2022`. Off when not given. Its data (the users' directories and the host
-        /// key, generated on first start) lives in `hosted-sftp/` next to the state, or in
-        /// FERRY_HOSTED_SFTP_DATA.
-        #[arg(long, env = "FERRY_SFTP_LISTEN", value_name = "ADDR:PORT")]
-        sftp_listen: Option<std::net::SocketAddr>,
-        /// Close an SFTP session idle for this long.
+        /// Ferry's SFTP server.
+        #[command(flatten)]
+        sftp: SftpArgs,
+        /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
+        /// this address, e.g. `0.0.0.0:9090`. Off when not given, and with `--once`.
+        #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Reconcile the ReportSchedules, DeliveryTargets and CustomerMappings of a Kubernetes
+    /// cluster (in-cluster config or KUBECONFIG): each object is validated with the others of
+    /// its namespace and applied to the state exactly as `ferry apply` would, with a finalizer
+    /// and its status (`observedGeneration`, `Ready`, runs and syncs); Secrets are read from the
+    /// cluster; schedules, PSA syncs and the hosted SFTP server run as under `ferry run`;
+    /// `ferry.dev/run-now: <any new value>` runs a schedule once. Stops on SIGTERM.
+    Controller {
+        /// Watch only this namespace (default: all namespaces).
+        #[arg(long, env = "FERRY_WATCH_NAMESPACE")]
+        watch_namespace: Option<String>,
+        /// Where referenced Secrets are mirrored for the runs (owner-only; mount an
+        /// `emptyDir: {medium: Memory}` here).
         #[arg(
             long,
-            env = "FERRY_SFTP_IDLE_TIMEOUT",
-            default_value = "10m",
-            value_name = "DURATION"
+            env = "FERRY_SECRETS_MIRROR",
+            default_value = "/run/ferry/secrets"
         )]
-        sftp_idle_timeout: String,
-        /// Most SFTP sessions at once (logins in progress included); more are refused.
-        #[arg(long, env = "FERRY_SFTP_MAX_SESSIONS", default_value_t = 64)]
-        sftp_max_sessions: usize,
+        secrets_mirror: PathBuf,
+        /// This instance's name in Events (the pod's name).
+        #[arg(long, env = "POD_NAME", default_value = "ferry")]
+        instance: String,
+        /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
+        /// this address, e.g. `0.0.0.0:9090`. Off when not given.
+        #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Ferry's SFTP server.
+        #[command(flatten)]
+        sftp: SftpArgs,
     },
     /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
     /// window and file name. Uses the applied resources (`ferry apply` first).
@@ -369,7 +437,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose);
+    crate::observe::init_logging(cli.verbose, cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -385,24 +453,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-        // suppaftp traces every FTP command it sends, the password of `PASS` included: never
-        // let those records through, whatever the level asked for.
-        .add_directive("suppaftp=off".parse().expect("a valid directive"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -496,24 +546,44 @@ async fn run(cli: Cli) -> Result<u8> {
             once,
             shutdown_grace,
             poll,
-            sftp_listen,
-            sftp_idle_timeout,
-            sftp_max_sessions,
+            sftp,
+            metrics_listen,
         } => {
-            let sftp = match sftp_listen {
-                None => None,
-                Some(listen) => {
-                    let mut config = crate::hosted_sftp::HostedSftpConfig::new(
-                        listen,
-                        crate::hosted_sftp::data_dir_for_state(&ctx.state_path),
-                    );
-                    config.idle_timeout =
-                        parse_flag_duration("--sftp-idle-timeout", &sftp_idle_timeout)?;
-                    config.max_sessions = sftp_max_sessions.max(1);
-                    Some(config)
-                }
-            };
-            run_cmd(&ctx, files, once, &shutdown_grace, &poll, sftp).await
+            let sftp = sftp.config(&ctx.state_path)?;
+            run_cmd(
+                &ctx,
+                files,
+                once,
+                &shutdown_grace,
+                &poll,
+                sftp,
+                metrics_listen,
+            )
+            .await
+        }
+        Command::Controller {
+            watch_namespace,
+            secrets_mirror,
+            instance,
+            metrics_listen,
+            sftp,
+        } => {
+            let sftp = sftp.config(&ctx.state_path)?;
+            // One controller per state: the lock is held for its life.
+            let _lock = ctx.lock("controller")?;
+            let store = StateStore::open(&ctx.state_path).await?;
+            crate::controller::run(
+                store,
+                crate::controller::Options {
+                    namespace: watch_namespace,
+                    secrets_dir: secrets_mirror,
+                    sftp,
+                    instance,
+                    metrics_listen,
+                },
+            )
+            .await?;
+            Ok(0)
         }
         Command::RunNow {
             resource,
@@ -1180,6 +1250,7 @@ async fn run_cmd(
     shutdown_grace: &str,
     poll: &str,
     sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
+    metrics_listen: Option<std::net::SocketAddr>,
 ) -> Result<u8> {
     let options = crate::daemon::Options {
         files: files.clone(),
@@ -1187,6 +1258,8 @@ async fn run_cmd(
         shutdown_grace: parse_flag_duration("--shutdown-grace", shutdown_grace)?,
         poll: parse_flag_duration("--poll", poll)?,
         sftp,
+        health: None,
+        metrics_listen,
     };
     // One daemon per state: the lock is held for the daemon's life.
     let _lock = ctx.lock("run")?;

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod controller;
 pub mod crds;
 pub mod daemon;
 pub mod deliver;
@@ -18,6 +19,7 @@ pub mod fsutil;
 pub mod hosted_sftp;
 pub mod ledger;
 pub mod load;
+pub mod observe;
 pub mod plan;
 pub mod psa;
 pub mod runner;

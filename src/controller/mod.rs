@@ -1,0 +1,705 @@
+//! `ferry controller`: the same resources, reconciled from a Kubernetes cluster.
+//!
+//! One kube-runtime controller per kind, each reconcile wrapped in kube's [`finalizer`]: the
+//! object and the others of its namespace (from the controllers' caches) are read as
+//! `kubectl get -o yaml` would print them and go through the very pipeline file mode uses
+//! (load -> validate -> desired state -> plan -> state writes); only where desired state comes
+//! from differs. Secrets referenced by the objects are read from the cluster and mirrored into
+//! a private directory in the layout of a mounted Secret, so exports, deliveries and PSA syncs
+//! read them exactly as in file mode. Status is written with server-side apply on the status
+//! subresource: `observedGeneration`, `Ready` (validation) and what the runs and syncs report.
+//!
+//! Runs and syncs are the daemon's ([`crate::daemon`]): the controller starts it on the same
+//! state, without files, so schedules, PSA syncs and the hosted SFTP server behave exactly as
+//! under `ferry run`.
+
+pub mod secrets;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::api::{CustomerMapping, DeliveryTarget, Kind, ReportSchedule, ResourceKey};
+use crate::plan;
+use crate::state::{ActualState, StateStore};
+use crate::{Error, Result};
+
+/// The finalizer Ferry puts on every object it reconciles, so a deletion is seen and cleaned
+/// up (a hosted SFTP user removed, a ledger forgotten) before the object goes.
+pub const FINALIZER: &str = "ferry.dev/cleanup";
+
+/// The annotation that asks for a run now; any new value triggers one run, echoed as
+/// `status.lastHandledRunNow`.
+pub const RUN_NOW_ANNOTATION: &str = "ferry.dev/run-now";
+
+/// The field manager of Ferry's server-side applies.
+pub const FIELD_MANAGER: &str = "ferry-controller";
+
+/// How long an invalid object waits before it is looked at again (a change to it, or to an
+/// object it refers to, triggers a reconcile at once anyway): no hot loop.
+pub const INVALID_REQUEUE: Duration = Duration::from_secs(15 * 60);
+
+/// How often a valid object's status is refreshed from the runs and syncs.
+pub const STATUS_REQUEUE: Duration = Duration::from_secs(60);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The state store (runs, syncs, applied resources).
+    pub store: StateStore,
+    /// Secrets mirrored from the cluster.
+    pub secrets: secrets::SecretMirror,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Runs `ferry.dev/run-now` requests.
+    pub runner: crate::runner::Runner,
+}
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    /// Ferry's own pipeline failed.
+    #[error("{0}")]
+    Ferry(#[from] Error),
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// The three kinds, as the controller handles them.
+pub trait FerryObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind.
+    const KIND: Kind;
+    /// The object's `status`, as JSON (`{}` when none).
+    fn status_json(&self) -> Value;
+    /// `status` as the CRD's schema keeps it (fields it does not declare dropped), so what is
+    /// compared and applied is what the API server would store.
+    fn normalize_status(status: Value) -> Value;
+}
+
+fn normalize<S: Serialize + DeserializeOwned>(status: Value) -> Value {
+    match serde_json::from_value::<S>(status.clone()) {
+        Ok(typed) => serde_json::to_value(typed).unwrap_or(status),
+        Err(_) => status,
+    }
+}
+
+impl FerryObject for ReportSchedule {
+    const KIND: Kind = Kind::ReportSchedule;
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+    fn normalize_status(status: Value) -> Value {
+        normalize::<crate::api::ReportScheduleStatus>(status)
+    }
+}
+
+impl FerryObject for DeliveryTarget {
+    const KIND: Kind = Kind::DeliveryTarget;
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+    fn normalize_status(status: Value) -> Value {
+        normalize::<crate::api::DeliveryTargetStatus>(status)
+    }
+}
+
+impl FerryObject for CustomerMapping {
+    const KIND: Kind = Kind::CustomerMapping;
+    fn status_json(&self) -> Value {
+        serde_json::to_value(&self.status).unwrap_or(Value::Null)
+    }
+    fn normalize_status(status: Value) -> Value {
+        normalize::<crate::api::CustomerMappingStatus>(status)
+    }
+}
+
+/// The key of a cluster object.
+pub fn key_of<K: FerryObject>(obj: &K) -> ResourceKey {
+    ResourceKey::new(K::KIND, obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// The object as `kubectl get -o yaml` prints it, for the loader (which ignores server-set
+/// metadata and status, as it does for exported objects in file mode).
+fn as_document<K: FerryObject>(obj: &K) -> Result<String> {
+    let mut v = serde_json::to_value(obj).map_err(|e| Error::State(e.to_string()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+        o.insert("apiVersion".into(), json!(crate::api::API_VERSION));
+        o.insert("kind".into(), json!(K::KIND.as_str()));
+    }
+    serde_json::to_string(&v).map_err(|e| Error::State(e.to_string()))
+}
+
+/// Every Ferry object of a namespace, as documents the loader reads: the whole namespace is
+/// validated together (references between objects), like a directory in file mode.
+#[derive(Default)]
+pub struct Namespace {
+    /// `(path shown in messages, JSON document)` per object.
+    pub documents: Vec<(String, String)>,
+}
+
+impl Namespace {
+    /// Adds an object.
+    pub fn add<K: FerryObject>(&mut self, obj: &K) -> Result<()> {
+        let key = key_of(obj);
+        self.documents.push((
+            format!(
+                "cluster:{}/{}/{}",
+                key.namespace,
+                key.kind.plural(),
+                key.name
+            ),
+            as_document(obj)?,
+        ));
+        Ok(())
+    }
+}
+
+/// What validating and applying one object gave.
+#[derive(Debug, PartialEq)]
+pub enum Applied {
+    /// The object is invalid: these messages, nothing written.
+    Invalid(Vec<String>),
+    /// Applied (or unchanged) at this generation of the state.
+    Ready {
+        /// Whether the state changed.
+        changed: bool,
+    },
+}
+
+/// Validates `key` among the objects of its namespace and applies it to the state: the shared
+/// core (load -> validate -> desired -> plan -> writes), for one object.
+pub async fn apply_object(
+    store: &StateStore,
+    secrets: &crate::secrets::FileSecrets,
+    namespace: &Namespace,
+    key: &ResourceKey,
+) -> Result<Applied> {
+    let mut loaded = crate::load::Loaded::default();
+    for (path, doc) in &namespace.documents {
+        crate::load::load_text(std::path::Path::new(path), doc, &mut loaded);
+    }
+    let mut diagnostics = loaded.diagnostics;
+    diagnostics.extend(crate::validate::validate(&loaded.resources));
+    let own_path = format!(
+        "cluster:{}/{}/{}",
+        key.namespace,
+        key.kind.plural(),
+        key.name
+    );
+    let own: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.to_string().starts_with(&own_path))
+        .map(|d| {
+            // `cluster:ns/kind/name:line:col: Kind/name: field: message` -> `field: message`.
+            let text = d.to_string();
+            let after = text
+                .split_once(": ")
+                .map_or(text.as_str(), |x| x.1)
+                .to_string();
+            after
+                .split_once(": ")
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or(after)
+        })
+        .collect();
+    if !own.is_empty() {
+        return Ok(Applied::Invalid(own));
+    }
+    let Some(resource) = loaded.resources.into_iter().find(|r| &r.key == key) else {
+        return Ok(Applied::Invalid(vec![
+            "the object could not be read".into(),
+        ]));
+    };
+    let hash_key = store.secret_hash_key().await?;
+    let (desired, _warnings) = plan::desired_state(std::slice::from_ref(&resource), |ns, r| {
+        Ok(secrets
+            .get(ns, r)?
+            .map(|value| crate::secrets::digest(&hash_key, &value)))
+    })?;
+    // Stale-plan conflicts with a concurrent reconcile are retried against the new state.
+    for _ in 0..5 {
+        let full = store.snapshot().await?;
+        let mut actual = ActualState {
+            lineage: full.lineage.clone(),
+            serial: full.serial,
+            resources: BTreeMap::new(),
+            password_users: full.password_users.clone(),
+        };
+        if let Some(r) = full.resources.get(key) {
+            actual.resources.insert(key.clone(), r.clone());
+        }
+        let planned = plan::plan(&desired, &actual, Vec::new(), crate::clock::now()?);
+        let mut writes = plan::writes(&planned, &desired, &actual, crate::clock::now()?);
+        // Users of other targets are not in this partial view: only this object's password
+        // changes are applied here (see `hosted_passwords`).
+        writes.retain(|w| !matches!(w, crate::state::StateWrite::DropPassword(_)));
+        if writes.is_empty() {
+            return Ok(Applied::Ready { changed: false });
+        }
+        match store
+            .commit(&planned.lineage, planned.serial, &writes)
+            .await
+        {
+            Ok(_) => return Ok(Applied::Ready { changed: true }),
+            Err(Error::StalePlan(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::State(format!(
+        "{key}: the state kept changing under this reconcile; retrying later"
+    )))
+}
+
+/// Removes `key` from the state (the object is being deleted).
+pub async fn forget_object(store: &StateStore, key: &ResourceKey) -> Result<()> {
+    for _ in 0..5 {
+        let actual = store.snapshot().await?;
+        if !actual.resources.contains_key(key) {
+            return Ok(());
+        }
+        match store
+            .commit(
+                &actual.lineage,
+                actual.serial,
+                &[crate::state::StateWrite::Delete(key.clone())],
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(Error::StalePlan(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::State(format!(
+        "{key}: could not be removed from the state"
+    )))
+}
+
+/// The status to apply: what the state holds for the object (runs, syncs), plus
+/// `observedGeneration`, the `Ready` condition and the run-now echo.
+pub fn status_for(
+    obj_generation: Option<i64>,
+    stored_status: Option<&Value>,
+    previous: &Value,
+    applied: &Applied,
+    last_handled_run_now: Option<&str>,
+    now: &str,
+) -> Value {
+    let mut status = stored_status
+        .filter(|s| s.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    // Keep the previous conditions' transition times.
+    if let Some(conditions) = previous.get("conditions") {
+        status["conditions"] = conditions.clone();
+    }
+    if let Some(g) = obj_generation {
+        status["observedGeneration"] = json!(g);
+    }
+    match applied {
+        Applied::Invalid(messages) => plan::set_condition(
+            &mut status,
+            "Ready",
+            "False",
+            "Invalid",
+            &messages.join("; "),
+            now,
+        ),
+        Applied::Ready { .. } => plan::set_condition(
+            &mut status,
+            "Ready",
+            "True",
+            "Applied",
+            "validated and applied",
+            now,
+        ),
+    }
+    if let Some(v) = last_handled_run_now {
+        status["lastHandledRunNow"] = json!(v);
+    }
+    status
+}
+
+/// Server-side applies `status` to the object's status subresource.
+pub async fn patch_status<K: FerryObject>(
+    client: &Client,
+    obj: &K,
+    status: Value,
+) -> Result<(), kube::Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": K::KIND.as_str(),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Publishes an Event about `obj`; failures are logged, never fatal.
+pub async fn event<K: FerryObject>(
+    recorder: &Recorder,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let reference = obj.object_ref(&());
+    let ev = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &reference).await {
+        tracing::warn!(object = %key_of(obj), "event not published: {e}");
+    }
+}
+
+/// Reconciles one object (the finalizer's `Apply`).
+pub async fn apply<K: FerryObject>(
+    obj: Arc<K>,
+    ns_objects: Namespace,
+    ctx: &Context,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(obj.as_ref());
+    ctx.secrets
+        .mirror(&ctx.client, &key.namespace, &ns_objects)
+        .await?;
+    let applied = apply_object(&ctx.store, ctx.secrets.files(), &ns_objects, &key).await?;
+    let previous = obj.status_json();
+    let mut handled_run_now = previous
+        .get("lastHandledRunNow")
+        .and_then(Value::as_str)
+        .map(String::from);
+    if let Applied::Invalid(messages) = &applied {
+        event(
+            &ctx.recorder,
+            obj.as_ref(),
+            EventType::Warning,
+            "Invalid",
+            "Validate",
+            messages.join("; "),
+        )
+        .await;
+    }
+    // Run now, once per new annotation value (also while suspended).
+    if K::KIND == Kind::ReportSchedule
+        && matches!(applied, Applied::Ready { .. })
+        && let Some(asked) = obj.annotations().get(RUN_NOW_ANNOTATION).cloned()
+        && handled_run_now.as_deref() != Some(asked.as_str())
+    {
+        let outcome = run_now(ctx, &key).await;
+        let (type_, reason, note) = match &outcome {
+            Ok((true, message)) => (EventType::Normal, "RunNow", message.clone()),
+            Ok((false, message)) => (EventType::Warning, "RunNowFailed", message.clone()),
+            Err(e) => (EventType::Warning, "RunNowFailed", e.to_string()),
+        };
+        event(&ctx.recorder, obj.as_ref(), type_, reason, "Run", note).await;
+        handled_run_now = Some(asked);
+    }
+    let stored = ctx.store.get(&key).await?;
+    let status = K::normalize_status(status_for(
+        obj.meta().generation,
+        stored.as_ref().map(|s| &s.status),
+        &previous,
+        &applied,
+        handled_run_now.as_deref(),
+        &crate::clock::now()?.to_string(),
+    ));
+    if status != previous {
+        patch_status(&ctx.client, obj.as_ref(), status).await?;
+    }
+    Ok(match applied {
+        Applied::Invalid(_) => Action::requeue(INVALID_REQUEUE),
+        Applied::Ready { .. } => Action::requeue(STATUS_REQUEUE),
+    })
+}
+
+/// Runs a ReportSchedule now (the `ferry.dev/run-now` annotation): whether it delivered
+/// everywhere, and a message for the Event.
+async fn run_now(ctx: &Context, key: &ResourceKey) -> Result<(bool, String)> {
+    let stored = ctx
+        .store
+        .get(key)
+        .await?
+        .ok_or_else(|| Error::State(format!("{key} is not applied")))?;
+    let view = crate::runner::ScheduleView::from_stored(&stored)?;
+    let tz = view.compiled()?.time_zone().clone();
+    let slot = crate::clock::now()?.to_zoned(tz);
+    let report = ctx
+        .runner
+        .execute(
+            &view,
+            crate::runner::RunRequest {
+                slot: slot.clone(),
+                trigger: crate::ledger::Trigger::RunNow,
+                resend: false,
+                resume: None,
+            },
+        )
+        .await?;
+    let succeeded = report.outcome == crate::ledger::Outcome::Succeeded;
+    Ok((
+        succeeded,
+        format!(
+            "run-now of slot {}: {}, {} rows, {} bytes{}",
+            crate::ledger::rfc3339(&slot),
+            report.outcome.as_str(),
+            report.rows,
+            report.bytes,
+            report.error.map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+    ))
+}
+
+/// Cleans up before the object goes (the finalizer's `Cleanup`): its state is removed, so a
+/// hosted SFTP user loses access and a schedule stops; a CustomerMapping leaves the PSA as it
+/// is (`deletionPolicy: Orphan`, the default).
+pub async fn cleanup<K: FerryObject>(obj: Arc<K>, ctx: &Context) -> Result<Action, ReconcileError> {
+    let key = key_of(obj.as_ref());
+    forget_object(&ctx.store, &key).await?;
+    event(
+        &ctx.recorder,
+        obj.as_ref(),
+        EventType::Normal,
+        "Deleted",
+        "Cleanup",
+        format!("{key} removed from Ferry's state"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// The reconcile of kind `K`: finalizer, then [`apply`] or [`cleanup`].
+pub async fn reconcile<K: FerryObject>(
+    obj: Arc<K>,
+    ctx: Arc<(Context, Caches)>,
+) -> Result<Action, ReconcileError> {
+    let (context, caches) = ctx.as_ref();
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
+    let ns_objects = caches.namespace(&namespace)?;
+    finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            Finalizer::Apply(o) => apply(o, ns_objects, context).await,
+            Finalizer::Cleanup(o) => cleanup(o, context).await,
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError::Finalizer(e.to_string()))
+}
+
+/// After a failed reconcile: retry with a pause, never in a hot loop.
+pub fn error_policy<K: FerryObject>(
+    obj: Arc<K>,
+    error: &ReconcileError,
+    _ctx: Arc<(Context, Caches)>,
+) -> Action {
+    tracing::warn!(object = %key_of(obj.as_ref()), "reconcile failed: {error}");
+    Action::requeue(Duration::from_secs(30))
+}
+
+/// The controllers' caches of the three kinds, read to validate a namespace as a whole.
+#[derive(Clone, Default)]
+pub struct Caches {
+    /// ReportSchedules.
+    pub schedules: Option<kube::runtime::reflector::Store<ReportSchedule>>,
+    /// DeliveryTargets.
+    pub targets: Option<kube::runtime::reflector::Store<DeliveryTarget>>,
+    /// CustomerMappings.
+    pub mappings: Option<kube::runtime::reflector::Store<CustomerMapping>>,
+}
+
+impl Caches {
+    /// Every cached object of `namespace`.
+    pub fn namespace(&self, namespace: &str) -> Result<Namespace> {
+        let mut ns = Namespace::default();
+        fn add_all<K: FerryObject>(
+            ns: &mut Namespace,
+            store: &Option<kube::runtime::reflector::Store<K>>,
+            namespace: &str,
+        ) -> Result<()> {
+            if let Some(store) = store {
+                for o in store.state() {
+                    if o.namespace().as_deref() == Some(namespace) {
+                        ns.add(o.as_ref())?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        add_all(&mut ns, &self.schedules, namespace)?;
+        add_all(&mut ns, &self.targets, namespace)?;
+        add_all(&mut ns, &self.mappings, namespace)?;
+        Ok(ns)
+    }
+}
+
+/// How `ferry controller` runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch only this namespace (default: all).
+    pub namespace: Option<String>,
+    /// Where referenced Secrets are mirrored (a private, preferably memory-backed directory).
+    pub secrets_dir: std::path::PathBuf,
+    /// The hosted SFTP server, when enabled.
+    pub sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
+    /// The pod's name, for Events.
+    pub instance: String,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Runs the three controllers and the scheduler until SIGTERM.
+pub async fn run(store: StateStore, options: Options) -> Result<()> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
+    let mirror = secrets::SecretMirror::new(&options.secrets_dir)?;
+    let runner = crate::runner::Runner::new(store.clone(), mirror.files().clone());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(options.instance.clone()),
+        },
+    );
+    fn api<K: FerryObject>(client: &Client, ns: &Option<String>) -> Api<K> {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let schedules = Controller::new(
+        api::<ReportSchedule>(&client, &options.namespace),
+        watcher::Config::default(),
+    );
+    let targets = Controller::new(
+        api::<DeliveryTarget>(&client, &options.namespace),
+        watcher::Config::default(),
+    );
+    let mappings = Controller::new(
+        api::<CustomerMapping>(&client, &options.namespace),
+        watcher::Config::default(),
+    );
+    let caches = Caches {
+        schedules: Some(schedules.store()),
+        targets: Some(targets.store()),
+        mappings: Some(mappings.store()),
+    };
+    let ctx = Arc::new((
+        Context {
+            client: client.clone(),
+            store: store.clone(),
+            secrets: mirror,
+            recorder,
+            runner: runner.clone(),
+        },
+        caches,
+    ));
+    let health = crate::observe::Health::new();
+    let observe_server = match options.metrics_listen {
+        Some(listen) => {
+            let server = crate::observe::serve(listen, health.clone()).await?;
+            eprintln!("Metrics on http://{}/metrics", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    // Runs, PSA syncs and the hosted SFTP server: the daemon, fed by the state the
+    // reconciles write instead of by files. It ticks the liveness heartbeat and reports ready
+    // once it runs.
+    let daemon = tokio::spawn(crate::daemon::run(
+        runner,
+        crate::daemon::Options {
+            files: Vec::new(),
+            once: false,
+            shutdown_grace: Duration::from_secs(30),
+            poll: Duration::from_secs(2),
+            sftp: options.sftp.clone(),
+            health: Some(health.clone()),
+            ..Default::default()
+        },
+        || async { Ok(()) },
+    ));
+    let s = schedules
+        .shutdown_on_signal()
+        .run(
+            reconcile::<ReportSchedule>,
+            error_policy::<ReportSchedule>,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(kind = "ReportSchedule", "reconcile: {e}");
+            }
+        });
+    let t = targets
+        .shutdown_on_signal()
+        .run(
+            reconcile::<DeliveryTarget>,
+            error_policy::<DeliveryTarget>,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(kind = "DeliveryTarget", "reconcile: {e}");
+            }
+        });
+    let m = mappings
+        .shutdown_on_signal()
+        .run(
+            reconcile::<CustomerMapping>,
+            error_policy::<CustomerMapping>,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(kind = "CustomerMapping", "reconcile: {e}");
+            }
+        });
+    tokio::join!(s, t, m);
+    // The daemon stops on the same signal, letting running exports finish.
+    let finished = daemon.await;
+    if let Some(server) = observe_server {
+        server.shutdown().await;
+    }
+    match finished {
+        Ok(result) => result.map(|_| ()),
+        Err(e) => Err(Error::State(format!("the scheduler task failed: {e}"))),
+    }
+}

@@ -1,0 +1,452 @@
+//! `ferry controller` reconciles, the kube-rs way: the Kubernetes API server is a mock
+//! (tower-test) and a verifier asserts the exact sequence of requests and their bodies.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry::api::{DeliveryTarget, ReportSchedule};
+use ferry::controller::{Caches, Context, INVALID_REQUEUE, STATUS_REQUEUE};
+use http::{Method, Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// One expected request: method, path and query, and the JSON answered.
+struct Expect {
+    method: Method,
+    uri: &'static str,
+    reply: Value,
+}
+
+/// Answers `expected` in order, asserting each request; returns the request bodies (and the
+/// handle, for a later round).
+async fn verify(mut handle: Handle, expected: Vec<Expect>) -> (Vec<Value>, Handle) {
+    let mut bodies = Vec::new();
+    for e in expected {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request came; expected {} {}", e.method, e.uri))
+            .expect("the client is alive");
+        assert_eq!(request.method(), e.method, "{}", request.uri());
+        let uri = request.uri().to_string();
+        assert!(
+            uri.starts_with(e.uri),
+            "expected {} {}, got {}",
+            e.method,
+            e.uri,
+            uri
+        );
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&e.reply).unwrap()))
+                .unwrap(),
+        );
+    }
+    // Nothing else is asked.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), handle.next_request())
+            .await
+            .is_err(),
+        "an unexpected extra request was made"
+    );
+    (bodies, handle)
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ctx: Arc<(Context, Caches)>,
+    handle: Option<Handle>,
+}
+
+async fn fixture(schedules: &[&ReportSchedule], targets: &[&DeliveryTarget]) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let store = ferry::state::StateStore::open(&dir.path().join("state.db"))
+        .await
+        .unwrap();
+    let mirror =
+        ferry::controller::secrets::SecretMirror::new(&dir.path().join("secrets")).unwrap();
+    let runner = ferry::runner::Runner::new(store.clone(), mirror.files().clone());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "ferry-controller".into(),
+            instance: Some("test".into()),
+        },
+    );
+    let (s_reader, mut s_writer) = reflector::store::<ReportSchedule>();
+    for s in schedules {
+        s_writer.apply_watcher_event(&watcher::Event::Apply((*s).clone()));
+    }
+    let (t_reader, mut t_writer) = reflector::store::<DeliveryTarget>();
+    for t in targets {
+        t_writer.apply_watcher_event(&watcher::Event::Apply((*t).clone()));
+    }
+    let caches = Caches {
+        schedules: Some(s_reader),
+        targets: Some(t_reader),
+        mappings: None,
+    };
+    Fixture {
+        ctx: Arc::new((
+            Context {
+                client,
+                store,
+                secrets: mirror,
+                recorder,
+                runner,
+            },
+            caches,
+        )),
+        handle: Some(handle),
+        _dir: dir,
+    }
+}
+
+fn object<K: serde::de::DeserializeOwned>(v: Value) -> K {
+    serde_json::from_value(v).expect("a valid object")
+}
+
+fn usage_db(dir: &Path) -> String {
+    let path = dir.join("shop.db");
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys;c=sqlite3.connect(sys.argv[1]);c.execute('create table orders(id integer, total real)');c.execute('insert into orders values (1, 9.5)');c.commit()",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    format!("sqlite:{}", path.display())
+}
+
+fn schedule(name: &str, db: &str, time_zone: &str, extra_meta: Value) -> ReportSchedule {
+    let mut meta = json!({"name": name, "namespace": "default", "generation": 3, "uid": "u-1", "resourceVersion": "10"});
+    if let (Some(m), Some(extra)) = (meta.as_object_mut(), extra_meta.as_object()) {
+        for (k, v) in extra {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    object(json!({
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "ReportSchedule",
+        "metadata": meta,
+        "spec": {
+            "schedule": {"daily": {"at": "00:30"}},
+            "timeZone": time_zone,
+            "source": {"sql": {"url": db, "query": "SELECT id, total FROM orders"}},
+            "format": {"csv": {}},
+            "fileName": "orders_{yyyyMMdd}.csv",
+            "deliverTo": [{"target": "drop"}],
+        }
+    }))
+}
+
+fn local_target(out: &Path, finalizer: bool) -> DeliveryTarget {
+    let mut meta = json!({"name": "drop", "namespace": "default", "generation": 1, "uid": "u-2", "resourceVersion": "11"});
+    if finalizer {
+        meta["finalizers"] = json!(["ferry.dev/cleanup"]);
+    }
+    object(json!({
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "DeliveryTarget",
+        "metadata": meta,
+        "spec": {"localDir": {"path": out.display().to_string()}},
+    }))
+}
+
+const SCHEDULE_URI: &str = "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders";
+
+#[tokio::test]
+async fn a_new_report_schedule_first_gets_the_ferry_finalizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = usage_db(dir.path());
+    let rs = schedule("orders", &db, "Asia/Tokyo", json!({}));
+    let mut fx = fixture(&[&rs], &[]).await;
+    let mut with_finalizer = serde_json::to_value(&rs).unwrap();
+    with_finalizer["metadata"]["finalizers"] = json!(["ferry.dev/cleanup"]);
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![Expect {
+            method: Method::PATCH,
+            uri: SCHEDULE_URI,
+            reply: with_finalizer,
+        }],
+    ));
+    let action = ferry::controller::reconcile(Arc::new(rs), fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    let (bodies, handle) = verifier.await.unwrap();
+    let _ = &handle;
+    let patch = bodies[0].to_string();
+    assert!(
+        patch.contains("/metadata/finalizers") && patch.contains("ferry.dev/cleanup"),
+        "{patch}"
+    );
+    // Nothing is applied before the finalizer is in place.
+    assert!(
+        fx.ctx
+            .0
+            .store
+            .snapshot()
+            .await
+            .unwrap()
+            .resources
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_valid_schedule_is_applied_to_the_state_and_its_status_says_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = usage_db(dir.path());
+    let rs = schedule(
+        "orders",
+        &db,
+        "Asia/Tokyo",
+        json!({"finalizers": ["ferry.dev/cleanup"]}),
+    );
+    let target = local_target(&dir.path().join("out"), true);
+    let mut fx = fixture(&[&rs], &[&target]).await;
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![Expect {
+            method: Method::PATCH,
+            uri: "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders/status?&force=true&fieldManager=ferry-controller",
+            reply: serde_json::to_value(&rs).unwrap(),
+        }],
+    ));
+    let action = ferry::controller::reconcile(Arc::new(rs), fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(STATUS_REQUEUE));
+    let (bodies, handle) = verifier.await.unwrap();
+    let _ = &handle;
+    let status = &bodies[0]["status"];
+    assert_eq!(bodies[0]["kind"], "ReportSchedule");
+    assert_eq!(status["observedGeneration"], 3);
+    let ready = &status["conditions"][0];
+    assert_eq!(
+        (ready["type"].as_str(), ready["status"].as_str()),
+        (Some("Ready"), Some("True"))
+    );
+    let state = fx.ctx.0.store.snapshot().await.unwrap();
+    let key = ferry::api::ResourceKey::new(ferry::api::Kind::ReportSchedule, "default", "orders");
+    assert_eq!(state.resources[&key].spec["timeZone"], "Asia/Tokyo");
+}
+
+#[tokio::test]
+async fn an_invalid_schedule_gets_ready_false_with_the_message_and_is_not_retried_in_a_hot_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = usage_db(dir.path());
+    let rs = schedule(
+        "orders",
+        &db,
+        "Asia/Tokio",
+        json!({"finalizers": ["ferry.dev/cleanup"]}),
+    );
+    let target = local_target(&dir.path().join("out"), true);
+    let mut fx = fixture(&[&rs], &[&target]).await;
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![
+            Expect {
+                method: Method::POST,
+                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+            },
+            Expect {
+                method: Method::PATCH,
+                uri: "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders/status",
+                reply: serde_json::to_value(&rs).unwrap(),
+            },
+        ],
+    ));
+    let action = ferry::controller::reconcile(Arc::new(rs), fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(INVALID_REQUEUE));
+    let (bodies, handle) = verifier.await.unwrap();
+    let _ = &handle;
+    assert_eq!(bodies[0]["reason"], "Invalid");
+    assert_eq!(bodies[0]["type"], "Warning");
+    let ready = &bodies[1]["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "Invalid");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("unknown time zone `Asia/Tokio`"),
+        "{message}"
+    );
+    assert!(
+        fx.ctx
+            .0
+            .store
+            .snapshot()
+            .await
+            .unwrap()
+            .resources
+            .is_empty(),
+        "nothing applied"
+    );
+}
+
+#[tokio::test]
+async fn the_run_now_annotation_runs_once_and_is_echoed_in_the_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = usage_db(dir.path());
+    let out = dir.path().join("out");
+    let rs = schedule(
+        "orders",
+        &db,
+        "UTC",
+        json!({"finalizers": ["ferry.dev/cleanup"], "annotations": {"ferry.dev/run-now": "2026-11-21T10:00"}}),
+    );
+    let target = local_target(&out, true);
+    let mut fx = fixture(&[&rs], &[&target]).await;
+    // The target was reconciled before (its own controller).
+    let mut ns = ferry::controller::Namespace::default();
+    ns.add(&target).unwrap();
+    ferry::controller::apply_object(
+        &fx.ctx.0.store,
+        fx.ctx.0.secrets.files(),
+        &ns,
+        &ferry::controller::key_of(&target),
+    )
+    .await
+    .unwrap();
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![
+            Expect {
+                method: Method::POST,
+                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+            },
+            Expect {
+                method: Method::PATCH,
+                uri: "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders/status",
+                reply: serde_json::to_value(&rs).unwrap(),
+            },
+        ],
+    ));
+    ferry::controller::reconcile(Arc::new(rs.clone()), fx.ctx.clone())
+        .await
+        .unwrap();
+    let (bodies, handle) = verifier.await.unwrap();
+    let _ = &handle;
+    assert_eq!(bodies[0]["reason"], "RunNow");
+    assert!(
+        bodies[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("succeeded, 1 rows"),
+        "{}",
+        bodies[0]
+    );
+    let status = bodies[1]["status"].clone();
+    assert_eq!(status["lastHandledRunNow"], "2026-11-21T10:00");
+    let files: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "one file delivered");
+
+    // The same annotation again (the status now echoes it): no run, no write at all.
+    let mut seen: Value = serde_json::to_value(&rs).unwrap();
+    seen["status"] = status;
+    let rs_again: ReportSchedule = object(seen);
+    let again = tokio::spawn(verify_nothing(handle));
+    ferry::controller::reconcile(Arc::new(rs_again), fx.ctx.clone())
+        .await
+        .unwrap();
+    again.await.unwrap();
+    let files: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "no second run");
+    let runs = ferry::ledger::Ledger::new(fx.ctx.0.store.pool().clone())
+        .history("default", "orders", 10)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+}
+
+async fn verify_nothing(mut handle: Handle) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), handle.next_request())
+            .await
+            .is_err(),
+        "an unexpected request was made"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_hosted_sftp_target_removes_its_user_then_the_finalizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut target: DeliveryTarget = object(json!({
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "DeliveryTarget",
+        "metadata": {"name": "partner-drop", "namespace": "default", "generation": 1, "uid": "u-3",
+                     "resourceVersion": "12", "finalizers": ["ferry.dev/cleanup"]},
+        "spec": {"hostedSftp": {"connectionName": "partner-drop", "user": "partner01",
+                 "publicKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"],
+                 "directory": "reports"}},
+    }));
+    let mut fx = fixture(&[], &[&target]).await;
+    // Applied first, as a reconcile would have.
+    let mut ns = ferry::controller::Namespace::default();
+    ns.add(&target).unwrap();
+    let key = ferry::controller::key_of(&target);
+    ferry::controller::apply_object(&fx.ctx.0.store, fx.ctx.0.secrets.files(), &ns, &key)
+        .await
+        .unwrap();
+    let runner =
+        ferry::runner::Runner::new(fx.ctx.0.store.clone(), fx.ctx.0.secrets.files().clone());
+    assert_eq!(runner.hosted_connections().await.unwrap().len(), 1);
+
+    target.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    let mut gone = serde_json::to_value(&target).unwrap();
+    gone["metadata"]["finalizers"] = json!([]);
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![
+            Expect {
+                method: Method::POST,
+                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+            },
+            Expect {
+                method: Method::PATCH,
+                uri: "/apis/ferry.dev/v1alpha1/namespaces/default/deliverytargets/partner-drop",
+                reply: gone,
+            },
+        ],
+    ));
+    let action = ferry::controller::reconcile(Arc::new(target), fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    let (bodies, handle) = verifier.await.unwrap();
+    let _ = &handle;
+    assert_eq!(bodies[0]["reason"], "Deleted");
+    let patch = bodies[1].to_string();
+    assert!(
+        patch.contains("\"remove\"") && patch.contains("/metadata/finalizers/0"),
+        "{patch}"
+    );
+    assert!(
+        runner.hosted_connections().await.unwrap().is_empty(),
+        "the user is gone"
+    );
+    let _ = dir;
+}
