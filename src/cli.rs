@@ -273,6 +273,20 @@ pub enum Command {
         /// this address, e.g. `0.0.0.0:9090`. Off when not given.
         #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Elect a leader among replicas on a coordination.k8s.io Lease: only the leader
+        /// reconciles and runs schedules and syncs; a standby takes over within the Lease's
+        /// duration once the leader stops renewing.
+        #[arg(long)]
+        leader_elect: bool,
+        /// The Lease's name.
+        #[arg(long, default_value = "ferry-controller")]
+        lease_name: String,
+        /// The Lease's namespace (the controller's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// How long the Lease stays valid without renewal (renewed every third of it).
+        #[arg(long, default_value = "15s", value_name = "DURATION")]
+        lease_duration: String,
         /// Ferry's SFTP server.
         #[command(flatten)]
         sftp: SftpArgs,
@@ -566,9 +580,23 @@ async fn run(cli: Cli) -> Result<u8> {
             secrets_mirror,
             instance,
             metrics_listen,
+            leader_elect,
+            lease_name,
+            lease_namespace,
+            lease_duration,
             sftp,
         } => {
             let sftp = sftp.config(&ctx.state_path)?;
+            let leader_election = if leader_elect {
+                Some(crate::controller::lease::LeaseConfig {
+                    name: lease_name,
+                    namespace: lease_namespace,
+                    identity: instance.clone(),
+                    duration: parse_flag_duration("--lease-duration", &lease_duration)?,
+                })
+            } else {
+                None
+            };
             // One controller per state: the lock is held for its life.
             let _lock = ctx.lock("controller")?;
             let store = StateStore::open(&ctx.state_path).await?;
@@ -580,6 +608,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     sftp,
                     instance,
                     metrics_listen,
+                    leader_election,
                 },
             )
             .await?;

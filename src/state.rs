@@ -184,6 +184,14 @@ pub struct StateStore {
 impl StateStore {
     /// Opens (creating when missing) the state database at `path`.
     pub async fn open(path: &Path) -> Result<StateStore> {
+        let text = path.to_string_lossy();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Err(Error::Usage(
+                "--state: a PostgreSQL state backend is not available in this version; give \
+                 the path of a SQLite state file"
+                    .into(),
+            ));
+        }
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {

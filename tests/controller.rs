@@ -21,6 +21,7 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 /// One expected request: method, path and query, and the JSON answered.
 struct Expect {
     method: Method,
+    status: u16,
     uri: &'static str,
     reply: Value,
 }
@@ -47,6 +48,7 @@ async fn verify(mut handle: Handle, expected: Vec<Expect>) -> (Vec<Value>, Handl
         bodies.push(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
         send.send_response(
             Response::builder()
+                .status(e.status)
                 .body(Body::from(serde_json::to_vec(&e.reply).unwrap()))
                 .unwrap(),
         );
@@ -180,6 +182,7 @@ async fn a_new_report_schedule_first_gets_the_ferry_finalizer() {
         fx.handle.take().unwrap(),
         vec![Expect {
             method: Method::PATCH,
+            status: 200,
             uri: SCHEDULE_URI,
             reply: with_finalizer,
         }],
@@ -224,6 +227,7 @@ async fn a_valid_schedule_is_applied_to_the_state_and_its_status_says_ready() {
         fx.handle.take().unwrap(),
         vec![Expect {
             method: Method::PATCH,
+            status: 200,
             uri: "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders/status?&force=true&fieldManager=ferry-controller",
             reply: serde_json::to_value(&rs).unwrap(),
         }],
@@ -264,11 +268,13 @@ async fn an_invalid_schedule_gets_ready_false_with_the_message_and_is_not_retrie
         vec![
             Expect {
                 method: Method::POST,
+                status: 200,
                 uri: "/apis/events.k8s.io/v1/namespaces/default/events",
                 reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
             },
             Expect {
                 method: Method::PATCH,
+                status: 200,
                 uri: "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders/status",
                 reply: serde_json::to_value(&rs).unwrap(),
             },
@@ -332,11 +338,13 @@ async fn the_run_now_annotation_runs_once_and_is_echoed_in_the_status() {
         vec![
             Expect {
                 method: Method::POST,
+                status: 200,
                 uri: "/apis/events.k8s.io/v1/namespaces/default/events",
                 reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
             },
             Expect {
                 method: Method::PATCH,
+                status: 200,
                 uri: "/apis/ferry.dev/v1alpha1/namespaces/default/reportschedules/orders/status",
                 reply: serde_json::to_value(&rs).unwrap(),
             },
@@ -422,11 +430,13 @@ async fn deleting_a_hosted_sftp_target_removes_its_user_then_the_finalizer() {
         vec![
             Expect {
                 method: Method::POST,
+                status: 200,
                 uri: "/apis/events.k8s.io/v1/namespaces/default/events",
                 reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
             },
             Expect {
                 method: Method::PATCH,
+                status: 200,
                 uri: "/apis/ferry.dev/v1alpha1/namespaces/default/deliverytargets/partner-drop",
                 reply: gone,
             },
@@ -449,4 +459,182 @@ async fn deleting_a_hosted_sftp_target_removes_its_user_then_the_finalizer() {
         "the user is gone"
     );
     let _ = dir;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader election on a Lease
+
+const LEASE_URI: &str = "/apis/coordination.k8s.io/v1/namespaces/ferry/leases/ferry-controller";
+
+fn elector(identity: &str) -> (ferry::controller::lease::LeaderElector, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "ferry");
+    (
+        ferry::controller::lease::LeaderElector::new(
+            client,
+            ferry::controller::lease::LeaseConfig {
+                name: "ferry-controller".into(),
+                namespace: "ferry".into(),
+                identity: identity.into(),
+                duration: Duration::from_secs(15),
+            },
+        ),
+        handle,
+    )
+}
+
+fn lease(holder: &str, renewed: &str, transitions: i32) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "ferry-controller", "namespace": "ferry", "resourceVersion": "41"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                 "acquireTime": "2026-11-21T10:00:00.000000Z", "renewTime": renewed,
+                 "leaseTransitions": transitions},
+    })
+}
+
+fn not_found() -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound",
+           "code": 404, "message": "leases.coordination.k8s.io \"ferry-controller\" not found"})
+}
+
+fn conflict() -> Value {
+    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Conflict",
+           "code": 409, "message": "the object has been modified"})
+}
+
+fn at(s: &str) -> jiff::Timestamp {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_first_candidate_creates_the_lease_and_leads() {
+    let (elector, handle) = elector("ferry-0");
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            Expect {
+                method: Method::GET,
+                status: 404,
+                uri: LEASE_URI,
+                reply: not_found(),
+            },
+            Expect {
+                method: Method::POST,
+                status: 201,
+                uri: "/apis/coordination.k8s.io/v1/namespaces/ferry/leases?",
+                reply: lease("ferry-0", "2026-11-21T10:00:00.000000Z", 0),
+            },
+        ],
+    ));
+    let outcome = elector.round(at("2026-11-21T10:00:00Z")).await.unwrap();
+    assert_eq!(outcome, ferry::controller::lease::Leadership::Leading);
+    let (bodies, _) = verifier.await.unwrap();
+    assert_eq!(bodies[1]["spec"]["holderIdentity"], "ferry-0");
+    assert_eq!(bodies[1]["spec"]["leaseDurationSeconds"], 15);
+}
+
+#[tokio::test]
+async fn the_leader_renews_its_lease_with_the_version_it_read() {
+    let (elector, handle) = elector("ferry-0");
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            Expect {
+                method: Method::GET,
+                status: 200,
+                uri: LEASE_URI,
+                reply: lease("ferry-0", "2026-11-21T10:00:00.000000Z", 0),
+            },
+            Expect {
+                method: Method::PUT,
+                status: 200,
+                uri: LEASE_URI,
+                reply: lease("ferry-0", "2026-11-21T10:00:05.000000Z", 0),
+            },
+        ],
+    ));
+    let outcome = elector.round(at("2026-11-21T10:00:05Z")).await.unwrap();
+    assert_eq!(outcome, ferry::controller::lease::Leadership::Leading);
+    let (bodies, _) = verifier.await.unwrap();
+    assert_eq!(bodies[1]["metadata"]["resourceVersion"], "41");
+    assert_eq!(
+        bodies[1]["spec"]["renewTime"],
+        "2026-11-21T10:00:05.000000Z"
+    );
+    assert_eq!(
+        bodies[1]["spec"]["leaseTransitions"], 0,
+        "a renewal is no transition"
+    );
+}
+
+#[tokio::test]
+async fn a_standby_waits_while_the_lease_is_fresh_and_takes_it_over_once_expired() {
+    let (elector, handle) = elector("ferry-1");
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            Expect {
+                method: Method::GET,
+                status: 200,
+                uri: LEASE_URI,
+                reply: lease("ferry-0", "2026-11-21T10:00:00.000000Z", 0),
+            },
+            Expect {
+                method: Method::GET,
+                status: 200,
+                uri: LEASE_URI,
+                reply: lease("ferry-0", "2026-11-21T10:00:00.000000Z", 0),
+            },
+            Expect {
+                method: Method::PUT,
+                status: 200,
+                uri: LEASE_URI,
+                reply: lease("ferry-1", "2026-11-21T10:00:16.000000Z", 1),
+            },
+        ],
+    ));
+    let fresh = elector.round(at("2026-11-21T10:00:10Z")).await.unwrap();
+    assert_eq!(
+        fresh,
+        ferry::controller::lease::Leadership::Standby {
+            holder: "ferry-0".into()
+        }
+    );
+    let expired = elector.round(at("2026-11-21T10:00:16Z")).await.unwrap();
+    assert_eq!(expired, ferry::controller::lease::Leadership::Leading);
+    let (bodies, _) = verifier.await.unwrap();
+    assert_eq!(bodies[2]["spec"]["holderIdentity"], "ferry-1");
+    assert_eq!(bodies[2]["spec"]["leaseTransitions"], 1);
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewal_conflicts_has_lost_the_lease() {
+    let (elector, handle) = elector("ferry-0");
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            Expect {
+                method: Method::GET,
+                status: 200,
+                uri: LEASE_URI,
+                reply: lease("ferry-0", "2026-11-21T10:00:00.000000Z", 0),
+            },
+            Expect {
+                method: Method::PUT,
+                status: 409,
+                uri: LEASE_URI,
+                reply: conflict(),
+            },
+        ],
+    ));
+    let outcome = elector.round(at("2026-11-21T10:00:05Z")).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            ferry::controller::lease::Leadership::Standby { .. }
+        ),
+        "{outcome:?}"
+    );
+    verifier.await.unwrap();
 }

@@ -13,6 +13,7 @@
 //! state, without files, so schedules, PSA syncs and the hosted SFTP server behave exactly as
 //! under `ferry run`.
 
+pub mod lease;
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -582,6 +583,51 @@ pub struct Options {
     pub instance: String,
     /// Serve `/metrics`, `/healthz` and `/readyz` here.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Take part in leader election on this Lease: only the leader reconciles and runs.
+    pub leader_election: Option<lease::LeaseConfig>,
+}
+
+/// Waits until this instance leads, then keeps renewing in the background; leadership lost
+/// (a renewal refused, or impossible for longer than the Lease is valid) ends the process, so
+/// it restarts as a standby and never runs schedules next to a new leader.
+async fn lead(
+    client: &Client,
+    config: lease::LeaseConfig,
+    health: &crate::observe::Health,
+) -> Result<()> {
+    let elector = lease::LeaderElector::new(client.clone(), config);
+    loop {
+        match elector.round(jiff::Timestamp::now()).await {
+            Ok(lease::Leadership::Leading) => break,
+            Ok(lease::Leadership::Standby { holder }) => {
+                health.set_not_ready(&format!("standby: {holder} leads"));
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::time::sleep(elector.config().renew_every()).await;
+    }
+    tracing::info!(lease = %elector.config().name, identity = %elector.config().identity, "leading");
+    tokio::spawn(async move {
+        let mut last_renewal = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(elector.config().renew_every()).await;
+            match elector.round(jiff::Timestamp::now()).await {
+                Ok(lease::Leadership::Leading) => last_renewal = std::time::Instant::now(),
+                Ok(lease::Leadership::Standby { holder }) => {
+                    tracing::error!(%holder, "leadership lost: stopping so that a standby takes over");
+                    std::process::exit(3);
+                }
+                Err(e) => {
+                    tracing::warn!("lease not renewed: {e}");
+                    if last_renewal.elapsed() >= elector.config().duration {
+                        tracing::error!("the lease expired without renewal: stopping");
+                        std::process::exit(3);
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Runs the three controllers and the scheduler until SIGTERM.
@@ -640,6 +686,9 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
         }
         None => None,
     };
+    if let Some(config) = options.leader_election.clone() {
+        lead(&client, config, &health).await?;
+    }
     // Runs, PSA syncs and the hosted SFTP server: the daemon, fed by the state the
     // reconciles write instead of by files. It ticks the liveness heartbeat and reports ready
     // once it runs.
