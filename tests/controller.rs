@@ -638,3 +638,156 @@ async fn a_leader_whose_renewal_conflicts_has_lost_the_lease() {
     );
     verifier.await.unwrap();
 }
+
+fn password_target() -> DeliveryTarget {
+    object(json!({
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "DeliveryTarget",
+        "metadata": {"name": "finance-drop", "namespace": "default", "generation": 1, "uid": "u-9",
+                     "resourceVersion": "20", "finalizers": ["ferry.dev/cleanup"]},
+        "spec": {"hostedSftp": {"connectionName": "finance-drop", "user": "finance01", "directory": "payouts"}},
+    }))
+}
+
+fn secret_reply(password: &str) -> Value {
+    use base64_like::encode;
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "ferry-sftp-password-finance01", "namespace": "default"},
+           "data": {"user": encode("finance01"), "password": encode(password)}})
+}
+
+/// Standard base64 for the Secret fixtures (no dependency needed for a test).
+mod base64_like {
+    pub fn encode(s: &str) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = (u32::from(chunk[0]) << 16)
+                | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*chunk.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn a_hosted_sftp_user_without_keys_gets_a_generated_password_in_a_secret_and_only_its_hash_in_the_state()
+ {
+    let target = password_target();
+    let mut fx = fixture(&[], &[&target]).await;
+    const SECRET: &str = "/api/v1/namespaces/default/secrets/ferry-sftp-password-finance01";
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![
+            Expect {
+                method: Method::GET,
+                status: 404,
+                uri: SECRET,
+                reply: not_found(),
+            },
+            Expect {
+                method: Method::POST,
+                status: 201,
+                uri: "/api/v1/namespaces/default/secrets?",
+                reply: secret_reply("placeholder"),
+            },
+            Expect {
+                method: Method::POST,
+                status: 200,
+                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+            },
+            Expect {
+                method: Method::PATCH,
+                status: 200,
+                uri: "/apis/ferry.dev/v1alpha1/namespaces/default/deliverytargets/finance-drop/status",
+                reply: serde_json::to_value(&target).unwrap(),
+            },
+        ],
+    ));
+    ferry::controller::reconcile(Arc::new(target), fx.ctx.clone())
+        .await
+        .unwrap();
+    let (bodies, _) = verifier.await.unwrap();
+    let secret = &bodies[1];
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "u-9");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"],
+        "DeliveryTarget"
+    );
+    let encoded = secret["data"]["password"].as_str().unwrap();
+    let hashes = fx.ctx.0.store.password_hashes().await.unwrap();
+    let hash = &hashes["finance01"];
+    assert!(hash.starts_with("$argon2id$"));
+    // The Secret's password (base64 in `data`) is the one the hash verifies.
+    let password = decode(encoded);
+    assert_eq!(password.len(), 32);
+    assert!(ferry::hosted_sftp::verify_password(&password, hash));
+    assert_eq!(bodies[2]["reason"], "PasswordIssued");
+    assert!(
+        !bodies[2].to_string().contains(&password),
+        "the Event never holds the password"
+    );
+    assert_eq!(
+        bodies[3]["status"]["passwordSecretName"],
+        "ferry-sftp-password-finance01"
+    );
+    assert!(!bodies[3].to_string().contains(&password), "nor the status");
+}
+
+#[tokio::test]
+async fn an_existing_password_secret_is_adopted_after_a_lost_state_not_replaced() {
+    let target = password_target();
+    let mut fx = fixture(&[], &[&target]).await;
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![
+            Expect {
+                method: Method::GET,
+                status: 200,
+                uri: "/api/v1/namespaces/default/secrets/ferry-sftp-password-finance01",
+                reply: secret_reply("Kept-password-from-the-Secret-01"),
+            },
+            Expect {
+                method: Method::PATCH,
+                status: 200,
+                uri: "/apis/ferry.dev/v1alpha1/namespaces/default/deliverytargets/finance-drop/status",
+                reply: serde_json::to_value(&target).unwrap(),
+            },
+        ],
+    ));
+    ferry::controller::reconcile(Arc::new(target), fx.ctx.clone())
+        .await
+        .unwrap();
+    verifier.await.unwrap();
+    let hashes = fx.ctx.0.store.password_hashes().await.unwrap();
+    assert!(ferry::hosted_sftp::verify_password(
+        "Kept-password-from-the-Secret-01",
+        &hashes["finance01"]
+    ));
+}
+
+fn decode(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = T.iter().position(|t| *t == c).unwrap() as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8 & 0xff);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}

@@ -432,15 +432,26 @@ pub async fn apply<K: FerryObject>(
         event(&ctx.recorder, obj.as_ref(), type_, reason, "Run", note).await;
         handled_run_now = Some(asked);
     }
+    // A hosted SFTP user without keys gets its generated password in a Secret.
+    let password_secret =
+        if K::KIND == Kind::DeliveryTarget && matches!(applied, Applied::Ready { .. }) {
+            hosted_password(ctx, obj.as_ref(), &key).await?
+        } else {
+            None
+        };
     let stored = ctx.store.get(&key).await?;
-    let status = K::normalize_status(status_for(
+    let mut status = status_for(
         obj.meta().generation,
         stored.as_ref().map(|s| &s.status),
         &previous,
         &applied,
         handled_run_now.as_deref(),
         &crate::clock::now()?.to_string(),
-    ));
+    );
+    if let Some(name) = password_secret {
+        status["passwordSecretName"] = json!(name);
+    }
+    let status = K::normalize_status(status);
     if status != previous {
         patch_status(&ctx.client, obj.as_ref(), status).await?;
     }
@@ -448,6 +459,136 @@ pub async fn apply<K: FerryObject>(
         Applied::Invalid(_) => Action::requeue(INVALID_REQUEUE),
         Applied::Ready { .. } => Action::requeue(STATUS_REQUEUE),
     })
+}
+
+/// The name of the Secret holding the generated password of hosted SFTP user `user`: one per
+/// user, since connections naming the same user share its credentials.
+pub fn password_secret_name(user: &str) -> String {
+    format!("ferry-sftp-password-{user}")
+}
+
+/// For a `hostedSftp` target whose user logs in with a password (no connection gives it a
+/// key): makes sure the user's password is in its Secret (key `password`, owned by the target
+/// that created it) and its Argon2id hash in the state. A new user gets a generated password;
+/// an existing Secret is the truth (after a lost state its password is hashed again, not
+/// replaced). Returns the Secret's name, or `None` for targets that need none.
+async fn hosted_password<K: FerryObject>(
+    ctx: &Context,
+    obj: &K,
+    key: &ResourceKey,
+) -> Result<Option<String>> {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    let Some(stored) = ctx.store.get(key).await? else {
+        return Ok(None);
+    };
+    let Some(user) = stored.spec["hostedSftp"]["user"].as_str().map(String::from) else {
+        return Ok(None);
+    };
+    let connections = ctx.runner.hosted_connections().await?;
+    if !crate::hosted_sftp::users_needing_password(&connections).contains(&user) {
+        return Ok(None);
+    }
+    let name = password_secret_name(&user);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::Secret(format!("Secret {}/{name}: {e}", key.namespace)))?;
+    let stored_hash = ctx.store.password_hashes().await?.get(&user).cloned();
+    let existing_password = existing
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get("password"))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok());
+    if let Some(password) = existing_password {
+        let matches = match &stored_hash {
+            Some(hash) => {
+                let (p, h) = (password.clone(), hash.clone());
+                tokio::task::spawn_blocking(move || crate::hosted_sftp::verify_password(&p, &h))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if !matches {
+            let hash =
+                tokio::task::spawn_blocking(move || crate::hosted_sftp::hash_password(&password))
+                    .await
+                    .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))??;
+            ctx.store.rotate_password(&user, &hash).await?;
+        }
+        return Ok(Some(name));
+    }
+    let password = crate::hosted_sftp::generate_password();
+    let hash = {
+        let p = password.clone();
+        tokio::task::spawn_blocking(move || crate::hosted_sftp::hash_password(&p))
+            .await
+            .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))??
+    };
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(key.namespace.clone()),
+            labels: Some(
+                [
+                    (
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "ferry".to_string(),
+                    ),
+                    ("ferry.dev/sftp-user".to_string(), user.clone()),
+                ]
+                .into(),
+            ),
+            owner_references: obj.meta().uid.clone().map(|uid| {
+                vec![OwnerReference {
+                    api_version: crate::api::API_VERSION.into(),
+                    kind: K::KIND.as_str().into(),
+                    name: key.name.clone(),
+                    uid,
+                    controller: Some(true),
+                    block_owner_deletion: None,
+                }]
+            }),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                (
+                    "user".to_string(),
+                    k8s_openapi::ByteString(user.clone().into_bytes()),
+                ),
+                (
+                    "password".to_string(),
+                    k8s_openapi::ByteString(password.into_bytes()),
+                ),
+            ]
+            .into(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    let written = match existing {
+        None => api.create(&kube::api::PostParams::default(), &secret).await,
+        Some(_) => {
+            api.replace(&name, &kube::api::PostParams::default(), &secret)
+                .await
+        }
+    };
+    written.map_err(|e| Error::Secret(format!("Secret {}/{name}: {e}", key.namespace)))?;
+    // The hash only once the Secret holds the password: a password nobody can read is useless.
+    ctx.store.rotate_password(&user, &hash).await?;
+    event(
+        &ctx.recorder,
+        obj,
+        EventType::Normal,
+        "PasswordIssued",
+        "Issue",
+        format!("generated password of hosted SFTP user {user} stored in Secret {name}"),
+    )
+    .await;
+    Ok(Some(name))
 }
 
 /// Runs a ReportSchedule now (the `ferry.dev/run-now` annotation): whether it delivered
