@@ -786,7 +786,7 @@ fn decode(s: &str) -> String {
         n += 6;
         if n >= 8 {
             n -= 8;
-            out.push((bits >> n) as u8 & 0xff);
+            out.push((bits >> n) as u8);
         }
     }
     String::from_utf8(out).unwrap()
