@@ -791,3 +791,110 @@ fn decode(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_mapping_with_deletion_policy_delete_cancels_its_additions_before_the_finalizer_goes()
+ {
+    use ferry::psa::sim::{SimServer, connectwise};
+    let data: connectwise::Data = serde_saphyr::from_str(
+        r#"
+companyId: mymsp
+clientId: "3f6a2c1e-8b4d-4f7a-9c2e-5d1b7a9e0c43"
+publicKey: pub-KEY
+privateKey: priv-KEY
+companies: [{id: 250, identifier: ACME01, name: "Acme"}]
+agreements: [{id: 10, name: "Managed Services", companyId: 250}]
+products: [{id: 501, identifier: EP-PROT, description: "Endpoint"}]
+additions: [{id: 900, agreementId: 10, productIdentifier: EP-PROT, quantity: 12}]
+"#,
+    )
+    .unwrap();
+    let sim = SimServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Box::new(connectwise::ConnectWise::new(data).unwrap()),
+    )
+    .await
+    .unwrap();
+    let target: DeliveryTarget = object(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "DeliveryTarget",
+        "metadata": {"name": "cw", "namespace": "default", "uid": "u-5", "finalizers": ["ferry.dev/cleanup"]},
+        "spec": {"connectwise": {"baseUrl": sim.url(), "companyId": "mymsp",
+                 "clientId": "3f6a2c1e-8b4d-4f7a-9c2e-5d1b7a9e0c43",
+                 "publicKeySecretRef": {"name": "cw", "key": "public"},
+                 "privateKeySecretRef": {"name": "cw", "key": "private"}}},
+    }));
+    let mut mapping: ferry::api::CustomerMapping = object(json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "CustomerMapping",
+        "metadata": {"name": "acme", "namespace": "default", "uid": "u-6", "resourceVersion": "30",
+                     "finalizers": ["ferry.dev/cleanup"]},
+        "spec": {"customer": "acme", "psa": {"target": "cw"}, "company": {"identifier": "ACME01"},
+                 "contracts": [{"product": "endpoint", "agreement": "Managed Services", "item": "EP-PROT"}],
+                 "deletionPolicy": "Delete"},
+    }));
+    let mut fx = fixture(&[], &[&target]).await;
+    let secrets = fx.ctx.0.secrets.files().dir().join("default/cw");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("public"), "pub-KEY").unwrap();
+    std::fs::write(secrets.join("private"), "priv-KEY").unwrap();
+    let mut ns = ferry::controller::Namespace::default();
+    ns.add(&target).unwrap();
+    ns.add(&mapping).unwrap();
+    for key in [
+        ferry::controller::key_of(&target),
+        ferry::controller::key_of(&mapping),
+    ] {
+        let applied =
+            ferry::controller::apply_object(&fx.ctx.0.store, fx.ctx.0.secrets.files(), &ns, &key)
+                .await
+                .unwrap();
+        assert_eq!(applied, ferry::controller::Applied::Ready { changed: true });
+    }
+
+    mapping.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+    );
+    let mut gone = serde_json::to_value(&mapping).unwrap();
+    gone["metadata"]["finalizers"] = json!([]);
+    let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null});
+    let verifier = tokio::spawn(verify(
+        fx.handle.take().unwrap(),
+        vec![
+            Expect {
+                method: Method::POST,
+                status: 200,
+                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+                reply: event.clone(),
+            },
+            Expect {
+                method: Method::POST,
+                status: 200,
+                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+                reply: event,
+            },
+            Expect {
+                method: Method::PATCH,
+                status: 200,
+                uri: "/apis/ferry.dev/v1alpha1/namespaces/default/customermappings/acme",
+                reply: gone,
+            },
+        ],
+    ));
+    let action = ferry::controller::reconcile(Arc::new(mapping), fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change());
+    let (bodies, _) = verifier.await.unwrap();
+    assert_eq!(bodies[0]["reason"], "PsaReleased");
+    assert!(
+        bodies[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("addition #900 on agreement #10 cancelled"),
+        "{}",
+        bodies[0]
+    );
+    assert_eq!(bodies[1]["reason"], "Deleted");
+    let additions = sim.state()["additions"].clone();
+    assert!(!additions[0]["cancelledDate"].is_null(), "{additions}");
+    sim.shutdown().await;
+}

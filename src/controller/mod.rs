@@ -633,6 +633,9 @@ async fn run_now(ctx: &Context, key: &ResourceKey) -> Result<(bool, String)> {
 /// is (`deletionPolicy: Orphan`, the default).
 pub async fn cleanup<K: FerryObject>(obj: Arc<K>, ctx: &Context) -> Result<Action, ReconcileError> {
     let key = key_of(obj.as_ref());
+    if K::KIND == Kind::CustomerMapping {
+        release_mapping(ctx, obj.as_ref(), &key).await?;
+    }
     forget_object(&ctx.store, &key).await?;
     event(
         &ctx.recorder,
@@ -644,6 +647,41 @@ pub async fn cleanup<K: FerryObject>(obj: Arc<K>, ctx: &Context) -> Result<Actio
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// `deletionPolicy: Delete` on a CustomerMapping being deleted: its additions or units are
+/// released in the PSA first (an error keeps the finalizer, so the deletion is retried);
+/// `Orphan` (the default) leaves the PSA untouched.
+async fn release_mapping<K: FerryObject>(ctx: &Context, obj: &K, key: &ResourceKey) -> Result<()> {
+    let actual = ctx.store.snapshot().await?;
+    let Some(view) = crate::psa::sync::MappingView::all(&actual)
+        .into_iter()
+        .find(|v| &v.key == key)
+    else {
+        return Ok(());
+    };
+    if view.spec.deletion_policy != crate::api::DeletionPolicy::Delete {
+        return Ok(());
+    }
+    let syncer = crate::psa::sync::Syncer::new(ctx.store.clone(), ctx.secrets.files().clone());
+    let today = crate::clock::now()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let done = syncer.release(&view, today).await?;
+    event(
+        &ctx.recorder,
+        obj,
+        EventType::Normal,
+        "PsaReleased",
+        "Cleanup",
+        if done.is_empty() {
+            "deletionPolicy Delete: nothing to release in the PSA".to_string()
+        } else {
+            format!("deletionPolicy Delete: {}", done.join("; "))
+        },
+    )
+    .await;
+    Ok(())
 }
 
 /// The reconcile of kind `K`: finalizer, then [`apply`] or [`cleanup`].

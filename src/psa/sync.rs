@@ -1097,6 +1097,48 @@ impl Syncer {
         Ok(done)
     }
 
+    /// `deletionPolicy: Delete`: releases what the mapping manages in its PSA before it goes:
+    /// ConnectWise additions of its products are cancelled (`cancelledDate` today), Autotask
+    /// units of its services are brought to 0 by one adjustment each. Returns what was done;
+    /// fails (and the deletion waits) when the PSA cannot be reached.
+    pub async fn release(&self, view: &MappingView, on: Date) -> Result<Vec<String>> {
+        let client = self.client(view).await?;
+        let resolution = match resolve(&client, &view.spec).await? {
+            Ok(r) => r,
+            Err(problem) => return Ok(vec![format!("nothing released: {problem}")]),
+        };
+        let mut done = Vec::new();
+        match &client {
+            PsaClient::ConnectWise(cw) => {
+                for p in &resolution.products {
+                    for a in cw.active_additions(p.agreement.id).await? {
+                        if a.product_identifier.eq_ignore_ascii_case(&p.item) {
+                            cw.cancel_addition(p.agreement.id, a.id, on).await?;
+                            done.push(format!(
+                                "{}: addition #{} on agreement #{} cancelled",
+                                p.product, a.id, p.agreement.id
+                            ));
+                        }
+                    }
+                }
+            }
+            PsaClient::Autotask(_) => {
+                let (pushed, failed) =
+                    push_all(&client, &resolution.products, |_| 0.0, on, "").await;
+                if !failed.is_empty() {
+                    return Err(Error::Psa(failed.join("; ")));
+                }
+                for p in pushed.iter().filter(|p| p.action != "unchanged") {
+                    done.push(format!(
+                        "{}: units on contract #{} set to 0",
+                        p.product, p.agreement_id
+                    ));
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// Rewrites `status.openTickets` of a mapping from the ledger.
     async fn refresh_open_tickets(&self, key: &ResourceKey) -> Result<()> {
         let Some(stored) = self.store.get(key).await? else {
