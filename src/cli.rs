@@ -964,7 +964,7 @@ async fn issue_passwords(plan: &Plan, writes: &mut Vec<StateWrite>) -> Result<Ve
             continue;
         }
         let password = crate::hosted_sftp::generate_password();
-        let hash = hash_off_thread(&password).await?;
+        let hash = crate::hosted_sftp::hash_password_off_thread(password.clone()).await?;
         writes.push(StateWrite::SetPassword {
             user: u.user.clone(),
             hash,
@@ -976,14 +976,6 @@ async fn issue_passwords(plan: &Plan, writes: &mut Vec<StateWrite>) -> Result<Ve
         });
     }
     Ok(issued)
-}
-
-/// Argon2id is deliberately slow: hash on a blocking thread.
-async fn hash_off_thread(password: &str) -> Result<String> {
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || crate::hosted_sftp::hash_password(&password))
-        .await
-        .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))?
 }
 
 fn confirm() -> Result<bool> {
@@ -1424,12 +1416,14 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
             if r.succeeded { "succeeded" } else { "failed" }
         );
         for p in &r.pushed {
-            let before = p.previous.map_or("none".to_string(), format_quantity);
+            let before = p
+                .previous
+                .map_or("none".to_string(), crate::psa::format_quantity);
             outln!(
                 "  {}: {} -> {} ({}{})",
                 p.product,
                 before,
-                format_quantity(p.quantity),
+                crate::psa::format_quantity(p.quantity),
                 p.action,
                 p.record_id.map_or(String::new(), |id| format!(" #{id}"))
             );
@@ -1456,15 +1450,6 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
         ok &= r.succeeded;
     }
     Ok(if ok { 0 } else { 1 })
-}
-
-/// A quantity without a useless `.0`.
-fn format_quantity(q: f64) -> String {
-    if q.fract() == 0.0 && q.abs() < 1e15 {
-        format!("{}", q as i64)
-    } else {
-        format!("{q}")
-    }
 }
 
 async fn run_now_cmd(
@@ -1575,7 +1560,9 @@ async fn psa_history(
                                 format!(
                                     "{}={}",
                                     p["product"].as_str().unwrap_or("?"),
-                                    p["quantity"].as_f64().map_or("?".into(), format_quantity)
+                                    p["quantity"]
+                                        .as_f64()
+                                        .map_or("?".into(), crate::psa::format_quantity)
                                 )
                             })
                             .collect::<Vec<_>>()
@@ -1813,7 +1800,13 @@ fn split_host_port(address: &str) -> Result<(String, u16)> {
     }
 }
 
-async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result<u8> {
+/// The applied DeliveryTarget named by `deliverytarget/NAME` (with the opened state and its
+/// name), or a usage error saying what to do.
+async fn applied_delivery_target(
+    ctx: &Ctx,
+    target: &str,
+    namespace: &str,
+) -> Result<(StateStore, String, crate::api::DeliveryTargetSpec)> {
     let (kind, name) = parse_resource(target, None)?;
     let Some(name) = name.filter(|_| kind == Kind::DeliveryTarget) else {
         return Err(Error::Usage(format!(
@@ -1829,6 +1822,11 @@ async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result
                 store.path().display()
             ))
         })?;
+    Ok((store, name, spec))
+}
+
+async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result<u8> {
+    let (store, name, spec) = applied_delivery_target(ctx, target, namespace).await?;
     let Some(hosted) = &spec.hosted_sftp else {
         return Err(Error::Usage(format!(
             "DeliveryTarget `{name}` is not a hostedSftp connection: only hosted SFTP users have \
@@ -1852,7 +1850,7 @@ async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result
         )));
     }
     let password = crate::hosted_sftp::generate_password();
-    let hash = hash_off_thread(&password).await?;
+    let hash = crate::hosted_sftp::hash_password_off_thread(password.clone()).await?;
     store.rotate_password(user, &hash).await?;
     let via: Vec<String> = connections
         .iter()
@@ -1876,21 +1874,7 @@ async fn deliver_cmd(
     namespace: &str,
     output: ListOutput,
 ) -> Result<u8> {
-    let (kind, name) = parse_resource(target, None)?;
-    let Some(name) = name.filter(|_| kind == Kind::DeliveryTarget) else {
-        return Err(Error::Usage(format!(
-            "`{target}`: expected deliverytarget/NAME"
-        )));
-    };
-    let store = StateStore::open(&ctx.state_path).await?;
-    let spec = crate::runner::applied_target(&store, namespace, &name)
-        .await?
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "DeliveryTarget `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
-                store.path().display()
-            ))
-        })?;
+    let (_, name, spec) = applied_delivery_target(ctx, target, namespace).await?;
     if spec.kind().is_some_and(|k| k.is_psa()) {
         return Err(Error::Usage(format!(
             "DeliveryTarget `{name}` is a PSA connection; it does not receive files"

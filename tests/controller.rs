@@ -63,6 +63,16 @@ async fn verify(mut handle: Handle, expected: Vec<Expect>) -> (Vec<Value>, Handl
     (bodies, handle)
 }
 
+/// The Event a reconcile publishes (`events.k8s.io/v1`), answered as created.
+fn event_posted() -> Expect {
+    Expect {
+        method: Method::POST,
+        status: 200,
+        uri: "/apis/events.k8s.io/v1/namespaces/default/events",
+        reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
+    }
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     ctx: Arc<(Context, Caches)>,
@@ -266,12 +276,7 @@ async fn an_invalid_schedule_gets_ready_false_with_the_message_and_is_not_retrie
     let verifier = tokio::spawn(verify(
         fx.handle.take().unwrap(),
         vec![
-            Expect {
-                method: Method::POST,
-                status: 200,
-                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
-                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
-            },
+            event_posted(),
             Expect {
                 method: Method::PATCH,
                 status: 200,
@@ -336,12 +341,7 @@ async fn the_run_now_annotation_runs_once_and_is_echoed_in_the_status() {
     let verifier = tokio::spawn(verify(
         fx.handle.take().unwrap(),
         vec![
-            Expect {
-                method: Method::POST,
-                status: 200,
-                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
-                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
-            },
+            event_posted(),
             Expect {
                 method: Method::PATCH,
                 status: 200,
@@ -428,12 +428,7 @@ async fn deleting_a_hosted_sftp_target_removes_its_user_then_the_finalizer() {
     let verifier = tokio::spawn(verify(
         fx.handle.take().unwrap(),
         vec![
-            Expect {
-                method: Method::POST,
-                status: 200,
-                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
-                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
-            },
+            event_posted(),
             Expect {
                 method: Method::PATCH,
                 status: 200,
@@ -699,12 +694,7 @@ async fn a_hosted_sftp_user_without_keys_gets_a_generated_password_in_a_secret_a
                 uri: "/api/v1/namespaces/default/secrets?",
                 reply: secret_reply("placeholder"),
             },
-            Expect {
-                method: Method::POST,
-                status: 200,
-                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
-                reply: json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null}),
-            },
+            event_posted(),
             Expect {
                 method: Method::PATCH,
                 status: 200,
@@ -855,22 +845,11 @@ additions: [{id: 900, agreementId: 10, productIdentifier: EP-PROT, quantity: 12}
     );
     let mut gone = serde_json::to_value(&mapping).unwrap();
     gone["metadata"]["finalizers"] = json!([]);
-    let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null});
     let verifier = tokio::spawn(verify(
         fx.handle.take().unwrap(),
         vec![
-            Expect {
-                method: Method::POST,
-                status: 200,
-                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
-                reply: event.clone(),
-            },
-            Expect {
-                method: Method::POST,
-                status: 200,
-                uri: "/apis/events.k8s.io/v1/namespaces/default/events",
-                reply: event,
-            },
+            event_posted(),
+            event_posted(),
             Expect {
                 method: Method::PATCH,
                 status: 200,

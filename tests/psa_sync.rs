@@ -134,6 +134,13 @@ spec:
     )
 }
 
+/// Writes `docs` as one multi-document file `files/<name>`, applies it, and returns its path.
+fn apply_docs(sb: &Sandbox, name: &str, docs: &[String]) -> PathBuf {
+    let files = sb.write(name, &docs.join("---\n"));
+    sb.apply(&[&files]);
+    files
+}
+
 fn cw_sandbox() -> Sandbox {
     let sb = Sandbox::new();
     sb.write_secret("default", "cw", "public", "pub-KEY-123");
@@ -176,15 +183,14 @@ fn connectwise_full_cycle_creates_then_patches_one_addition_per_product() {
             ("other", "firewall", 9.0),
         ],
     );
-    let files = sb.write(
+    apply_docs(
+        &sb,
         "cw.yaml",
-        &format!(
-            "{}---\n{}",
+        &[
             cw_target(&sim),
-            cw_mapping("acme", "ACME01", "Managed Services", &db, false)
-        ),
+            cw_mapping("acme", "ACME01", "Managed Services", &db, false),
+        ],
     );
-    sb.apply(&[&files]);
 
     let run = sb.ferry(["run-now", "customermapping/acme"]).success();
     assert!(
@@ -286,15 +292,14 @@ fn a_429_storm_is_waited_out_and_expired_keys_fail_without_showing_them() {
     let sim = start_cw(&rt, CW_DATA);
     let sb = cw_sandbox();
     let db = usage_db(&sb, &[("acme", "endpoint-protection", 3.0)]);
-    let files = sb.write(
+    apply_docs(
+        &sb,
         "cw.yaml",
-        &format!(
-            "{}---\n{}",
+        &[
             cw_target(&sim),
-            cw_mapping("acme", "ACME01", "Managed Services", &db, false)
-        ),
+            cw_mapping("acme", "ACME01", "Managed Services", &db, false),
+        ],
     );
-    sb.apply(&[&files]);
     sim.inject(Fault::RateLimit {
         count: 4,
         retry_after: 1,
@@ -345,16 +350,15 @@ fn an_inactive_agreement_or_company_fails_the_mapping_and_opens_one_ticket_close
     let sim = start_cw(&rt, CW_DATA);
     let sb = cw_sandbox();
     let db = usage_db(&sb, &[("acme", "endpoint-protection", 3.0)]);
-    let files = sb.write(
+    let files = apply_docs(
+        &sb,
         "cw.yaml",
-        &format!(
-            "{}---\n{}---\n{}",
+        &[
             cw_target(&sim),
             cw_mapping("acme", "ACME01", "Legacy", &db, true),
-            cw_mapping("old", "OLD01", "Legacy", &db, true)
-        ),
+            cw_mapping("old", "OLD01", "Legacy", &db, true),
+        ],
     );
-    sb.apply(&[&files]);
     for _ in 0..2 {
         let run = sb.ferry(["run-now", "customermapping/acme"]).code(1);
         assert!(
@@ -507,15 +511,14 @@ fn autotask_full_cycle_adjusts_by_the_difference_and_survives_a_zone_move() {
         &sb,
         &[("rossi", "intercept-x", 10.0), ("rossi", "email", 6.0)],
     );
-    let files = sb.write(
+    apply_docs(
+        &sb,
         "at.yaml",
-        &format!(
-            "{}---\n{}",
+        &[
             at_target(&sim),
-            at_mapping("rossi", "Rossi Meccanica S.r.l.", "Sicurezza gestita", &db)
-        ),
+            at_mapping("rossi", "Rossi Meccanica S.r.l.", "Sicurezza gestita", &db),
+        ],
     );
-    sb.apply(&[&files]);
     let run = sb.ferry(["run-now", "customermapping/rossi"]).success();
     assert!(
         run.stdout.contains("intercept-x: 4 -> 10 (adjusted"),
@@ -599,16 +602,15 @@ fn autotask_duplicate_company_names_and_a_wrong_contract_type_are_errors_naming_
     let sim = start_at(&rt, AT_DATA);
     let sb = at_sandbox();
     let db = usage_db(&sb, &[("bianchi", "intercept-x", 1.0)]);
-    let files = sb.write(
+    apply_docs(
+        &sb,
         "at.yaml",
-        &format!(
-            "{}---\n{}---\n{}",
+        &[
             at_target(&sim),
             at_mapping("bianchi", "Bianchi", "Sicurezza gestita", &db),
-            at_mapping("rossi", "Rossi Meccanica S.r.l.", "Ore", &db)
-        ),
+            at_mapping("rossi", "Rossi Meccanica S.r.l.", "Ore", &db),
+        ],
     );
-    sb.apply(&[&files]);
     let run = sb.ferry(["run-now", "customermapping/bianchi"]).code(1);
     assert!(
         run.stderr.contains("company `Bianchi` is ambiguous"),
@@ -692,15 +694,14 @@ fn a_sync_killed_after_its_first_write_and_rerun_leaves_no_duplicate_addition_or
             ("acme", "firewall", 2.0),
         ],
     );
-    let files = sb.write(
+    apply_docs(
+        &sb,
         "cw.yaml",
-        &format!(
-            "{}---\n{}",
+        &[
             cw_target(&cw),
-            cw_mapping("acme", "ACME01", "Managed Services", &db, false)
-        ),
+            cw_mapping("acme", "ACME01", "Managed Services", &db, false),
+        ],
     );
-    sb.apply(&[&files]);
     cw.inject(Fault::Latency { millis: 400 });
     kill_during_sync(&sb, &cw, "acme", "/additions");
     assert_eq!(
@@ -726,15 +727,14 @@ fn a_sync_killed_after_its_first_write_and_rerun_leaves_no_duplicate_addition_or
         &sb,
         &[("rossi", "intercept-x", 10.0), ("rossi", "email", 6.0)],
     );
-    let files = sb.write(
+    apply_docs(
+        &sb,
         "at.yaml",
-        &format!(
-            "{}---\n{}",
+        &[
             at_target(&at),
-            at_mapping("rossi", "Rossi Meccanica S.r.l.", "Sicurezza gestita", &db)
-        ),
+            at_mapping("rossi", "Rossi Meccanica S.r.l.", "Sicurezza gestita", &db),
+        ],
     );
-    sb.apply(&[&files]);
     at.inject(Fault::Latency { millis: 400 });
     kill_during_sync(&sb, &at, "rossi", "/ServiceAdjustments");
     assert_eq!(units(&at, 20), 10.0);
@@ -778,16 +778,15 @@ fn plan_refreshes_from_the_psa_and_shows_quantities_changed_outside_ferry() {
             ("acme", "firewall", 1.0),
         ],
     );
-    let files = sb.write(
+    let files = apply_docs(
+        &sb,
         "cw.yaml",
-        &format!(
-            "{}---\n{}---\n{}",
+        &[
             cw_target(&sim),
             cw_mapping("acme", "ACME01", "Managed Services", &db, false),
-            cw_mapping("ghost", "GHOST01", "Managed Services", &db, false)
-        ),
+            cw_mapping("ghost", "GHOST01", "Managed Services", &db, false),
+        ],
     );
-    sb.apply(&[&files]);
     sb.ferry(["run-now", "customermapping/acme"]).success();
     // Somebody edits the addition in ConnectWise.
     let id = active_additions(&sim, "EP-PROT")[0]["id"].as_i64().unwrap();
@@ -903,16 +902,15 @@ spec:
             db = db.display()
         )
     };
-    let files = sb.write(
+    let files = apply_docs(
+        &sb,
         "all.yaml",
-        &format!(
-            "{}---\n{}---\n{}",
+        &[
             cw_target(&sim),
             cw_mapping("acme", "ACME01", "Managed Services", &db, true),
-            schedule("blocked/reports")
-        ),
+            schedule("blocked/reports"),
+        ],
     );
-    sb.apply(&[&files]);
     for _ in 0..2 {
         sb.ferry(["run-now", "reportschedule/acme-usage"]).code(1);
     }

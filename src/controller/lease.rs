@@ -96,7 +96,7 @@ impl LeaderElector {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Leadership::Leading),
-                Err(e) if is_conflict(&e) => Ok(self.standby_after_conflict().await),
+                Err(e) if is_conflict(&e) => Ok(lost_race()),
                 Err(e) => Err(kube_error(e)),
             };
         };
@@ -130,16 +130,16 @@ impl LeaderElector {
             .await
         {
             Ok(_) => Ok(Leadership::Leading),
-            Err(e) if is_conflict(&e) => Ok(self.standby_after_conflict().await),
+            Err(e) if is_conflict(&e) => Ok(lost_race()),
             Err(e) => Err(kube_error(e)),
         }
     }
+}
 
-    /// After losing a write race: whoever won holds it now.
-    async fn standby_after_conflict(&self) -> Leadership {
-        Leadership::Standby {
-            holder: "another candidate (write conflict)".into(),
-        }
+/// After losing a write race: whoever won holds the Lease now.
+fn lost_race() -> Leadership {
+    Leadership::Standby {
+        holder: "another candidate (write conflict)".into(),
     }
 }
 

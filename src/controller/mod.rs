@@ -432,14 +432,16 @@ pub async fn apply<K: FerryObject>(
         event(&ctx.recorder, obj.as_ref(), type_, reason, "Run", note).await;
         handled_run_now = Some(asked);
     }
-    // A hosted SFTP user without keys gets its generated password in a Secret.
-    let password_secret =
-        if K::KIND == Kind::DeliveryTarget && matches!(applied, Applied::Ready { .. }) {
-            hosted_password(ctx, obj.as_ref(), &key).await?
-        } else {
-            None
-        };
     let stored = ctx.store.get(&key).await?;
+    // A hosted SFTP user without keys gets its generated password in a Secret.
+    let password_secret = match &stored {
+        Some(stored)
+            if K::KIND == Kind::DeliveryTarget && matches!(applied, Applied::Ready { .. }) =>
+        {
+            hosted_password(ctx, obj.as_ref(), stored).await?
+        }
+        _ => None,
+    };
     let mut status = status_for(
         obj.meta().generation,
         stored.as_ref().map(|s| &s.status),
@@ -475,13 +477,11 @@ pub fn password_secret_name(user: &str) -> String {
 async fn hosted_password<K: FerryObject>(
     ctx: &Context,
     obj: &K,
-    key: &ResourceKey,
+    stored: &crate::state::StoredResource,
 ) -> Result<Option<String>> {
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-    let Some(stored) = ctx.store.get(key).await? else {
-        return Ok(None);
-    };
+    let key = &stored.key;
     let Some(user) = stored.spec["hostedSftp"]["user"].as_str().map(String::from) else {
         return Ok(None);
     };
@@ -502,31 +502,20 @@ async fn hosted_password<K: FerryObject>(
         .and_then(|d| d.get("password"))
         .and_then(|b| String::from_utf8(b.0.clone()).ok());
     if let Some(password) = existing_password {
-        let matches = match &stored_hash {
+        let matches = match stored_hash {
             Some(hash) => {
-                let (p, h) = (password.clone(), hash.clone());
-                tokio::task::spawn_blocking(move || crate::hosted_sftp::verify_password(&p, &h))
-                    .await
-                    .unwrap_or(false)
+                crate::hosted_sftp::verify_password_off_thread(password.clone(), hash).await
             }
             None => false,
         };
         if !matches {
-            let hash =
-                tokio::task::spawn_blocking(move || crate::hosted_sftp::hash_password(&password))
-                    .await
-                    .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))??;
+            let hash = crate::hosted_sftp::hash_password_off_thread(password).await?;
             ctx.store.rotate_password(&user, &hash).await?;
         }
         return Ok(Some(name));
     }
     let password = crate::hosted_sftp::generate_password();
-    let hash = {
-        let p = password.clone();
-        tokio::task::spawn_blocking(move || crate::hosted_sftp::hash_password(&p))
-            .await
-            .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))??
-    };
+    let hash = crate::hosted_sftp::hash_password_off_thread(password.clone()).await?;
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),

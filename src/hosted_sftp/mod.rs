@@ -50,6 +50,6 @@ pub use jail::is_partial_name;
 pub use server::{ActiveSession, HostedSftpConfig, HostedSftpServer, UsersUpdate, start};
 pub use throttle::{Lockout, LockoutPolicy};
 pub use users::{
-    Connection, Grant, User, Users, generate_password, hash_password, users_needing_password,
-    verify_password,
+    Connection, Grant, User, Users, generate_password, hash_password, hash_password_off_thread,
+    users_needing_password, verify_password, verify_password_off_thread,
 };

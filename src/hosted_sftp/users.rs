@@ -279,6 +279,21 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))
 }
 
+/// [`hash_password`] on a blocking thread: Argon2id is deliberately slow, and async callers
+/// (apply, rotate-password, the controller) must not stall their runtime on it.
+pub async fn hash_password_off_thread(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))?
+}
+
+/// [`verify_password`] on a blocking thread (see [`hash_password_off_thread`]).
+pub async fn verify_password_off_thread(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false)
+}
+
 /// Whether `password` matches the PHC string `hash`. The comparison of the computed and stored
 /// outputs is constant-time (argon2's verifier); a malformed hash never matches.
 pub fn verify_password(password: &str, hash: &str) -> bool {

@@ -202,12 +202,7 @@ fn is_zero(n: &usize) -> bool {
 impl Summary {
     /// Whether applying changes anything.
     pub fn has_changes(&self) -> bool {
-        self.has_resource_changes() || self.passwords > 0
-    }
-
-    /// Whether any resource is created, updated or deleted.
-    pub fn has_resource_changes(&self) -> bool {
-        self.create + self.update + self.delete > 0
+        self.create + self.update + self.delete + self.passwords > 0
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::api::ResourceKey;
 pub use crate::plan::DriftNote;
 use crate::psa::client::PsaClient;
+use crate::psa::format_quantity;
 use crate::psa::http::RetryPolicy;
 use crate::psa::sync::{MappingView, current_quantity, resolve};
 use crate::secrets::FileSecrets;
@@ -130,7 +131,7 @@ pub async fn refresh(
                     format!(
                         "{}: quantity changed outside Ferry: {} in {} ({} `{}`), Ferry last set {}",
                         p.product,
-                        fmt(now_q),
+                        format_quantity(now_q),
                         client.product(),
                         if client.product() == "Autotask" {
                             "contract"
@@ -138,7 +139,7 @@ pub async fn refresh(
                             "agreement"
                         },
                         p.agreement.name,
-                        fmt(*set)
+                        format_quantity(*set)
                     ),
                 )),
                 Ok(None) => notes.push(note(
@@ -151,7 +152,7 @@ pub async fn refresh(
                         } else {
                             "addition"
                         },
-                        fmt(*set),
+                        format_quantity(*set),
                         client.product()
                     ),
                 )),
@@ -164,14 +165,6 @@ pub async fn refresh(
         }
     }
     (notes, warnings)
-}
-
-fn fmt(q: f64) -> String {
-    if q.fract() == 0.0 && q.abs() < 1e15 {
-        format!("{}", q as i64)
-    } else {
-        format!("{q}")
-    }
 }
 
 /// The key of a note's mapping.

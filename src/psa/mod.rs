@@ -17,3 +17,12 @@ pub mod model;
 pub mod sim;
 pub mod sync;
 pub mod usage;
+
+/// A quantity as people write it: `12`, not `12.0`; fractions as they are (`2.5`).
+pub fn format_quantity(q: f64) -> String {
+    if q.fract() == 0.0 && q.abs() < 1e15 {
+        format!("{}", q as i64)
+    } else {
+        format!("{q}")
+    }
+}

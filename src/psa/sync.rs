@@ -67,6 +67,8 @@ pub struct MappingView {
 impl MappingView {
     /// Every applied mapping whose PSA target is applied too.
     pub fn all(actual: &ActualState) -> Vec<MappingView> {
+        // Many mappings share one PSA target: decode each target once.
+        let mut targets: HashMap<ResourceKey, Option<DeliveryTargetSpec>> = HashMap::new();
         actual
             .resources
             .values()
@@ -78,16 +80,20 @@ impl MappingView {
                 };
                 let target_key =
                     ResourceKey::new(Kind::DeliveryTarget, &r.key.namespace, &spec.psa.target);
-                let target = actual.resources.get(&target_key)?;
-                let Ok(Spec::DeliveryTarget(target)) =
-                    Spec::from_json(Kind::DeliveryTarget, target.spec.clone())
-                else {
-                    return None;
-                };
+                let target = targets
+                    .entry(target_key)
+                    .or_insert_with_key(|key| {
+                        let stored = actual.resources.get(key)?;
+                        match Spec::from_json(Kind::DeliveryTarget, stored.spec.clone()) {
+                            Ok(Spec::DeliveryTarget(t)) => Some(*t),
+                            _ => None,
+                        }
+                    })
+                    .clone()?;
                 Some(MappingView::new(
                     r.key.clone(),
                     spec,
-                    *target,
+                    target,
                     r.created_at.parse().ok(),
                 ))
             })
@@ -1078,10 +1084,7 @@ impl Syncer {
                 }
             };
             let kind = format!("delivery/{schedule}");
-            let mut title = format!("Ferry: report {schedule} failing for {customer}");
-            if title.chars().count() > 100 {
-                title = title.chars().take(99).collect::<String>() + "…";
-            }
+            let title = fit_title(format!("Ferry: report {schedule} failing for {customer}"));
             let description = format!(
                 "Ferry's report `{schedule}` for customer `{customer}` failed for slot {slot}:\n\n\
                  {reason}\n\nThis ticket is closed automatically when the next run succeeds."
@@ -1149,14 +1152,19 @@ impl Syncer {
         } else {
             json!({})
         };
+        status["openTickets"] = self.open_tickets_json(key).await?;
+        self.store.set_status(key, &status).await
+    }
+
+    /// `status.openTickets`: the tickets the ledger keeps open for the mapping.
+    async fn open_tickets_json(&self, key: &ResourceKey) -> Result<Value> {
         let tickets = self.ledger.open_tickets(&key.namespace, &key.name).await?;
-        status["openTickets"] = Value::Array(
+        Ok(Value::Array(
             tickets
                 .iter()
                 .map(|(kind, id)| json!({"kind": kind, "id": id}))
                 .collect(),
-        );
-        self.store.set_status(key, &status).await
+        ))
     }
 
     async fn write_status(
@@ -1223,13 +1231,7 @@ impl Syncer {
         } else if let Some(o) = status.as_object_mut() {
             o.remove("unmappedProducts");
         }
-        let tickets = self.ledger.open_tickets(&key.namespace, &key.name).await?;
-        status["openTickets"] = Value::Array(
-            tickets
-                .iter()
-                .map(|(kind, id)| json!({"kind": kind, "id": id}))
-                .collect(),
-        );
+        status["openTickets"] = self.open_tickets_json(key).await?;
         let (value, reason, message) = if report.succeeded {
             (
                 "True",
@@ -1255,11 +1257,16 @@ impl Syncer {
 /// The title of the ticket Ferry keeps open for a failing sync (ConnectWise summaries are
 /// limited to 100 characters).
 pub fn ticket_title(kind: SyncKind, customer: &str) -> String {
-    let mut title = format!("Ferry: {} failing for {customer}", kind.label());
+    fit_title(format!("Ferry: {} failing for {customer}", kind.label()))
+}
+
+/// `title` cut to the 100 characters a ConnectWise summary holds (an ellipsis marks the cut).
+fn fit_title(title: String) -> String {
     if title.chars().count() > 100 {
-        title = title.chars().take(99).collect::<String>() + "…";
+        title.chars().take(99).collect::<String>() + "…"
+    } else {
+        title
     }
-    title
 }
 
 #[cfg(test)]
