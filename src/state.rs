@@ -273,14 +273,6 @@ impl StateStore {
         hex::decode(v).map_err(|e| Error::State(format!("corrupt secret hash key: {e}")))
     }
 
-    /// The serial alone: cheap, for noticing that an apply happened.
-    pub async fn serial(&self) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
-        let (_, serial) = read_version(&mut tx).await?;
-        tx.commit().await?;
-        Ok(serial)
-    }
-
     /// Reads the whole state in one consistent snapshot.
     pub async fn snapshot(&self) -> Result<ActualState> {
         let mut tx = self.pool.begin().await?;
@@ -449,8 +441,9 @@ impl StateStore {
         Ok(())
     }
 
-    /// The serial and the credentials counter: a running server reloads its users when either
-    /// moves (an apply, or a password rotated).
+    /// The serial and the credentials counter, cheaply: a running daemon re-reads the specs
+    /// when the serial moves (an apply) and its SFTP users when either moves (a password
+    /// rotated).
     pub async fn change_marks(&self) -> Result<(u64, u64)> {
         let mut tx = self.pool.begin().await?;
         let (_, serial) = read_version(&mut tx).await?;
