@@ -22,6 +22,16 @@ use super::delivery_target::{Billing, TicketSync, UsageSync};
     status = "CustomerMappingStatus",
     derive = "PartialEq",
     doc = "A customer mapped to a PSA company and per-product contracts, with usage, ticket and billing sync.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Synced",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Synced\")].status"
+    ),
     printcolumn(name = "Customer", type_ = "string", json_path = ".spec.customer"),
     printcolumn(name = "PSA", type_ = "string", json_path = ".spec.psa.target"),
     printcolumn(name = "Company", type_ = "string", json_path = ".status.companyId"),
@@ -29,6 +39,12 @@ use super::delivery_target::{Billing, TicketSync, UsageSync};
         name = "LastSync",
         type_ = "string",
         json_path = ".status.lastSync.outcome"
+    ),
+    printcolumn(
+        name = "LastBilling",
+        type_ = "string",
+        json_path = ".status.lastBilling.outcome",
+        priority = 1
     ),
     printcolumn(
         name = "Age",

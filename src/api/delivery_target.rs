@@ -27,6 +27,21 @@ use super::report_schedule::SqlSource;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    // `-o wide`: where it points (each variant has one of these fields: ftp/sftp `host`, email
+    // `smtp.host`, localDir `path`, hostedSftp `user`, connectwise `site` or `baseUrl`, autotask
+    // `zoneDiscoveryUrl`). JSONPath cannot print the variant's key itself.
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".spec..['host','path','user','site','baseUrl','zoneDiscoveryUrl']",
+        priority = 1
+    ),
+    printcolumn(
+        name = "PasswordSecret",
+        type_ = "string",
+        json_path = ".status.passwordSecretName",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",

@@ -21,6 +21,12 @@ use super::common::{Condition, Schedule, SecretRef, default_time_zone};
     status = "ReportScheduleStatus",
     derive = "PartialEq",
     doc = "A scheduled report export: query, format, file name, schedule and delivery targets.",
+    // `kubectl get`: 7 columns with the name; `-o wide` adds the schedule and the last success.
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(
         name = "Schedule",
         type_ = "string",
@@ -29,8 +35,15 @@ use super::common::{Condition, Schedule, SecretRef, default_time_zone};
     ),
     printcolumn(name = "TimeZone", type_ = "string", json_path = ".spec.timeZone"),
     printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "Next", type_ = "date", json_path = ".status.nextScheduleTime"),
+    // A string, not a date: kubectl shows a date as an age, and a future one as `<invalid>`.
+    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime"),
     printcolumn(name = "Last", type_ = "string", json_path = ".status.lastRun.outcome"),
+    printcolumn(
+        name = "LastSuccess",
+        type_ = "date",
+        json_path = ".status.lastSuccessfulTime",
+        priority = 1
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
