@@ -42,6 +42,12 @@ shellcheck scripts/chart-check.sh scripts/e2e-kind.sh
 step "tests"
 cargo test --locked
 
+step "tests again, on the PostgreSQL state backend"
+# The suites that run ferry end to end, each sandbox with its own schema in the test database
+# (the ones that read the SQLite file itself stay on SQLite).
+FERRY_TEST_STATE=postgres cargo test --locked --test run --test psa_sync --test deliver_crash \
+  --test deliver_e2e --test validation --test secrets_in_logs
+
 step "every example validates"
 for dir in examples/*/; do
   target/debug/ferry validate -f "$dir"

@@ -21,7 +21,7 @@ Used by scripts/chart-check.sh on the output of `helm template`; needs only PyYA
   controller needs: ferry.dev resources get/list/watch/patch/update, their /status
   get/patch/update and /finalizers update, Secrets get/list/watch/create/update/patch, Events
   create/patch (core and events.k8s.io) cluster-wide or in --watch-namespace only, and the
-  leader-election Lease get/create/update in the release namespace only; bindings refer to
+  leader-election Lease get/create/update and pods patch (the leader role label) in the release namespace only; bindings refer to
   rendered roles and to the ServiceAccount;
 - the CRD file: three CustomResourceDefinitions (apiextensions.k8s.io/v1) of group ferry.dev,
   named <plural>.ferry.dev, namespaced, with v1alpha1 served and the only storage version, a
@@ -79,6 +79,9 @@ for group in ("", "events.k8s.io"):
     for verb in ("create", "patch"):
         MAIN_PERMISSIONS.add((group, "events", verb))
 LEASE_PERMISSIONS = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+# With leader election the leader labels its own pod (`ferry.dev/role: leader`).
+LEASE_PERMISSIONS.add(("", "pods", "patch"))
+ROLE_LABEL = "ferry.dev/role"
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -523,7 +526,15 @@ def check_render(docs, a, c):
     for svc in services:
         sn = f"Service/{svc['metadata']['name']}"
         ss = svc.get("spec") or {}
-        c.check(subset(ss.get("selector") or {}, pod_labels), f"{sn} selects the controller pods", f"{ss.get('selector')}")
+        selector = dict(ss.get("selector") or {})
+        role = selector.pop(ROLE_LABEL, None)
+        c.check(subset(selector, pod_labels), f"{sn} selects the controller pods", f"{ss.get('selector')}")
+        if "sftp" in sn:
+            expected = "leader" if a.leader_elect else None
+            c.check(role == expected, f"{sn} selects {'the leader pod only' if expected else 'the (single) controller pod'}",
+                    f"{ROLE_LABEL}={role}")
+        else:
+            c.check(role is None, f"{sn} selects every controller pod", f"{ROLE_LABEL}={role}")
         for p in ss.get("ports") or []:
             tp = p.get("targetPort", p.get("port"))
             ok = tp in port_by_name if isinstance(tp, str) else tp in numbers
@@ -613,7 +624,7 @@ def check_rbac(by_kind, a, sa, lease_name, c):
                 "no ClusterRole or ClusterRoleBinding with watchNamespace")
     if a.leader_elect:
         missing = sorted(p for p in LEASE_PERMISSIONS if not granted(a.namespace, p))
-        c.check(not missing, f"RBAC grants the Lease get/create/update in the release namespace {a.namespace}", f"missing {missing}")
+        c.check(not missing, f"RBAC grants the Lease get/create/update and pods patch (role label) in the release namespace {a.namespace}", f"missing {missing}")
         named = [e for e in effective if e[1:3] == ("coordination.k8s.io", "leases") and e[4]]
         c.check(all(lease_name in e[4] for e in named), f"Lease permissions limited by name name the controller's Lease {lease_name}",
                 f"{named}")

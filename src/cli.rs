@@ -183,13 +183,23 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
         /// Save the plan to FILE, for `ferry apply FILE`.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
         out: Option<PathBuf>,
         /// Refresh CustomerMappings from their PSA (read-only) and show errors (company
         /// missing, ambiguous, inactive; unusable agreements) and drift (quantities changed
-        /// outside Ferry). Skipped for PSA targets whose keys are not available here.
+        /// outside Ferry). Skipped for PSA targets whose keys are not available here, and
+        /// with --cluster.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         refresh: bool,
+        /// Compare with the live objects of a Kubernetes cluster (KUBECONFIG or in-cluster)
+        /// instead of the state: an object diff like `kubectl diff`, then the domain plan.
+        /// Lists only; reads no Secret and changes nothing.
+        #[arg(long)]
+        cluster: bool,
+        /// With --cluster: the namespace of documents that name none (default: the kubeconfig
+        /// context's), like kubectl -n.
+        #[arg(short = 'n', long, requires = "cluster", value_name = "NS")]
+        namespace: Option<String>,
     },
     /// Make the state match the files (after confirmation), or apply a saved plan.
     Apply {
@@ -498,8 +508,8 @@ impl Ctx {
         })
     }
 
-    fn lock(&self, purpose: &str) -> Result<state::StateLock> {
-        state::lock(&self.state_path, self.lock_timeout, purpose)
+    async fn lock(&self, purpose: &str) -> Result<state::StateLock> {
+        state::lock_state(&self.state_path, self.lock_timeout, purpose).await
     }
 }
 
@@ -515,7 +525,15 @@ async fn run(cli: Cli) -> Result<u8> {
             detailed_exitcode,
             out,
             refresh,
-        } => plan_cmd(&ctx, &files, output, detailed_exitcode, out, refresh).await,
+            cluster,
+            namespace,
+        } => {
+            if cluster {
+                plan_cluster_cmd(&ctx, &files, output, detailed_exitcode, namespace).await
+            } else {
+                plan_cmd(&ctx, &files, output, detailed_exitcode, out, refresh).await
+            }
+        }
         Command::Apply {
             files,
             plan_file,
@@ -597,8 +615,15 @@ async fn run(cli: Cli) -> Result<u8> {
             } else {
                 None
             };
-            // One controller per state: the lock is held for its life.
-            let _lock = ctx.lock("controller")?;
+            // One controller per state: the lock is held for its life. Replicas sharing a
+            // PostgreSQL state take it once elected (a fence behind the Lease: a deposed
+            // leader that has not noticed yet still holds it, so two never run at once).
+            crate::ledger::set_instance(&instance);
+            let shared = leader_election.is_some() && state::is_postgres_url(&ctx.state_path);
+            let _lock = match shared {
+                true => None,
+                false => Some(ctx.lock("controller").await?),
+            };
             let store = StateStore::open(&ctx.state_path).await?;
             crate::controller::run(
                 store,
@@ -609,6 +634,7 @@ async fn run(cli: Cli) -> Result<u8> {
                     instance,
                     metrics_listen,
                     leader_election,
+                    lock_when_elected: shared.then(|| ctx.state_path.clone()),
                 },
             )
             .await?;
@@ -795,6 +821,31 @@ async fn plan_cmd(
     Ok(code)
 }
 
+/// `ferry plan --cluster`: the files against the live objects of the kubeconfig's cluster.
+/// No state is opened: the actual side is what the controller holds for the live objects.
+async fn plan_cluster_cmd(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    output: Output,
+    detailed_exitcode: bool,
+    namespace: Option<String>,
+) -> Result<u8> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
+    let options = plan::cluster::Options {
+        namespace,
+        now: now()?,
+    };
+    let planned = plan::cluster::plan(&client, files, &options).await?;
+    out!("{}", plan::cluster::render(&planned, output, ctx.color));
+    Ok(if detailed_exitcode && planned.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
 /// Refreshes the desired CustomerMappings from their PSA into `plan.drift` (read-only).
 async fn refresh_psa(
     ctx: &Ctx,
@@ -852,7 +903,7 @@ fn discard<T: Send + 'static>(value: T) {
 }
 
 async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result<u8> {
-    let _lock = ctx.lock("apply")?;
+    let _lock = ctx.lock("apply").await?;
     let store = StateStore::open(&ctx.state_path).await?;
     let (plan, desired, actual) = make_plan(ctx, &store, files).await?;
     out!("{}", render::text(&plan, ctx.color));
@@ -862,11 +913,11 @@ async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result
     if !auto_approve && !confirm()? {
         return Err(Error::Cancelled);
     }
-    commit(&store, &plan, &desired, &actual).await
+    commit(&ctx.secrets, &store, &plan, &desired, &actual).await
 }
 
 async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
-    let _lock = ctx.lock("apply")?;
+    let _lock = ctx.lock("apply").await?;
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
     let saved: SavedPlan = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Usage(format!("{} is not a saved ferry plan: {e}", file.display())))?;
@@ -878,12 +929,12 @@ async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
             plan::PLAN_FORMAT_VERSION
         )));
     }
-    if !ctx.state_path.exists() {
+    if !state::is_postgres_url(&ctx.state_path) && !ctx.state_path.exists() {
         return Err(Error::StalePlan(format!(
             "saved plan {} was made for state lineage {}, but {} does not exist",
             file.display(),
             saved.plan.lineage,
-            ctx.state_path.display()
+            state::display_location(&ctx.state_path)
         )));
     }
     let store = StateStore::open(&ctx.state_path).await?;
@@ -894,7 +945,7 @@ async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
              run `ferry plan --out` again against this state",
             file.display(),
             saved.plan.lineage,
-            ctx.state_path.display(),
+            state::display_location(&ctx.state_path),
             actual.lineage
         )));
     }
@@ -911,10 +962,11 @@ async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
     if !saved.plan.summary.has_changes() {
         return Ok(0);
     }
-    commit(&store, &saved.plan, &saved.desired, &actual).await
+    commit(&ctx.secrets, &store, &saved.plan, &saved.desired, &actual).await
 }
 
 async fn commit(
+    secrets: &FileSecrets,
     store: &StateStore,
     plan: &Plan,
     desired: &[DesiredResource],
@@ -922,6 +974,14 @@ async fn commit(
 ) -> Result<u8> {
     let mut writes = plan::writes(plan, desired, actual, now()?);
     let issued = issue_passwords(plan, &mut writes).await?;
+    // Last before the commit: a failure leaves the state as it was.
+    let released = release_deleted_mappings(secrets, store, plan, actual).await?;
+    if !released.is_empty() {
+        outln!("Released in the PSA (deletionPolicy Delete):");
+        for line in &released {
+            outln!("  {line}");
+        }
+    }
     let serial = store.commit(&plan.lineage, plan.serial, &writes).await?;
     let s = &plan.summary;
     outln!(
@@ -947,6 +1007,64 @@ async fn commit(
         }
     }
     Ok(0)
+}
+
+/// `deletionPolicy: Delete` in file mode: each CustomerMapping the plan deletes whose stored
+/// spec (its file is gone) says `Delete` releases what it manages in its PSA, through its
+/// stored PSA target, before the state is written: ConnectWise additions of its products are
+/// cancelled, Autotask units of its services set to 0 (as the controller's finalizer does).
+/// Any failure fails the apply before anything is written, naming the mappings, so they stay
+/// in the state and the next apply retries (releasing twice is harmless: a cancelled addition
+/// is no longer active, units at 0 stay at 0). Returns what was done, one line each.
+async fn release_deleted_mappings(
+    secrets: &FileSecrets,
+    store: &StateStore,
+    plan: &Plan,
+    actual: &ActualState,
+) -> Result<Vec<String>> {
+    let deleted: std::collections::HashSet<ResourceKey> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == plan::Action::Delete && c.kind == Kind::CustomerMapping)
+        .map(plan::Change::key)
+        .collect();
+    if deleted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let views: Vec<crate::psa::sync::MappingView> = crate::psa::sync::MappingView::all(actual)
+        .into_iter()
+        .filter(|v| {
+            deleted.contains(&v.key) && v.spec.deletion_policy == crate::api::DeletionPolicy::Delete
+        })
+        .collect();
+    if views.is_empty() {
+        return Ok(Vec::new());
+    }
+    let syncer = crate::psa::sync::Syncer::new(store.clone(), secrets.clone());
+    let today = now()?.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let (mut done, mut failed) = (Vec::new(), Vec::new());
+    for view in &views {
+        match syncer.release(view, today).await {
+            Ok(lines) if lines.is_empty() => {
+                done.push(format!("{}: nothing to release", view.key));
+            }
+            Ok(lines) => done.extend(lines.iter().map(|l| format!("{}: {l}", view.key))),
+            Err(e) => failed.push(format!("{}: {e}", view.key)),
+        }
+    }
+    for line in &done {
+        tracing::info!("deletionPolicy Delete: {line}");
+    }
+    if !failed.is_empty() {
+        return Err(Error::Psa(format!(
+            "deletionPolicy Delete: could not release in the PSA:\n  {}\nNothing was applied: \
+             the mapping stays in the state, and the next apply tries again. To delete it without \
+             touching the PSA, put its file back with `deletionPolicy: Orphan`, apply, then \
+             remove the file.",
+            failed.join("\n  ")
+        )));
+    }
+    Ok(done)
 }
 
 /// A password generated at apply, to show once.
@@ -1108,7 +1226,7 @@ async fn get_cmd(
     {
         return Err(Error::Usage(format!(
             "{kind} `{n}` not found in namespace `{namespace}` of {}",
-            ctx.state_path.display()
+            state::display_location(&ctx.state_path)
         )));
     }
     match output {
@@ -1283,7 +1401,7 @@ async fn run_cmd(
         metrics_listen,
     };
     // One daemon per state: the lock is held for the daemon's life.
-    let _lock = ctx.lock("run")?;
+    let _lock = ctx.lock("run").await?;
     let store = StateStore::open(&ctx.state_path).await?;
     let mut runner = Runner::new(store.clone(), ctx.secrets.clone());
     runner.progress = once;
@@ -1309,6 +1427,10 @@ async fn run_cmd(
             }
             let writes = plan::writes(&plan, &desired, &actual, now()?);
             if !writes.is_empty() {
+                // As `ferry apply`: a failed release fails the reload, nothing is written.
+                for line in release_deleted_mappings(&ctx.secrets, &store, &plan, &actual).await? {
+                    eprintln!("Released in the PSA (deletionPolicy Delete): {line}");
+                }
                 store.commit(&plan.lineage, plan.serial, &writes).await?;
                 let s = &plan.summary;
                 tracing::info!(
@@ -1360,7 +1482,7 @@ async fn schedule_view(
     let stored = store.get(&key).await?.ok_or_else(|| {
         Error::Usage(format!(
             "ReportSchedule `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
-            store.path().display()
+            store.location()
         ))
     })?;
     ScheduleView::from_stored(&stored)
@@ -1376,7 +1498,7 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
     if !actual.resources.contains_key(&key) {
         return Err(Error::Usage(format!(
             "CustomerMapping `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
-            ctx.state_path.display()
+            state::display_location(&ctx.state_path)
         )));
     }
     let view = crate::psa::sync::MappingView::all(&actual)
@@ -1819,7 +1941,7 @@ async fn applied_delivery_target(
         .ok_or_else(|| {
             Error::Usage(format!(
                 "DeliveryTarget `{name}` is not applied in namespace `{namespace}` of {}: run `ferry apply -f ...` first",
-                store.path().display()
+                store.location()
             ))
         })?;
     Ok((store, name, spec))

@@ -18,6 +18,11 @@ use crate::{Error, Result};
 /// How long files must stay unchanged before a reload reads them.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// A reload that failed for another reason than invalid files (e.g. a CustomerMapping with
+/// `deletionPolicy: Delete` whose PSA could not be reached, so nothing was applied) is tried
+/// again after this pause, without waiting for the files to change.
+const RELOAD_RETRY: Duration = Duration::from_secs(60);
+
 /// How `ferry run` behaves.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -77,6 +82,7 @@ where
     let mut tasks: JoinSet<(ResourceKey, Result<RunReport>)> = JoinSet::new();
     let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
     let mut fingerprint = files_fingerprint(&options.files);
+    let mut retry_reload: Option<std::time::Instant> = None;
     let mut signals = Signals::new()?;
     // Specs change only by an apply (which moves the serial): decode them again only then.
     let mut schedules = runner.schedules().await?;
@@ -179,7 +185,7 @@ where
             signal = signals.next() => match signal {
                 Signal::Reload => {
                     tracing::info!("SIGHUP: reloading the files");
-                    reload(&mut apply).await;
+                    retry_reload = reload(&mut apply).await;
                 }
                 Signal::Stop => {
                     tracing::info!(grace = ?options.shutdown_grace, "stopping: letting running exports finish");
@@ -219,8 +225,11 @@ where
             if files_fingerprint(&options.files) == current {
                 fingerprint = current;
                 tracing::info!("files changed: reloading");
-                reload(&mut apply).await;
+                retry_reload = reload(&mut apply).await;
             }
+        } else if retry_reload.is_some_and(|at| std::time::Instant::now() >= at) {
+            tracing::info!("retrying the reload that failed");
+            retry_reload = reload(&mut apply).await;
         }
     }
 }
@@ -297,20 +306,29 @@ async fn sync_sftp_users(runner: &Runner, server: &crate::hosted_sftp::HostedSft
     }
 }
 
-async fn reload<F, Fut>(apply: &mut F)
+/// Applies the files again. Returns when to try again: after [`RELOAD_RETRY`] when the apply
+/// failed for another reason than invalid files (those wait for the next change).
+async fn reload<F, Fut>(apply: &mut F) -> Option<std::time::Instant>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
     match apply().await {
-        Ok(()) => {}
+        Ok(()) => None,
         Err(Error::Invalid(diags)) => {
             for d in &diags {
                 tracing::error!("{d}");
             }
             tracing::error!("files are invalid: keeping the previous resources");
+            None
         }
-        Err(e) => tracing::error!("reload failed, keeping the previous resources: {e}"),
+        Err(e) => {
+            tracing::error!(
+                retry_in = ?RELOAD_RETRY,
+                "reload failed, keeping the previous resources: {e}"
+            );
+            Some(std::time::Instant::now() + RELOAD_RETRY)
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! restarts, because a unique index refuses a second success.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::{Error, Result};
 
@@ -172,7 +172,7 @@ pub struct SlotKey<'a> {
 /// The ledger, in the state database.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 const RUN_COLUMNS: &str = "id, namespace, schedule, slot, slot_epoch, trigger, generation, outcome, \
@@ -180,7 +180,7 @@ const RUN_COLUMNS: &str = "id, namespace, schedule, slot, slot_epoch, trigger, g
 
 impl Ledger {
     /// The ledger of a state store.
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         Ledger { pool }
     }
 
@@ -192,9 +192,9 @@ impl Ledger {
         generation: i64,
         now: &str,
     ) -> Result<i64> {
-        let id = sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (namespace, schedule, slot, slot_epoch, trigger, generation, outcome, \
-             started_at, owner) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+             started_at, owner) VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8) RETURNING id",
         )
         .bind(key.namespace)
         .bind(key.schedule)
@@ -204,9 +204,8 @@ impl Ledger {
         .bind(generation)
         .bind(now)
         .bind(owner())
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&self.pool)
+        .await?;
         Ok(id)
     }
 
@@ -221,7 +220,7 @@ impl Ledger {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO runs (namespace, schedule, slot, slot_epoch, trigger, outcome, started_at, \
-             finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             finished_at, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(key.namespace)
         .bind(key.schedule)
@@ -248,7 +247,7 @@ impl Ledger {
         staged_path: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE runs SET rows = ?, bytes = ?, sha256 = ?, file_name = ?, staged_path = ? WHERE id = ?",
+            "UPDATE runs SET rows = $1, bytes = $2, sha256 = $3, file_name = $4, staged_path = $5 WHERE id = $6",
         )
         .bind(rows as i64)
         .bind(bytes as i64)
@@ -270,7 +269,7 @@ impl Ledger {
         now: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE runs SET outcome = ?, error = ?, finished_at = ?, owner = NULL WHERE id = ?",
+            "UPDATE runs SET outcome = $1, error = $2, finished_at = $3, owner = NULL WHERE id = $4",
         )
         .bind(outcome.as_str())
         .bind(error)
@@ -284,8 +283,8 @@ impl Ledger {
     /// Whether `target` already received this slot (outside explicit re-sends).
     pub async fn delivered(&self, key: &SlotKey<'_>, target: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE namespace = ? AND schedule = ? AND slot_epoch = ? \
-             AND target = ? AND resend = 0 AND outcome = 'succeeded'",
+            "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND schedule = $2 AND slot_epoch = $3 \
+             AND target = $4 AND resend = 0 AND outcome = 'succeeded'",
         )
         .bind(key.namespace)
         .bind(key.schedule)
@@ -313,7 +312,7 @@ impl Ledger {
     ) -> Result<bool> {
         let result = sqlx::query(
             "INSERT INTO deliveries (run_id, namespace, schedule, slot_epoch, target, resend, outcome, \
-             attempts, receipt, error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             attempts, receipt, error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (run_id, target) DO UPDATE SET outcome = excluded.outcome, \
              attempts = excluded.attempts, receipt = excluded.receipt, error = excluded.error, \
              updated_at = excluded.updated_at",
@@ -341,7 +340,7 @@ impl Ledger {
     /// The most recent slot of a schedule with any ledger entry (run, missed or skipped).
     pub async fn last_slot(&self, namespace: &str, schedule: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MAX(slot_epoch) FROM runs WHERE namespace = ? AND schedule = ?",
+            "SELECT MAX(slot_epoch) FROM runs WHERE namespace = $1 AND schedule = $2",
         )
         .bind(namespace)
         .bind(schedule)
@@ -352,7 +351,7 @@ impl Ledger {
     /// The most recent successful slot of a schedule (for `sinceLastSuccess` windows).
     pub async fn last_success(&self, namespace: &str, schedule: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MAX(slot_epoch) FROM runs WHERE namespace = ? AND schedule = ? AND outcome = 'succeeded'",
+            "SELECT MAX(slot_epoch) FROM runs WHERE namespace = $1 AND schedule = $2 AND outcome = 'succeeded'",
         )
         .bind(namespace)
         .bind(schedule)
@@ -380,7 +379,7 @@ impl Ledger {
 
     /// Marks a run as taken over by this process (after a crash of its previous owner).
     pub async fn adopt(&self, run: i64) -> Result<()> {
-        sqlx::query("UPDATE runs SET owner = ? WHERE id = ?")
+        sqlx::query("UPDATE runs SET owner = $1 WHERE id = $2")
             .bind(owner())
             .bind(run)
             .execute(&self.pool)
@@ -397,8 +396,8 @@ impl Ledger {
         reason: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE runs SET outcome = 'cancelled', error = ?, owner = NULL \
-             WHERE namespace = ? AND schedule = ? AND outcome = 'running' AND owner = ?",
+            "UPDATE runs SET outcome = 'cancelled', error = $1, owner = NULL \
+             WHERE namespace = $2 AND schedule = $3 AND outcome = 'running' AND owner = $4",
         )
         .bind(reason)
         .bind(namespace)
@@ -417,8 +416,8 @@ impl Ledger {
         limit: u32,
     ) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = ? AND schedule = ? \
-             ORDER BY slot_epoch DESC, id DESC LIMIT ?"
+            "SELECT {RUN_COLUMNS} FROM runs WHERE namespace = $1 AND schedule = $2 \
+             ORDER BY slot_epoch DESC, id DESC LIMIT $3"
         )))
         .bind(namespace)
         .bind(schedule)
@@ -436,8 +435,8 @@ impl Ledger {
     /// the newest entry (the scheduler's reference point), are never removed.
     pub async fn prune(&self, namespace: &str, schedule: &str, limit: u32) -> Result<u64> {
         let result = sqlx::query(
-            "DELETE FROM runs WHERE namespace = ? AND schedule = ? AND outcome != 'running' AND id NOT IN \
-             (SELECT id FROM runs WHERE namespace = ? AND schedule = ? ORDER BY slot_epoch DESC, id DESC LIMIT ?)",
+            "DELETE FROM runs WHERE namespace = $1 AND schedule = $2 AND outcome != 'running' AND id NOT IN \
+             (SELECT id FROM runs WHERE namespace = $3 AND schedule = $4 ORDER BY slot_epoch DESC, id DESC LIMIT $5)",
         )
         .bind(namespace)
         .bind(schedule)
@@ -451,7 +450,7 @@ impl Ledger {
 
     /// Removes every run of a schedule (the schedule was deleted).
     pub async fn forget(&self, namespace: &str, schedule: &str) -> Result<()> {
-        sqlx::query("DELETE FROM runs WHERE namespace = ? AND schedule = ?")
+        sqlx::query("DELETE FROM runs WHERE namespace = $1 AND schedule = $2")
             .bind(namespace)
             .bind(schedule)
             .execute(&self.pool)
@@ -462,7 +461,7 @@ impl Ledger {
     async fn with_deliveries(&self, mut run: RunRecord) -> Result<RunRecord> {
         let rows = sqlx::query(
             "SELECT target, outcome, attempts, receipt, error, updated_at FROM deliveries \
-             WHERE run_id = ? ORDER BY target",
+             WHERE run_id = $1 ORDER BY target",
         )
         .bind(run.id)
         .fetch_all(&self.pool)
@@ -482,7 +481,7 @@ impl Ledger {
     }
 }
 
-fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord> {
+fn run_from_row(row: &sqlx::any::AnyRow) -> Result<RunRecord> {
     let outcome: String = row.get("outcome");
     Ok(RunRecord {
         id: row.get("id"),
@@ -510,9 +509,21 @@ pub fn rfc3339(z: &jiff::Zoned) -> String {
     z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
-/// This process, as recorded on the runs it owns: `pid@boot-id`.
+/// This process, as recorded on the runs it owns: `pid@boot-id`, plus `#instance` for a
+/// controller replica (pods of one node share the boot id and often the pid).
 pub(crate) fn owner() -> String {
-    format!("{}@{}", std::process::id(), boot_id())
+    match INSTANCE.get() {
+        Some(instance) => format!("{}@{}#{instance}", std::process::id(), boot_id()),
+        None => format!("{}@{}", std::process::id(), boot_id()),
+    }
+}
+
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process in the ledger (`ferry controller --instance`, the pod name), so that
+/// replicas sharing a PostgreSQL state tell their runs apart.
+pub fn set_instance(instance: &str) {
+    let _ = INSTANCE.set(instance.to_string());
 }
 
 fn boot_id() -> String {
@@ -521,9 +532,18 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// Whether the process that recorded `owner` is still running (same boot, pid alive).
+/// Whether the process that recorded `owner` is still running (same boot, pid alive). Only
+/// asked by a process holding the state lock, so a run of another controller instance is
+/// never alive: that instance lost the lock (and with it the Lease) when it stopped.
 pub(crate) fn owner_alive(owner: &str) -> bool {
-    let Some((pid, boot)) = owner.split_once('@') else {
+    let (process, instance) = match owner.split_once('#') {
+        Some((process, instance)) => (process, Some(instance)),
+        None => (owner, None),
+    };
+    if instance != INSTANCE.get().map(String::as_str) {
+        return false;
+    }
+    let Some((pid, boot)) = process.split_once('@') else {
         return false;
     };
     if boot != boot_id() {

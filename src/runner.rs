@@ -166,12 +166,8 @@ impl Runner {
     /// A runner over `store`, reading secrets from `secrets`. Files are staged next to the
     /// state database, where no consumer looks.
     pub fn new(store: StateStore, secrets: FileSecrets) -> Runner {
-        let staging = store
-            .path()
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("staging");
-        let hosted_sftp_data = crate::hosted_sftp::data_dir_for_state(store.path());
+        let staging = store.work_dir().join("staging");
+        let hosted_sftp_data = crate::hosted_sftp::data_dir_in(store.work_dir());
         Runner {
             ledger: Ledger::new(store.pool().clone()),
             store,

@@ -1,6 +1,8 @@
-//! The embedded state store (SQLite): per resource the applied spec, resolved external ids
-//! and status, plus a lineage id and a serial that increments on every apply. A lock file
-//! keeps two applies from interleaving.
+//! The state store: per resource the applied spec, resolved external ids and status, plus a
+//! lineage id and a serial that increments on every apply, and the run and PSA ledgers. SQLite
+//! on a local volume by default; PostgreSQL (`--state postgres://...`) when several controller
+//! replicas share it. A lock (file, or PostgreSQL advisory lock) keeps two applies from
+//! interleaving, and the serial is compared and set in the commit itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -11,8 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::AnyPool;
+use sqlx::any::{Any, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Row, Transaction};
 
 use crate::api::{Kind, ResourceKey};
 use crate::load::Meta;
@@ -174,40 +178,234 @@ pub enum StateWrite {
     DropPassword(String),
 }
 
+/// Which database holds the state: the dialects differ in a few places only (schema types,
+/// snapshot isolation, locks), so the queries are shared and these spots ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file on a local volume (the default).
+    Sqlite,
+    /// A PostgreSQL database that several controller replicas share.
+    Postgres,
+}
+
+/// The schema of a PostgreSQL state, created at once (there is no older PostgreSQL layout to
+/// migrate from). Same tables and keys as the SQLite migrations.
+const PG_MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resources (
+    kind           TEXT NOT NULL,
+    namespace      TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    generation     BIGINT NOT NULL,
+    spec           TEXT NOT NULL,
+    meta           TEXT NOT NULL,
+    secret_digests TEXT NOT NULL,
+    external_ids   TEXT NOT NULL DEFAULT '{}',
+    status         TEXT NOT NULL DEFAULT '{}',
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id          BIGSERIAL PRIMARY KEY,
+    namespace   TEXT NOT NULL,
+    schedule    TEXT NOT NULL,
+    slot        TEXT NOT NULL,
+    slot_epoch  BIGINT NOT NULL,
+    trigger     TEXT NOT NULL,
+    generation  BIGINT NOT NULL DEFAULT 0,
+    outcome     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    rows        BIGINT,
+    bytes       BIGINT,
+    sha256      TEXT,
+    file_name   TEXT,
+    staged_path TEXT,
+    error       TEXT,
+    owner       TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs (namespace, schedule, slot_epoch);
+CREATE TABLE IF NOT EXISTS deliveries (
+    run_id      BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    namespace   TEXT NOT NULL,
+    schedule    TEXT NOT NULL,
+    slot_epoch  BIGINT NOT NULL,
+    target      TEXT NOT NULL,
+    resend      BIGINT NOT NULL DEFAULT 0,
+    outcome     TEXT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    receipt     TEXT,
+    error       TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (run_id, target)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_once
+    ON deliveries (namespace, schedule, slot_epoch, target, resend) WHERE outcome = 'succeeded';
+CREATE TABLE IF NOT EXISTS hosted_sftp_passwords (
+    "user"     TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS psa_syncs (
+    id          BIGSERIAL PRIMARY KEY,
+    namespace   TEXT NOT NULL,
+    mapping     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    slot_epoch  BIGINT NOT NULL,
+    trigger     TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    error       TEXT,
+    pushed      TEXT,
+    owner       TEXT
+);
+CREATE INDEX IF NOT EXISTS psa_syncs_by_mapping ON psa_syncs (namespace, mapping, kind, slot_epoch);
+CREATE TABLE IF NOT EXISTS psa_tickets (
+    namespace  TEXT NOT NULL,
+    mapping    TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    ticket_id  BIGINT NOT NULL,
+    title      TEXT NOT NULL,
+    opened_at  TEXT NOT NULL,
+    PRIMARY KEY (namespace, mapping, kind)
+);
+"#];
+
+/// Whether `--state` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(state: &Path) -> bool {
+    let text = state.to_string_lossy();
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// Where files that belong next to the state live (staging, hosted SFTP data): the SQLite
+/// file's directory, or for a PostgreSQL state `FERRY_WORK_DIR` (default `.ferry`), a local
+/// volume of each replica.
+pub fn work_dir_for(state: &Path) -> PathBuf {
+    if is_postgres_url(state) {
+        match std::env::var_os("FERRY_WORK_DIR") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(".ferry"),
+        }
+    } else {
+        state.parent().unwrap_or(Path::new(".")).to_path_buf()
+    }
+}
+
+/// The state as messages name it: the file, or the PostgreSQL URL without its password.
+pub fn display_location(state: &Path) -> String {
+    let text = state.to_string_lossy();
+    if !is_postgres_url(state) {
+        return state.display().to_string();
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.into_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    // Query parameters may carry a password too (`password=`): keep only their names.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let names: Vec<&str> = query
+                .split('&')
+                .map(|kv| kv.split('=').next().unwrap_or(""))
+                .collect();
+            format!("{path}?{}", names.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// The state store.
 #[derive(Clone, Debug)]
 pub struct StateStore {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    backend: Backend,
+    location: String,
+    work_dir: PathBuf,
 }
 
+/// PostgreSQL advisory locks on the state are keyed by this and the state's schema (several
+/// states may share a database, one schema each): this one for `ferry apply`/`run`/`controller`,
+/// the next for migrations.
+const PG_LOCK_KEY: i32 = 0x4645_5259; // "FERY"
+
 impl StateStore {
-    /// Opens (creating when missing) the state database at `path`.
+    /// Opens (creating when missing) the state: a SQLite file at `path`, or the PostgreSQL
+    /// database of a `postgres://` URL (tables created on first use).
     pub async fn open(path: &Path) -> Result<StateStore> {
-        let text = path.to_string_lossy();
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(Error::Usage(
-                "--state: a PostgreSQL state backend is not available in this version; give \
-                 the path of a SQLite state file"
-                    .into(),
-            ));
+        sqlx::any::install_default_drivers();
+        let location = display_location(path);
+        let work_dir = work_dir_for(path);
+        if is_postgres_url(path) {
+            let url = path.to_string_lossy().into_owned();
+            let options = AnyConnectOptions::from_str(&url)
+                .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
+            let store = StateStore {
+                pool,
+                backend: Backend::Postgres,
+                location,
+                work_dir,
+            };
+            store.migrate().await?;
+            return Ok(store);
         }
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")
+        // The file is created and switched to WAL once with the typed driver (the journal mode
+        // is persistent); the shared pool then goes through the Any driver.
+        let typed = SqliteConnectOptions::from_str("sqlite:")
             .map_err(Error::from)?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+        let url = typed.to_url_lossy();
+        {
+            use sqlx::Connection;
+            let conn = typed
+                .connect()
+                .await
+                .map_err(|e| Error::State(format!("{location}: {e}")))?;
+            let _ = conn.close().await;
+        }
+        let options = AnyConnectOptions::from_url(&url)
+            .map_err(|e| Error::State(format!("{location}: {e}")))?;
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
-            .map_err(|e| Error::State(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::State(format!("{location}: {e}")))?;
         // The state holds the key of the secret digests: owner-only.
         #[cfg(unix)]
         {
@@ -216,43 +414,68 @@ impl StateStore {
         }
         let store = StateStore {
             pool,
-            path: path.to_path_buf(),
+            backend: Backend::Sqlite,
+            location,
+            work_dir,
         };
         store.migrate().await?;
         Ok(store)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The state as messages name it (a PostgreSQL URL without its password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Where the files that belong next to the state live (staging, hosted SFTP data).
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// SQLite or PostgreSQL.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The connection pool, for modules that keep their own tables (run ledger, ...).
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::raw_sql(MIGRATIONS[0]).execute(&mut *tx).await?;
+        let migrations = match self.backend {
+            Backend::Sqlite => MIGRATIONS,
+            Backend::Postgres => {
+                // Replicas starting together: one creates the tables, the others wait.
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+                    .bind(PG_LOCK_KEY + 1)
+                    .execute(&mut *tx)
+                    .await?;
+                PG_MIGRATIONS
+            }
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(migrations[0]))
+            .execute(&mut *tx)
+            .await?;
         let version: Option<String> =
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
                 .fetch_optional(&mut *tx)
                 .await?;
         let version: usize = version.and_then(|v| v.parse().ok()).unwrap_or(0);
-        if version > MIGRATIONS.len() {
+        if version > migrations.len() {
             return Err(Error::State(format!(
                 "{} was written by a newer ferry (schema {version}); upgrade ferry",
-                self.path.display()
+                self.location
             )));
         }
-        for m in &MIGRATIONS[version.max(1)..] {
+        for m in &migrations[version.max(1)..] {
             // Later migrations are static SQL from this file.
             sqlx::raw_sql(sqlx::AssertSqlSafe(*m))
                 .execute(&mut *tx)
                 .await?;
         }
-        set_meta(&mut tx, "schema_version", &MIGRATIONS.len().to_string()).await?;
+        set_meta(&mut tx, "schema_version", &migrations.len().to_string()).await?;
         if get_meta(&mut tx, "lineage").await?.is_none() {
             let lineage = hex::encode(crate::fsutil::random_bytes::<16>());
             set_meta(&mut tx, "lineage", &lineage).await?;
@@ -266,9 +489,8 @@ impl StateStore {
 
     /// The key of the keyed hashes kept for secret values.
     pub async fn secret_hash_key(&self) -> Result<Vec<u8>> {
-        let mut conn = self.pool.acquire().await?;
         let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret_hash_key'")
-            .fetch_one(&mut *conn)
+            .fetch_one(&self.pool)
             .await?;
         hex::decode(v).map_err(|e| Error::State(format!("corrupt secret hash key: {e}")))
     }
@@ -276,6 +498,12 @@ impl StateStore {
     /// Reads the whole state in one consistent snapshot.
     pub async fn snapshot(&self) -> Result<ActualState> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // One snapshot for the three reads, as SQLite's transaction gives.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
         let (lineage, serial) = read_version(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT kind, namespace, name, generation, spec, meta, secret_digests, external_ids, \
@@ -284,7 +512,7 @@ impl StateStore {
         .fetch_all(&mut *tx)
         .await?;
         let password_users: Vec<String> =
-            sqlx::query_scalar("SELECT user FROM hosted_sftp_passwords")
+            sqlx::query_scalar(r#"SELECT "user" FROM hosted_sftp_passwords"#)
                 .fetch_all(&mut *tx)
                 .await?;
         tx.commit().await?;
@@ -319,7 +547,7 @@ impl StateStore {
     pub async fn get(&self, key: &ResourceKey) -> Result<Option<StoredResource>> {
         let row = sqlx::query(
             "SELECT kind, namespace, name, generation, spec, meta, secret_digests, external_ids, \
-             status, created_at, updated_at FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+             status, created_at, updated_at FROM resources WHERE kind = $1 AND namespace = $2 AND name = $3",
         )
         .bind(key.kind.as_str())
         .bind(&key.namespace)
@@ -334,22 +562,39 @@ impl StateStore {
     pub async fn commit(&self, lineage: &str, serial: u64, writes: &[StateWrite]) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let (current_lineage, current_serial) = read_version(&mut tx).await?;
+        let stale = |now: u64| {
+            Error::StalePlan(format!(
+                "the state changed since the plan was made (serial {serial} then, {now} now): \
+                 another apply ran in between; run `ferry plan` again and review the new plan"
+            ))
+        };
         if current_lineage != lineage {
             return Err(Error::StalePlan(format!(
                 "the plan was made for state lineage {lineage}, but {} has lineage {current_lineage}: \
                  it belongs to another state; run `ferry plan` again against this state",
-                self.path.display()
+                self.location
             )));
         }
         if current_serial != serial {
-            return Err(Error::StalePlan(format!(
-                "the state changed since the plan was made (serial {serial} then, {current_serial} now): \
-                 another apply ran in between; run `ferry plan` again and review the new plan"
-            )));
+            return Err(stale(current_serial));
         }
         if writes.is_empty() {
             tx.commit().await?;
             return Ok(serial);
+        }
+        // Compare and set, before any write: two applies that read the same serial (possible
+        // in PostgreSQL's read committed) cannot both move it; the second waits for the
+        // first's row lock, then finds the serial moved and writes nothing.
+        let next = serial + 1;
+        let moved = sqlx::query("UPDATE meta SET value = $1 WHERE key = 'serial' AND value = $2")
+            .bind(next.to_string())
+            .bind(serial.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved != 1 {
+            let (_, now) = read_version(&mut tx).await?;
+            return Err(stale(now));
         }
         for w in writes {
             match w {
@@ -357,7 +602,7 @@ impl StateStore {
                     sqlx::query(
                         "INSERT INTO resources (kind, namespace, name, generation, spec, meta, \
                          secret_digests, external_ids, status, created_at, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
                          ON CONFLICT (kind, namespace, name) DO UPDATE SET \
                          generation = excluded.generation, spec = excluded.spec, meta = excluded.meta, \
                          secret_digests = excluded.secret_digests, external_ids = excluded.external_ids, \
@@ -379,7 +624,7 @@ impl StateStore {
                 }
                 StateWrite::Delete(key) => {
                     sqlx::query(
-                        "DELETE FROM resources WHERE kind = ? AND namespace = ? AND name = ?",
+                        "DELETE FROM resources WHERE kind = $1 AND namespace = $2 AND name = $3",
                     )
                     .bind(key.kind.as_str())
                     .bind(&key.namespace)
@@ -391,7 +636,7 @@ impl StateStore {
                     store_password(&mut tx, user, hash).await?;
                 }
                 StateWrite::DropPassword(user) => {
-                    sqlx::query("DELETE FROM hosted_sftp_passwords WHERE user = ?")
+                    sqlx::query(r#"DELETE FROM hosted_sftp_passwords WHERE "user" = $1"#)
                         .bind(user)
                         .execute(&mut *tx)
                         .await?;
@@ -399,8 +644,6 @@ impl StateStore {
                 }
             }
         }
-        let next = serial + 1;
-        set_meta(&mut tx, "serial", &next.to_string()).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -409,7 +652,7 @@ impl StateStore {
     /// serial: status is observed state, not desired state.
     pub async fn set_status(&self, key: &ResourceKey, status: &Value) -> Result<()> {
         sqlx::query(
-            "UPDATE resources SET status = ? WHERE kind = ? AND namespace = ? AND name = ?",
+            "UPDATE resources SET status = $1 WHERE kind = $2 AND namespace = $3 AND name = $4",
         )
         .bind(status.to_string())
         .bind(key.kind.as_str())
@@ -425,7 +668,7 @@ impl StateStore {
     /// The Argon2id hashes of the hosted SFTP users' generated passwords, by user.
     pub async fn password_hashes(&self) -> Result<BTreeMap<String, String>> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT user, hash FROM hosted_sftp_passwords")
+            sqlx::query_as(r#"SELECT "user", hash FROM hosted_sftp_passwords"#)
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows.into_iter().collect())
@@ -456,10 +699,10 @@ impl StateStore {
     }
 }
 
-async fn store_password(tx: &mut Transaction<'_, Sqlite>, user: &str, hash: &str) -> Result<()> {
+async fn store_password(tx: &mut Transaction<'_, Any>, user: &str, hash: &str) -> Result<()> {
     sqlx::query(
-        "INSERT INTO hosted_sftp_passwords (user, hash, created_at) VALUES (?, ?, ?) \
-         ON CONFLICT (user) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at",
+        r#"INSERT INTO hosted_sftp_passwords ("user", hash, created_at) VALUES ($1, $2, $3)
+           ON CONFLICT ("user") DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at"#,
     )
     .bind(user)
     .bind(hash)
@@ -470,10 +713,10 @@ async fn store_password(tx: &mut Transaction<'_, Sqlite>, user: &str, hash: &str
 }
 
 /// Moves the credentials counter (see [`StateStore::change_marks`]).
-async fn bump_credentials(tx: &mut Transaction<'_, Sqlite>) -> Result<()> {
+async fn bump_credentials(tx: &mut Transaction<'_, Any>) -> Result<()> {
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES ('credentials_serial', '1') \
-         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)",
     )
     .execute(&mut **tx)
     .await?;
@@ -484,7 +727,7 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("state values serialize to JSON")
 }
 
-fn row_to_resource(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource> {
+fn row_to_resource(row: &AnyRow) -> Result<StoredResource> {
     let corrupt =
         |what: &str, e: &dyn std::fmt::Display| Error::State(format!("corrupt {what}: {e}"));
     let kind: String = row.get("kind");
@@ -515,7 +758,7 @@ fn row_to_resource(row: &sqlx::sqlite::SqliteRow) -> Result<StoredResource> {
 }
 
 /// Lineage and serial, read inside the caller's transaction.
-async fn read_version(tx: &mut Transaction<'_, Sqlite>) -> Result<(String, u64)> {
+async fn read_version(tx: &mut Transaction<'_, Any>) -> Result<(String, u64)> {
     let lineage = get_meta(tx, "lineage").await?.unwrap_or_default();
     let serial = get_meta(tx, "serial")
         .await?
@@ -524,15 +767,15 @@ async fn read_version(tx: &mut Transaction<'_, Sqlite>) -> Result<(String, u64)>
     Ok((lineage, serial))
 }
 
-async fn get_meta(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+async fn get_meta(tx: &mut Transaction<'_, Any>, key: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
         .bind(key)
         .fetch_optional(&mut **tx)
         .await?)
 }
 
-async fn set_meta(tx: &mut Transaction<'_, Sqlite>, key: &str, value: &str) -> Result<()> {
-    sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+async fn set_meta(tx: &mut Transaction<'_, Any>, key: &str, value: &str) -> Result<()> {
+    sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .bind(key)
         .bind(value)
         .execute(&mut **tx)
@@ -544,10 +787,56 @@ async fn set_meta(tx: &mut Transaction<'_, Sqlite>, key: &str, value: &str) -> R
 /// operating system if the process dies, so a crash never leaves a stale lock.
 #[derive(Debug)]
 pub struct StateLock {
-    _file: File,
+    _held: Held,
 }
 
-/// Takes the state's lock, waiting up to `timeout` for another holder to finish.
+/// What keeps a [`StateLock`] held (never read: holding it is the point).
+#[derive(Debug)]
+#[allow(dead_code)]
+enum Held {
+    /// A lock file of a SQLite state.
+    File(File),
+    /// A PostgreSQL session holding the advisory lock; closing the session releases it.
+    Session(Box<sqlx::AnyConnection>),
+}
+
+/// Takes the state's lock for a command that must not run twice at once (`apply`, `run`,
+/// `controller`), waiting up to `timeout` for another holder: a lock file next to a SQLite
+/// state, a session advisory lock in PostgreSQL (held by a connection of its own, released
+/// when dropped or when the process dies).
+pub async fn lock_state(state: &Path, timeout: Duration, purpose: &str) -> Result<StateLock> {
+    if !is_postgres_url(state) {
+        return lock(state, timeout, purpose);
+    }
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let location = display_location(state);
+    let url = state.to_string_lossy().into_owned();
+    let mut conn = sqlx::AnyConnection::connect(&url)
+        .await
+        .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                .bind(PG_LOCK_KEY)
+                .fetch_one(&mut conn)
+                .await?;
+        if got {
+            return Ok(StateLock {
+                _held: Held::Session(Box::new(conn)),
+            });
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Locked(format!(
+                "{location} (another ferry holds its advisory lock, for {purpose} or otherwise)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Takes a SQLite state's lock file, waiting up to `timeout` for another holder to finish.
 pub fn lock(state_path: &Path, timeout: Duration, purpose: &str) -> Result<StateLock> {
     let mut lock_path = state_path.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -597,11 +886,73 @@ pub fn lock(state_path: &Path, timeout: Duration, purpose: &str) -> Result<State
     let _ = file.rewind();
     let _ = file.write_all(info.as_bytes());
     let _ = file.sync_all();
-    Ok(StateLock { _file: file })
+    Ok(StateLock {
+        _held: Held::File(file),
+    })
 }
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+/// An error message without the connection URL or its password.
+fn scrub_url(e: &dyn std::fmt::Display, url: &str) -> String {
+    let mut out = e.to_string().replace(url, "(state URL)");
+    if let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty())
+    {
+        out = out.replace(password, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_state_is_named_without_its_password() {
+        let shown = display_location(Path::new(
+            "postgres://ferry:s3cret@db.internal:5432/ferry?sslmode=require&password=other",
+        ));
+        assert_eq!(
+            shown,
+            "postgres://ferry:***@db.internal:5432/ferry?sslmode&password"
+        );
+        assert_eq!(
+            display_location(Path::new("postgresql://db/ferry")),
+            "postgresql://db/ferry"
+        );
+        assert_eq!(
+            display_location(Path::new(".ferry/state.db")),
+            ".ferry/state.db"
+        );
+    }
+
+    #[test]
+    fn files_next_to_a_state_go_beside_the_sqlite_file_or_into_the_work_dir() {
+        assert_eq!(
+            work_dir_for(Path::new("/data/state.db")),
+            PathBuf::from("/data")
+        );
+        assert!(is_postgres_url(Path::new("postgres://db/ferry")));
+        assert!(!is_postgres_url(Path::new("postgres.db")));
+    }
+
+    #[test]
+    fn error_messages_lose_the_url_and_its_password() {
+        let url = "postgres://ferry:hunter2-long@db/ferry";
+        let e = format!("error connecting to {url}: password hunter2-long rejected");
+        assert_eq!(
+            scrub_url(&e, url),
+            "error connecting to (state URL): password *** rejected"
+        );
+    }
 }

@@ -213,7 +213,7 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
     let mut child = start_daemon(&sb, &files, port, &[("FERRY_LOG", "info")]);
 
     // A report dropped into the connection's directory is what the partner sees.
-    let data = sb.state.parent().unwrap().join("hosted-sftp");
+    let data = sb.work_dir().join("hosted-sftp");
     let reports = data.join("users/partner01/reports");
     let deadline = Instant::now() + Duration::from_secs(30);
     let listing = loop {
@@ -418,7 +418,7 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
         std::thread::sleep(Duration::from_millis(300));
     };
     assert!(out.contains("payout.csv"), "{out}");
-    let data = sb.state.parent().unwrap().join("hosted-sftp");
+    let data = sb.work_dir().join("hosted-sftp");
     assert_eq!(
         std::fs::read(data.join("users/finance01/payouts/payout.csv")).unwrap(),
         b"id;amount\r\n1;10.00\r\n"

@@ -969,3 +969,214 @@ fn the_example_simulator_data_files_load() {
         assert!(!state["companies"].as_array().unwrap().is_empty(), "{path}");
     }
 }
+
+/// Applies `target` and `mapping` as two files (so the mapping's file can be removed alone),
+/// syncs the mapping once, and returns the target's file and the mapping's file.
+fn apply_then_sync(
+    sb: &Sandbox,
+    target: String,
+    mapping: String,
+    name: &str,
+) -> (PathBuf, PathBuf) {
+    let target = sb.write("target.yaml", &target);
+    let mapping = sb.write(&format!("{name}.yaml"), &mapping);
+    sb.apply(&[&target, &mapping]);
+    sb.ferry(["run-now", &format!("customermapping/{name}")])
+        .success();
+    (target, mapping)
+}
+
+fn mapping_names(sb: &Sandbox) -> Vec<String> {
+    sb.ferry(["get", "customermappings", "-o", "json"])
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn removing_a_delete_policy_mapping_cancels_its_connectwise_additions_and_a_failure_applies_nothing()
+ {
+    let rt = runtime();
+    let sim = start_cw(&rt, CW_DATA);
+    let sb = cw_sandbox();
+    let db = usage_db(
+        &sb,
+        &[
+            ("acme", "endpoint-protection", 12.0),
+            ("acme", "firewall", 2.0),
+        ],
+    );
+    let mapping =
+        cw_mapping("acme", "ACME01", "Managed Services", &db, false) + "  deletionPolicy: Delete\n";
+    let (target, file) = apply_then_sync(&sb, cw_target(&sim), mapping, "acme");
+    assert_eq!(active_additions(&sim, "EP-PROT")[0]["quantity"], 12.0);
+    assert_eq!(active_additions(&sim, "FW-BOX")[0]["quantity"], 2.0);
+    std::fs::remove_file(&file).unwrap();
+
+    // The plan says what the deletion does in the PSA, on the delete line and in the JSON.
+    let plan = sb.ferry(["plan", "-f", target.to_str().unwrap()]).success();
+    assert!(
+        plan.stdout.contains(
+            "- CustomerMapping/acme (deletionPolicy Delete: its ConnectWise additions will be cancelled)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    let json = sb.plan_json(&[&target]);
+    let change = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "acme")
+        .cloned()
+        .unwrap();
+    assert_eq!(change["action"], "delete");
+    assert_eq!(
+        change["notes"][0],
+        "deletionPolicy Delete: its ConnectWise additions will be cancelled"
+    );
+
+    // The PSA refuses the keys: the apply fails naming the mapping, and nothing is written.
+    let serial = sb.snapshot().serial;
+    sim.inject(Fault::ExpireKeys);
+    let failed = sb
+        .ferry(["apply", "-f", target.to_str().unwrap(), "--auto-approve"])
+        .code(1);
+    assert!(
+        failed.stderr.contains("could not release in the PSA")
+            && failed.stderr.contains("CustomerMapping/acme: ")
+            && failed.stderr.contains("Nothing was applied"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        !failed.stdout.contains("Apply complete"),
+        "{}",
+        failed.stdout
+    );
+    assert_eq!(mapping_names(&sb), ["acme"], "still in the state");
+    assert_eq!(sb.snapshot().serial, serial);
+    assert_eq!(active_additions(&sim, "EP-PROT").len(), 1);
+
+    // The rerun releases, then commits.
+    sim.inject(Fault::RestoreKeys);
+    let applied = sb.apply(&[&target]);
+    assert!(
+        applied
+            .stdout
+            .contains("Released in the PSA (deletionPolicy Delete):"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        applied
+            .stdout
+            .contains("CustomerMapping/acme: endpoint-protection: addition #")
+            && applied.stdout.contains("cancelled"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        applied.stdout.contains("0 created, 0 updated, 1 deleted"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        active_additions(&sim, "EP-PROT").is_empty(),
+        "{:?}",
+        additions(&sim)
+    );
+    assert!(
+        active_additions(&sim, "FW-BOX").is_empty(),
+        "{:?}",
+        additions(&sim)
+    );
+    let cancelled: Vec<Value> = additions(&sim)
+        .into_iter()
+        .filter(|a| {
+            a["cancelledDate"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("2026-07-30"))
+        })
+        .collect();
+    assert_eq!(
+        cancelled.len(),
+        2,
+        "cancelled as of today, not removed: {cancelled:?}"
+    );
+    assert!(mapping_names(&sb).is_empty());
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn removing_an_orphan_mapping_leaves_its_additions_in_the_psa() {
+    let rt = runtime();
+    let sim = start_cw(&rt, CW_DATA);
+    let sb = cw_sandbox();
+    let db = usage_db(&sb, &[("acme", "endpoint-protection", 12.0)]);
+    // No deletionPolicy: Orphan, the default.
+    let mapping = cw_mapping("acme", "ACME01", "Managed Services", &db, false);
+    let (target, file) = apply_then_sync(&sb, cw_target(&sim), mapping, "acme");
+    std::fs::remove_file(&file).unwrap();
+    let plan = sb.ferry(["plan", "-f", target.to_str().unwrap()]).success();
+    assert!(
+        plan.stdout
+            .contains("- CustomerMapping/acme (deletionPolicy Orphan: the PSA is left as it is)"),
+        "{}",
+        plan.stdout
+    );
+    let served = sim.requests_served();
+    let applied = sb.apply(&[&target]);
+    assert!(!applied.stdout.contains("Released"), "{}", applied.stdout);
+    assert!(mapping_names(&sb).is_empty());
+    assert_eq!(sim.requests_served(), served, "the PSA is not even asked");
+    let left = active_additions(&sim, "EP-PROT");
+    assert_eq!(left.len(), 1, "{:?}", additions(&sim));
+    assert_eq!(left[0]["quantity"], 12.0);
+    rt.block_on(sim.shutdown());
+}
+
+#[test]
+fn ferry_run_releases_a_removed_delete_policy_mapping_as_apply_does_autotask_units_to_zero() {
+    let rt = runtime();
+    let sim = start_at(&rt, AT_DATA);
+    let sb = at_sandbox();
+    let db = usage_db(
+        &sb,
+        &[("rossi", "intercept-x", 10.0), ("rossi", "email", 6.0)],
+    );
+    let mapping = at_mapping("rossi", "Rossi Meccanica S.r.l.", "Sicurezza gestita", &db)
+        + "  deletionPolicy: Delete\n";
+    let (target, file) = apply_then_sync(&sb, at_target(&sim), mapping, "rossi");
+    assert_eq!(units(&sim, 20), 10.0);
+    assert_eq!(units(&sim, 21), 6.0);
+    std::fs::remove_file(&file).unwrap();
+    let plan = sb.ferry(["plan", "-f", target.to_str().unwrap()]).success();
+    assert!(
+        plan.stdout.contains(
+            "- CustomerMapping/rossi (deletionPolicy Delete: its Autotask units will be set to 0)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    // The daemon's own apply of the files (here its first one, with --once) releases too.
+    let run = sb
+        .ferry(["run", "--once", "-f", target.to_str().unwrap()])
+        .success();
+    assert!(
+        run.stderr.contains(
+            "Released in the PSA (deletionPolicy Delete): CustomerMapping/rossi: intercept-x: units on contract #10 set to 0"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("1 deleted"), "{}", run.stderr);
+    assert_eq!(units(&sim, 20), 0.0);
+    assert_eq!(units(&sim, 21), 0.0);
+    assert!(mapping_names(&sb).is_empty());
+    rt.block_on(sim.shutdown());
+}

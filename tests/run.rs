@@ -351,7 +351,7 @@ fn a_kill_during_an_export_leaves_no_partial_file_and_the_next_start_completes_t
         .spawn()
         .expect("ferry starts");
     // Kill it once the export is under way (its staged file exists), with SIGKILL.
-    let staging = sb.state.parent().unwrap().join("staging");
+    let staging = sb.work_dir().join("staging");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !staging.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -432,7 +432,7 @@ fn sigterm_lets_a_running_export_finish_within_the_grace_period() {
     at(&mut sb, "2026-07-30T10:00:00Z");
     sb.apply(&[&files]);
     let mut child = daemon(&sb, &files, "120s");
-    wait_for(&sb.state.parent().unwrap().join("staging"));
+    wait_for(&sb.work_dir().join("staging"));
     let status = terminate(&mut child);
     assert!(status.success(), "a graceful stop exits 0: {status:?}");
     assert_eq!(out_files(&sb), ["items_20260731003000.csv"]);
@@ -450,7 +450,7 @@ fn sigterm_after_the_grace_period_abandons_the_export_cleanly_and_the_next_start
     at(&mut sb, "2026-07-30T10:00:00Z");
     sb.apply(&[&files]);
     let mut child = daemon(&sb, &files, "0s");
-    wait_for(&sb.state.parent().unwrap().join("staging"));
+    wait_for(&sb.work_dir().join("staging"));
     terminate(&mut child);
     no_partial_files(&sb.root().join("out"));
     assert!(out_files(&sb).is_empty(), "{:?}", out_files(&sb));
@@ -628,7 +628,7 @@ fn a_report_for_a_hosted_sftp_connection_lands_in_its_directory_of_the_users_jai
     sb.apply(&[&files]);
     sb.ferry(["run-now", "rs/items", "--slot", "2026-07-31T00:30:00+09:00"])
         .success();
-    let data = sb.state.parent().unwrap().join("hosted-sftp");
+    let data = sb.work_dir().join("hosted-sftp");
     let delivered = data.join("users/partner01/reports/items_20260731003000.csv");
     assert!(
         std::fs::read_to_string(&delivered)

@@ -76,8 +76,9 @@ pub struct CustomerMappingSpec {
     /// `custom` (default): use `usageSync`, `ticketSync` and `billing` given here.
     #[serde(default)]
     pub settings: SettingsSource,
-    /// What deleting this mapping does in the PSA: `Orphan` (default) leaves it untouched,
-    /// `Delete` cancels the additions Ferry manages.
+    /// What deleting this mapping (from the cluster, or from the files before `ferry apply`)
+    /// does in the PSA: `Orphan` (default) leaves it untouched, `Delete` first releases what
+    /// Ferry manages (ConnectWise additions cancelled, Autotask units set to 0).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -131,7 +132,7 @@ pub enum DeletionPolicy {
     /// Leave the PSA untouched (default).
     #[default]
     Orphan,
-    /// Cancel the additions this mapping manages.
+    /// Release what this mapping manages: ConnectWise additions cancelled, Autotask units 0.
     Delete,
 }
 

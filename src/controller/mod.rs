@@ -753,6 +753,8 @@ pub struct Options {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Take part in leader election on this Lease: only the leader reconciles and runs.
     pub leader_election: Option<lease::LeaseConfig>,
+    /// Once elected, take this (shared PostgreSQL) state's lock before running anything.
+    pub lock_when_elected: Option<std::path::PathBuf>,
 }
 
 /// Waits until this instance leads, then keeps renewing in the background; leadership lost
@@ -768,7 +770,11 @@ async fn lead(
         match elector.round(jiff::Timestamp::now()).await {
             Ok(lease::Leadership::Leading) => break,
             Ok(lease::Leadership::Standby { holder }) => {
-                health.set_not_ready(&format!("standby: {holder} leads"));
+                // A standby is ready: a rolling update (new pods first) must not wait for it
+                // to lead. What only the leader serves (hosted SFTP) selects the leader's pod
+                // by its role label instead.
+                tracing::debug!(%holder, "standby");
+                health.set_ready(true);
             }
             Err(e) => tracing::warn!("{e}"),
         }
@@ -776,26 +782,76 @@ async fn lead(
     }
     tracing::info!(lease = %elector.config().name, identity = %elector.config().identity, "leading");
     tokio::spawn(async move {
+        // Like client-go's renew deadline: give up at two thirds of the Lease, before any
+        // standby may take it over, whatever hangs (each round is bounded too).
+        let every = elector.config().renew_every();
+        let deadline = elector.config().duration * 2 / 3;
         let mut last_renewal = std::time::Instant::now();
         loop {
-            tokio::time::sleep(elector.config().renew_every()).await;
-            match elector.round(jiff::Timestamp::now()).await {
-                Ok(lease::Leadership::Leading) => last_renewal = std::time::Instant::now(),
-                Ok(lease::Leadership::Standby { holder }) => {
+            tokio::time::sleep(every).await;
+            let round = tokio::time::timeout(every, elector.round(jiff::Timestamp::now())).await;
+            match round {
+                Ok(Ok(lease::Leadership::Leading)) => last_renewal = std::time::Instant::now(),
+                Ok(Ok(lease::Leadership::Standby { holder })) => {
                     tracing::error!(%holder, "leadership lost: stopping so that a standby takes over");
                     std::process::exit(3);
                 }
-                Err(e) => {
-                    tracing::warn!("lease not renewed: {e}");
-                    if last_renewal.elapsed() >= elector.config().duration {
-                        tracing::error!("the lease expired without renewal: stopping");
-                        std::process::exit(3);
-                    }
+                Ok(Err(e)) => tracing::warn!("lease not renewed: {e}"),
+                Err(_) => {
+                    tracing::warn!("lease not renewed: the API server did not answer in time")
                 }
+            }
+            if last_renewal.elapsed() >= deadline {
+                tracing::error!("the lease could not be renewed in time: stopping");
+                std::process::exit(3);
             }
         }
     });
     Ok(())
+}
+
+/// The label that tells the leader's pod from the standbys' (`leader` or `standby`), for the
+/// Services of what only the leader serves (hosted SFTP), as Patroni labels its primary.
+pub const ROLE_LABEL: &str = "ferry.dev/role";
+
+/// Labels this controller's pod with its role. Outside a pod (no such pod, no permission) it
+/// only warns: nothing else depends on it.
+async fn label_pod(client: &Client, namespace: &str, pod: &str, role: &str) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let patch = json!({"metadata": {"labels": {ROLE_LABEL: role}}});
+    match pods
+        .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => tracing::info!(pod, role, "pod labelled"),
+        Err(e) => tracing::warn!(pod, role, "cannot label the pod with its role: {e}"),
+    }
+}
+
+/// Waits for the shared state's lock: a deposed leader that has not noticed yet (partitioned
+/// from the API server, its clock behind) holds it until it stops, so a new leader never
+/// runs schedules next to it. Not ready while waiting.
+async fn lock_shared_state(
+    state: &std::path::Path,
+    health: &crate::observe::Health,
+) -> Result<crate::state::StateLock> {
+    loop {
+        match crate::state::lock_state(state, Duration::from_secs(5), "controller").await {
+            Ok(lock) => {
+                tracing::info!("holding the state lock");
+                return Ok(lock);
+            }
+            Err(Error::Locked(holder)) => {
+                health.set_not_ready("elected; waiting for the previous leader's state lock");
+                tracing::warn!(%holder, "elected, waiting for the state lock");
+            }
+            Err(e) => {
+                health.set_not_ready(&format!("state unreachable: {e}"));
+                tracing::warn!("state lock: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
 }
 
 /// Runs the three controllers and the scheduler until SIGTERM.
@@ -855,7 +911,15 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
         None => None,
     };
     if let Some(config) = options.leader_election.clone() {
+        label_pod(&client, &config.namespace, &options.instance, "standby").await;
         lead(&client, config, &health).await?;
+    }
+    let _state_lock = match &options.lock_when_elected {
+        Some(state) => Some(lock_shared_state(state, &health).await?),
+        None => None,
+    };
+    if let Some(config) = &options.leader_election {
+        label_pod(&client, &config.namespace, &options.instance, "leader").await;
     }
     // Runs, PSA syncs and the hosted SFTP server: the daemon, fed by the state the
     // reconciles write instead of by files. It ticks the liveness heartbeat and reports ready

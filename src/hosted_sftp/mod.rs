@@ -38,12 +38,14 @@ use std::path::{Path, PathBuf};
 /// variable `FERRY_HOSTED_SFTP_DATA` when set, else `hosted-sftp/` next to the state database.
 /// Deliveries into `hostedSftp` targets and the server must agree on it.
 pub fn data_dir_for_state(state_path: &Path) -> PathBuf {
+    data_dir_in(&crate::state::work_dir_for(state_path))
+}
+
+/// The hosted SFTP data directory under a state's work directory (or `FERRY_HOSTED_SFTP_DATA`).
+pub fn data_dir_in(work_dir: &Path) -> PathBuf {
     match std::env::var_os("FERRY_HOSTED_SFTP_DATA") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => state_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("hosted-sftp"),
+        _ => work_dir.join("hosted-sftp"),
     }
 }
 pub use jail::is_partial_name;

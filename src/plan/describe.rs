@@ -34,6 +34,32 @@ pub(super) fn created(spec: &Spec) -> Vec<String> {
     }
 }
 
+/// Notes for a resource about to be deleted (its file is gone, so they come from the state):
+/// what deleting a CustomerMapping does in its PSA, by its stored `deletionPolicy`.
+pub(super) fn deleted(
+    key: &ResourceKey,
+    stored: &serde_json::Value,
+    actual: &crate::state::ActualState,
+) -> Vec<String> {
+    if key.kind != Kind::CustomerMapping {
+        return Vec::new();
+    }
+    let Ok(Spec::CustomerMapping(cm)) = Spec::from_json(key.kind, stored.clone()) else {
+        return Vec::new();
+    };
+    if cm.deletion_policy == DeletionPolicy::Orphan {
+        return vec!["deletionPolicy Orphan: the PSA is left as it is".into()];
+    }
+    let target = ResourceKey::new(Kind::DeliveryTarget, &key.namespace, &cm.psa.target);
+    let psa = actual.resources.get(&target).map(|t| &t.spec);
+    let what = match psa {
+        Some(t) if t.get("connectwise").is_some() => "its ConnectWise additions will be cancelled",
+        Some(t) if t.get("autotask").is_some() => "its Autotask units will be set to 0",
+        _ => "what it manages in the PSA will be released",
+    };
+    vec![format!("deletionPolicy Delete: {what}")]
+}
+
 /// Notes for an update from `old` to `new`.
 pub(super) fn updated(old: &Spec, new: &Spec, fields: &[FieldChange]) -> Vec<String> {
     let mut notes = Vec::new();

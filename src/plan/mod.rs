@@ -2,6 +2,7 @@
 //! actual state (the state store) into a [`Plan`]; applying a plan turns it into state writes.
 //! Nothing here does I/O, so the CLI and the controller share it unchanged.
 
+pub mod cluster;
 mod describe;
 pub mod hosted_users;
 pub mod render;
@@ -342,7 +343,7 @@ pub fn plan(
             name: key.name.clone(),
             source: None,
             fields,
-            notes: Vec::new(),
+            notes: describe::deleted(key, &stored.spec, actual),
             next_runs: Vec::new(),
             suspended: false,
         });

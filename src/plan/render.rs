@@ -168,8 +168,17 @@ pub fn text(plan: &Plan, color: bool) -> String {
         if let Some(src) = &c.source {
             let _ = write!(out, "  {}", st.paint("2", &format!("({src})")));
         }
+        // A deletion has no source line: what it does (a CustomerMapping's deletionPolicy)
+        // goes on its own line, where a reviewer looks.
+        if c.action == Action::Delete && !c.notes.is_empty() {
+            let _ = write!(
+                out,
+                " {}",
+                st.paint("36", &format!("({})", c.notes.join("; ")))
+            );
+        }
         out.push('\n');
-        for note in &c.notes {
+        for note in c.notes.iter().filter(|_| c.action != Action::Delete) {
             let _ = writeln!(out, "      {}", st.paint("36", &format!("> {note}")));
         }
         for (sign, line) in field_lines(c) {

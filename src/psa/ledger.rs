@@ -3,7 +3,7 @@
 //! restart knows which slots ran and which tickets exist.
 
 use serde_json::Value;
-use sqlx::{Row, SqlitePool};
+use sqlx::{AnyPool, Row};
 
 use crate::Result;
 
@@ -58,12 +58,12 @@ pub struct SyncRecord {
 /// The PSA ledger, on the state's pool.
 #[derive(Clone, Debug)]
 pub struct PsaLedger {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl PsaLedger {
     /// The ledger in the state database behind `pool`.
-    pub fn new(pool: SqlitePool) -> Self {
+    pub fn new(pool: AnyPool) -> Self {
         PsaLedger { pool }
     }
 
@@ -76,9 +76,9 @@ impl PsaLedger {
         slot_epoch: i64,
         trigger: &str,
     ) -> Result<i64> {
-        let id = sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO psa_syncs (namespace, mapping, kind, slot_epoch, trigger, outcome, started_at, owner) \
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) RETURNING id",
         )
         .bind(namespace)
         .bind(mapping)
@@ -87,9 +87,8 @@ impl PsaLedger {
         .bind(trigger)
         .bind(jiff::Timestamp::now().to_string())
         .bind(crate::ledger::owner())
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&self.pool)
+        .await?;
         Ok(id)
     }
 
@@ -102,8 +101,8 @@ impl PsaLedger {
         pushed: &Value,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE psa_syncs SET outcome = ?, finished_at = ?, error = ?, pushed = ?, owner = NULL \
-             WHERE id = ?",
+            "UPDATE psa_syncs SET outcome = $1, finished_at = $2, error = $3, pushed = $4, owner = NULL \
+             WHERE id = $5",
         )
         .bind(if succeeded { "succeeded" } else { "failed" })
         .bind(jiff::Timestamp::now().to_string())
@@ -125,7 +124,7 @@ impl PsaLedger {
     ) -> Result<Vec<SyncRecord>> {
         let rows = sqlx::query(
             "SELECT id, slot_epoch, trigger, outcome, started_at, finished_at, error, pushed \
-             FROM psa_syncs WHERE namespace = ? AND mapping = ? AND kind = ? AND slot_epoch = ? ORDER BY id",
+             FROM psa_syncs WHERE namespace = $1 AND mapping = $2 AND kind = $3 AND slot_epoch = $4 ORDER BY id",
         )
         .bind(namespace)
         .bind(mapping)
@@ -145,11 +144,11 @@ impl PsaLedger {
     ) -> Result<Vec<(SyncKind, SyncRecord)>> {
         let rows = sqlx::query(
             "SELECT id, kind, slot_epoch, trigger, outcome, started_at, finished_at, error, pushed \
-             FROM psa_syncs WHERE namespace = ? AND mapping = ? ORDER BY id DESC LIMIT ?",
+             FROM psa_syncs WHERE namespace = $1 AND mapping = $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(namespace)
         .bind(mapping)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -179,7 +178,7 @@ impl PsaLedger {
             }
             sqlx::query(
                 "UPDATE psa_syncs SET outcome = 'failed', finished_at = started_at, owner = NULL, \
-                 error = 'interrupted: the ferry process stopped during the sync' WHERE id = ?",
+                 error = 'interrupted: the ferry process stopped during the sync' WHERE id = $1",
             )
             .bind(id)
             .execute(&self.pool)
@@ -197,7 +196,7 @@ impl PsaLedger {
         kind: &str,
     ) -> Result<Option<(i64, String)>> {
         Ok(sqlx::query_as(
-            "SELECT ticket_id, title FROM psa_tickets WHERE namespace = ? AND mapping = ? AND kind = ?",
+            "SELECT ticket_id, title FROM psa_tickets WHERE namespace = $1 AND mapping = $2 AND kind = $3",
         )
         .bind(namespace)
         .bind(mapping)
@@ -209,7 +208,7 @@ impl PsaLedger {
     /// Every open ticket of a mapping: (kind, ticket id).
     pub async fn open_tickets(&self, namespace: &str, mapping: &str) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
-            "SELECT kind, ticket_id FROM psa_tickets WHERE namespace = ? AND mapping = ? ORDER BY kind",
+            "SELECT kind, ticket_id FROM psa_tickets WHERE namespace = $1 AND mapping = $2 ORDER BY kind",
         )
         .bind(namespace)
         .bind(mapping)
@@ -228,7 +227,7 @@ impl PsaLedger {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO psa_tickets (namespace, mapping, kind, ticket_id, title, opened_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, mapping, kind) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (namespace, mapping, kind) DO UPDATE SET \
              ticket_id = excluded.ticket_id, title = excluded.title, opened_at = excluded.opened_at",
         )
         .bind(namespace)
@@ -244,7 +243,7 @@ impl PsaLedger {
 
     /// Forgets the ticket of `(mapping, kind)` (it was closed).
     pub async fn forget_ticket(&self, namespace: &str, mapping: &str, kind: &str) -> Result<()> {
-        sqlx::query("DELETE FROM psa_tickets WHERE namespace = ? AND mapping = ? AND kind = ?")
+        sqlx::query("DELETE FROM psa_tickets WHERE namespace = $1 AND mapping = $2 AND kind = $3")
             .bind(namespace)
             .bind(mapping)
             .bind(kind)
@@ -254,7 +253,7 @@ impl PsaLedger {
     }
 }
 
-fn record(r: &sqlx::sqlite::SqliteRow) -> SyncRecord {
+fn record(r: &sqlx::any::AnyRow) -> SyncRecord {
     SyncRecord {
         id: r.get("id"),
         slot_epoch: r.get("slot_epoch"),

@@ -21,6 +21,59 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The test PostgreSQL's URL (`scripts/test-servers/postgres.sh`), started once per binary.
+pub fn pg_url() -> &'static str {
+    static START: std::sync::Once = std::sync::Once::new();
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let script = repo().join("scripts/test-servers/postgres.sh");
+    START.call_once(|| {
+        let out = Command::new(&script)
+            .arg("start")
+            .output()
+            .expect("postgres.sh start");
+        assert!(
+            out.status.success(),
+            "postgres.sh start failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    URL.get_or_init(|| {
+        let out = Command::new(&script)
+            .arg("url")
+            .output()
+            .expect("postgres.sh url");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
+/// A state in a new schema of the test PostgreSQL: the `--state` URL that uses it. With
+/// `FERRY_TEST_STATE=postgres` every sandbox gets one, so the CLI suites run against the
+/// PostgreSQL backend too.
+pub fn postgres_state() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let schema = format!(
+        "sb_{}_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let url = pg_url();
+    let status = Command::new("psql")
+        .arg(url)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(format!("CREATE SCHEMA {schema}"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "CREATE SCHEMA {schema}");
+    PathBuf::from(format!("{url}?options=-c%20search_path%3D{schema}"))
+}
+
 /// A finished `ferry` process.
 #[derive(Debug)]
 pub struct Run {
@@ -88,7 +141,10 @@ impl Sandbox {
     /// A fresh sandbox.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a tempdir");
-        let state = dir.path().join("state").join("state.db");
+        let state = match std::env::var("FERRY_TEST_STATE").as_deref() {
+            Ok("postgres") => postgres_state(),
+            _ => dir.path().join("state").join("state.db"),
+        };
         let secrets = dir.path().join("secrets");
         let files = dir.path().join("files");
         std::fs::create_dir_all(&files).expect("files dir");
@@ -105,6 +161,16 @@ impl Sandbox {
     /// The tempdir itself.
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Where ferry keeps files next to the state (staging, hosted SFTP data): the state
+    /// file's directory, or `.ferry` in the working directory for a PostgreSQL state.
+    pub fn work_dir(&self) -> PathBuf {
+        if self.state.to_string_lossy().starts_with("postgres://") {
+            self.root().join(".ferry")
+        } else {
+            self.state.parent().expect("state dir").to_path_buf()
+        }
     }
 
     /// Adds an environment variable to every later run (e.g. `FERRY_SECRET_...`).
