@@ -694,7 +694,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_no_slot_is_delivered_twi
         "v1/secrets",
         json!({"apiVersion": "v1", "kind": "Secret",
                "metadata": {"name": "source-db", "namespace": "default"},
-               "data": {"url": base64(common::pg_url())}}),
+               "data": {"url": ferry::psa::http::base64(common::pg_url().as_bytes())}}),
     );
     api.seed(
         "ferry.dev/v1alpha1/deliverytargets",
@@ -943,26 +943,4 @@ fn seen_count(out: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-fn base64(s: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }

@@ -2,10 +2,11 @@
 //! file (created here with sqlx) and a real PostgreSQL server (started by
 //! `scripts/test-servers/postgres.sh`, once per test binary).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Once, OnceLock};
+use std::path::PathBuf;
 
+mod common;
+
+use common::pg_url;
 use ferry::api::Window;
 use ferry::export::Value;
 use ferry::schedule;
@@ -648,40 +649,6 @@ async fn sqlite_a_closed_receiver_stops_the_query() {
 }
 
 // ---- PostgreSQL ------------------------------------------------------------------------------
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn postgres_script() -> PathBuf {
-    repo().join("scripts/test-servers/postgres.sh")
-}
-
-/// The test server's URL; the server is started once per test binary.
-fn pg_url() -> &'static str {
-    static START: Once = Once::new();
-    static URL: OnceLock<String> = OnceLock::new();
-    START.call_once(|| {
-        let out = Command::new(postgres_script())
-            .arg("start")
-            .output()
-            .expect("run scripts/test-servers/postgres.sh start");
-        assert!(
-            out.status.success(),
-            "postgres.sh start failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    URL.get_or_init(|| {
-        let out = Command::new(postgres_script())
-            .arg("url")
-            .output()
-            .expect("run scripts/test-servers/postgres.sh url");
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    })
-}
 
 async fn pg_setup(sql: &'static str) {
     let mut conn = sqlx::PgConnection::connect(pg_url()).await.unwrap();
