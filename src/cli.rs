@@ -1399,6 +1399,7 @@ async fn run_cmd(
         sftp,
         health: None,
         metrics_listen,
+        notify: None,
     };
     // One daemon per state: the lock is held for the daemon's life.
     let _lock = ctx.lock("run").await?;

@@ -41,6 +41,17 @@ pub struct Options {
     pub health: Option<crate::observe::Health>,
     /// Serve `/metrics`, `/healthz` and `/readyz` on this address (not with `once`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Told of every finished run and PSA sync (the controller turns them into Events).
+    pub notify: Option<tokio::sync::mpsc::UnboundedSender<Happened>>,
+}
+
+/// Something the daemon did that others may want to report.
+#[derive(Clone, Debug)]
+pub enum Happened {
+    /// A run finished (scheduled, caught up or resumed).
+    Run(RunReport),
+    /// A usage sync or billing push finished.
+    Sync(crate::psa::sync::SyncReport),
 }
 
 /// What a pass over the schedules did, for `--once`'s exit code.
@@ -77,7 +88,7 @@ where
     };
     let mut summary = Summary::default();
     for report in runner.resume_interrupted().await? {
-        count(&mut summary, &report);
+        count(&mut summary, &report, &options.notify);
     }
     let mut tasks: JoinSet<(ResourceKey, Result<RunReport>)> = JoinSet::new();
     let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
@@ -112,7 +123,7 @@ where
                 .expect("checked")
                 .await
                 .unwrap_or_default();
-            count_syncs(&mut summary, &reports);
+            count_syncs(&mut summary, &reports, &options.notify);
             next_sync_check = Timestamp::MIN;
         }
         if sync_cycle.is_none() && now >= next_sync_check && !mappings.is_empty() {
@@ -171,17 +182,21 @@ where
         }
         if options.once {
             while let Some(joined) = tasks.join_next().await {
-                collect(joined, &mut summary);
+                collect(joined, &mut summary, &options.notify);
             }
             if let Some(cycle) = sync_cycle.take() {
-                count_syncs(&mut summary, &cycle.await.unwrap_or_default());
+                count_syncs(
+                    &mut summary,
+                    &cycle.await.unwrap_or_default(),
+                    &options.notify,
+                );
             }
             return Ok(summary);
         }
         let wake = next_wake(&schedules, now).min(options.poll);
         tokio::select! {
             _ = tokio::time::sleep(wake) => {}
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => collect(joined, &mut summary),
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => collect(joined, &mut summary, &options.notify),
             signal = signals.next() => match signal {
                 Signal::Reload => {
                     tracing::info!("SIGHUP: reloading the files");
@@ -192,7 +207,7 @@ where
                     health.set_not_ready("shutting down");
                     let drain = async {
                         while let Some(joined) = tasks.join_next().await {
-                            collect(joined, &mut summary);
+                            collect(joined, &mut summary, &options.notify);
                         }
                     };
                     if tokio::time::timeout(options.shutdown_grace, drain).await.is_err() {
@@ -200,7 +215,7 @@ where
                     }
                     if let Some(cycle) = sync_cycle.take() {
                         match tokio::time::timeout(options.shutdown_grace, cycle).await {
-                            Ok(reports) => count_syncs(&mut summary, &reports.unwrap_or_default()),
+                            Ok(reports) => count_syncs(&mut summary, &reports.unwrap_or_default(), &options.notify),
                             Err(_) => tracing::warn!("grace period over: unfinished PSA syncs run again on the next start"),
                         }
                     }
@@ -332,12 +347,16 @@ where
     }
 }
 
+/// Where [`Happened`] goes, if anywhere.
+type Notify = Option<tokio::sync::mpsc::UnboundedSender<Happened>>;
+
 fn collect(
     joined: std::result::Result<(ResourceKey, Result<RunReport>), tokio::task::JoinError>,
     summary: &mut Summary,
+    notify: &Notify,
 ) {
     match joined {
-        Ok((_, Ok(report))) => count(summary, &report),
+        Ok((_, Ok(report))) => count(summary, &report, notify),
         Ok((key, Err(e))) => {
             summary.failed += 1;
             tracing::error!(schedule = %key, "run could not be recorded: {e}");
@@ -350,8 +369,11 @@ fn collect(
     }
 }
 
-fn count_syncs(summary: &mut Summary, reports: &[crate::psa::sync::SyncReport]) {
+fn count_syncs(summary: &mut Summary, reports: &[crate::psa::sync::SyncReport], notify: &Notify) {
     for r in reports {
+        if let Some(tx) = notify {
+            let _ = tx.send(Happened::Sync(r.clone()));
+        }
         if r.succeeded {
             summary.syncs_succeeded += 1;
         } else {
@@ -377,7 +399,10 @@ fn next_sync_time(mappings: &[crate::psa::sync::MappingView], now: Timestamp) ->
         .fold(minute, Timestamp::min)
 }
 
-fn count(summary: &mut Summary, report: &RunReport) {
+fn count(summary: &mut Summary, report: &RunReport, notify: &Notify) {
+    if let Some(tx) = notify {
+        let _ = tx.send(Happened::Run(report.clone()));
+    }
     match report.outcome {
         Outcome::Succeeded => summary.succeeded += 1,
         _ => summary.failed += 1,

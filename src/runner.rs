@@ -134,6 +134,10 @@ pub struct RunRequest {
 /// The result of a run, as reported to the user.
 #[derive(Clone, Debug)]
 pub struct RunReport {
+    /// The ReportSchedule.
+    pub schedule: ResourceKey,
+    /// The slot, RFC 3339 with the zone's offset.
+    pub slot: String,
     /// Ledger id.
     pub run_id: i64,
     /// Outcome.
@@ -329,6 +333,8 @@ impl Runner {
             },
         );
         let mut report = RunReport {
+            schedule: view.key.clone(),
+            slot: rfc3339(slot),
             run_id,
             outcome: Outcome::Failed,
             rows: 0,

@@ -210,6 +210,15 @@ impl FakeApi {
         self.store(&mut s, (collection.into(), ns, name), object, "ADDED");
     }
 
+    fn list(&self, collection: &str) -> Vec<Value> {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .iter()
+            .filter(|((c, _, _), _)| c == collection)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     fn get(&self, collection: &str, ns: &str, name: &str) -> Option<Value> {
         let s = self.state.lock().unwrap();
         s.objects
@@ -920,6 +929,29 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_no_slot_is_delivered_twi
         "{}",
         b.log()
     );
+    // Both leaders told the story as Events on the schedule: runs and deliveries.
+    let events: Vec<(String, String)> = api
+        .list("events.k8s.io/v1/events")
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "ticker")
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["reportingInstance"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("RunSucceeded", "ferry-a"),
+        ("Delivered", "ferry-a"),
+        ("RunSucceeded", "ferry-b"),
+        ("Delivered", "ferry-b"),
+    ] {
+        assert!(
+            events.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} not in {events:?}"
+        );
+    }
     // Within the Lease duration plus one renew period and the time to notice, with room for a
     // loaded machine; not a performance figure.
     assert!(

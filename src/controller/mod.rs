@@ -13,6 +13,7 @@
 //! state, without files, so schedules, PSA syncs and the hosted SFTP server behave exactly as
 //! under `ferry run`.
 
+pub mod events;
 pub mod lease;
 pub mod secrets;
 
@@ -886,6 +887,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
         api::<CustomerMapping>(&client, &options.namespace),
         watcher::Config::default(),
     );
+    let (schedules_cache, mappings_cache) = (schedules.store(), mappings.store());
     let caches = Caches {
         schedules: Some(schedules.store()),
         targets: Some(targets.store()),
@@ -924,6 +926,14 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
     // Runs, PSA syncs and the hosted SFTP server: the daemon, fed by the state the
     // reconciles write instead of by files. It ticks the liveness heartbeat and reports ready
     // once it runs.
+    // What the scheduler does on its own becomes Events on the objects.
+    let (notify, happened) = tokio::sync::mpsc::unbounded_channel();
+    let publisher = tokio::spawn(events::publish(
+        happened,
+        ctx.0.recorder.clone(),
+        schedules_cache,
+        mappings_cache,
+    ));
     let daemon = tokio::spawn(crate::daemon::run(
         runner,
         crate::daemon::Options {
@@ -933,6 +943,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             poll: Duration::from_secs(2),
             sftp: options.sftp.clone(),
             health: Some(health.clone()),
+            notify: Some(notify),
             ..Default::default()
         },
         || async { Ok(()) },
@@ -976,6 +987,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
     tokio::join!(s, t, m);
     // The daemon stops on the same signal, letting running exports finish.
     let finished = daemon.await;
+    publisher.abort();
     if let Some(server) = observe_server {
         server.shutdown().await;
     }
