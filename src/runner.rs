@@ -436,13 +436,17 @@ impl Runner {
                 }
                 Ok(Some(location)) => {
                     succeeded += 1;
+                    self.report_target(view, slot, name, Ok(&location)).await?;
                     report
                         .targets
                         .push((name.to_string(), format!("delivered to {location}")));
                 }
-                Err(message) => report
-                    .targets
-                    .push((name.to_string(), format!("failed: {message}"))),
+                Err(message) => {
+                    self.report_target(view, slot, name, Err(&message)).await?;
+                    report
+                        .targets
+                        .push((name.to_string(), format!("failed: {message}")))
+                }
             }
         }
         let total = view.spec.deliver_to.len();
@@ -476,6 +480,33 @@ impl Runner {
         self.customer_tickets(view, slot, &report).await;
         self.after_run(view).await?;
         Ok(report)
+    }
+
+    /// A DeliveryTarget's `Synced` condition follows its latest delivery: True `Delivered`
+    /// with where the file went, or False `DeliveryFailed` with why.
+    async fn report_target(
+        &self,
+        view: &ScheduleView,
+        slot: &Zoned,
+        target: &str,
+        outcome: std::result::Result<&str, &str>,
+    ) -> Result<()> {
+        let key = ResourceKey::new(Kind::DeliveryTarget, &view.key.namespace, target);
+        let Some(stored) = self.store.get(&key).await? else {
+            return Ok(());
+        };
+        let mut status = stored.status;
+        if !status.is_object() {
+            status = json!({});
+        }
+        let what = format!("slot {} of {}", rfc3339(slot), view.key.name);
+        let (value, reason, message) = match outcome {
+            Ok(location) => ("True", "Delivered", format!("{what}: {location}")),
+            Err(error) => ("False", "DeliveryFailed", format!("{what}: {error}")),
+        };
+        let now = crate::clock::now()?.to_string();
+        set_condition(&mut status, "Synced", value, reason, &message, &now);
+        self.store.set_status(&key, &status).await
     }
 
     /// Ticket sync for deliveries: a schedule labelled `ferry.dev/customer` reports its run to

@@ -556,6 +556,20 @@ pub fn writes(
                     "applied from files",
                     &now_s,
                 );
+                // Every kind reports `Synced`: Unknown until its first run, delivery or sync.
+                let synced = status["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Synced"));
+                if !synced {
+                    set_condition(
+                        &mut status,
+                        "Synced",
+                        "Unknown",
+                        "Pending",
+                        pending_message(key.kind),
+                        &now_s,
+                    );
+                }
                 out.push(StateWrite::Upsert(Box::new(StoredResource {
                     key: key.clone(),
                     generation,
@@ -581,6 +595,15 @@ pub fn writes(
         }
     }
     out
+}
+
+/// What a `Synced` condition waits for before anything happened.
+fn pending_message(kind: Kind) -> &'static str {
+    match kind {
+        Kind::ReportSchedule => "no run yet",
+        Kind::DeliveryTarget => "nothing delivered yet",
+        Kind::CustomerMapping => "not synced yet",
+    }
 }
 
 /// Sets a condition in a status object, keeping `lastTransitionTime` when the status holds.
