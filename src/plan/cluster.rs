@@ -626,13 +626,8 @@ pub fn text(cp: &ClusterPlan, color: bool) -> String {
             "Domain plan (what Ferry's controller does once the files are applied):"
         )
     );
-    out.push_str(&domain_text(&render::text(&cp.plan, color)));
+    out.push_str(&render::text(&cp.plan, color));
     out
-}
-
-/// The renderer speaks of "the state"; here the actual side is the cluster.
-fn domain_text(s: &str) -> String {
-    s.replacen("match the state.", "match the live objects.", 1)
 }
 
 /// `{"objects": [...], "plan": <the plan JSON of ferry plan>}`.
@@ -676,7 +671,7 @@ pub fn markdown(cp: &ClusterPlan) -> String {
         }
         out.push('\n');
     }
-    out.push_str(&domain_text(&render::markdown(&cp.plan)));
+    out.push_str(&render::markdown(&cp.plan));
     out
 }
 

@@ -149,9 +149,15 @@ pub fn text(plan: &Plan, color: bool) -> String {
         out.push('\n');
     }
     if !plan.summary.has_changes() {
+        // A cluster plan's actual side is the live objects, not a state.
+        let actual = if plan.lineage == crate::plan::cluster::CLUSTER_LINEAGE {
+            "the live objects"
+        } else {
+            "the state"
+        };
         let _ = writeln!(
             out,
-            "No changes. {} resource(s) match the state.",
+            "No changes. {} resource(s) match {actual}.",
             plan.summary.unchanged
         );
     } else {
