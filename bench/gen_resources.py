@@ -82,7 +82,9 @@ def ssh_key(rng, kind="ssh-ed25519"):
     if kind == "ssh-ed25519":
         body = struct.pack(">I", 32) + rng.randbytes(32)
     else:  # ssh-rsa: e, n
-        body = struct.pack(">I", 3) + b"\x01\x00\x01" + struct.pack(">I", 257) + b"\x00" + rng.randbytes(256)
+        # A canonical mpint: the 0x00 pad only when the next byte has its high bit set.
+        modulus = bytes([rng.randrange(128, 256)]) + rng.randbytes(255)
+        body = struct.pack(">I", 3) + b"\x01\x00\x01" + struct.pack(">I", 257) + b"\x00" + modulus
     blob = struct.pack(">I", len(name)) + name + body
     return f"{kind} {base64.b64encode(blob).decode()}"
 

@@ -118,6 +118,8 @@ RESULTS=$WORK/results.tsv
 record() { local label=$1 rss=$2; shift 2; printf '%s\t%s\t%s\n' "$label" "$rss" "$*" >>"$RESULTS"; }
 
 F=(-f "$RES" --secrets-dir "$SECRETS")
+# Plans run with --refresh=false: the generated PSA hosts do not exist, and a refresh would
+# measure DNS failures (the PSA side has its own benchmark, bench/psa_load.py).
 
 # ------------------------------------------------------------------ (a) validate
 log "(a) validate x$REPS"
@@ -133,14 +135,14 @@ log "(b) plan against an empty state x$REPS"
 EMPTY=$WORK/empty-state/state.db
 fresh_empty() { rm -rf "$WORK/empty-state"; }
 fresh_empty
-run_timed 2 "$OUT/plan-empty.txt" "$BIN" --state "$EMPTY" plan --detailed-exitcode "${F[@]}" >/dev/null
+run_timed 2 "$OUT/plan-empty.txt" "$BIN" --state "$EMPTY" plan --refresh=false --detailed-exitcode "${F[@]}" >/dev/null
 samples=()
 for ((i = 0; i < REPS; i++)); do
     fresh_empty
-    samples+=("$(run_timed 2 "$OUT/plan-empty.txt" "$BIN" --state "$EMPTY" plan --detailed-exitcode "${F[@]}")")
+    samples+=("$(run_timed 2 "$OUT/plan-empty.txt" "$BIN" --state "$EMPTY" plan --refresh=false --detailed-exitcode "${F[@]}")")
 done
 fresh_empty
-record "plan (empty state)" "$(peak_rss_mib "$BIN" --state "$EMPTY" plan "${F[@]}")" "${samples[@]}"
+record "plan (empty state)" "$(peak_rss_mib "$BIN" --state "$EMPTY" plan --refresh=false "${F[@]}")" "${samples[@]}"
 
 # ------------------------------------------------------------------ (c) apply
 log "(c) apply --auto-approve x$APPLY_REPS (fresh state each)"
@@ -159,21 +161,21 @@ STATE_MIB=$(du -sm "$WORK/state" | cut -f1)
 
 # ------------------------------------------------------------------ (d) plan, applied state
 log "(d) plan against the applied state (no changes) x$REPS"
-run_timed 0 "$OUT/plan-noop.txt" "$BIN" --state "$STATE" plan --detailed-exitcode "${F[@]}" >/dev/null
+run_timed 0 "$OUT/plan-noop.txt" "$BIN" --state "$STATE" plan --refresh=false --detailed-exitcode "${F[@]}" >/dev/null
 samples=()
 for ((i = 0; i < REPS; i++)); do
-    samples+=("$(run_timed 0 "$OUT/plan-noop.txt" "$BIN" --state "$STATE" plan --detailed-exitcode "${F[@]}")")
+    samples+=("$(run_timed 0 "$OUT/plan-noop.txt" "$BIN" --state "$STATE" plan --refresh=false --detailed-exitcode "${F[@]}")")
 done
-record "plan (applied, no changes)" "$(peak_rss_mib "$BIN" --state "$STATE" plan "${F[@]}")" "${samples[@]}"
+record "plan (applied, no changes)" "$(peak_rss_mib "$BIN" --state "$STATE" plan --refresh=false "${F[@]}")" "${samples[@]}"
 
 # ------------------------------------------------------------------ (e) plan -o json, applied state
 log "(e) plan -o json against the applied state x$REPS"
-run_timed 0 "$OUT/plan-noop.json" "$BIN" --state "$STATE" plan -o json --detailed-exitcode "${F[@]}" >/dev/null
+run_timed 0 "$OUT/plan-noop.json" "$BIN" --state "$STATE" plan --refresh=false -o json --detailed-exitcode "${F[@]}" >/dev/null
 samples=()
 for ((i = 0; i < REPS; i++)); do
-    samples+=("$(run_timed 0 "$OUT/plan-noop.json" "$BIN" --state "$STATE" plan -o json --detailed-exitcode "${F[@]}")")
+    samples+=("$(run_timed 0 "$OUT/plan-noop.json" "$BIN" --state "$STATE" plan --refresh=false -o json --detailed-exitcode "${F[@]}")")
 done
-record "plan -o json (applied)" "$(peak_rss_mib "$BIN" --state "$STATE" plan -o json "${F[@]}")" "${samples[@]}"
+record "plan -o json (applied)" "$(peak_rss_mib "$BIN" --state "$STATE" plan --refresh=false -o json "${F[@]}")" "${samples[@]}"
 JSON_CHECK=$(python3 - "$OUT/plan-noop.json" <<'EOF'
 import json, sys
 p = json.load(open(sys.argv[1]))
