@@ -180,7 +180,7 @@ CASES=(default ha namespaced)
 declare -A RELEASE=([default]=ferry [ha]=ferry [namespaced]=acme-reports)
 declare -A EXPECT=(
   [default]="--state sqlite --replicas 1 --data pvc"
-  [ha]="--state postgres --postgres-secret ferry-state --replicas 2 --leader-elect --data emptyDir --metrics-service --pdb"
+  [ha]="--state postgres --postgres-secret ferry-state --replicas 2 --leader-elect --data pvc --metrics-service --pdb"
   [namespaced]="--state sqlite --replicas 1 --leader-elect --watch-namespace reports --data existing:ferry-state-reports --sftp-service-type LoadBalancer --log-format text"
 )
 for case in "${CASES[@]}"; do
@@ -227,6 +227,8 @@ refused lint 'controller.extraArgs={oops}' "/controller/extraArgs"
 # Combinations the schema cannot express are refused by the templates (helm lint only logs them).
 refused template "replicaCount=2,state.backend=postgres,state.postgres.existingSecret=s,podDisruptionBudget.minAvailable=2" \
   "podDisruptionBudget.minAvailable (2) must be less than replicaCount (2)"
+refused template "replicaCount=2,state.backend=postgres,state.postgres.existingSecret=s,persistence.enabled=false" \
+  "the hosted SFTP server's host key and users' files must be the same on every replica"
 
 check "helm template (helm $helm_version, and helm $helm3_version renders the same objects; NOTES.txt)"
 for case in "${CASES[@]}"; do

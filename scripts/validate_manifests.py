@@ -519,6 +519,11 @@ def check_render(docs, a, c):
                 f"PersistentVolumeClaim/{pn} has access modes and a size")
         c.check(pn == claim or any((v.get("persistentVolumeClaim") or {}).get("claimName") == pn for v in volumes),
                 f"PersistentVolumeClaim/{pn} is mounted by the Deployment")
+        if a.replicas > 1 and pn == claim:
+            # Every replica mounts /data (the leader's hosted SFTP files and host key).
+            c.check("ReadWriteMany" in (ps.get("accessModes") or []),
+                    f"PersistentVolumeClaim/{pn} is ReadWriteMany ({a.replicas} replicas mount it)",
+                    f"{ps.get('accessModes')}")
 
     c.section("Services and PodDisruptionBudget: selectors match the pods, target ports exist")
     services = by_kind.get("Service", [])

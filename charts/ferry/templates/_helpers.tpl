@@ -143,4 +143,7 @@ Refuses value combinations the schema cannot express.
 {{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicaCount) 1) (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicaCount)) }}
 {{- fail (printf "podDisruptionBudget.minAvailable (%d) must be less than replicaCount (%d), or no node could ever be drained" (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicaCount)) }}
 {{- end }}
+{{- if and .Values.sftp.enabled (gt (int .Values.replicaCount) 1) (not (and .Values.persistence.enabled (or .Values.persistence.existingClaim (has "ReadWriteMany" .Values.persistence.accessModes)))) }}
+{{- fail (printf "sftp.enabled with replicaCount %d: the hosted SFTP server's host key and users' files must be the same on every replica (the leader serves them, and a new leader must present the same host key); set persistence.enabled with persistence.accessModes [ReadWriteMany] (or an existingClaim that is), or sftp.enabled: false" (int .Values.replicaCount)) }}
+{{- end }}
 {{- end }}
