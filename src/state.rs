@@ -188,93 +188,14 @@ pub enum Backend {
     Postgres,
 }
 
-/// The schema of a PostgreSQL state, created at once (there is no older PostgreSQL layout to
-/// migrate from). Same tables and keys as the SQLite migrations.
-const PG_MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS resources (
-    kind           TEXT NOT NULL,
-    namespace      TEXT NOT NULL,
-    name           TEXT NOT NULL,
-    generation     BIGINT NOT NULL,
-    spec           TEXT NOT NULL,
-    meta           TEXT NOT NULL,
-    secret_digests TEXT NOT NULL,
-    external_ids   TEXT NOT NULL DEFAULT '{}',
-    status         TEXT NOT NULL DEFAULT '{}',
-    created_at     TEXT NOT NULL,
-    updated_at     TEXT NOT NULL,
-    PRIMARY KEY (kind, namespace, name)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id          BIGSERIAL PRIMARY KEY,
-    namespace   TEXT NOT NULL,
-    schedule    TEXT NOT NULL,
-    slot        TEXT NOT NULL,
-    slot_epoch  BIGINT NOT NULL,
-    trigger     TEXT NOT NULL,
-    generation  BIGINT NOT NULL DEFAULT 0,
-    outcome     TEXT NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    rows        BIGINT,
-    bytes       BIGINT,
-    sha256      TEXT,
-    file_name   TEXT,
-    staged_path TEXT,
-    error       TEXT,
-    owner       TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_schedule ON runs (namespace, schedule, slot_epoch);
-CREATE TABLE IF NOT EXISTS deliveries (
-    run_id      BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-    namespace   TEXT NOT NULL,
-    schedule    TEXT NOT NULL,
-    slot_epoch  BIGINT NOT NULL,
-    target      TEXT NOT NULL,
-    resend      BIGINT NOT NULL DEFAULT 0,
-    outcome     TEXT NOT NULL,
-    attempts    BIGINT NOT NULL DEFAULT 0,
-    receipt     TEXT,
-    error       TEXT,
-    updated_at  TEXT NOT NULL,
-    PRIMARY KEY (run_id, target)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS deliveries_once
-    ON deliveries (namespace, schedule, slot_epoch, target, resend) WHERE outcome = 'succeeded';
-CREATE TABLE IF NOT EXISTS hosted_sftp_passwords (
-    "user"     TEXT PRIMARY KEY,
-    hash       TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS psa_syncs (
-    id          BIGSERIAL PRIMARY KEY,
-    namespace   TEXT NOT NULL,
-    mapping     TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    slot_epoch  BIGINT NOT NULL,
-    trigger     TEXT NOT NULL,
-    outcome     TEXT NOT NULL,
-    started_at  TEXT NOT NULL,
-    finished_at TEXT,
-    error       TEXT,
-    pushed      TEXT,
-    owner       TEXT
-);
-CREATE INDEX IF NOT EXISTS psa_syncs_by_mapping ON psa_syncs (namespace, mapping, kind, slot_epoch);
-CREATE TABLE IF NOT EXISTS psa_tickets (
-    namespace  TEXT NOT NULL,
-    mapping    TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    ticket_id  BIGINT NOT NULL,
-    title      TEXT NOT NULL,
-    opened_at  TEXT NOT NULL,
-    PRIMARY KEY (namespace, mapping, kind)
-);
-"#];
+/// The PostgreSQL spelling of a migration, so that the schema is written once: 64-bit
+/// integers, identity ids, and the `user` column quoted (a reserved word there).
+fn postgres_dialect(sqlite: &str) -> String {
+    sqlite
+        .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("\n    user ", "\n    \"user\" ")
+}
 
 /// Whether `--state` names a PostgreSQL database rather than a SQLite file.
 pub fn is_postgres_url(state: &Path) -> bool {
@@ -302,32 +223,17 @@ pub fn display_location(state: &Path) -> String {
     if !is_postgres_url(state) {
         return state.display().to_string();
     }
-    let Some((scheme, rest)) = text.split_once("://") else {
-        return text.into_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
     // Query parameters may carry a password too (`password=`): keep only their names.
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
+    match text.split_once('?') {
+        Some((base, query)) => {
             let names: Vec<&str> = query
                 .split('&')
                 .map(|kv| kv.split('=').next().unwrap_or(""))
                 .collect();
-            format!("{path}?{}", names.join("&"))
+            format!("{}?{}", crate::validate::redact_url(base), names.join("&"))
         }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+        None => crate::validate::redact_url(&text),
+    }
 }
 
 /// The state store.
@@ -444,18 +350,18 @@ impl StateStore {
 
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let migrations = match self.backend {
-            Backend::Sqlite => MIGRATIONS,
-            Backend::Postgres => {
-                // Replicas starting together: one creates the tables, the others wait.
-                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
-                    .bind(PG_LOCK_KEY + 1)
-                    .execute(&mut *tx)
-                    .await?;
-                PG_MIGRATIONS
-            }
+        let dialect = |m: &str| match self.backend {
+            Backend::Sqlite => m.to_string(),
+            Backend::Postgres => postgres_dialect(m),
         };
-        sqlx::raw_sql(sqlx::AssertSqlSafe(migrations[0]))
+        if self.backend == Backend::Postgres {
+            // Replicas starting together: one creates the tables, the others wait.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))")
+                .bind(PG_LOCK_KEY + 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(dialect(MIGRATIONS[0])))
             .execute(&mut *tx)
             .await?;
         let version: Option<String> =
@@ -463,19 +369,19 @@ impl StateStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let version: usize = version.and_then(|v| v.parse().ok()).unwrap_or(0);
-        if version > migrations.len() {
+        if version > MIGRATIONS.len() {
             return Err(Error::State(format!(
                 "{} was written by a newer ferry (schema {version}); upgrade ferry",
                 self.location
             )));
         }
-        for m in &migrations[version.max(1)..] {
+        for m in &MIGRATIONS[version.max(1)..] {
             // Later migrations are static SQL from this file.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*m))
+            sqlx::raw_sql(sqlx::AssertSqlSafe(dialect(m)))
                 .execute(&mut *tx)
                 .await?;
         }
-        set_meta(&mut tx, "schema_version", &migrations.len().to_string()).await?;
+        set_meta(&mut tx, "schema_version", &MIGRATIONS.len().to_string()).await?;
         if get_meta(&mut tx, "lineage").await?.is_none() {
             let lineage = hex::encode(crate::fsutil::random_bytes::<16>());
             set_meta(&mut tx, "lineage", &lineage).await?;
@@ -900,14 +806,7 @@ fn hostname() -> String {
 /// An error message without the connection URL or its password.
 fn scrub_url(e: &dyn std::fmt::Display, url: &str) -> String {
     let mut out = e.to_string().replace(url, "(state URL)");
-    if let Some(password) = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-        .filter(|p| !p.is_empty())
-    {
+    if let Some(password) = crate::validate::url_password(url).filter(|p| !p.is_empty()) {
         out = out.replace(password, "***");
     }
     out
@@ -934,6 +833,15 @@ mod tests {
             display_location(Path::new(".ferry/state.db")),
             ".ferry/state.db"
         );
+    }
+
+    #[test]
+    fn the_postgres_schema_is_the_sqlite_one_in_its_dialect() {
+        let all: String = MIGRATIONS.iter().map(|m| postgres_dialect(m)).collect();
+        assert!(!all.contains("AUTOINCREMENT") && !all.contains("INTEGER"));
+        assert!(all.contains("id          BIGSERIAL PRIMARY KEY"));
+        assert!(all.contains("slot_epoch  BIGINT NOT NULL"));
+        assert!(all.contains("\"user\"       TEXT PRIMARY KEY"));
     }
 
     #[test]

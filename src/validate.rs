@@ -275,10 +275,16 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
 
 /// Whether a URL embeds a password (`scheme://user:password@host`).
 pub fn url_has_password(url: &str) -> bool {
+    url_password(url).is_some()
+}
+
+/// The password a URL embeds (`scheme://user:password@host`), to scrub it from messages.
+pub fn url_password(url: &str) -> Option<&str> {
     url.split_once("://")
         .and_then(|(_, rest)| rest.split(['/', '?']).next())
         .and_then(|authority| authority.rsplit_once('@'))
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
 }
 
 /// Hides the password of a URL before it is shown anywhere.

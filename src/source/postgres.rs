@@ -328,13 +328,9 @@ struct Scrubber {
 
 impl Scrubber {
     fn new(url: &str) -> Scrubber {
-        let password = url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split(['/', '?']).next())
-            .and_then(|authority| authority.rsplit_once('@'))
-            .and_then(|(userinfo, _)| userinfo.split_once(':'))
-            .map(|(_, password)| password.to_string())
-            .filter(|p| p.len() >= 8);
+        let password = crate::validate::url_password(url)
+            .filter(|p| p.len() >= 8)
+            .map(str::to_string);
         Scrubber {
             url: url.to_string(),
             password,
