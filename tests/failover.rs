@@ -515,21 +515,6 @@ impl FakeApi {
     }
 }
 
-// ---- PostgreSQL ----------------------------------------------------------------------------
-
-/// A fresh schema for this test's state, and the state URL that uses it.
-async fn fresh_state(schema: &str) -> String {
-    let mut conn = sqlx::PgConnection::connect(common::pg_url()).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-    format!("{}?options=-c%20search_path%3D{schema}", common::pg_url())
-}
-
 // ---- The controllers -----------------------------------------------------------------------
 
 /// A `ferry controller` process, killed when dropped.
@@ -693,7 +678,7 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_no_slot_is_delivered_twi
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let state_url = fresh_state("failover_state").await;
+    let state_url = common::postgres_state().to_string_lossy().into_owned();
     let mut state = sqlx::PgConnection::connect(&state_url).await.unwrap();
 
     // The cluster: a Secret with the source's URL, a local directory target, and a report
