@@ -40,3 +40,65 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     getrandom::fill(&mut buf).expect("the operating system provides randomness");
     buf
 }
+
+/// How a delivered file got its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// A hard link to the staged file: the same inode, allowed only where nobody can write it.
+    HardLink,
+    /// A copy sharing the staged file's blocks copy-on-write (`FICLONE`, on Btrfs, XFS and
+    /// the like): no bytes copied, and a write to either file never reaches the other.
+    Reflink,
+    /// A copy of the bytes (in the kernel with `copy_file_range` where it can).
+    Copy,
+}
+
+impl Placement {
+    /// `hardlink`, `reflink` or `copy`, as receipts say it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Placement::HardLink => "hardlink",
+            Placement::Reflink => "reflink",
+            Placement::Copy => "copy",
+        }
+    }
+}
+
+/// Makes `to` (which must not exist) an independent copy of `from` with permissions `mode`
+/// (before the umask), synced: a reflink where the file system offers one, else a copy.
+/// Returns its size and how it was made. Nothing written to `to` afterwards reaches `from`, nor
+/// the other way round.
+pub fn copy_private(from: &Path, to: &Path, mode: u32) -> std::io::Result<(u64, Placement)> {
+    let mut src = std::fs::File::open(from)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut dst = options.open(to)?;
+    let placement = if reflink(&src, &dst) {
+        Placement::Reflink
+    } else {
+        std::io::copy(&mut src, &mut dst)?;
+        Placement::Copy
+    };
+    dst.flush()?;
+    dst.sync_all()?;
+    Ok((dst.metadata()?.len(), placement))
+}
+
+/// `ioctl(FICLONE)`: `dst` shares `src`'s blocks copy-on-write. False where the file system
+/// (or the platform) cannot.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both descriptors are open for the duration of the call; FICLONE takes the source
+    // descriptor as its argument and touches no memory of ours.
+    unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn reflink(_src: &std::fs::File, _dst: &std::fs::File) -> bool {
+    false
+}

@@ -697,6 +697,11 @@ impl Runner {
                 slot: slot.clone(),
                 rows: exported.rows,
             },
+            sharing: if view.spec.deliver_to.len() == 1 {
+                deliver::Sharing::Sole
+            } else {
+                deliver::Sharing::Several
+            },
         };
         let mut last_error = String::new();
         for attempt in 1..=attempts {

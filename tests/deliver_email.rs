@@ -130,6 +130,7 @@ async fn deliver(
         sha256: &staged.sha256,
         run_id,
         about,
+        sharing: ferry::deliver::Sharing::Several,
     };
     transport.deliver(&outgoing).await
 }

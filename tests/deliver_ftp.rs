@@ -185,6 +185,7 @@ impl Setup {
             sha256: sha,
             run_id,
             about: &about,
+            sharing: ferry::deliver::Sharing::Several,
         };
         transport.deliver(&file).await
     }

@@ -199,6 +199,7 @@ async fn deliver_with(
         sha256: &sha256,
         run_id,
         about: &about,
+        sharing: ferry::deliver::Sharing::Several,
     };
     transport.deliver(&file).await
 }
@@ -614,6 +615,7 @@ async fn a_failed_upload_publishes_nothing_and_removes_its_partial_file() {
         sha256: "0",
         run_id: 9,
         about: &about,
+        sharing: ferry::deliver::Sharing::Several,
     };
     let message = refused(transport.deliver(&file).await);
     assert!(

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{BoxFuture, Outgoing, Receipt, Transport};
-use crate::api::HostedSftpTarget;
+use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
+use crate::api::{HostedAccess, HostedSftpTarget};
 use crate::{Error, Result};
 
 /// A `hostedSftp` target.
@@ -35,9 +35,23 @@ impl Transport for HostedSftp {
             let staged = file.staged.to_path_buf();
             let file_name = file.file_name.to_string();
             let (run_id, bytes) = (file.run_id, file.bytes);
+            // The staged file itself only where nobody can write it, or where nobody else gets
+            // it (see `hosted_sftp::deliver`).
+            let link_allowed = match file.sharing {
+                Sharing::Sole => true,
+                Sharing::Several => self.target.access == HostedAccess::Read,
+                Sharing::Foreign => false,
+            };
             let delivered = tokio::task::spawn_blocking(move || {
                 crate::hosted_sftp::deliver_into(
-                    &data_dir, &user, &directory, &staged, &file_name, run_id, bytes,
+                    &data_dir,
+                    &user,
+                    &directory,
+                    &staged,
+                    &file_name,
+                    run_id,
+                    bytes,
+                    link_allowed,
                 )
             })
             .await
@@ -49,6 +63,7 @@ impl Transport for HostedSftp {
             details.insert("connection".into(), self.target.connection_name.clone());
             details.insert("remotePath".into(), delivered.remote_path.clone());
             details.insert("localPath".into(), delivered.path.display().to_string());
+            details.insert("placement".into(), delivered.placement.as_str().into());
             Ok(Receipt {
                 location: format!(
                     "hosted-sftp://{}{}",

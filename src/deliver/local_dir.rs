@@ -1,10 +1,15 @@
 //! Delivery to a directory on this machine: copy under a hidden temporary name, fsync, rename.
 //! A reader of the directory sees either no file or the complete file, never a partial one.
+//!
+//! The file is the staged file itself (a hard link, no bytes copied) only when this directory
+//! is the run's sole destination; otherwise it is a copy of its own (a reflink where the file
+//! system offers one), so that whoever can write this directory can never change what another
+//! destination receives.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{BoxFuture, Outgoing, Receipt, Transport};
+use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
+use crate::fsutil::{Placement, copy_private};
 use crate::{Error, Result};
 
 /// A `localDir` target.
@@ -26,7 +31,9 @@ impl LocalDir {
             .dir
             .join(format!(".{}.ferry-partial-{}", file.file_name, file.run_id));
         let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
-        let result = place(file.staged, &temp).and_then(|copied| {
+        let mut placement = Placement::Copy;
+        let result = place(file.staged, &temp, file.sharing).and_then(|(copied, how)| {
+            placement = how;
             if copied != file.bytes {
                 return Err(std::io::Error::other(format!(
                     "copied {copied} bytes, expected {}",
@@ -50,32 +57,25 @@ impl LocalDir {
             )));
         }
         let location = std::path::absolute(&final_path).unwrap_or(final_path);
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("placement".into(), placement.as_str().into());
         Ok(Receipt {
             location: location.display().to_string(),
             bytes,
             sha256: file.sha256.to_string(),
-            details: Default::default(),
+            details,
         })
     }
 }
 
-/// Puts the staged file at `to`: a hard link when staging and target share a file system (no
-/// bytes copied: the staged file is complete and synced, and is never written again), a
-/// synced copy otherwise. Returns the size now at `to`.
-fn place(staged: &Path, to: &Path) -> std::io::Result<u64> {
-    match std::fs::hard_link(staged, to) {
-        Ok(()) => Ok(std::fs::metadata(to)?.len()),
-        Err(_) => copy_synced(staged, to),
+/// Puts the staged file at `to`: a hard link when this is its sole destination and staging and
+/// target share a file system, an independent synced copy otherwise. Returns the size now at
+/// `to` and how it was placed.
+fn place(staged: &Path, to: &Path, sharing: Sharing) -> std::io::Result<(u64, Placement)> {
+    if sharing == Sharing::Sole && std::fs::hard_link(staged, to).is_ok() {
+        return Ok((std::fs::metadata(to)?.len(), Placement::HardLink));
     }
-}
-
-fn copy_synced(from: &Path, to: &Path) -> std::io::Result<u64> {
-    let mut src = std::fs::File::open(from)?;
-    let mut dst = std::fs::File::create(to)?;
-    let n = std::io::copy(&mut src, &mut dst)?;
-    dst.flush()?;
-    dst.sync_all()?;
-    Ok(n)
+    copy_private(staged, to, 0o666)
 }
 
 fn sync_dir(dir: &Path) {
@@ -95,9 +95,10 @@ impl Transport for LocalDir {
                 file.sha256.to_string(),
                 file.run_id,
                 file.about.clone(),
+                file.sharing,
             );
             tokio::task::spawn_blocking(move || {
-                let (file_name, bytes, sha256, run_id, about) = owned;
+                let (file_name, bytes, sha256, run_id, about, sharing) = owned;
                 this.deliver_blocking(&Outgoing {
                     staged: &staged,
                     file_name: &file_name,
@@ -105,6 +106,7 @@ impl Transport for LocalDir {
                     sha256: &sha256,
                     run_id,
                     about: &about,
+                    sharing,
                 })
             })
             .await

@@ -36,6 +36,23 @@ pub struct Outgoing<'a> {
     pub run_id: i64,
     /// What the file is (schedule, slot, rows), for messages such as an email's subject.
     pub about: &'a About,
+    /// Who else holds the staged file: whether a destination on this machine may take the
+    /// file itself (a hard link) or needs a copy of its own.
+    pub sharing: Sharing,
+}
+
+/// Who else holds a staged file. A hard link puts the same inode in two places, so whoever can
+/// write one changes the other: a destination may take the staged file itself only when it is
+/// its sole destination, or when nobody can write there (a read-only hosted SFTP connection).
+/// Everywhere else it gets a copy (a reflink where the file system offers one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// Ferry's staged file, delivered to this destination only (and removed after the run).
+    Sole,
+    /// Ferry's staged file, delivered to other destinations too.
+    Several,
+    /// A file that is not Ferry's (`ferry deliver FILE`): never linked, never changed.
+    Foreign,
 }
 
 /// The report a file holds, for transports that describe it to people (email).

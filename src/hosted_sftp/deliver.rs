@@ -2,8 +2,14 @@
 //!
 //! The same contract as every transport: the file appears under its final name complete or
 //! not at all. It is first placed under the hidden temporary name
-//! `.<file>.ferry-partial-<run id>` (a hard link to the staged file when staging and data
-//! directory share a file system, a synced copy otherwise), then renamed. The SFTP server
+//! `.<file>.ferry-partial-<run id>`, then renamed.
+//!
+//! One recipient must never change what another receives. A delivered file is read-only
+//! (mode 0440), and the server never writes such a file in place (see `sftp`). Its bytes are
+//! a hard link to the staged file (none copied) only where nobody can write: into a `read`
+//! connection, or when the connection is the run's sole destination; everywhere else a copy of
+//! its own (a reflink where the file system offers one), so no inode is ever shared between a
+//! `readWrite` jail and another jail or another target. The SFTP server
 //! never lists nor serves such names, so a partner sees either no file, the previous file,
 //! or the new one. A retry with the same run id reuses the same temporary name, so an
 //! interrupted delivery leaves at most one hidden leftover, replaced on the next attempt.
@@ -11,11 +17,12 @@
 //! This is blocking file-system work: call it from `spawn_blocking`.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::jail;
 use super::users::{check_user_name, directory_components};
+use crate::fsutil::{Placement, copy_private};
 use crate::{Error, Result};
 
 /// What a delivery into a connection produced, for the receipt.
@@ -27,12 +34,20 @@ pub struct Delivered {
     pub remote_path: String,
     /// Its size, read back after the rename.
     pub bytes: u64,
+    /// Whether it is a hard link of the staged file or a copy of its own.
+    pub placement: Placement,
 }
+
+/// Mode of a delivered file: readable by the server's user and group, writable by nobody.
+pub const DELIVERED_MODE: u32 = 0o440;
 
 /// Puts `staged` into the directory `directory` of `user`'s jail under `data_dir` (the
 /// server's data directory, which need not be running) as `file_name`, atomically, and
-/// returns where it is and its size. The directory is created when missing, never through a
-/// symbolic link. Fails when the size after the rename is not `expected_bytes`.
+/// returns where it is and its size. `link_allowed`: nobody can write where the file goes or
+/// no one else receives it, so it may be a hard link of `staged` (made read-only). The
+/// directory is created when missing, never through a symbolic link. Fails when the size
+/// after the rename is not `expected_bytes`.
+#[allow(clippy::too_many_arguments)]
 pub fn deliver_into(
     data_dir: &Path,
     user: &str,
@@ -41,6 +56,7 @@ pub fn deliver_into(
     file_name: &str,
     run_id: i64,
     expected_bytes: u64,
+    link_allowed: bool,
 ) -> Result<Delivered> {
     let fail = |message: String| Error::Delivery {
         target: format!("hostedSftp user {user}"),
@@ -70,7 +86,9 @@ pub fn deliver_into(
     let final_path = dir.join(file_name);
     let temp = dir.join(format!(".{file_name}.ferry-partial-{run_id}"));
     let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
-    let placed = place(staged, &temp).and_then(|copied| {
+    let mut placement = Placement::Copy;
+    let placed = place(staged, &temp, link_allowed).and_then(|(copied, how)| {
+        placement = how;
         if copied != expected_bytes {
             return Err(io::Error::other(format!(
                 "placed {copied} bytes, expected {expected_bytes}"
@@ -112,26 +130,21 @@ pub fn deliver_into(
         path: final_path,
         remote_path,
         bytes,
+        placement,
     })
 }
 
-/// A hard link when possible (the staged file is complete, synced and never written again),
-/// a synced copy otherwise. Returns the size now at `to`.
-fn place(staged: &Path, to: &Path) -> io::Result<u64> {
-    match std::fs::hard_link(staged, to) {
-        Ok(()) => Ok(std::fs::symlink_metadata(to)?.len()),
-        Err(_) => {
-            let mut src = File::open(staged)?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
-            let mut dst = options.open(to)?;
-            let n = io::copy(&mut src, &mut dst)?;
-            dst.flush()?;
-            dst.sync_all()?;
-            Ok(n)
+/// A hard link of `staged` (made read-only first) when `link_allowed` and on the same file
+/// system, an independent read-only copy otherwise. Returns the size now at `to` and how.
+fn place(staged: &Path, to: &Path, link_allowed: bool) -> io::Result<(u64, Placement)> {
+    if link_allowed {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(staged, std::fs::Permissions::from_mode(DELIVERED_MODE))?;
+        if std::fs::hard_link(staged, to).is_ok() {
+            return Ok((std::fs::symlink_metadata(to)?.len(), Placement::HardLink));
         }
     }
+    copy_private(staged, to, DELIVERED_MODE)
 }
 
 #[cfg(test)]
@@ -144,8 +157,17 @@ mod tests {
         let staging = tempfile::tempdir().expect("tempdir");
         let staged = staging.path().join("r.csv");
         std::fs::write(&staged, "a,b\n1,2\n").expect("write");
-        let d = deliver_into(data.path(), "alice", "reports/", &staged, "r.csv", 7, 8)
-            .expect("deliver");
+        let d = deliver_into(
+            data.path(),
+            "alice",
+            "reports/",
+            &staged,
+            "r.csv",
+            7,
+            8,
+            true,
+        )
+        .expect("deliver");
         assert_eq!(d.remote_path, "/reports/r.csv");
         assert_eq!(d.bytes, 8);
         assert_eq!(
@@ -154,8 +176,17 @@ mod tests {
         );
         let staged2 = staging.path().join("r2.csv");
         std::fs::write(&staged2, "new\n").expect("write");
-        let d = deliver_into(data.path(), "alice", "reports", &staged2, "r.csv", 8, 4)
-            .expect("deliver again");
+        let d = deliver_into(
+            data.path(),
+            "alice",
+            "reports",
+            &staged2,
+            "r.csv",
+            8,
+            4,
+            false,
+        )
+        .expect("deliver again");
         assert_eq!(std::fs::read_to_string(&d.path).expect("read"), "new\n");
         let names: Vec<_> = std::fs::read_dir(d.path.parent().expect("dir"))
             .expect("list")
@@ -165,12 +196,34 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_linked_only_where_allowed_and_always_read_only() {
+        use std::os::unix::fs::MetadataExt;
+        let data = tempfile::tempdir().expect("tempdir");
+        let staged = data.path().join("staged.csv");
+        std::fs::write(&staged, "a\n").expect("write");
+        let linked =
+            deliver_into(data.path(), "bob", "in", &staged, "r.csv", 1, 2, true).expect("bob");
+        let copied =
+            deliver_into(data.path(), "carol", "in", &staged, "r.csv", 1, 2, false).expect("carol");
+        assert_eq!(linked.placement, Placement::HardLink);
+        assert_ne!(copied.placement, Placement::HardLink);
+        let ino = |p: &Path| std::fs::metadata(p).expect("meta").ino();
+        assert_eq!(ino(&linked.path), ino(&staged));
+        assert_ne!(ino(&copied.path), ino(&staged), "a copy has its own inode");
+        for path in [&linked.path, &copied.path] {
+            let mode = std::fs::metadata(path).expect("meta").mode() & 0o777;
+            assert_eq!(mode, DELIVERED_MODE, "{}", path.display());
+        }
+    }
+
+    #[test]
     fn a_wrong_size_fails_and_cleans_up() {
         let data = tempfile::tempdir().expect("tempdir");
         let staging = tempfile::tempdir().expect("tempdir");
         let staged = staging.path().join("r.csv");
         std::fs::write(&staged, "abc").expect("write");
-        let e = deliver_into(data.path(), "bob", "", &staged, "r.csv", 1, 99).expect_err("size");
+        let e =
+            deliver_into(data.path(), "bob", "", &staged, "r.csv", 1, 99, false).expect_err("size");
         assert!(e.to_string().contains("expected 99"), "{e}");
         let root = data.path().join("users/bob");
         assert_eq!(std::fs::read_dir(root).expect("list").count(), 0);
@@ -182,9 +235,9 @@ mod tests {
         let staged = data.path().join("x");
         std::fs::write(&staged, "x").expect("write");
         for name in ["", "..", "a/b", ".a.ferry-partial-1"] {
-            assert!(deliver_into(data.path(), "u", "d", &staged, name, 1, 1).is_err());
+            assert!(deliver_into(data.path(), "u", "d", &staged, name, 1, 1, false).is_err());
         }
-        assert!(deliver_into(data.path(), "../u", "d", &staged, "f", 1, 1).is_err());
-        assert!(deliver_into(data.path(), "u", "../d", &staged, "f", 1, 1).is_err());
+        assert!(deliver_into(data.path(), "../u", "d", &staged, "f", 1, 1, false).is_err());
+        assert!(deliver_into(data.path(), "u", "../d", &staged, "f", 1, 1, false).is_err());
     }
 }

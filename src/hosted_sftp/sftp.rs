@@ -8,6 +8,14 @@
 //!
 //! Every request looks up the user in the registry current at that moment, so a removed user
 //! is refused at its next request and an access change applies to the next operation.
+//!
+//! Reports Ferry delivered are never changed in place, whatever the connection's access: a
+//! regular file without its owner-write bit (Ferry delivers with mode 0440) or with more than
+//! one link (a report hard-linked into several read-only connections) is *protected*: it can
+//! be read, renamed or removed by a `readWrite` user (which changes only that user's own
+//! directory entry), but not opened for writing, truncated or have its attributes changed.
+//! Files a client creates always keep their owner-write bit, so everything a client uploaded
+//! stays writable by it. One recipient can therefore never change what another receives.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -395,6 +403,13 @@ impl SftpSession {
             flags & (SSH_FXF_WRITE | SSH_FXF_APPEND | SSH_FXF_CREAT | SSH_FXF_TRUNC) != 0;
         if wants_write {
             jail.writable(&path)?;
+            // Said clearly before trying (as root the kernel would not refuse), and checked
+            // again on what was opened.
+            if let Some(meta) = jail.check_components(&path, true)?
+                && is_protected(&meta)
+            {
+                return Err(protected());
+            }
         } else {
             jail.readable(&path)?;
         }
@@ -415,15 +430,21 @@ impl SftpSession {
                     options.create(true);
                 }
             }
-            if flags & SSH_FXF_TRUNC != 0 {
-                options.truncate(true);
-            }
-            options.mode(attrs.permissions.map_or(0o644, |p| p & 0o666));
+            // Truncation waits until the opened file is known not to be protected.
+            options.mode(client_file_mode(attrs.permissions.unwrap_or(0o644)));
         }
         let file = jail.open(&path, &mut options)?;
         let meta = file.metadata()?;
         if !jail::is_regular(&meta) {
             return Err(Status::new(Code::Failure, "Not a regular file"));
+        }
+        if wants_write {
+            if is_protected(&meta) {
+                return Err(protected());
+            }
+            if flags & SSH_FXF_TRUNC != 0 {
+                file.set_len(0)?;
+            }
         }
         self.add_handle(
             id,
@@ -497,6 +518,11 @@ impl SftpSession {
         let path = r.path()?;
         let attrs = Attrs::read(r)?;
         jail.writable(&path)?;
+        if let Some(meta) = jail.check_components(&path, true)?
+            && is_protected(&meta)
+        {
+            return Err(protected());
+        }
         let mut options = OpenOptions::new();
         options.read(true);
         if attrs.size.is_some() {
@@ -636,6 +662,26 @@ fn list_dir(dir: &File, real: &std::path::Path) -> io::Result<Vec<(String, Metad
     Ok(out)
 }
 
+/// Whether `meta` is a file a client may not change in place: a delivered report (no
+/// owner-write bit) or a file with several links (shared with other recipients).
+fn is_protected(meta: &Metadata) -> bool {
+    meta.file_type().is_file() && (meta.mode() & 0o200 == 0 || meta.nlink() > 1)
+}
+
+fn protected() -> Status {
+    Status::new(
+        Code::PermissionDenied,
+        "Permission denied: reports delivered by Ferry are read-only; download it, or remove or \
+         rename it and upload a new file",
+    )
+}
+
+/// The mode of a file a client creates or changes: what it asks for, but always writable by
+/// its owner (the server), so that only delivered reports are ever read-only.
+fn client_file_mode(requested: u32) -> u32 {
+    (requested & 0o666) | 0o200
+}
+
 fn apply_attrs(file: &File, attrs: &Attrs) -> Result<(), Status> {
     if attrs.uid_gid.is_some() {
         return Err(Status::new(
@@ -643,11 +689,20 @@ fn apply_attrs(file: &File, attrs: &Attrs) -> Result<(), Status> {
             "Permission denied: owners cannot be changed",
         ));
     }
+    let meta = file.metadata()?;
+    if is_protected(&meta) {
+        return Err(protected());
+    }
     if let Some(size) = attrs.size {
         file.set_len(size)?;
     }
     if let Some(mode) = attrs.permissions {
-        file.set_permissions(Permissions::from_mode(mode & 0o777))?;
+        let mode = if meta.is_dir() {
+            (mode & 0o777) | 0o700
+        } else {
+            client_file_mode(mode) | (mode & 0o111)
+        };
+        file.set_permissions(Permissions::from_mode(mode))?;
     }
     if let Some((atime, mtime)) = attrs.times {
         let at = UNIX_EPOCH + Duration::from_secs(u64::from(atime));
