@@ -136,9 +136,98 @@ pub struct SftpArgs {
         value_name = "DURATION"
     )]
     sftp_idle_timeout: String,
-    /// Most SFTP sessions at once (logins in progress included); more are refused.
-    #[arg(long, env = "FERRY_SFTP_MAX_SESSIONS", default_value_t = 64)]
+    /// Time a client has to log in, counted from the moment it connects (OpenSSH's
+    /// LoginGraceTime); a connection that has not logged in by then is closed and its address
+    /// penalized.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_LOGIN_GRACE",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    sftp_login_grace: String,
+    /// Most logged-in SFTP sessions at once; a login beyond is refused with a message.
+    /// Connections still logging in are counted apart (--sftp-max-startups).
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_SESSIONS",
+        default_value_t = 64,
+        value_name = "N"
+    )]
     sftp_max_sessions: usize,
+    /// Most logged-in sessions of one user, so one customer's runaway client cannot take
+    /// every slot (rclone opens up to 12 by default).
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_SESSIONS_PER_USER",
+        default_value_t = 16,
+        value_name = "N"
+    )]
+    sftp_max_sessions_per_user: usize,
+    /// Connections not logged in yet, as OpenSSH's MaxStartups `start:rate:full`: from
+    /// `start` on, a new connection from an address that already has one waiting is dropped
+    /// with probability `rate` %, rising to 100 % at `full`. An address with none waiting is
+    /// always admitted (taking the place of the busiest address's oldest).
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_STARTUPS",
+        default_value = "10:30:100",
+        value_name = "START:RATE:FULL"
+    )]
+    sftp_max_startups: String,
+    /// Connections not logged in yet from one address (IPv4) or /64 (IPv6).
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_STARTUPS_PER_SOURCE",
+        default_value_t = 10,
+        value_name = "N"
+    )]
+    sftp_max_startups_per_source: usize,
+    /// Longest penalty of an address that opens connections and does not log in (10 s per
+    /// login grace exceeded, 1 s per connection closed without trying to log in; refused from
+    /// 15 s on, decaying in real time). 0 turns penalties off.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_PENALTY_MAX",
+        default_value = "10m",
+        value_name = "DURATION"
+    )]
+    sftp_penalty_max: String,
+    /// Addresses never penalized, `ADDRESS[/BITS]` (a load balancer's health checks, a
+    /// trusted NAT); repeat or separate with commas.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_PENALTY_EXEMPT",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    sftp_penalty_exempt: Vec<String>,
+    /// SFTP channels one session may open at once.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_CHANNELS",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    sftp_max_channels: usize,
+    /// Requests of one channel waiting to be handled; a client beyond (sending without reading
+    /// the answers) is disconnected.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_REQUESTS",
+        default_value_t = 16_384,
+        value_name = "N"
+    )]
+    sftp_max_requests: usize,
+    /// Bytes of requests waiting across one session's channels; a client beyond is
+    /// disconnected. Bounds the memory one session can take.
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_BUFFER",
+        default_value = "32MiB",
+        value_name = "SIZE"
+    )]
+    sftp_max_buffer: String,
 }
 
 impl SftpArgs {
@@ -152,9 +241,80 @@ impl SftpArgs {
             crate::hosted_sftp::data_dir_for_state(state_path),
         );
         config.idle_timeout = parse_flag_duration("--sftp-idle-timeout", &self.sftp_idle_timeout)?;
-        config.max_sessions = self.sftp_max_sessions.max(1);
+        config.login_grace = parse_flag_duration("--sftp-login-grace", &self.sftp_login_grace)?;
+        if config.login_grace.is_zero() {
+            return Err(Error::Usage(
+                "--sftp-login-grace: must be more than 0".into(),
+            ));
+        }
+        let admission = &mut config.admission;
+        admission.max_sessions = at_least_one("--sftp-max-sessions", self.sftp_max_sessions)?;
+        admission.max_sessions_per_user = at_least_one(
+            "--sftp-max-sessions-per-user",
+            self.sftp_max_sessions_per_user,
+        )?;
+        admission.startups = self
+            .sftp_max_startups
+            .parse()
+            .map_err(|e| Error::Usage(format!("--sftp-max-startups: {e}")))?;
+        admission.per_source = at_least_one(
+            "--sftp-max-startups-per-source",
+            self.sftp_max_startups_per_source,
+        )?;
+        admission.penalties.max =
+            parse_flag_duration("--sftp-penalty-max", &self.sftp_penalty_max)?;
+        admission.penalties.exempt = self
+            .sftp_penalty_exempt
+            .iter()
+            .map(|b| {
+                b.parse()
+                    .map_err(|e| Error::Usage(format!("--sftp-penalty-exempt: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let limits = &mut config.limits;
+        limits.max_channels = at_least_one("--sftp-max-channels", self.sftp_max_channels)?;
+        limits.max_requests = at_least_one("--sftp-max-requests", self.sftp_max_requests)?;
+        limits.max_buffer = parse_size("--sftp-max-buffer", &self.sftp_max_buffer)?;
         Ok(Some(config))
     }
+}
+
+/// `value`, refused when 0 (a limit of nothing would lock everyone out).
+fn at_least_one(flag: &str, value: usize) -> Result<usize> {
+    if value == 0 {
+        return Err(Error::Usage(format!("{flag}: must be at least 1")));
+    }
+    Ok(value)
+}
+
+/// A size such as `32MiB`, `512KiB`, `1GiB` or a number of bytes; at least 1 MiB.
+fn parse_size(flag: &str, value: &str) -> Result<usize> {
+    let v = value.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let unit_bytes: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => {
+            return Err(Error::Usage(format!(
+                "{flag}: unknown unit `{other}` in `{value}` (use B, KiB, MiB or GiB)"
+            )));
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| Error::Usage(format!("{flag}: `{value}` is not a size such as 32MiB")))?;
+    let bytes = n
+        .checked_mul(unit_bytes)
+        .ok_or_else(|| Error::Usage(format!("{flag}: `{value}` is too large")))?;
+    if bytes < 1 << 20 {
+        return Err(Error::Usage(format!(
+            "{flag}: `{value}` is below 1MiB, too small for one SFTP write"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// The commands.
@@ -2055,6 +2215,7 @@ async fn deliver_cmd(
         sha256: early.as_deref().unwrap_or(""),
         run_id: now.as_millisecond(),
         about: &about,
+        sharing: crate::deliver::Sharing::Foreign,
     };
     let started = std::time::Instant::now();
     let mut receipt = match hashing {

@@ -113,6 +113,46 @@ pub fn psa_sync_finished(
     }
 }
 
+/// Records a connection to the hosted SFTP server turned away: `reason` is `penalized`,
+/// `source-limit` or `startups` (before login), `sessions`, `user-sessions` or `evicted` (at
+/// login).
+pub fn sftp_connection_refused(reason: &str) {
+    METRICS.sftp_refused.add([reason], 1);
+}
+
+/// Records a hosted SFTP connection that ended without logging in: `reason` is
+/// `grace-exceeded`, `noauth`, `authfail`, `evicted` or `shutdown`.
+pub fn sftp_unauthenticated_closed(reason: &str) {
+    METRICS.sftp_unauthenticated_closed.add([reason], 1);
+}
+
+/// Sets the hosted SFTP server's gauges: connections waiting to log in, logged-in sessions,
+/// and sources refused now for a penalty.
+pub fn sftp_connections(unauthenticated: usize, sessions: usize, penalized_sources: usize) {
+    let m = &METRICS;
+    m.sftp_unauthenticated.set([], unauthenticated as f64);
+    m.sftp_sessions.set([], sessions as f64);
+    m.sftp_penalized.set([], penalized_sources as f64);
+}
+
+/// Records a hosted SFTP login attempt: `method` `publickey` or `password`, `outcome`
+/// `succeeded`, `failed` (checked and wrong) or `refused` (not checked: locked out, or too
+/// many attempts under way).
+pub fn sftp_login(method: &str, outcome: &str) {
+    METRICS.sftp_logins.add([method, outcome], 1);
+}
+
+/// Records a hosted SFTP lock-out starting, of an `address` or a `user`.
+pub fn sftp_lockout(subject: &str) {
+    METRICS.sftp_lockouts.add([subject], 1);
+}
+
+/// Records a hosted SFTP session disconnected for exceeding a per-session limit: `limit` is
+/// `requests` or `buffer`.
+pub fn sftp_session_limit_exceeded(limit: &str) {
+    METRICS.sftp_limit_disconnects.add([limit], 1);
+}
+
 /// Every metric of the process, in the Prometheus text exposition format 0.0.4.
 pub fn render() -> String {
     let m = &METRICS;
@@ -127,6 +167,14 @@ pub fn render() -> String {
     m.delivered_bytes.render(&mut out);
     m.psa_syncs.render(&mut out);
     m.psa_last_success.render(&mut out);
+    m.sftp_unauthenticated.render(&mut out);
+    m.sftp_sessions.render(&mut out);
+    m.sftp_penalized.render(&mut out);
+    m.sftp_refused.render(&mut out);
+    m.sftp_unauthenticated_closed.render(&mut out);
+    m.sftp_logins.render(&mut out);
+    m.sftp_lockouts.render(&mut out);
+    m.sftp_limit_disconnects.render(&mut out);
     render_constant(
         &mut out,
         "ferry_build_info",
@@ -157,6 +205,14 @@ struct Metrics {
     delivered_bytes: Counter<2>,
     psa_syncs: Counter<4>,
     psa_last_success: Gauge<3>,
+    sftp_unauthenticated: Gauge<0>,
+    sftp_sessions: Gauge<0>,
+    sftp_penalized: Gauge<0>,
+    sftp_refused: Counter<1>,
+    sftp_unauthenticated_closed: Counter<1>,
+    sftp_logins: Counter<2>,
+    sftp_lockouts: Counter<1>,
+    sftp_limit_disconnects: Counter<1>,
 }
 
 static METRICS: Metrics = Metrics {
@@ -210,6 +266,42 @@ static METRICS: Metrics = Metrics {
         "ferry_psa_last_success_timestamp_seconds",
         "When the last successful sync of a CustomerMapping finished (Unix time).",
         ["namespace", "mapping", "kind"],
+    ),
+    sftp_unauthenticated: Gauge::new(
+        "ferry_sftp_unauthenticated_connections",
+        "Hosted SFTP connections open and not logged in yet.",
+        [],
+    ),
+    sftp_sessions: Gauge::new("ferry_sftp_sessions", "Hosted SFTP sessions logged in.", []),
+    sftp_penalized: Gauge::new(
+        "ferry_sftp_penalized_sources",
+        "Source addresses whose hosted SFTP connections are refused for a penalty now.",
+        [],
+    ),
+    sftp_refused: Counter::new(
+        "ferry_sftp_connections_refused_total",
+        "Hosted SFTP connections turned away, by reason (penalized, source-limit, startups before login; sessions, user-sessions, evicted at login).",
+        ["reason"],
+    ),
+    sftp_unauthenticated_closed: Counter::new(
+        "ferry_sftp_unauthenticated_closed_total",
+        "Hosted SFTP connections that ended without logging in, by reason (grace-exceeded, noauth, authfail, evicted, shutdown).",
+        ["reason"],
+    ),
+    sftp_logins: Counter::new(
+        "ferry_sftp_logins_total",
+        "Hosted SFTP login attempts by method and outcome (refused: not checked, locked out or too many under way).",
+        ["method", "outcome"],
+    ),
+    sftp_lockouts: Counter::new(
+        "ferry_sftp_lockouts_total",
+        "Hosted SFTP lock-outs started, of an address or a user.",
+        ["subject"],
+    ),
+    sftp_limit_disconnects: Counter::new(
+        "ferry_sftp_limit_disconnects_total",
+        "Hosted SFTP sessions disconnected for exceeding a per-session limit (requests, buffer).",
+        ["limit"],
     ),
 };
 

@@ -107,6 +107,7 @@ fn quick_lockout() -> LockoutPolicy {
         lockout: Duration::from_secs(600),
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(40),
+        ..LockoutPolicy::default()
     }
 }
 
@@ -1032,6 +1033,7 @@ fn a_delivered_file_appears_atomically_and_its_temporary_name_is_never_listed() 
             "orders.csv",
             run_id,
             versions[i].len() as u64,
+            true,
         )
         .expect("deliver");
         assert_eq!(delivered.remote_path, "/reports/orders.csv");
@@ -1092,12 +1094,12 @@ fn an_idle_session_is_closed_after_the_idle_timeout() {
 }
 
 #[test]
-fn connections_beyond_max_sessions_are_refused_and_logged() {
+fn logins_beyond_max_sessions_are_refused_with_a_message_and_logged() {
     let mut fx = Fixture::new();
     let key = client_key(&fx.client_dir(), "quinn_key");
     let connections = [connection("quinn", "d", HostedAccess::Read, &[&key])];
     let mut config = fx.config();
-    config.max_sessions = 2;
+    config.admission.max_sessions = 2;
     fx.start_with(
         config,
         Users::new(&connections, &no_passwords()).expect("users"),
@@ -1110,7 +1112,7 @@ fn connections_beyond_max_sessions_are_refused_and_logged() {
     assert!(b.expect_line("Remote working directory", Duration::from_secs(20)));
     failed(&fx.sftp_key("quinn", &key, "ls\n"));
     assert!(
-        log_lines_with("maximum number of sessions")
+        log_lines_with("too many sessions on this server (at most 2)")
             .iter()
             .any(|l| l.contains("127.0.0.1:")),
         "a log line says why"
@@ -1124,9 +1126,19 @@ fn connections_beyond_max_sessions_are_refused_and_logged() {
 fn fifty_concurrent_clients_each_download_a_ten_mib_file() {
     let mut fx = Fixture::new();
     let key = client_key(&fx.client_dir(), "rita_key");
-    fx.start(
-        &[connection("rita", "big", HostedAccess::Read, &[&key])],
-        &no_passwords(),
+    // Fifty logins at once from one address and for one user: beyond the defaults that keep
+    // idle connections and runaway clients in check, so this server is told to expect them.
+    let mut config = fx.config();
+    config.admission.startups = "100".parse().expect("startups");
+    config.admission.per_source = 100;
+    config.admission.max_sessions_per_user = 100;
+    fx.start_with(
+        config,
+        Users::new(
+            &[connection("rita", "big", HostedAccess::Read, &[&key])],
+            &no_passwords(),
+        )
+        .expect("users"),
     );
     let size = 10 * 1024 * 1024;
     let content: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();

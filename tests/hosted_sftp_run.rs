@@ -10,18 +10,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Sandbox;
+use common::hosted::{self, free_port, issued_password, start_daemon};
 
-/// A key pair made by OpenSSH's ssh-keygen: (private key path, public key line).
+/// The partner's key pair: (private key path, public key line).
 fn client_key(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("partner_key");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "partner", "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen runs");
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
+    hosted::client_key(dir, "partner_key")
 }
 
 fn connection(public_key: &str) -> String {
@@ -38,14 +31,6 @@ spec:
     directory: reports
 "#
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `sftp -b` with `commands` as user partner01; (success, stdout + stderr).
@@ -82,41 +67,6 @@ fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, Str
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-/// A `ferry run` child, killed if the test fails before stopping it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `ferry run -f FILES --sftp-listen 127.0.0.1:PORT` in the sandbox, its stderr in
-/// `daemon.log`.
-fn start_daemon(sb: &Sandbox, files: &Path, port: u16, env: &[(&str, &str)]) -> Daemon {
-    let child = common::ferry_command()
-        .args(["run", "-f"])
-        .arg(files)
-        .args([
-            "--poll",
-            "1s",
-            "--sftp-listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--state")
-        .arg(&sb.state)
-        .arg("--secrets-dir")
-        .arg(&sb.secrets)
-        .envs(env.iter().copied())
-        .current_dir(sb.root())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(sb.root().join("daemon.log")).unwrap())
-        .spawn()
-        .expect("ferry run starts");
-    Daemon(child)
 }
 
 /// An open `sftp -b -` session reading commands from a pipe.
@@ -190,19 +140,6 @@ impl Session {
     }
 }
 
-/// SIGTERM, and a clean exit.
-fn stop(daemon: &mut Daemon) {
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(
-        daemon.0.wait().unwrap().success(),
-        "the daemon stops cleanly"
-    );
-}
-
 #[test]
 fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_loses_access() {
     let sb = Sandbox::new();
@@ -210,7 +147,7 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
     let known_hosts = sb.root().join("known_hosts");
     let files = sb.write("drop.yaml", &connection(&public));
     let port = free_port();
-    let mut child = start_daemon(&sb, &files, port, &[("FERRY_LOG", "info")]);
+    let mut child = start_daemon(&sb, &files, port, &[], &[("FERRY_LOG", "info")]);
 
     // A report dropped into the connection's directory is what the partner sees.
     let data = sb.work_dir().join("hosted-sftp");
@@ -272,7 +209,7 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    stop(&mut child);
+    child.stop();
     // The host key persists for the next start, so pinned clients keep working.
     assert!(data.join("ssh_host_ed25519_key").exists());
 }
@@ -334,15 +271,6 @@ fn sftp_password(port: u16, known_hosts: &Path, password: &str, commands: &str) 
     )
 }
 
-/// The password printed on the line `  user NAME ... PASSWORD` of `ferry apply`'s output.
-fn issued_password(stdout: &str, user: &str) -> String {
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("user {user} ")))
-        .unwrap_or_else(|| panic!("no password line for {user}: {stdout}"));
-    line.split_whitespace().last().unwrap().to_string()
-}
-
 /// Every byte Ferry keeps about the state (database, WAL) and the daemon's log.
 fn kept_bytes(sb: &Sandbox) -> Vec<u8> {
     let mut all = Vec::new();
@@ -399,7 +327,7 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
 
     // The daemon serves the user with that password, at trace level.
     let port = free_port();
-    let mut daemon = start_daemon(&sb, &files, port, &[("FERRY_LOG", "trace")]);
+    let mut daemon = start_daemon(&sb, &files, port, &[], &[("FERRY_LOG", "trace")]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let uploaded = sb.write("payout.csv", "id;amount\r\n1;10.00\r\n");
     let batch = format!(
@@ -462,7 +390,7 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
     let (ok, out) = sftp_password(port, &known_hosts, &password, "ls /payouts\n");
     assert!(!ok, "the old password is refused after the rotation: {out}");
 
-    stop(&mut daemon);
+    daemon.stop();
     // Neither password is kept anywhere, nor logged at trace level; only the Argon2id hash is.
     let kept = kept_bytes(&sb);
     assert!(contains(&kept, "$argon2id$"), "the state keeps the hash");

@@ -14,7 +14,10 @@
 //! - `jail`: how a client's path maps to the user's root and what it may do there (`..`,
 //!   absolute paths, symbolic links and renames cannot leave the root; `read` connections
 //!   cannot be written);
-//! - `throttle`: slow-down and lock-out of repeated login failures;
+//! - [`admission`]: who may connect and who gets a session (unauthenticated connections
+//!   counted apart, per-source limits and penalties, session caps global and per user);
+//! - `throttle`: slow-down and lock-out of repeated login failures, counted when attempts
+//!   start;
 //! - `sftp`: the SFTP v3 protocol, with zero-copy reads and writes;
 //! - `server`: SSH (russh), the host key, authentication and live sessions;
 //! - [`deliver`]: atomic delivery of a report into a connection.
@@ -23,6 +26,7 @@
 
 #![cfg(unix)]
 
+pub mod admission;
 pub mod deliver;
 mod jail;
 mod server;
@@ -48,8 +52,11 @@ pub fn data_dir_in(work_dir: &Path) -> PathBuf {
         _ => work_dir.join("hosted-sftp"),
     }
 }
+pub use admission::{AddressBlock, AdmissionPolicy, PenaltyPolicy, Startups};
 pub use jail::is_partial_name;
-pub use server::{ActiveSession, HostedSftpConfig, HostedSftpServer, UsersUpdate, start};
+pub use server::{
+    ActiveSession, HostedSftpConfig, HostedSftpServer, SessionLimits, UsersUpdate, start,
+};
 pub use throttle::{Lockout, LockoutPolicy};
 pub use users::{
     Connection, Grant, User, Users, generate_password, hash_password, hash_password_off_thread,

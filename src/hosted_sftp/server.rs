@@ -1,46 +1,82 @@
-//! The SSH side of the hosted SFTP server: listening, the host key, authentication with
-//! throttling, the session registry that lets a registry update close sessions at once, and
-//! the plumbing between a channel and its [`SftpSession`] thread.
+//! The SSH side of the hosted SFTP server: listening, admission, the host key,
+//! authentication with throttling, the session registry that lets a registry update close
+//! sessions at once, and the plumbing between a channel and its [`SftpSession`] thread.
+//!
+//! A connection first waits in the unauthenticated pool of the [`admission`] gate (its own
+//! limits, globally and per source, with penalties for sources that hold connections without
+//! logging in), and must log in within the login grace counted from the moment it connected.
+//! Logging in takes a session slot (global and per user), so idle sockets never keep real
+//! users out.
 //!
 //! Per SFTP channel three parts run: an async reader that cuts the channel's byte stream into
 //! request frames, a thread that answers them in order ([`SftpSession`], blocking file I/O),
 //! and an async writer that sends the answers (waiting for the client's window). The reader
 //! never waits for the thread: russh delivers channel data from its session loop, and a reader
-//! stuck behind a full queue would stall that loop and with it the writer. Instead the bytes
-//! queued ahead of the thread are counted, and a client that keeps sending without reading
-//! its answers past [`MAX_QUEUED_BYTES`] is disconnected.
+//! stuck behind a full queue would stall that loop and with it the writer. Instead what waits
+//! for the thread is bounded per session ([`SessionLimits`]): requests waiting per channel and
+//! bytes waiting across the session's channels. The answers are bounded by a short queue and
+//! the client's window. A client that keeps sending without reading its answers past those
+//! limits is disconnected, with a log line saying which limit.
+//!
+//! [`admission`]: super::admission
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use russh::keys::PrivateKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelMsg, Disconnect, MethodKind, MethodSet};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use super::admission::{AdmissionPolicy, Gate, PendingEnd, SessionRefusal};
 use super::jail;
 use super::sftp::{MAX_FRAME, Outcome, SessionContext, SftpSession};
-use super::throttle::{Lockout, LockoutPolicy, Subject, Throttle};
+use super::throttle::{Lockout, LockoutPolicy, Logins, Refused, Subject};
 use super::users::{self, SharedUsers, User, Users};
 use crate::ssh::{self, PublicKey};
 use crate::{Error, Result};
 
-/// Bytes of requests a client may have queued ahead of its session thread.
-const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
-/// Answers queued between a session thread and the channel writer.
-const ANSWER_QUEUE: usize = 32;
-/// SFTP channels (and other session channels) one connection may open.
-const MAX_CHANNELS_PER_CONNECTION: usize = 4;
+/// Answers queued between a session thread and the channel writer (each at most 256 KiB).
+const ANSWER_QUEUE: usize = 8;
+/// What a queued request costs beyond its bytes (its allocation and queue slot), so that a
+/// flood of tiny requests is bounded by memory, not by count alone.
+const REQUEST_OVERHEAD: usize = 64;
 /// Time to wait for sessions to end at shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How often the gauges of connections, sessions and penalized sources are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What one logged-in connection may hold in memory. [`SessionLimits::default`] gives the
+/// defaults; a client exceeding one is disconnected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// SFTP channels one connection may open at once. Default 4.
+    pub max_channels: usize,
+    /// Requests of one channel waiting for their turn. Default 16,384 (paramiko's prefetch
+    /// asks for a whole file at once, one READ per 32 KiB: that covers a 512 MiB download).
+    pub max_requests: usize,
+    /// Bytes of requests waiting across a session's channels, each counted with 64 bytes of
+    /// overhead. Default 32 MiB (OpenSSH's client keeps 64 writes of up to 255 KiB in flight:
+    /// 16 MiB per transfer).
+    pub max_buffer: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_channels: 4,
+            max_requests: 16_384,
+            max_buffer: 32 * 1024 * 1024,
+        }
+    }
+}
 
 /// How the hosted SFTP server runs. [`HostedSftpConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -56,11 +92,13 @@ pub struct HostedSftpConfig {
     pub host_key_path: PathBuf,
     /// A connection with no traffic for this long is closed. Default 10 minutes.
     pub idle_timeout: Duration,
-    /// Time a client has to log in after connecting. Default 60 seconds.
+    /// Time a client has to log in, counted from the moment it connects (not from the end of
+    /// the SSH handshake). Default 30 seconds.
     pub login_grace: Duration,
-    /// Connections (logged in or not) open at once; more are refused at once, with a log
-    /// line. Default 64.
-    pub max_sessions: usize,
+    /// Unauthenticated connections, sessions and penalties.
+    pub admission: AdmissionPolicy,
+    /// What one session may hold in memory.
+    pub limits: SessionLimits,
     /// Slow-down and lock-out of repeated login failures.
     pub lockout: LockoutPolicy,
 }
@@ -74,8 +112,9 @@ impl HostedSftpConfig {
             host_key_path: data_dir.join("ssh_host_ed25519_key"),
             data_dir,
             idle_timeout: Duration::from_secs(600),
-            login_grace: Duration::from_secs(60),
-            max_sessions: 64,
+            login_grace: Duration::from_secs(30),
+            admission: AdmissionPolicy::default(),
+            limits: SessionLimits::default(),
             lockout: LockoutPolicy::default(),
         }
     }
@@ -158,7 +197,11 @@ struct Shared {
     data_dir: PathBuf,
     users: SharedUsers,
     sessions: Mutex<HashMap<u64, LiveSession>>,
-    throttle: Mutex<Throttle>,
+    logins: Arc<Logins>,
+    gate: Gate,
+    limits: SessionLimits,
+    /// Connection tasks running (unauthenticated or not), waited for at shutdown.
+    connections: AtomicUsize,
     /// A hash of a random password, verified against when the user is unknown, so an unknown
     /// user takes as long to refuse as a wrong password.
     decoy_hash: String,
@@ -183,8 +226,6 @@ pub struct HostedSftpServer {
     host_key_path: PathBuf,
     shutdown_tx: watch::Sender<bool>,
     accept_task: Option<tokio::task::JoinHandle<()>>,
-    slots: Arc<Semaphore>,
-    max_sessions: usize,
 }
 
 impl std::fmt::Debug for HostedSftpServer {
@@ -229,15 +270,16 @@ pub async fn start(config: HostedSftpConfig, users: Users) -> Result<HostedSftpS
         data_dir,
         users: Arc::new(RwLock::new(Arc::new(users))),
         sessions: Mutex::new(HashMap::new()),
-        throttle: Mutex::new(Throttle::new(config.lockout.clone())),
+        logins: Arc::new(Logins::new(config.lockout.clone())),
+        gate: Gate::new(config.admission.clone()),
+        limits: config.limits.clone(),
+        connections: AtomicUsize::new(0),
         decoy_hash,
         runtime: tokio::runtime::Handle::current(),
         next_id: AtomicU64::new(1),
         threads: Arc::new(AtomicUsize::new(0)),
         namespace_locks: Mutex::new(HashMap::new()),
     });
-    let max_sessions = config.max_sessions.max(1);
-    let slots = Arc::new(Semaphore::new(max_sessions));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ssh_config = Arc::new(ssh_config(&config, key));
     let accept_task = tokio::spawn(accept_loop(
@@ -245,10 +287,9 @@ pub async fn start(config: HostedSftpConfig, users: Users) -> Result<HostedSftpS
         listener,
         ssh_config,
         config.login_grace,
-        shutdown_rx,
-        slots.clone(),
-        max_sessions,
+        shutdown_rx.clone(),
     ));
+    tokio::spawn(refresh_gauges(Arc::downgrade(&shared), shutdown_rx));
     tracing::info!(
         address = %local_addr,
         host_key = %ssh::fingerprint(&host_key),
@@ -263,8 +304,6 @@ pub async fn start(config: HostedSftpConfig, users: Users) -> Result<HostedSftpS
         host_key_path: config.host_key_path,
         shutdown_tx,
         accept_task: Some(accept_task),
-        slots,
-        max_sessions,
     })
 }
 
@@ -394,7 +433,17 @@ impl HostedSftpServer {
 
     /// The lock-outs in force.
     pub fn lockouts(&self) -> Vec<Lockout> {
-        lock(&self.shared.throttle).lockouts(Instant::now())
+        self.shared.logins.lockouts()
+    }
+
+    /// Connections open now that have not logged in.
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.shared.gate.counts(Instant::now()).unauthenticated
+    }
+
+    /// Sources (IPv4 addresses, IPv6 /64s) refused now for a penalty.
+    pub fn penalized_sources(&self) -> usize {
+        self.shared.gate.counts(Instant::now()).penalized
     }
 
     /// Stops listening, closes every session and waits (up to 10 s) for them to end.
@@ -403,10 +452,11 @@ impl HostedSftpServer {
         if let Some(task) = self.accept_task.take() {
             let _ = task.await;
         }
-        let all = u32::try_from(self.max_sessions).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(SHUTDOWN_WAIT, self.slots.acquire_many(all)).await;
         let deadline = Instant::now() + SHUTDOWN_WAIT;
-        while self.shared.threads.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while (self.shared.connections.load(Ordering::Acquire) > 0
+            || self.shared.threads.load(Ordering::Acquire) > 0)
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::info!(address = %self.local_addr, "hosted SFTP: stopped");
@@ -570,34 +620,40 @@ async fn accept_loop(
     ssh_config: Arc<russh::server::Config>,
     login_grace: Duration,
     mut shutdown: watch::Receiver<bool>,
-    slots: Arc<Semaphore>,
-    max_sessions: usize,
 ) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tokio::spawn(connection(
-                            shared.clone(),
-                            ssh_config.clone(),
-                            stream,
-                            peer,
-                            login_grace,
-                            permit,
-                            shutdown.clone(),
-                        ));
+                Ok((stream, peer)) => {
+                    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                    match shared.gate.admit(id, peer.ip(), Instant::now()) {
+                        Ok(admitted) => {
+                            shared.connections.fetch_add(1, Ordering::AcqRel);
+                            tokio::spawn(connection(
+                                shared.clone(),
+                                ssh_config.clone(),
+                                stream,
+                                peer,
+                                id,
+                                admitted.evicted,
+                                login_grace,
+                                shutdown.clone(),
+                            ));
+                        }
+                        Err(refusal) => {
+                            // Closed at once, without a word: an SSH server owes nothing to a
+                            // source over its limits (sshd does the same).
+                            tracing::debug!(
+                                address = %peer,
+                                reason = refusal.label(),
+                                "hosted SFTP: connection refused"
+                            );
+                            crate::observe::sftp_connection_refused(refusal.label());
+                            drop(stream);
+                        }
                     }
-                    Err(_) => {
-                        tracing::warn!(
-                            address = %peer,
-                            max_sessions,
-                            "hosted SFTP: connection refused: the maximum number of sessions is reached"
-                        );
-                        tokio::spawn(refuse(stream));
-                    }
-                },
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
                     tracing::warn!(error = %e, "hosted SFTP: accepting a connection failed");
@@ -608,95 +664,183 @@ async fn accept_loop(
     }
 }
 
-/// Tells a client over the session limit why it is turned away (a line before the SSH
-/// version, which clients show in verbose mode), then closes.
-async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream
-            .write_all(b"Ferry hosted SFTP: too many sessions, try again later\r\n")
-            .await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+/// Keeps the gauges of unauthenticated connections, sessions and penalized sources current
+/// (penalties expire on their own), until the server stops.
+async fn refresh_gauges(shared: std::sync::Weak<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let counts = shared.gate.counts(Instant::now());
+        drop(shared);
+        crate::observe::sftp_connections(counts.unauthenticated, counts.sessions, counts.penalized);
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(GAUGE_INTERVAL) => {}
+        }
+    }
 }
 
+/// What a connection's task and its SSH handler both know.
+#[derive(Default)]
+struct ConnectionState {
+    /// Logged in and holding a session slot.
+    authenticated: AtomicBool,
+    /// A login was attempted (for the penalty of connections that never try).
+    auth_tried: AtomicBool,
+    /// The user once logged in.
+    user: Mutex<Option<String>>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     shared: Arc<Shared>,
     ssh_config: Arc<russh::server::Config>,
     stream: TcpStream,
     peer: SocketAddr,
+    id: u64,
+    evicted: oneshot::Receiver<()>,
     login_grace: Duration,
-    permit: OwnedSemaphorePermit,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    let state = Arc::new(ConnectionState::default());
+    let ended = serve_connection(
+        &shared,
+        ssh_config,
+        stream,
+        peer,
+        id,
+        &state,
+        evicted,
+        login_grace,
+        shutdown,
+    )
+    .await;
+    if state.authenticated.load(Ordering::Acquire) {
+        let user = lock(&state.user).clone().unwrap_or_default();
+        shared.gate.end_session(&user);
+        if let Some(live) = lock(&shared.sessions).remove(&id) {
+            tracing::info!(
+                user = %live.login.user,
+                address = %peer,
+                "hosted SFTP: logged out"
+            );
+        }
+    } else {
+        let how = ended.unwrap_or(if state.auth_tried.load(Ordering::Acquire) {
+            PendingEnd::AuthFailed
+        } else {
+            PendingEnd::NoAuth
+        });
+        shared.gate.end_pending(id, peer.ip(), how, Instant::now());
+        crate::observe::sftp_unauthenticated_closed(how.label());
+    }
+    shared.connections.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Runs one connection until it ends; says how, when the connection itself did not end it
+/// (the login grace ran out, it was evicted, the server stops).
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    shared: &Arc<Shared>,
+    ssh_config: Arc<russh::server::Config>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    state: &Arc<ConnectionState>,
+    mut evicted: oneshot::Receiver<()>,
+    login_grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<PendingEnd> {
+    // The grace runs from the first byte: a client that connects and says nothing, or stalls
+    // in the handshake, is out when it ends.
+    let deadline = tokio::time::Instant::now() + login_grace;
     let _ = stream.set_nodelay(true);
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let authenticated = Arc::new(AtomicBool::new(false));
     let handler = Client {
         shared: shared.clone(),
         id,
         peer,
-        authenticated: authenticated.clone(),
+        state: state.clone(),
         login: None,
         revoked: Arc::new(AtomicBool::new(false)),
         channels: HashMap::new(),
         opened: 0,
+        queued: Arc::new(AtomicUsize::new(0)),
     };
-    let started = tokio::time::timeout(
-        login_grace,
+    let handshake = tokio::time::timeout_at(
+        deadline,
         russh::server::run_stream(ssh_config, stream, handler),
-    )
-    .await;
-    let session = match started {
-        Ok(Ok(session)) => session,
-        Ok(Err(e)) => {
-            tracing::debug!(address = %peer, error = %e, "hosted SFTP: connection failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(address = %peer, "hosted SFTP: no SSH greeting in time");
-            return;
-        }
+    );
+    let session = tokio::select! {
+        started = handshake => match started {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => {
+                tracing::debug!(address = %peer, error = %e, "hosted SFTP: connection failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!(address = %peer, "hosted SFTP: no SSH greeting within the login grace; disconnected");
+                return Some(PendingEnd::GraceExceeded);
+            }
+        },
+        _ = &mut evicted => return Some(PendingEnd::Evicted),
+        _ = shutdown.changed() => return Some(PendingEnd::Shutdown),
     };
     let handle = session.handle();
-    let grace = tokio::time::sleep(login_grace);
     tokio::pin!(session);
+    let grace = tokio::time::sleep_until(deadline);
     tokio::pin!(grace);
     let mut grace_pending = true;
+    let mut evict_pending = true;
+    let mut ended = None;
     loop {
         tokio::select! {
-            ended = &mut session => {
-                if let Err(e) = ended {
+            result = &mut session => {
+                if let Err(e) = result {
                     tracing::debug!(address = %peer, error = %e, "hosted SFTP: connection ended");
                 }
-                break;
+                return ended;
             }
             () = &mut grace, if grace_pending => {
                 grace_pending = false;
-                if !authenticated.load(Ordering::Acquire) {
-                    tracing::info!(address = %peer, "hosted SFTP: no login in time; disconnecting");
-                    let _ = handle
-                        .disconnect(Disconnect::ByApplication, "login grace time over".into(), String::new())
-                        .await;
+                if !state.authenticated.load(Ordering::Acquire) {
+                    tracing::info!(address = %peer, "hosted SFTP: no login within the login grace; disconnected");
+                    ended = Some(PendingEnd::GraceExceeded);
+                    break;
+                }
+            }
+            result = &mut evicted, if evict_pending => {
+                evict_pending = false;
+                if result.is_ok() && !state.authenticated.load(Ordering::Acquire) {
+                    tracing::debug!(address = %peer, "hosted SFTP: waiting connection evicted for another source");
+                    ended = Some(PendingEnd::Evicted);
+                    break;
                 }
             }
             _ = shutdown.changed() => {
+                ended = Some(PendingEnd::Shutdown);
                 let _ = handle
                     .disconnect(Disconnect::ByApplication, "server shutting down".into(), String::new())
                     .await;
                 let _ = tokio::time::timeout(SHUTDOWN_WAIT, &mut session).await;
-                break;
+                return ended;
             }
         }
     }
-    if let Some(live) = lock(&shared.sessions).remove(&id) {
-        tracing::info!(
-            user = %live.login.user,
-            address = %peer,
-            "hosted SFTP: logged out"
-        );
-    }
-    drop(permit);
+    // Grace over or evicted: say so if the client listens, but never wait on it for long (a
+    // client that reads nothing would hold the task until the idle timeout).
+    let reason = match ended {
+        Some(PendingEnd::Evicted) => "too many connections waiting to log in",
+        _ => "login grace time over",
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = handle
+            .disconnect(Disconnect::ByApplication, reason.into(), String::new())
+            .await;
+        let _ = (&mut session).await;
+    })
+    .await;
+    ended
 }
 
 /// One connection's SSH handler.
@@ -704,56 +848,76 @@ struct Client {
     shared: Arc<Shared>,
     id: u64,
     peer: SocketAddr,
-    authenticated: Arc<AtomicBool>,
+    state: Arc<ConnectionState>,
     login: Option<Login>,
     revoked: Arc<AtomicBool>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     opened: usize,
+    /// Bytes of requests waiting across this session's channels.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Client {
-    fn locked(&self, user: Option<&str>) -> bool {
-        let throttle = lock(&self.shared.throttle);
-        let now = Instant::now();
-        throttle.is_locked(&Subject::Address(self.peer.ip()), now)
-            || user.is_some_and(|u| throttle.is_locked(&Subject::User(u.to_string()), now))
+    fn ip(&self) -> IpAddr {
+        self.peer.ip()
     }
 
-    /// Records a failed attempt; `user` when it counts against that user too. Returns how
-    /// long to wait before answering.
-    fn failed(&self, user: &str, count_user: bool, method: &str) -> Duration {
-        let now = Instant::now();
-        let mut throttle = lock(&self.shared.throttle);
-        let by_address = throttle.fail(Subject::Address(self.peer.ip()), now);
-        let by_user = count_user.then(|| throttle.fail(Subject::User(user.to_string()), now));
-        drop(throttle);
+    /// Whether the address, or `user` when given, is locked out.
+    fn locked(&self, user: Option<&str>) -> bool {
+        let logins = &self.shared.logins;
+        logins.is_locked(&Subject::Address(self.ip()))
+            || user.is_some_and(|u| logins.is_locked(&Subject::User(u.to_string())))
+    }
+
+    /// Logs and counts an attempt refused before its check.
+    fn refused(&self, user: &str, method: &str, refused: &Refused) {
+        let (reason, subject) = match refused {
+            Refused::Locked(s) => ("locked out", s),
+            Refused::AttemptsInFlight(s) => ("too many attempts under way", s),
+        };
+        // Each lock-out is logged once, when it starts; the attempts it refuses only at debug.
+        tracing::debug!(
+            user = ?user,
+            address = %self.peer,
+            method,
+            subject = %subject,
+            "hosted SFTP: login refused: {reason}"
+        );
+        crate::observe::sftp_login(method, "refused");
+    }
+
+    /// Records a failed check; returns how long to wait before answering.
+    fn failed(&self, user: &str, method: &str, verdict: super::throttle::Verdict) -> Duration {
         tracing::info!(user = ?user, address = %self.peer, method, "hosted SFTP: login failed");
-        if by_address.locked_now {
+        crate::observe::sftp_login(method, "failed");
+        if verdict.address_locked_now {
             tracing::warn!(
                 user = ?user,
                 address = %self.peer.ip(),
                 "hosted SFTP: too many failed logins from this address: locked out"
             );
+            crate::observe::sftp_lockout("address");
         }
-        if by_user.is_some_and(|v| v.locked_now) {
+        if verdict.user_locked_now {
             tracing::warn!(
                 user = ?user,
                 address = %self.peer.ip(),
                 "hosted SFTP: too many failed logins for this user: locked out"
             );
+            crate::observe::sftp_lockout("user");
         }
-        by_user.map_or(by_address.delay, |v| v.delay.max(by_address.delay))
+        verdict.delay
     }
 
-    fn succeeded(&mut self, user: &str, credential: Credential) {
-        lock(&self.shared.throttle).succeed(&Subject::User(user.to_string()));
+    fn succeeded(&mut self, user: &str, credential: Credential, method: &str) {
+        crate::observe::sftp_login(method, "succeeded");
         self.login = Some(Login {
             user: user.to_string(),
             credential,
         });
     }
 
-    fn start_sftp(&mut self, channel: Channel<Msg>) -> bool {
+    fn start_sftp(&mut self, channel: Channel<Msg>, handle: russh::server::Handle) -> bool {
         let Some(login) = &self.login else {
             return false;
         };
@@ -769,7 +933,7 @@ impl Client {
             peer: self.peer,
             namespace_lock,
         };
-        run_sftp_channel(&self.shared, channel, ctx)
+        run_sftp_channel(&self.shared, channel, ctx, self.queued.clone(), handle)
     }
 }
 
@@ -785,7 +949,8 @@ impl russh::server::Handler for Client {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.locked(None) {
+        // An offer proves nothing (no signature yet): it is answered, never counted.
+        if self.locked(Some(user)) {
             return Ok(Auth::reject());
         }
         let users = users::current(&self.shared.users);
@@ -798,47 +963,71 @@ impl russh::server::Handler for Client {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.locked(None) {
+        const METHOD: &str = "publickey";
+        self.state.auth_tried.store(true, Ordering::Release);
+        if self.locked(Some(user)) {
+            self.refused(
+                user,
+                METHOD,
+                &Refused::Locked(Subject::User(user.to_string())),
+            );
             return Ok(Auth::reject());
         }
+        // Counted against the address only: a key cannot be guessed (see `throttle`).
+        let attempt = match self.shared.logins.begin(self.ip(), None).await {
+            Ok(attempt) => attempt,
+            Err(refused) => {
+                self.refused(user, METHOD, &refused);
+                return Ok(Auth::reject());
+            }
+        };
         let users = users::current(&self.shared.users);
         if users.get(user).is_some_and(|u| u.has_key(key.public_key)) {
-            self.succeeded(user, Credential::Key(key.public_key.clone()));
+            attempt.succeeded();
+            self.succeeded(user, Credential::Key(key.public_key.clone()), METHOD);
             return Ok(Auth::Accept);
         }
-        let delay = self.failed(user, false, "publickey");
+        let delay = self.failed(user, METHOD, attempt.failed());
         tokio::time::sleep(delay).await;
         Ok(Auth::reject())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.locked(Some(user)) {
-            tracing::info!(
-                user = ?user,
-                address = %self.peer,
-                "hosted SFTP: login refused: locked out"
-            );
-            return Ok(Auth::reject());
-        }
+        const METHOD: &str = "password";
+        self.state.auth_tried.store(true, Ordering::Release);
         let users = users::current(&self.shared.users);
         let hash = users
             .get(user)
             .filter(|u| u.uses_password())
             .and_then(|u| u.password_hash.clone());
         let is_password_user = hash.is_some();
+        // Counted when it starts, against the address and, when the password could have been
+        // right, the user: a burst of guesses gets no more checks than the threshold.
+        let attempt = match self
+            .shared
+            .logins
+            .begin(self.ip(), is_password_user.then_some(user))
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(refused) => {
+                self.refused(user, METHOD, &refused);
+                return Ok(Auth::reject());
+            }
+        };
         let against = hash
             .clone()
             .unwrap_or_else(|| self.shared.decoy_hash.clone());
-        let attempt = password.to_string();
-        let matches =
-            tokio::task::spawn_blocking(move || users::verify_password(&attempt, &against))
-                .await
-                .unwrap_or(false);
+        let guess = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || users::verify_password(&guess, &against))
+            .await
+            .unwrap_or(false);
         if let (true, Some(hash)) = (matches, hash) {
-            self.succeeded(user, Credential::Password(hash));
+            attempt.succeeded();
+            self.succeeded(user, Credential::Password(hash), METHOD);
             return Ok(Auth::Accept);
         }
-        let delay = self.failed(user, is_password_user, "password");
+        let delay = self.failed(user, METHOD, attempt.failed());
         tokio::time::sleep(delay).await;
         Ok(Auth::reject())
     }
@@ -847,6 +1036,24 @@ impl russh::server::Handler for Client {
         let Some(login) = self.login.clone() else {
             return Err(russh::Error::NotAuthenticated);
         };
+        // A session slot, global and per user: refused with a message the client shows.
+        if let Err(refusal) = self.shared.gate.promote(self.id, &login.user) {
+            let message = refusal.message(&login.user);
+            tracing::warn!(
+                user = %login.user,
+                address = %self.peer,
+                "hosted SFTP: session refused: {message}"
+            );
+            crate::observe::sftp_connection_refused(refusal.label());
+            let code = match refusal {
+                SessionRefusal::Evicted => Disconnect::ByApplication,
+                _ => Disconnect::TooManyConnections,
+            };
+            session.disconnect(code, &message, "")?;
+            return Ok(());
+        }
+        *lock(&self.state.user) = Some(login.user.clone());
+        self.state.authenticated.store(true, Ordering::Release);
         let mut sessions = lock(&self.shared.sessions);
         // Checked again under the sessions lock: an update that removed the user between the
         // check at login and here either sees this session or is seen by this check.
@@ -866,7 +1073,6 @@ impl russh::server::Handler for Client {
             },
         );
         drop(sessions);
-        self.authenticated.store(true, Ordering::Release);
         tracing::info!(
             user = %login.user,
             address = %self.peer,
@@ -882,7 +1088,7 @@ impl russh::server::Handler for Client {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.login.is_none() || self.opened >= MAX_CHANNELS_PER_CONNECTION {
+        if self.login.is_none() || self.opened >= self.shared.limits.max_channels.max(1) {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -914,7 +1120,7 @@ impl russh::server::Handler for Client {
             && let Some(channel) = self.channels.remove(&channel_id)
         {
             session.channel_success(channel_id)?;
-            if !self.start_sftp(channel) {
+            if !self.start_sftp(channel, session.handle()) {
                 session.close(channel_id)?;
             }
             return Ok(());
@@ -960,23 +1166,34 @@ impl russh::server::Handler for Client {
 }
 
 /// Runs the SFTP protocol on `channel`: the frame reader, the session thread and the answer
-/// writer. Returns false when the thread could not be started.
-fn run_sftp_channel(shared: &Arc<Shared>, channel: Channel<Msg>, ctx: SessionContext) -> bool {
+/// writer. `queued` counts the bytes of requests waiting across the session's channels;
+/// `handle` disconnects the session when a limit is exceeded. Returns false when the thread
+/// could not be started.
+fn run_sftp_channel(
+    shared: &Arc<Shared>,
+    channel: Channel<Msg>,
+    ctx: SessionContext,
+    queued: Arc<AtomicUsize>,
+    handle: russh::server::Handle,
+) -> bool {
     let (mut read_half, write_half) = channel.split();
     let (request_tx, mut request_rx) = mpsc::unbounded_channel::<Bytes>();
     let (answer_tx, mut answer_rx) = mpsc::channel::<Bytes>(ANSWER_QUEUE);
-    let queued = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(AtomicUsize::new(0));
     let (user, peer) = (ctx.user.clone(), ctx.peer);
+    let limits = shared.limits.clone();
 
     let threads = shared.threads.clone();
-    let thread_queued = queued.clone();
+    let (thread_queued, thread_waiting) = (queued.clone(), waiting.clone());
     threads.fetch_add(1, Ordering::AcqRel);
+    let thread_user = user.clone();
     let spawned = std::thread::Builder::new()
         .name("ferry-sftp".into())
         .spawn(move || {
             let mut session = SftpSession::new(ctx);
             while let Some(frame) = request_rx.blocking_recv() {
-                thread_queued.fetch_sub(frame.len(), Ordering::AcqRel);
+                thread_queued.fetch_sub(frame.len() + REQUEST_OVERHEAD, Ordering::AcqRel);
+                thread_waiting.fetch_sub(1, Ordering::AcqRel);
                 match session.handle(frame) {
                     Outcome::Reply(answer) => {
                         if answer_tx.blocking_send(answer).is_err() {
@@ -989,10 +1206,14 @@ fn run_sftp_channel(shared: &Arc<Shared>, channel: Channel<Msg>, ctx: SessionCon
                     }
                 }
             }
+            // Whatever was still queued no longer counts against the session.
+            while let Ok(frame) = request_rx.try_recv() {
+                thread_queued.fetch_sub(frame.len() + REQUEST_OVERHEAD, Ordering::AcqRel);
+            }
             let totals = session.totals();
             drop(session);
             tracing::debug!(
-                user = %user,
+                user = %thread_user,
                 address = %peer,
                 read = totals.read,
                 written = totals.written,
@@ -1007,35 +1228,52 @@ fn run_sftp_channel(shared: &Arc<Shared>, channel: Channel<Msg>, ctx: SessionCon
     }
 
     shared.runtime.spawn(async move {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut frames = Frames::default();
+        let mut exceeded = None;
         'channel: while let Some(msg) = read_half.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
-                    buf.extend_from_slice(&data);
-                    while buf.len() >= 4 {
-                        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                        if len == 0 || len > MAX_FRAME {
-                            tracing::warn!(
-                                address = %peer,
-                                len,
-                                "hosted SFTP: invalid request length; closing the channel"
-                            );
-                            break 'channel;
-                        }
-                        if buf.len() < 4 + len {
-                            buf.reserve(4 + len - buf.len());
-                            break;
-                        }
-                        buf.advance(4);
-                        let frame = buf.split_to(len).freeze();
-                        if queued.fetch_add(len, Ordering::AcqRel) + len > MAX_QUEUED_BYTES {
-                            tracing::warn!(
-                                address = %peer,
-                                "hosted SFTP: the client sends requests without reading the answers; closing the channel"
-                            );
-                            break 'channel;
-                        }
+                    let mut data: &[u8] = &data;
+                    while !data.is_empty() {
+                        let frame = match frames.push(&mut data) {
+                            Ok(Some(frame)) => frame,
+                            Ok(None) => break,
+                            Err(len) => {
+                                tracing::warn!(
+                                    user = %user,
+                                    address = %peer,
+                                    len,
+                                    "hosted SFTP: invalid request length; closing the channel"
+                                );
+                                break 'channel;
+                            }
+                        };
+                        let cost = frame.len() + REQUEST_OVERHEAD;
+                        let in_queue = waiting.fetch_add(1, Ordering::AcqRel) + 1;
+                        let bytes = queued.fetch_add(cost, Ordering::AcqRel) + cost;
                         if request_tx.send(frame).is_err() {
+                            // The thread ended: its leftovers were counted down there.
+                            queued.fetch_sub(cost, Ordering::AcqRel);
+                            break 'channel;
+                        }
+                        if in_queue > limits.max_requests {
+                            exceeded = Some((
+                                "requests",
+                                format!(
+                                    "more than {} requests waiting on one channel",
+                                    limits.max_requests
+                                ),
+                            ));
+                            break 'channel;
+                        }
+                        if bytes > limits.max_buffer {
+                            exceeded = Some((
+                                "buffer",
+                                format!(
+                                    "more than {} MiB of requests waiting",
+                                    limits.max_buffer / (1024 * 1024)
+                                ),
+                            ));
                             break 'channel;
                         }
                     }
@@ -1043,6 +1281,22 @@ fn run_sftp_channel(shared: &Arc<Shared>, channel: Channel<Msg>, ctx: SessionCon
                 ChannelMsg::Eof | ChannelMsg::Close => break,
                 _ => {}
             }
+        }
+        drop(request_tx);
+        if let Some((label, what)) = exceeded {
+            tracing::warn!(
+                user = %user,
+                address = %peer,
+                "hosted SFTP: disconnecting: the client sent {what} without reading the answers"
+            );
+            crate::observe::sftp_session_limit_exceeded(label);
+            let _ = handle
+                .disconnect(
+                    Disconnect::ByApplication,
+                    format!("{what}; read the answers before sending more"),
+                    String::new(),
+                )
+                .await;
         }
     });
 
@@ -1056,4 +1310,86 @@ fn run_sftp_channel(shared: &Arc<Shared>, channel: Channel<Msg>, ctx: SessionCon
         let _ = write_half.close().await;
     });
     true
+}
+
+/// Cuts a channel's byte stream into SFTP request frames (without their length). Each frame
+/// gets an allocation of exactly its size, filled as its bytes arrive: no frame keeps a larger
+/// buffer alive, so what a queue of frames holds is what it counts.
+#[derive(Default)]
+struct Frames {
+    length: [u8; 4],
+    have_length: usize,
+    body: Option<BytesMut>,
+    want: usize,
+}
+
+impl Frames {
+    /// Takes bytes from `data` (advancing it) until a frame is complete (returned) or `data`
+    /// is used up (`None`). `Err(length)` for a length of 0 or above [`MAX_FRAME`].
+    fn push(&mut self, data: &mut &[u8]) -> std::result::Result<Option<Bytes>, usize> {
+        if self.body.is_none() {
+            let take = (4 - self.have_length).min(data.len());
+            self.length[self.have_length..self.have_length + take].copy_from_slice(&data[..take]);
+            self.have_length += take;
+            *data = &data[take..];
+            if self.have_length < 4 {
+                return Ok(None);
+            }
+            let len = u32::from_be_bytes(self.length) as usize;
+            self.have_length = 0;
+            if len == 0 || len > MAX_FRAME {
+                return Err(len);
+            }
+            self.want = len;
+            self.body = Some(BytesMut::with_capacity(len));
+        }
+        let body = self.body.as_mut().expect("a frame is being filled");
+        let take = (self.want - body.len()).min(data.len());
+        body.extend_from_slice(&data[..take]);
+        *data = &data[take..];
+        if body.len() < self.want {
+            return Ok(None);
+        }
+        Ok(self.body.take().map(BytesMut::freeze))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_cut_whatever_the_packet_boundaries() {
+        let mut stream = Vec::new();
+        for body in [&b"abc"[..], &[7u8; 70_000][..], b"z"] {
+            stream.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            stream.extend_from_slice(body);
+        }
+        for chunk in [1, 3, 5, 32_768, stream.len()] {
+            let mut frames = Frames::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                let mut piece = piece;
+                while !piece.is_empty() {
+                    if let Some(f) = frames.push(&mut piece).expect("valid") {
+                        out.push(f);
+                    }
+                }
+            }
+            assert_eq!(out.len(), 3, "chunk {chunk}");
+            assert_eq!(&out[0][..], b"abc");
+            assert_eq!(out[1].len(), 70_000);
+            assert_eq!(&out[2][..], b"z");
+        }
+    }
+
+    #[test]
+    fn a_zero_or_huge_length_is_refused() {
+        let mut frames = Frames::default();
+        let mut zero: &[u8] = &[0, 0, 0, 0];
+        assert_eq!(frames.push(&mut zero), Err(0));
+        let mut frames = Frames::default();
+        let mut huge: &[u8] = &[0x7f, 0, 0, 0];
+        assert!(frames.push(&mut huge).is_err());
+    }
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod hosted;
 pub mod s3;
 
 /// The instant every test runs at (`FERRY_NOW`).
