@@ -226,49 +226,9 @@ spec:
     access: readWrite
 "#;
 
-/// `sshpass -p PASSWORD sftp -b - finance01@...`, with `commands` on stdin.
-fn sftp_password_command(port: u16, known_hosts: &Path, password: &str) -> Command {
-    let mut cmd = Command::new("sshpass");
-    // `-b` sets BatchMode=yes where it stands, and ssh keeps the first value: BatchMode=no first.
-    cmd.args(["-p", password, "sftp", "-P", &port.to_string()])
-        .args(["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"])
-        .args(["-o", "PreferredAuthentications=password"])
-        .args(["-o", "NumberOfPasswordPrompts=1"])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=accept-new",
-            "-o",
-            "ConnectTimeout=10",
-        ])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-b", "-", "finance01@127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// One batch through `sftp_password_command`: (success, stdout + stderr).
+/// `sftp -b -` as finance01 with `password`, `commands` on stdin: (success, stdout + stderr).
 fn sftp_password(port: u16, known_hosts: &Path, password: &str, commands: &str) -> (bool, String) {
-    let mut child = sftp_password_command(port, known_hosts, password)
-        .spawn()
-        .expect("sshpass runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(commands.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    hosted::sftp_with_password(port, known_hosts, "finance01", password, commands)
 }
 
 /// Every byte Ferry keeps about the state (database, WAL) and the daemon's log.
@@ -328,6 +288,7 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
     // The daemon serves the user with that password, at trace level.
     let port = free_port();
     let mut daemon = start_daemon(&sb, &files, port, &[], &[("FERRY_LOG", "trace")]);
+    hosted::wait_for_server(&sb, port, &known_hosts);
     let deadline = Instant::now() + Duration::from_secs(30);
     let uploaded = sb.write("payout.csv", "id;amount\r\n1;10.00\r\n");
     let batch = format!(
@@ -356,7 +317,12 @@ fn a_generated_password_is_shown_once_works_through_the_daemon_and_rotation_repl
 
     // An open session, then a rotation while the daemon holds the state: the session is closed,
     // the old password refused, the new one accepted.
-    let session = Session::open(sftp_password_command(port, &known_hosts, &password));
+    let session = Session::open(hosted::password_command(
+        port,
+        &known_hosts,
+        "finance01",
+        &password,
+    ));
 
     let rotated = sb
         .ferry(["rotate-password", "deliverytarget/finance-drop"])

@@ -215,6 +215,14 @@ pub fn sftp_with_password(
     password: &str,
     commands: &str,
 ) -> (bool, String) {
+    batch(
+        password_command(port, known_hosts, user, password),
+        commands,
+    )
+}
+
+/// `sshpass -p PASSWORD sftp -b -` as `user`, reading its commands from standard input.
+pub fn password_command(port: u16, known_hosts: &Path, user: &str, password: &str) -> Command {
     let mut cmd = Command::new("sshpass");
     cmd.args(["-p", password]).arg("sftp");
     // `-b` sets BatchMode=yes where it stands, and ssh keeps the first value: BatchMode=no first.
@@ -225,7 +233,7 @@ pub fn sftp_with_password(
         .args(["-o", "NumberOfPasswordPrompts=1"])
         .args(["-b", "-"])
         .arg(format!("{user}@127.0.0.1"));
-    batch(cmd, commands)
+    cmd
 }
 
 fn batch(mut cmd: Command, commands: &str) -> (bool, String) {
