@@ -33,40 +33,23 @@ spec:
     )
 }
 
-/// `sftp -b` with `commands` as user partner01; (success, stdout + stderr).
+/// `sftp -b` with `commands` as user partner01, learning the host key on first use (the test
+/// then checks it against the one the daemon logs); (success, stdout + stderr).
 fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, String) {
-    let mut child = Command::new("sftp")
-        .args(["-b", "-", "-P", &port.to_string(), "-i"])
+    let mut cmd = Command::new("sftp");
+    cmd.args(["-b", "-", "-P", &port.to_string(), "-i"])
         .arg(key)
         .args([
             "-o",
             "BatchMode=yes",
             "-o",
             "StrictHostKeyChecking=accept-new",
-            "-o",
-            "ConnectTimeout=10",
         ])
+        .args(["-o", "ConnectTimeout=10"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg("partner01@127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sftp runs");
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(commands.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+        .arg("partner01@127.0.0.1");
+    hosted::batch(cmd, commands)
 }
 
 /// An open `sftp -b -` session reading commands from a pipe.

@@ -236,7 +236,8 @@ pub fn password_command(port: u16, known_hosts: &Path, user: &str, password: &st
     cmd
 }
 
-fn batch(mut cmd: Command, commands: &str) -> (bool, String) {
+/// Runs `cmd` with `commands` on its standard input: (success, stdout + stderr).
+pub fn batch(mut cmd: Command, commands: &str) -> (bool, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
