@@ -461,7 +461,11 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    crate::observe::init_logging(cli.verbose, cli.log_format);
+    crate::observe::init_logging(
+        cli.verbose,
+        cli.log_format,
+        use_color(cli.no_color, std::io::stderr().is_terminal()),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -491,7 +495,11 @@ struct Ctx {
     state_path: PathBuf,
     secrets: FileSecrets,
     lock_timeout: Duration,
+    /// ANSI colours on standard output (plans).
     color: bool,
+    /// Escape codes on standard error: coloured logs, and the progress line (a spinner that
+    /// redraws itself), so `--no-color` on a terminal gets plain lines too.
+    color_stderr: bool,
 }
 
 impl Ctx {
@@ -502,9 +510,8 @@ impl Ctx {
             state_path: cli.state.clone(),
             secrets: FileSecrets::new(&cli.secrets_dir),
             lock_timeout,
-            color: !cli.no_color
-                && std::env::var_os("NO_COLOR").is_none()
-                && std::io::stdout().is_terminal(),
+            color: use_color(cli.no_color, std::io::stdout().is_terminal()),
+            color_stderr: use_color(cli.no_color, std::io::stderr().is_terminal()),
         })
     }
 
@@ -514,6 +521,14 @@ impl Ctx {
 }
 
 pub use crate::clock::now;
+
+/// Whether to write ANSI colours to a stream: only to a terminal, and neither `--no-color`
+/// nor `NO_COLOR` (any non-empty value, as no-color.org says) asks otherwise. Files and pipes
+/// (`ferry run --once 2>log`) never get escape codes.
+pub fn use_color(no_color_flag: bool, terminal: bool) -> bool {
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    terminal && !no_color_flag && !no_color_env
+}
 
 async fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx::from_cli(&cli)?;
@@ -1405,7 +1420,7 @@ async fn run_cmd(
     let _lock = ctx.lock("run").await?;
     let store = StateStore::open(&ctx.state_path).await?;
     let mut runner = Runner::new(store.clone(), ctx.secrets.clone());
-    runner.progress = once;
+    runner.progress = once && ctx.color_stderr;
     let summary = crate::daemon::run(runner, options, || {
         let (store, files) = (store.clone(), files.clone());
         async move {
@@ -1595,7 +1610,7 @@ async fn run_now_cmd(
         None => (now()?.to_zoned(tz), Trigger::RunNow),
     };
     let mut runner = Runner::new(store, ctx.secrets.clone());
-    runner.progress = true;
+    runner.progress = ctx.color_stderr;
     let report = runner
         .execute(
             &view,
