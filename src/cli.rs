@@ -169,6 +169,10 @@ pub enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "text")]
         output: ListOutput,
+        /// Accept input that holds no resources (refused by default: applied, it would
+        /// delete every resource in the state).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Show what apply would change: create / update / delete per resource with a field-level
     /// diff, and the next runs of every ReportSchedule.
@@ -200,6 +204,10 @@ pub enum Command {
         /// context's), like kubectl -n.
         #[arg(short = 'n', long, requires = "cluster", value_name = "NS")]
         namespace: Option<String>,
+        /// Accept input that holds no resources, and plan the deletion of every resource in
+        /// the state (refused by default).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Make the state match the files (after confirmation), or apply a saved plan.
     Apply {
@@ -212,6 +220,10 @@ pub enum Command {
         /// Apply without asking (for CI).
         #[arg(long)]
         auto_approve: bool,
+        /// Accept input that holds no resources, and delete every resource in the state
+        /// (refused by default, as kubectl refuses "no objects passed to apply").
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// The next run instants of a ReportSchedule and the file names they produce.
     Next {
@@ -257,6 +269,12 @@ pub enum Command {
         /// this address, e.g. `0.0.0.0:9090`. Off when not given, and with `--once`.
         #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Accept files that hold no resources, at start and on reload, and delete every
+        /// resource in the state then. By default such input is refused at start, and a
+        /// reload that finds no resources (a checkout in progress looks like that) keeps the
+        /// previous ones and warns.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Reconcile the ReportSchedules, DeliveryTargets and CustomerMappings of a Kubernetes
     /// cluster (in-cluster config or KUBECONFIG): each object is validated with the others of
@@ -472,7 +490,7 @@ pub fn main() -> ExitCode {
         .expect("the tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
-        Err(Error::Invalid(diags)) => {
+        Err(Error::Invalid(diags) | Error::NoResources(diags)) => {
             print_diagnostics(&diags);
             ExitCode::from(1)
         }
@@ -533,7 +551,11 @@ pub fn use_color(no_color_flag: bool, terminal: bool) -> bool {
 async fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx::from_cli(&cli)?;
     match cli.command {
-        Command::Validate { files, output } => validate_cmd(&files, output),
+        Command::Validate {
+            files,
+            output,
+            allow_empty,
+        } => validate_cmd(&files, output, allow_empty),
         Command::Plan {
             files,
             output,
@@ -542,23 +564,26 @@ async fn run(cli: Cli) -> Result<u8> {
             refresh,
             cluster,
             namespace,
+            allow_empty,
         } => {
             if cluster {
                 plan_cluster_cmd(&ctx, &files, output, detailed_exitcode, namespace).await
             } else {
-                plan_cmd(&ctx, &files, output, detailed_exitcode, out, refresh).await
+                let loaded = load_valid(&files, allow_empty)?;
+                plan_cmd(&ctx, loaded, output, detailed_exitcode, out, refresh).await
             }
         }
         Command::Apply {
             files,
             plan_file,
             auto_approve,
+            allow_empty,
         } => match plan_file {
             Some(file) => apply_saved(&ctx, &file).await,
             None if files.is_empty() => Err(Error::Usage(
                 "give files to apply (-f PATH...) or a saved plan file".into(),
             )),
-            None => apply_files(&ctx, &files, auto_approve).await,
+            None => apply_files(&ctx, &files, auto_approve, allow_empty).await,
         },
         Command::Next {
             resource,
@@ -595,16 +620,20 @@ async fn run(cli: Cli) -> Result<u8> {
             poll,
             sftp,
             metrics_listen,
+            allow_empty,
         } => {
             let sftp = sftp.config(&ctx.state_path)?;
             run_cmd(
                 &ctx,
-                files,
-                once,
-                &shutdown_grace,
-                &poll,
-                sftp,
-                metrics_listen,
+                RunArgs {
+                    files,
+                    once,
+                    shutdown_grace,
+                    poll,
+                    sftp,
+                    metrics_listen,
+                    allow_empty,
+                },
             )
             .await
         }
@@ -721,20 +750,47 @@ async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Loads and validates files; any problem is an [`Error::Invalid`] listing all of them.
-pub fn load_valid(files: &[PathBuf]) -> Result<Vec<LoadedResource>> {
+/// Warnings (a symlink loop skipped) go to standard error. Input without any resource is an
+/// [`Error::NoResources`] unless `allow_empty`. Touches no state: commands call it before
+/// they open or lock one, so bad input leaves the state as it was, byte for byte.
+pub fn load_valid(files: &[PathBuf], allow_empty: bool) -> Result<Vec<LoadedResource>> {
     let loaded = load::load_paths(files);
+    if !loaded.warnings.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for w in &loaded.warnings {
+            let _ = writeln!(err, "{}", w.as_warning());
+        }
+    }
     let mut diags = loaded.diagnostics;
     diags.extend(validate::validate(&loaded.resources));
-    if diags.is_empty() {
-        Ok(loaded.resources)
-    } else {
+    if !diags.is_empty() {
         diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-        Err(Error::Invalid(diags))
+        return Err(Error::Invalid(diags));
     }
+    if loaded.resources.is_empty() && !allow_empty {
+        return Err(Error::NoResources(
+            files
+                .iter()
+                .map(|f| {
+                    Diagnostic::path(
+                        if f.as_os_str() == "-" {
+                            Path::new("<stdin>")
+                        } else {
+                            f
+                        },
+                        "no resources here (an empty directory or file, or only comments). \
+                         Applied, this input would delete every resource in the state: \
+                         nothing was done; pass --allow-empty if that is what you want",
+                    )
+                })
+                .collect(),
+        ));
+    }
+    Ok(loaded.resources)
 }
 
-fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
-    let result = load_valid(files).map(|resources| {
+fn validate_cmd(files: &[PathBuf], output: ListOutput, allow_empty: bool) -> Result<u8> {
+    let result = load_valid(files, allow_empty).map(|resources| {
         let count = resources.len();
         let by_kind = Kind::ALL.map(|k| resources.iter().filter(|r| r.key.kind == k).count());
         discard(resources);
@@ -746,7 +802,7 @@ fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
             outln!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(0)
         }
-        (ListOutput::Json, Err(Error::Invalid(diags))) => {
+        (ListOutput::Json, Err(Error::Invalid(diags) | Error::NoResources(diags))) => {
             let doc = serde_json::json!({"valid": false, "errors": diags});
             outln!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(1)
@@ -761,15 +817,13 @@ fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
     }
 }
 
-/// Loads, validates, resolves secrets and diffs against the state.
+/// Resolves secrets and diffs validated resources (see [`load_valid`]) against the state.
 async fn make_plan(
     ctx: &Ctx,
     store: &StateStore,
-    files: &[PathBuf],
+    loaded: Vec<LoadedResource>,
 ) -> Result<(Plan, Vec<DesiredResource>, ActualState)> {
     let started = std::time::Instant::now();
-    let loaded = load_valid(files)?;
-    tracing::info!(resources = loaded.len(), elapsed = ?started.elapsed(), "loaded and validated");
     let hash_key = store.secret_hash_key().await?;
     let (desired, warnings) = plan::desired_state(&loaded, |ns, r| {
         Ok(ctx
@@ -796,14 +850,14 @@ fn render_plan(plan: &Plan, output: Output, color: bool) -> String {
 
 async fn plan_cmd(
     ctx: &Ctx,
-    files: &[PathBuf],
+    loaded: Vec<LoadedResource>,
     output: Output,
     detailed_exitcode: bool,
     out: Option<PathBuf>,
     refresh: bool,
 ) -> Result<u8> {
     let store = StateStore::open(&ctx.state_path).await?;
-    let (mut plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    let (mut plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
     if refresh {
         refresh_psa(ctx, &mut plan, &desired, &actual).await;
     }
@@ -917,10 +971,18 @@ fn discard<T: Send + 'static>(value: T) {
     std::thread::spawn(move || drop(value));
 }
 
-async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result<u8> {
+async fn apply_files(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    auto_approve: bool,
+    allow_empty: bool,
+) -> Result<u8> {
+    // The files first: invalid or empty input stops here, before the state is locked,
+    // created or opened.
+    let loaded = load_valid(files, allow_empty)?;
     let _lock = ctx.lock("apply").await?;
     let store = StateStore::open(&ctx.state_path).await?;
-    let (plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    let (plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
     out!("{}", render::text(&plan, ctx.color));
     if !plan.summary.has_changes() {
         return Ok(0);
@@ -1154,7 +1216,7 @@ fn next_cmd(
             "`{resource}`: expected reportschedule/NAME"
         )));
     };
-    let resources = load_valid(files)?;
+    let resources = load_valid(files, false)?;
     let key = ResourceKey::new(Kind::ReportSchedule, namespace, &name);
     let Some(r) = resources.iter().find(|r| r.key == key) else {
         return Err(Error::Usage(format!(
@@ -1397,25 +1459,39 @@ fn parse_flag_duration(flag: &str, value: &str) -> Result<Duration> {
     crate::schedule::parse_duration(value).map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
-async fn run_cmd(
-    ctx: &Ctx,
+/// `ferry run`'s flags.
+struct RunArgs {
     files: Vec<PathBuf>,
     once: bool,
-    shutdown_grace: &str,
-    poll: &str,
+    shutdown_grace: String,
+    poll: String,
     sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
     metrics_listen: Option<std::net::SocketAddr>,
-) -> Result<u8> {
+    allow_empty: bool,
+}
+
+async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
+    let RunArgs {
+        files,
+        once,
+        shutdown_grace,
+        poll,
+        sftp,
+        metrics_listen,
+        allow_empty,
+    } = args;
     let options = crate::daemon::Options {
         files: files.clone(),
         once,
-        shutdown_grace: parse_flag_duration("--shutdown-grace", shutdown_grace)?,
-        poll: parse_flag_duration("--poll", poll)?,
+        shutdown_grace: parse_flag_duration("--shutdown-grace", &shutdown_grace)?,
+        poll: parse_flag_duration("--poll", &poll)?,
         sftp,
         health: None,
         metrics_listen,
         notify: None,
     };
+    // Invalid or empty files stop the start here, before the state is locked or created.
+    discard(load_valid(&files, allow_empty)?);
     // One daemon per state: the lock is held for the daemon's life.
     let _lock = ctx.lock("run").await?;
     let store = StateStore::open(&ctx.state_path).await?;
@@ -1424,7 +1500,8 @@ async fn run_cmd(
     let summary = crate::daemon::run(runner, options, || {
         let (store, files) = (store.clone(), files.clone());
         async move {
-            let (plan, desired, actual) = make_plan(ctx, &store, &files).await?;
+            let loaded = load_valid(&files, allow_empty)?;
+            let (plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
             for w in &plan.warnings {
                 tracing::warn!("{w}");
             }

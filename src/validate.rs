@@ -43,11 +43,32 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+
+    /// A problem with a path as a whole (a directory, a bound exceeded): no line and column
+    /// (0 in JSON), rendered `path: message`.
+    pub fn path(path: &Path, message: impl Into<String>) -> Self {
+        Diagnostic {
+            line: 0,
+            col: 0,
+            ..Diagnostic::file(path, message)
+        }
+    }
+
+    /// The warning rendering: `path:line:col: warning: message`.
+    pub fn as_warning(&self) -> String {
+        let mut plain = self.clone();
+        plain.message = format!("warning: {}", self.message);
+        plain.to_string()
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
+        }
         if let Some(r) = &self.resource {
             write!(f, "{r}: ")?;
         }

@@ -255,7 +255,10 @@ impl Sandbox {
     pub fn snapshot(&self) -> StateSnapshot {
         let empty = self.root().join("no-resources.yaml");
         std::fs::write(&empty, "# no resources\n").expect("write");
-        let plan = self.plan_json(&[&empty]);
+        let plan = self
+            .ferry(["plan", "-f", s(&empty), "-o", "json", "--allow-empty"])
+            .success()
+            .json();
         let get = |kind: &str| {
             self.ferry(["get", kind, "-A", "-o", "json"])
                 .success()
