@@ -700,9 +700,6 @@ fn parse_document(
         Ok(doc) => return Ok(doc),
         Err(err) => err,
     };
-    let mut message = serde_saphyr::UserMessageFormatter
-        .format_message(&err)
-        .into_owned();
     let (line, col) = err
         .location()
         .map(|l| (l.line() as usize + line_offset, l.column() as usize))
@@ -712,13 +709,45 @@ fn parse_document(
     } else {
         failed_path
     };
+    if let Some(key) = duplicate_key(&err) {
+        // serde saw the second key before it knew its name: the path ends in `?`.
+        let parent = path.strip_suffix(".?").unwrap_or(&path).to_string();
+        path = if parent.is_empty() || parent == "?" {
+            key.to_string()
+        } else {
+            format!("{parent}.{key}")
+        };
+        let first = scan_positions(text, line_offset).get(&path).copied();
+        let message = match first {
+            Some((first_line, first_col)) if (first_line, first_col) != (line, col) => format!(
+                "duplicate key `{key}`: it is already given at line {first_line}, column {first_col} (each key once per mapping)"
+            ),
+            _ => format!("duplicate key `{key}` (each key once per mapping)"),
+        };
+        return Err((path, line, col, message));
+    }
+    if is_limit(&err) {
+        // `status.f[2][5][6][6][0]` says nothing more than `status.f`.
+        path.truncate(path.find('[').unwrap_or(path.len()));
+    }
+    let mut message = in_words(&err, &path, text).unwrap_or_else(|| {
+        serde_saphyr::UserMessageFormatter
+            .format_message(&err)
+            .into_owned()
+    });
     if let Some((line, col, syntax)) = syntax_error(text) {
         // A type error is often the symptom of a syntax error further on: report the cause.
         return Err((
             String::new(),
             line + line_offset,
             col,
-            format!("invalid YAML: {syntax}"),
+            if syntax.contains("recursion limit exceeded") {
+                "invalid YAML: brackets or indentation nest too deeply (a resource needs a few \
+                 levels; a file this deep is not one)"
+                    .to_string()
+            } else {
+                format!("invalid YAML: {syntax}")
+            },
         ));
     }
     if path.is_empty()
@@ -838,6 +867,193 @@ fn load_document(
     })
 }
 
+/// Whether the error is a YAML size limit (aliases expanded too far).
+fn is_limit(err: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    match err {
+        E::Budget { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => true,
+        E::AliasError { error, .. } | E::WithSnippet { error, .. } => is_limit(error),
+        _ => false,
+    }
+}
+
+/// The key of a duplicate-key error.
+fn duplicate_key(err: &serde_saphyr::Error) -> Option<&str> {
+    match err {
+        serde_saphyr::Error::DuplicateMappingKey { key, .. } => Some(key.as_deref().unwrap_or("?")),
+        serde_saphyr::Error::AliasError { error, .. }
+        | serde_saphyr::Error::WithSnippet { error, .. } => duplicate_key(error),
+        _ => None,
+    }
+}
+
+/// serde-saphyr's error in the user's words where its own speak of Rust types (`invalid u32`)
+/// or of the parser's limits (`Nodes { nodes: 250001 }`): what was expected, with its range,
+/// and what was found. `None` when its own message is clear already.
+fn in_words(err: &serde_saphyr::Error, path: &str, text: &str) -> Option<String> {
+    use serde_saphyr::Error as E;
+    let found = |location: &serde_saphyr::Location| {
+        found_at(text, location.line() as usize, location.column() as usize)
+    };
+    Some(match err {
+        E::AliasError { error, .. } | E::WithSnippet { error, .. } => {
+            return in_words(error, path, text);
+        }
+        E::InvalidScalar { ty, location } => {
+            format!(
+                "expected {}, found {}",
+                expected_words(ty, path),
+                found(location)
+            )
+        }
+        E::InvalidBooleanStrict { location } => {
+            format!("expected true or false, found {}", found(location))
+        }
+        E::NullIntoString { location } => {
+            format!("expected a string, found {}", found(location))
+        }
+        E::Unexpected { expected, location } => format!(
+            "expected {}, found {}",
+            expected_words(expected, path),
+            found(location)
+        ),
+        E::SerdeInvalidType {
+            unexpected,
+            expected,
+            ..
+        } => format!(
+            "expected {}, found {unexpected}",
+            expected_words(expected, path)
+        ),
+        E::ExternallyTaggedEnumExpectedScalarOrMapping { location } => format!(
+            "expected exactly one of {} (a mapping), found {}",
+            choices(path),
+            found(location)
+        ),
+        E::Budget { breach, .. } => limit_words(breach),
+        E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            "its aliases (`*name`) expand into too much data: YAML aliases are limited, so a small \
+             file cannot grow into gigabytes in memory; write the repeated parts out"
+                .to_string()
+        }
+        _ => return None,
+    })
+}
+
+/// A YAML size limit, as a sentence.
+fn limit_words(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Nodes { nodes } => format!(
+            "more than {} values (it reached {nodes}, most likely aliases `*name` repeating an anchor)",
+            nodes - 1
+        ),
+        B::Events { events } => format!("more than {} YAML events ({events})", events - 1),
+        B::Aliases { aliases } => format!("more than {} aliases (`*name`)", aliases - 1),
+        B::Anchors { anchors } => format!("more than {} anchors (`&name`)", anchors - 1),
+        B::Depth { depth } => format!("nesting deeper than {} levels", depth - 1),
+        B::ScalarBytes { total_scalar_bytes } => {
+            format!("{total_scalar_bytes} bytes of text values")
+        }
+        other => format!("too much of something ({other:?})"),
+    };
+    format!(
+        "the document holds {what}: YAML input is limited so that a small file cannot use all \
+         memory; a Ferry resource needs far less"
+    )
+}
+
+/// The resource kinds to choose from at an enum-valued field.
+fn choices(path: &str) -> &'static str {
+    if path.ends_with("schedule") {
+        "daily, weekly, monthly, cron, every"
+    } else if path.ends_with("format") {
+        "csv, xlsx, pdf"
+    } else {
+        "the documented keys"
+    }
+}
+
+/// What a field expects, in words: the type, and the range where the field has one.
+fn expected_words(ty: &str, path: &str) -> String {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    let range = match field {
+        "port" => Some("a port number from 1 to 65535"),
+        "attempts" | "historyLimit" => Some("a whole number from 1 to 4294967295"),
+        "day" => Some("a day of the month from 1 to 31"),
+        _ => None,
+    };
+    let words = match ty.trim_start_matches("a ").trim_start_matches("an ") {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "bool" | "boolean" => "true or false",
+        "char" => "a single character",
+        "string scalar" | "string" | "str" => "a string",
+        "mapping start" | "mapping" | "map" | "struct" => {
+            if path.is_empty() {
+                "a Ferry resource (a mapping with apiVersion, kind, metadata and spec)"
+            } else {
+                "a mapping (`key: value` lines)"
+            }
+        }
+        "sequence start" | "sequence" => "a list (`- item` lines or `[a, b]`)",
+        other => return range.map_or_else(|| other.to_string(), str::to_string),
+    };
+    match range {
+        Some(r) if !matches!(ty, "string scalar" | "mapping start" | "sequence start") => {
+            r.to_string()
+        }
+        _ => words.to_string(),
+    }
+}
+
+/// What the YAML holds at a 1-based line and column, in words: a scalar as written (quoted
+/// when it was), `a list`, `a mapping`.
+fn found_at(text: &str, line: usize, col: usize) -> String {
+    use granit_parser::ScalarStyle;
+    let mut parser = Parser::new_from_str(text);
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let (l, c) = (span.start.line(), span.start.col() + 1);
+        if l > line {
+            break;
+        }
+        if (l, c) != (line, col) {
+            continue;
+        }
+        return match event {
+            Event::Scalar(value, style, ..) => {
+                let mut shown: String = value.chars().take(40).collect();
+                if value.chars().count() > 40 {
+                    shown.push('…');
+                }
+                match style {
+                    ScalarStyle::Plain if value.is_empty() || value == "~" || value == "null" => {
+                        "nothing (an empty value)".to_string()
+                    }
+                    ScalarStyle::Plain => format!("`{shown}`"),
+                    _ => format!("the text {shown:?}"),
+                }
+            }
+            Event::SequenceStart(..) => "a list".to_string(),
+            Event::MappingStart(..) => "a mapping".to_string(),
+            Event::Alias(..) => "an alias".to_string(),
+            _ => continue,
+        };
+    }
+    "something else".to_string()
+}
+
 /// The first syntax error of a document, if any: (line, column, message).
 fn syntax_error(text: &str) -> Option<(usize, usize, String)> {
     let mut parser = Parser::new_from_str(text);
@@ -922,7 +1138,8 @@ fn node(
                     format!("{path}.{k}")
                 };
                 let at = if collection { key_at } else { pos };
-                positions.insert(child.clone(), at);
+                // A duplicate key keeps the first position (its error names the first).
+                positions.entry(child.clone()).or_insert(at);
                 child
             }
         },

@@ -232,7 +232,10 @@ fn check_schedule(c: &mut Checker, field: &str, schedule: &Schedule) {
             if !(1..=31).contains(&m.day) {
                 c.error(
                     &format!("{field}.monthly.day"),
-                    format!("day {} is out of range (1-31)", m.day),
+                    format!(
+                        "expected a day of the month from 1 to 31, found `{}`",
+                        m.day
+                    ),
                 );
             }
             c.check(
@@ -425,7 +428,7 @@ fn check_report_schedule(
     if spec.retry.attempts == 0 {
         c.error(
             "spec.retry.attempts",
-            "must be at least 1 (the first attempt)",
+            "expected a whole number from 1 to 4294967295, found `0` (the first attempt counts)",
         );
     }
     c.check(
@@ -433,9 +436,15 @@ fn check_report_schedule(
         schedule::parse_duration(&spec.retry.backoff).map(drop),
     );
     if spec.history_limit == 0 {
-        c.error("spec.historyLimit", "must be at least 1");
+        c.error(
+            "spec.historyLimit",
+            "expected a whole number from 1 to 4294967295, found `0`",
+        );
     }
 }
+
+/// Port 0, in the words a port out of range gets when the YAML is read.
+const PORT_ZERO: &str = "expected a port number from 1 to 65535, found `0`";
 
 const VARIANTS: &str = "ftp, sftp, email, localDir, hostedSftp, connectwise, autotask";
 
@@ -464,7 +473,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                 c.non_empty("spec.ftp.host", &f.host);
                 c.non_empty("spec.ftp.username", &f.username);
                 if f.port == Some(0) {
-                    c.error("spec.ftp.port", "port must be 1-65535");
+                    c.error("spec.ftp.port", PORT_ZERO);
                 }
                 c.check("spec.ftp.directory", check_remote_dir(&f.directory));
             }
@@ -472,7 +481,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                 c.non_empty("spec.sftp.host", &s.host);
                 c.non_empty("spec.sftp.username", &s.username);
                 if s.port == 0 {
-                    c.error("spec.sftp.port", "port must be 1-65535");
+                    c.error("spec.sftp.port", PORT_ZERO);
                 }
                 c.check("spec.sftp.directory", check_remote_dir(&s.directory));
                 match (&s.private_key_secret_ref, &s.password_secret_ref) {
@@ -572,7 +581,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
 fn check_email(c: &mut Checker, e: &EmailTarget) {
     c.non_empty("spec.email.smtp.host", &e.smtp.host);
     if e.smtp.port == Some(0) {
-        c.error("spec.email.smtp.port", "port must be 1-65535");
+        c.error("spec.email.smtp.port", PORT_ZERO);
     }
     if e.smtp.password_secret_ref.is_some() && e.smtp.username.is_none() {
         c.error("spec.email.smtp.username", "a password needs a username");
