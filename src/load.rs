@@ -59,6 +59,20 @@ impl Origin {
         }
     }
 
+    /// Line and column (1-based) of the character at `offset` of the string `value` found at
+    /// `field_path` (a query written as a block or a quoted string): where a problem inside a
+    /// value sits in the file. Falls back to the field's own position.
+    pub fn locate_in_value(&self, field_path: &str, value: &str, offset: usize) -> (usize, usize) {
+        match scalar_span(&self.doc.text, field_path) {
+            Some((start, end, style)) => {
+                let (line, col) =
+                    position_in_scalar(&self.doc.text, start, end, style, value, offset);
+                (line + self.doc.line_offset, col)
+            }
+            None => self.locate(field_path),
+        }
+    }
+
     /// `file:line` of the document, for plans.
     pub fn short(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
@@ -1060,10 +1074,110 @@ fn syntax_error(text: &str) -> Option<(usize, usize, String)> {
     while let Some(event) = parser.next_event() {
         if let Err(e) = event {
             let m = e.marker();
-            return Some((m.line(), m.col() + 1, e.info().to_string()));
+            let mut col = m.col() + 1;
+            let info = e.info().to_string();
+            // The parser stops after a tab it refuses: point at the tab.
+            if info.contains("tab")
+                && col > 1
+                && text
+                    .lines()
+                    .nth(m.line().saturating_sub(1))
+                    .and_then(|l| l.chars().nth(col - 2))
+                    == Some('\t')
+            {
+                col -= 1;
+            }
+            return Some((m.line(), col, info));
         }
     }
     None
+}
+
+/// The source span (start and end character index) and style of the scalar at `field_path`.
+fn scalar_span(text: &str, field_path: &str) -> Option<(usize, usize, granit_parser::ScalarStyle)> {
+    let mut parser = Parser::new_from_str(text);
+    let mut positions = HashMap::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    while let Some(Ok((event, span))) = parser.next_event() {
+        let pos = (span.start.line(), span.start.col() + 1);
+        match event {
+            Event::Scalar(value, style, ..) => {
+                let path = node(&mut positions, &mut stack, pos, false, Some(value.as_ref()));
+                if path == field_path {
+                    return Some((span.start.index(), span.end.index(), style));
+                }
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => {
+                node(&mut positions, &mut stack, pos, false, Some("*"));
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let path = node(&mut positions, &mut stack, pos, true, None);
+                if matches!(event, Event::MappingStart(..)) {
+                    stack.push(Frame::Map { path, key: None });
+                } else {
+                    stack.push(Frame::Seq { path, index: 0 });
+                }
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+            }
+            Event::DocumentEnd => break,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where the character `target` of a scalar's value sits in the source, (line, column) within
+/// `text`. The value is aligned with its source greedily: each visible character of the value
+/// is the next equal character of the source, so a block's indentation, folded line breaks,
+/// quotes and escapes are stepped over.
+fn position_in_scalar(
+    text: &str,
+    start: usize,
+    end: usize,
+    style: granit_parser::ScalarStyle,
+    value: &str,
+    target: usize,
+) -> (usize, usize) {
+    use granit_parser::ScalarStyle;
+    let source: Vec<char> = text.chars().collect();
+    let end = end.min(source.len());
+    let mut i = start.min(end);
+    match style {
+        // Content starts on the line after the `|` or `>` header (and its comment), when the
+        // span starts at the header.
+        ScalarStyle::Literal | ScalarStyle::Folded if matches!(source.get(i), Some('|' | '>')) => {
+            while i < end && source[i] != '\n' {
+                i += 1;
+            }
+            i = (i + 1).min(end);
+        }
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => i = (i + 1).min(end),
+        _ => {}
+    }
+    let mut at = i;
+    for (k, c) in value.chars().enumerate() {
+        if c.is_whitespace() {
+            if i < end && source[i].is_whitespace() {
+                at = i;
+                i += 1;
+            }
+        } else if let Some(j) = (i..end).find(|&j| source[j] == c) {
+            at = j;
+            i = j + 1;
+        }
+        if k == target {
+            break;
+        }
+    }
+    if target >= value.chars().count() {
+        at = i.min(end.saturating_sub(1)).max(start);
+    }
+    let before = &source[..at];
+    let line = before.iter().filter(|&&c| c == '\n').count() + 1;
+    let col = at - before.iter().rposition(|&c| c == '\n').map_or(0, |p| p + 1) + 1;
+    (line, col)
 }
 
 enum Frame {

@@ -98,6 +98,14 @@ impl Checker<'_> {
         }
     }
 
+    /// A problem inside a string value (a query): located at the character `offset` of
+    /// `value` in the file, not at the field's start.
+    fn error_in_value(&mut self, field: &str, value: &str, offset: usize, message: String) {
+        let mut d = self.origin.diagnostic(Some(self.key), field, message);
+        (d.line, d.col) = self.origin.locate_in_value(field, value, offset);
+        self.out.push(d);
+    }
+
     fn non_empty(&mut self, field: &str, value: &str) {
         if value.trim().is_empty() {
             self.error(field, "must not be empty");
@@ -294,7 +302,125 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
         }
         (None, Some(_)) => {}
     }
-    c.non_empty(&format!("{field}.query"), &sql.query);
+    let query_field = format!("{field}.query");
+    c.non_empty(&query_field, &sql.query);
+    // Unknown parameters are reported by their own check; an unsupported URL has no dialect.
+    let dialect = match &sql.url {
+        Some(url) if url.starts_with("sqlite:") => Some(Some(crate::source::Dialect::Sqlite)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(Some(crate::source::Dialect::Postgres))
+        }
+        Some(_) => None,
+        None => Some(None),
+    };
+    if let Some(dialect) = dialect
+        && !sql.query.trim().is_empty()
+        && crate::source::referenced_params(&sql.query).is_ok()
+        && let Err(problem) = crate::source::statement::check_query(&sql.query, dialect)
+    {
+        c.error_in_value(&query_field, &sql.query, problem.offset, problem.message);
+    }
+}
+
+/// Where the parameter an "unknown query parameter `:name`" message names first appears in
+/// `query` (a character offset), skipping `::name` casts.
+fn unknown_param_offset(query: &str, message: &str) -> Option<usize> {
+    let param = message
+        .split_once("unknown query parameter `")?
+        .1
+        .split_once('`')?
+        .0;
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    query.match_indices(param).find_map(|(at, _)| {
+        let after = query[at + param.len()..].chars().next();
+        let before = query[..at].chars().next_back();
+        (!after.is_some_and(is_ident) && before != Some(':')).then(|| query[..at].chars().count())
+    })
+}
+
+/// A host to connect to: a host name (RFC 1123: labels of letters, digits and `-`, at most
+/// 63 characters each and 253 in all) or an IP address. A URL, a port or a path written into
+/// the host gets a hint saying where it goes instead.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some((scheme, rest)) = host.split_once("://") {
+        let bare = rest.split(['/', ':']).next().unwrap_or(rest);
+        return Err(format!(
+            "`{host}` is a URL: write the host without {scheme}:// (`{bare}`); the port goes in `port`"
+        ));
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+        && inner.parse::<std::net::Ipv6Addr>().is_ok()
+    {
+        return Err(format!(
+            "`{host}`: write an IPv6 address without brackets (`{inner}`)"
+        ));
+    }
+    if let Some((name, port)) = host.rsplit_once(':')
+        && !name.contains(':')
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!(
+            "`{host}` holds a port: write the host alone (`{name}`); the port goes in `port`"
+        ));
+    }
+    if let Some((name, _)) = host.split_once('/') {
+        return Err(format!(
+            "`{host}` holds a path: write the host alone (`{name}`); the directory goes in `directory`"
+        ));
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        let what = match c {
+            ' ' => "a space".to_string(),
+            c if c.is_whitespace() || c.is_control() => format!("the character {c:?}"),
+            c => format!("`{c}`"),
+        };
+        return Err(format!(
+            "`{host}` is not a host name: it contains {what} (a host name has letters, digits, `-` and `.`, e.g. ftp.example.com, or is an IP address)"
+        ));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253 {
+        return Err(format!(
+            "`{host}` is longer than 253 characters: not a host name"
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!(
+                "`{host}` is not a host name: it has an empty part between dots"
+            ));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "`{host}` is not a host name: `{label}` is longer than 63 characters"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "`{host}` is not a host name: `{label}` starts or ends with `-`"
+            ));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{host}` is neither an IP address nor a host name (a host name does not end in a number)"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a URL embeds a password (`scheme://user:password@host`).
@@ -334,7 +460,21 @@ fn check_report_schedule(
     }
     check_sql(c, "spec.source.sql", &spec.source.sql);
     match crate::source::params::referenced_params(&spec.source.sql.query) {
-        Err(message) => c.error("spec.source.sql.query", message),
+        Err(message) => {
+            let query = &spec.source.sql.query;
+            match unknown_param_offset(query, &message) {
+                // Located at the parameter itself, so the `line N: ` prefix says nothing more.
+                Some(offset) => c.error_in_value(
+                    "spec.source.sql.query",
+                    query,
+                    offset,
+                    message
+                        .split_once(": ")
+                        .map_or(message.clone(), |(_, m)| m.to_string()),
+                ),
+                None => c.error("spec.source.sql.query", message),
+            }
+        }
         Ok(names) => {
             let windowed = names
                 .iter()
@@ -470,7 +610,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
     for kind in kinds {
         match kind {
             TargetKind::Ftp(f) => {
-                c.non_empty("spec.ftp.host", &f.host);
+                c.check("spec.ftp.host", check_host(&f.host));
                 c.non_empty("spec.ftp.username", &f.username);
                 if f.port == Some(0) {
                     c.error("spec.ftp.port", PORT_ZERO);
@@ -478,7 +618,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                 c.check("spec.ftp.directory", check_remote_dir(&f.directory));
             }
             TargetKind::Sftp(s) => {
-                c.non_empty("spec.sftp.host", &s.host);
+                c.check("spec.sftp.host", check_host(&s.host));
                 c.non_empty("spec.sftp.username", &s.username);
                 if s.port == 0 {
                     c.error("spec.sftp.port", PORT_ZERO);
@@ -543,6 +683,8 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                                 "spec.connectwise.site",
                                 "give a host name only (e.g. api-na.myconnectwise.net); use baseUrl for a full URL",
                             );
+                        } else {
+                            c.check("spec.connectwise.site", check_host(site));
                         }
                     }
                     (None, Some(url)) => c.check("spec.connectwise.baseUrl", check_http_url(url)),
@@ -579,7 +721,7 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
 }
 
 fn check_email(c: &mut Checker, e: &EmailTarget) {
-    c.non_empty("spec.email.smtp.host", &e.smtp.host);
+    c.check("spec.email.smtp.host", check_host(&e.smtp.host));
     if e.smtp.port == Some(0) {
         c.error("spec.email.smtp.port", PORT_ZERO);
     }
