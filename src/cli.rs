@@ -1699,21 +1699,33 @@ async fn run_now_cmd(
             },
         )
         .await?;
-    outln!(
-        "{}: slot {} ({}): {}, {} rows, {} bytes, file {}",
-        view.key,
-        crate::ledger::rfc3339(&slot),
-        trigger.as_str(),
-        report.outcome.as_str(),
-        report.rows,
-        report.bytes,
-        report.file_name
-    );
-    for (target, outcome) in &report.targets {
-        outln!("  {target}: {outcome}");
-    }
-    if let Some(e) = &report.error {
-        eprintln!("Error: {e}");
+    if report.targets.is_empty() && report.error.is_some() {
+        // The export failed: there is no file, only the error (printed once, below).
+        outln!(
+            "{}: slot {} ({}): {}, no file written",
+            view.key,
+            crate::ledger::rfc3339(&slot),
+            trigger.as_str(),
+            report.outcome.as_str(),
+        );
+        if let Some(e) = &report.error {
+            eprintln!("Error: {e}");
+        }
+    } else {
+        // Each target's line says how it went (a failure with its error).
+        outln!(
+            "{}: slot {} ({}): {}, {} rows, {} bytes, file {}",
+            view.key,
+            crate::ledger::rfc3339(&slot),
+            trigger.as_str(),
+            report.outcome.as_str(),
+            report.rows,
+            report.bytes,
+            report.file_name
+        );
+        for (target, outcome) in &report.targets {
+            outln!("  {target}: {outcome}");
+        }
     }
     Ok(if report.outcome == crate::ledger::Outcome::Succeeded {
         0

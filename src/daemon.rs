@@ -415,17 +415,31 @@ fn count(summary: &mut Summary, report: &RunReport, notify: &Notify) {
         let _ = tx.send(Happened::Run(report.clone()));
     }
     match report.outcome {
-        Outcome::Succeeded => summary.succeeded += 1,
-        _ => summary.failed += 1,
+        Outcome::Succeeded => {
+            summary.succeeded += 1;
+            tracing::info!(
+                run = report.run_id,
+                outcome = report.outcome.as_str(),
+                rows = report.rows,
+                bytes = report.bytes,
+                file = %report.file_name,
+                "run finished"
+            );
+        }
+        _ => {
+            summary.failed += 1;
+            // The one log line of a failed run (the runner does not log it too).
+            tracing::error!(
+                schedule = %report.schedule,
+                slot = %report.slot,
+                run = report.run_id,
+                outcome = report.outcome.as_str(),
+                "run {}: {}",
+                report.outcome.as_str(),
+                report.error.as_deref().unwrap_or("no detail")
+            );
+        }
     }
-    tracing::info!(
-        run = report.run_id,
-        outcome = report.outcome.as_str(),
-        rows = report.rows,
-        bytes = report.bytes,
-        file = %report.file_name,
-        "run finished"
-    );
 }
 
 /// Time until the earliest next slot of any active schedule.
