@@ -47,13 +47,13 @@ macro_rules! outln {
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// The state database.
+    /// The state: a SQLite file, or a `postgres://` URL (its password is never shown).
     #[arg(
         long,
         global = true,
         env = "FERRY_STATE",
         default_value = ".ferry/state.db",
-        value_name = "PATH"
+        value_name = "PATH|URL"
     )]
     pub state: PathBuf,
     /// Directory of secrets in file mode, laid out as `<namespace>/<name>/<key>`.
@@ -137,7 +137,12 @@ pub struct SftpArgs {
     )]
     sftp_idle_timeout: String,
     /// Most SFTP sessions at once (logins in progress included); more are refused.
-    #[arg(long, env = "FERRY_SFTP_MAX_SESSIONS", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "FERRY_SFTP_MAX_SESSIONS",
+        default_value_t = 64,
+        value_name = "N"
+    )]
     sftp_max_sessions: usize,
 }
 
@@ -167,7 +172,7 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
         /// Accept input that holds no resources (refused by default: applied, it would
         /// delete every resource in the state).
@@ -181,7 +186,7 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: Output,
         /// Exit 0 when there are no changes, 1 on error, 2 when there are changes.
         #[arg(long)]
@@ -233,27 +238,28 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// Start after this instant (RFC 3339, e.g. 2026-07-31T00:00:00+09:00). Default: now.
-        #[arg(long)]
+        #[arg(long, value_name = "RFC3339")]
         after: Option<String>,
         /// How many runs.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_name = "N")]
         count: usize,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
     },
-    /// Apply the files, then run every ReportSchedule when due (a daemon): missed slots run
-    /// once within `startingDeadline`, interrupted runs resume, files are reloaded when they
-    /// change or on SIGHUP, SIGTERM lets running exports finish.
+    /// Apply the files, then run every ReportSchedule and every CustomerMapping sync (usage,
+    /// billing) when due (a daemon): missed slots run once within `startingDeadline`,
+    /// interrupted runs resume, files are reloaded when they change or on SIGHUP, SIGTERM lets
+    /// running exports finish.
     Run {
         /// Files or directories (recursive, .yaml/.yml).
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
-        /// Run what is due now (and resume interrupted runs), wait for it, then exit;
-        /// exit 1 if any run failed.
+        /// Run what is due now (reports and PSA syncs; interrupted runs resume), wait for it,
+        /// print how many succeeded and failed, then exit; exit 1 if any run or sync failed.
         #[arg(long)]
         once: bool,
         /// After SIGTERM, how long running exports may take to finish.
@@ -284,18 +290,19 @@ pub enum Command {
     /// `ferry.dev/run-now: <any new value>` runs a schedule once. Stops on SIGTERM.
     Controller {
         /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "FERRY_WATCH_NAMESPACE")]
+        #[arg(long, env = "FERRY_WATCH_NAMESPACE", value_name = "NS")]
         watch_namespace: Option<String>,
         /// Where referenced Secrets are mirrored for the runs (owner-only; mount an
         /// `emptyDir: {medium: Memory}` here).
         #[arg(
             long,
             env = "FERRY_SECRETS_MIRROR",
-            default_value = "/run/ferry/secrets"
+            default_value = "/run/ferry/secrets",
+            value_name = "DIR"
         )]
         secrets_mirror: PathBuf,
         /// This instance's name in Events (the pod's name).
-        #[arg(long, env = "POD_NAME", default_value = "ferry")]
+        #[arg(long, env = "POD_NAME", default_value = "ferry", value_name = "NAME")]
         instance: String,
         /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
         /// this address, e.g. `0.0.0.0:9090`. Off when not given.
@@ -307,10 +314,15 @@ pub enum Command {
         #[arg(long)]
         leader_elect: bool,
         /// The Lease's name.
-        #[arg(long, default_value = "ferry-controller")]
+        #[arg(long, default_value = "ferry-controller", value_name = "NAME")]
         lease_name: String,
         /// The Lease's namespace (the controller's own).
-        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        #[arg(
+            long,
+            env = "POD_NAMESPACE",
+            default_value = "default",
+            value_name = "NS"
+        )]
         lease_namespace: String,
         /// How long the Lease stays valid without renewal (renewed every third of it).
         #[arg(long, default_value = "15s", value_name = "DURATION")]
@@ -320,16 +332,17 @@ pub enum Command {
         sftp: SftpArgs,
     },
     /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
-    /// window and file name. Uses the applied resources (`ferry apply` first).
+    /// window and file name; or sync a CustomerMapping now (usage, or billing with
+    /// `--billing`). Uses the applied resources (`ferry apply` first).
     RunNow {
-        /// `reportschedule/NAME`.
+        /// `reportschedule/NAME` or `customermapping/NAME` (also `rs/NAME`, `cm/NAME`).
         resource: String,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// The slot to run, RFC 3339 (e.g. 2026-07-31T00:30:00+09:00): backfill or re-send
         /// that period. Default: now.
-        #[arg(long)]
+        #[arg(long, value_name = "RFC3339")]
         slot: Option<String>,
         /// Deliver again to targets that already received this slot.
         #[arg(long)]
@@ -338,23 +351,24 @@ pub enum Command {
         #[arg(long)]
         billing: bool,
     },
-    /// The run history of a ReportSchedule: slot, trigger, outcome, rows, bytes, sha256 and
-    /// every delivery with its receipt.
+    /// The run history of a ReportSchedule (slot, trigger, outcome, rows, bytes, sha256 and
+    /// every delivery with its receipt), or the usage syncs and billing pushes of a
+    /// CustomerMapping (slot, trigger, outcome, quantities pushed, error).
     History {
-        /// `reportschedule/NAME`.
+        /// `reportschedule/NAME` or `customermapping/NAME` (also `rs/NAME`, `cm/NAME`).
         resource: String,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// How many runs, newest first.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_name = "N")]
         limit: u32,
         /// Also print every delivery's receipt: where the file is, bytes and sha256 the
         /// destination confirmed, host key or certificate fingerprint, message id.
         #[arg(long)]
         receipts: bool,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
     },
     /// Send a file to a DeliveryTarget now, the way scheduled runs deliver (temporary name,
@@ -369,10 +383,10 @@ pub enum Command {
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
     },
     /// Generate an SSH key pair for an `sftp` target: the private key goes into the secrets
@@ -383,13 +397,18 @@ pub enum Command {
         /// Secret name, e.g. `bdash-key`.
         name: String,
         /// `ed25519` (default), `rsa` (4096 bits), `rsa-<bits>` (e.g. `rsa-3072`) or `ecdsa`.
-        #[arg(short = 't', long = "type", default_value = "ed25519")]
+        #[arg(
+            short = 't',
+            long = "type",
+            default_value = "ed25519",
+            value_name = "TYPE"
+        )]
         key_type: String,
         /// Comment at the end of the public key line. Default: `ferry-<NAME>`.
-        #[arg(short = 'C', long)]
+        #[arg(short = 'C', long, value_name = "COMMENT")]
         comment: Option<String>,
         /// Namespace (the secrets dir has one folder per namespace).
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// Replace an existing key of that name (the old key stops working wherever it was
         /// authorized only after the server drops it).
@@ -402,8 +421,10 @@ pub enum Command {
     /// impostor.
     Keyscan {
         /// `HOST` or `HOST:PORT` (default port 22; `[::1]:2222` for IPv6).
+        #[arg(value_name = "HOST[:PORT]")]
         address: String,
-        /// How long to wait for the server.
+        /// How long to wait for the server to accept the connection and offer its keys, e.g.
+        /// `3s`; then the scan fails naming the address.
         #[arg(long, default_value = "10s", value_name = "DURATION")]
         timeout: String,
     },
@@ -416,7 +437,7 @@ pub enum Command {
         /// `deliverytarget/NAME`.
         target: String,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
     },
     /// Run a strict local simulator of the ConnectWise Manage or Autotask REST API (the subset
@@ -429,10 +450,10 @@ pub enum Command {
         #[arg(value_enum)]
         kind: crate::psa::sim::SimKind,
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:18080")]
+        #[arg(long, default_value = "127.0.0.1:18080", value_name = "ADDR:PORT")]
         listen: std::net::SocketAddr,
-        /// The data file.
-        #[arg(long)]
+        /// The data file (YAML or JSON): the simulator's starting state.
+        #[arg(long, value_name = "FILE")]
         data: PathBuf,
     },
     /// List applied resources from the state.
@@ -442,19 +463,19 @@ pub enum Command {
         /// Only this name.
         name: Option<String>,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// All namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
         /// CustomerMappings only: by the outcome of their last usage sync.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, value_name = "OUTCOME")]
         sync_status: Option<SyncStatusFilter>,
         /// CustomerMappings only: by whether usage sync is on.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, value_name = "STATE")]
         usage_sync: Option<EnabledFilter>,
     },
     /// Print the CustomResourceDefinitions of the three kinds as multi-document YAML.
@@ -1543,15 +1564,9 @@ async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     .await?;
     if once {
         eprintln!(
-            "Runs: {} succeeded, {} failed.",
-            summary.succeeded, summary.failed
+            "Runs: {} succeeded, {} failed. PSA syncs: {} succeeded, {} failed.",
+            summary.succeeded, summary.failed, summary.syncs_succeeded, summary.syncs_failed
         );
-        if summary.syncs_succeeded + summary.syncs_failed > 0 {
-            eprintln!(
-                "PSA syncs: {} succeeded, {} failed.",
-                summary.syncs_succeeded, summary.syncs_failed
-            );
-        }
     }
     Ok(if summary.failed + summary.syncs_failed > 0 {
         1
@@ -1619,7 +1634,7 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
             view,
             kind,
             slot: now()?.to_zoned(tz),
-            trigger: crate::psa::sync::Trigger::Manual,
+            trigger: crate::psa::sync::Trigger::RunNow,
         }])
         .await;
     let mut ok = true;

@@ -47,6 +47,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// `ferry keyscan` could not read a server's host keys (no delivery is involved).
+    #[error("keyscan {address}: {message}")]
+    Keyscan {
+        /// `host:port`.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A PSA (ConnectWise, Autotask) call failed after its retries. Never carries keys.
     #[error("{0}")]
     Psa(String),
