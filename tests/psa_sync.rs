@@ -64,7 +64,7 @@ fn usage_db(sb: &Sandbox, rows: &[(&str, &str, f64)]) -> PathBuf {
             )
         }
     );
-    let status = Command::new("python3")
+    let status = Command::new(common::python())
         .args(["-c", &script])
         .arg(&path)
         .status()

@@ -27,7 +27,7 @@ INSERT INTO order_items VALUES
 """)
 con.commit()
 "#;
-    let status = Command::new("python3")
+    let status = Command::new(common::python())
         .arg("-c")
         .arg(script)
         .arg(&db)
@@ -367,7 +367,7 @@ con.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?)",
   ((i, "product number %d with a reasonably long name" % i, i % 7, "%d.50" % (i % 100), "2026-07-30T12:00:00+09:00") for i in range(int(sys.argv[2]))))
 con.commit()
 "#;
-    let status = Command::new("python3")
+    let status = Command::new(common::python())
         .arg("-c")
         .arg(script)
         .arg(sb.root().join("shop.db"))

@@ -298,6 +298,15 @@ impl StateSnapshot {
     }
 }
 
+/// The Python interpreter for test helpers: `FERRY_TEST_PYTHON` (the virtualenv
+/// `scripts/test.sh` makes under `target/`, with openpyxl and the other test packages), else
+/// `python3` from PATH.
+pub fn python() -> PathBuf {
+    std::env::var_os("FERRY_TEST_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from)
+}
+
 /// The ferry binary with a clean environment: fixed clock, no colour, no inherited FERRY_*
 /// variables (state, secrets dir, secret overrides, log filter).
 pub fn ferry_command() -> Command {
