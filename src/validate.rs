@@ -12,6 +12,7 @@ use crate::api::*;
 use crate::filename;
 use crate::load::{LoadedResource, Origin};
 use crate::schedule;
+use crate::source::Dialect;
 
 /// One located problem, rendered as `path:line:col: Kind/name: field.path: message`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -79,11 +80,16 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// What the query check found, per query text and dialect (computed once for all resources).
+type QueryChecks<'a> =
+    HashMap<(&'a str, Option<Dialect>), Result<(), crate::source::statement::QueryProblem>>;
+
 /// Collects diagnostics for one resource.
 struct Checker<'a> {
     origin: &'a Origin,
     key: &'a ResourceKey,
     out: &'a mut Vec<Diagnostic>,
+    queries: &'a QueryChecks<'a>,
 }
 
 impl Checker<'_> {
@@ -128,11 +134,13 @@ pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
         }
     }
     let mut connection_names: HashMap<(&str, &str), &ResourceKey> = HashMap::new();
+    let queries = check_queries(resources);
     for r in resources {
         let mut c = Checker {
             origin: &r.origin,
             key: &r.key,
             out: &mut out,
+            queries: &queries,
         };
         if let Some(first) = seen.get(&r.key) {
             c.error(
@@ -304,22 +312,90 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
     }
     let query_field = format!("{field}.query");
     c.non_empty(&query_field, &sql.query);
-    // Unknown parameters are reported by their own check; an unsupported URL has no dialect.
-    let dialect = match &sql.url {
-        Some(url) if url.starts_with("sqlite:") => Some(Some(crate::source::Dialect::Sqlite)),
+    if let Some(dialect) = query_dialect(sql)
+        && let Some(Err(problem)) = c.queries.get(&(sql.query.as_str(), dialect))
+    {
+        c.error_in_value(
+            &query_field,
+            &sql.query,
+            problem.offset,
+            problem.message.clone(),
+        );
+    }
+}
+
+/// The SQL dialect a query is checked in: `Some(None)` when the URL is in a Secret (either
+/// dialect), `None` when the URL is not supported (reported by itself).
+fn query_dialect(sql: &SqlSource) -> Option<Option<Dialect>> {
+    match &sql.url {
+        Some(url) if url.starts_with("sqlite:") => Some(Some(Dialect::Sqlite)),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(Some(crate::source::Dialect::Postgres))
+            Some(Some(Dialect::Postgres))
         }
         Some(_) => None,
         None => Some(None),
-    };
-    if let Some(dialect) = dialect
-        && !sql.query.trim().is_empty()
-        && crate::source::referenced_params(&sql.query).is_ok()
-        && let Err(problem) = crate::source::statement::check_query(&sql.query, dialect)
-    {
-        c.error_in_value(&query_field, &sql.query, problem.offset, problem.message);
     }
+}
+
+/// Every query of every resource (report sources, usage sources, PSA defaults), checked once
+/// per distinct text and dialect, spread over the cores: parsing thousands of queries is the
+/// costliest part of validating a large repository. Empty queries and those whose parameters
+/// do not scan are left to their own checks.
+fn check_queries(resources: &[LoadedResource]) -> QueryChecks<'_> {
+    fn usage(u: &Option<UsageSync>) -> Option<&SqlSource> {
+        u.as_ref().and_then(|u| u.source.as_ref()).map(|s| &s.sql)
+    }
+    let mut sources: Vec<&SqlSource> = Vec::new();
+    for r in resources {
+        match &r.spec {
+            Spec::ReportSchedule(rs) => sources.push(&rs.source.sql),
+            Spec::CustomerMapping(cm) => sources.extend(usage(&cm.usage_sync)),
+            Spec::DeliveryTarget(dt) => {
+                let defaults = dt
+                    .connectwise
+                    .as_ref()
+                    .and_then(|c| c.defaults.as_ref())
+                    .into_iter()
+                    .chain(dt.autotask.as_ref().and_then(|a| a.defaults.as_ref()));
+                for d in defaults {
+                    sources.extend(usage(&d.usage_sync));
+                }
+            }
+        }
+    }
+    let mut keys: Vec<(&str, Option<Dialect>)> = sources
+        .into_iter()
+        .filter(|s| !s.query.trim().is_empty())
+        .filter_map(|s| Some((s.query.as_str(), query_dialect(s)?)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(keys.len().max(1));
+    let chunk = keys.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .chunks(chunk)
+            .map(|group| {
+                scope.spawn(move || {
+                    group
+                        .iter()
+                        .filter(|(query, _)| crate::source::referenced_params(query).is_ok())
+                        .map(|&(query, dialect)| {
+                            let checked = crate::source::statement::check_query(query, dialect);
+                            ((query, dialect), checked)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a query checking thread panicked"))
+            .collect()
+    })
 }
 
 /// Where the parameter an "unknown query parameter `:name`" message names first appears in

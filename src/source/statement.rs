@@ -78,6 +78,7 @@ fn check_in(query: &str, dialect: Dialect) -> Result<(), QueryProblem> {
         Dialect::Sqlite => &sqlite,
     };
     if dialect == Dialect::Sqlite
+        && sql.to_ascii_lowercase().contains("pragma")
         && let Some(pragma) = check_pragma(&sql, parser_dialect)
     {
         return pragma;
@@ -86,20 +87,18 @@ fn check_in(query: &str, dialect: Dialect) -> Result<(), QueryProblem> {
         .try_with_sql(&sql)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| syntax_problem(&sql, e, dialect))?;
-    let starts = statement_starts(&sql, parser_dialect);
+    // Where statements start is needed only to locate a problem: tokenized again only then.
+    let starts = || statement_starts(&sql, parser_dialect);
     match statements.as_slice() {
         [] => Err(QueryProblem {
             offset: 0,
             message: format!("the query holds no statement (only comments?); {READ_HINT}"),
         }),
-        [statement] => check_statement(
-            &sql,
-            statement,
-            starts.first().copied().unwrap_or(0),
-            dialect,
-        ),
+        [statement] => check_statement(&sql, statement, dialect, || {
+            starts().first().copied().unwrap_or(0)
+        }),
         [_, ..] => Err(QueryProblem {
-            offset: starts.get(1).copied().unwrap_or(0),
+            offset: starts().get(1).copied().unwrap_or(0),
             message: format!(
                 "the query holds {} statements; a report runs exactly one: remove the `;` and what follows",
                 statements.len()
@@ -294,8 +293,8 @@ fn leading_words(sql: &str, start: usize) -> String {
 fn check_statement(
     sql: &str,
     statement: &Statement,
-    start: usize,
     dialect: Dialect,
+    start: impl Fn() -> usize,
 ) -> Result<(), QueryProblem> {
     match statement {
         Statement::Query(_) => {}
@@ -305,7 +304,7 @@ fn check_statement(
             let reads = !is_eq && (value.is_none() || READ_PRAGMAS.contains(&pragma));
             if !reads {
                 return Err(QueryProblem {
-                    offset: start,
+                    offset: start(),
                     message: format!(
                         "`PRAGMA {pragma}` with a value changes the database's settings; {READ_HINT}"
                     ),
@@ -314,6 +313,7 @@ fn check_statement(
             return Ok(());
         }
         _ => {
+            let start = start();
             return Err(QueryProblem {
                 offset: start,
                 message: format!(
@@ -323,7 +323,7 @@ fn check_statement(
             });
         }
     }
-    let mut writes = Writes { sql, start };
+    let mut writes = Writes { sql, start: &start };
     match statement.visit(&mut writes) {
         ControlFlow::Break(problem) => Err(problem),
         ControlFlow::Continue(()) => Ok(()),
@@ -335,13 +335,13 @@ fn check_statement(
 struct Writes<'a> {
     sql: &'a str,
     /// Where the statement starts, for problems without a span of their own.
-    start: usize,
+    start: &'a dyn Fn() -> usize,
 }
 
 impl Writes<'_> {
     fn at(&self, span: sqlparser::tokenizer::Span, message: String) -> ControlFlow<QueryProblem> {
         let offset = if span.start.line == 0 {
-            self.start
+            (self.start)()
         } else {
             offset_of(self.sql, span.start)
         };
