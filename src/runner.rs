@@ -1034,8 +1034,9 @@ mod tests {
             ts("2026-07-30T00:00:30Z"),
         );
         let (slot, trigger) = d.run.unwrap();
+        // The latest minute, on time (not the 1,000th slot after the reference, two days late).
         assert_eq!(rfc3339(&slot), "2026-07-30T00:00:00+00:00");
-        assert_eq!(trigger, Trigger::CatchUp);
+        assert_eq!(trigger, Trigger::Schedule);
         assert_eq!(d.missed.len(), MAX_SLOTS_PER_DECISION);
         assert!(d.unlisted);
     }
