@@ -64,6 +64,8 @@ fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, Str
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .arg("partner01@127.0.0.1")
+        // A `get` lands in the sandbox, not in the repository (the stray orders.csv).
+        .current_dir(known_hosts.parent().expect("the sandbox"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
