@@ -259,7 +259,8 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Run what is due now (reports and PSA syncs; interrupted runs resume), wait for it,
-        /// print how many succeeded and failed, then exit; exit 1 if any run or sync failed.
+        /// print how many runs (and PSA syncs, when any) succeeded and failed, then exit; exit
+        /// 1 if any run or sync failed.
         #[arg(long)]
         once: bool,
         /// After SIGTERM, how long running exports may take to finish.
@@ -1564,9 +1565,15 @@ async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     .await?;
     if once {
         eprintln!(
-            "Runs: {} succeeded, {} failed. PSA syncs: {} succeeded, {} failed.",
-            summary.succeeded, summary.failed, summary.syncs_succeeded, summary.syncs_failed
+            "Runs: {} succeeded, {} failed.",
+            summary.succeeded, summary.failed
         );
+        if summary.syncs_succeeded + summary.syncs_failed > 0 {
+            eprintln!(
+                "PSA syncs: {} succeeded, {} failed.",
+                summary.syncs_succeeded, summary.syncs_failed
+            );
+        }
     }
     Ok(if summary.failed + summary.syncs_failed > 0 {
         1
