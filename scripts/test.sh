@@ -7,6 +7,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # What the tests need, installed only when missing (CI runs as root on a fresh machine).
 step "test dependencies"
+# rustfmt and clippy: a minimal Rust toolchain has neither.
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 need_apt=()
 [ -x "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | head -n1)" ] || need_apt+=(postgresql)
 command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
@@ -19,12 +22,36 @@ command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v sshpass >/dev/null || need_apt+=(sshpass)                  # password logins in the hosted SFTP tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
-  # Never let a package's postinst start a system service (sshd, postgresql) on this machine.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  # Never let a package's postinst start a system service (sshd, postgresql) on this machine;
+  # the blocker is removed afterwards unless it was there before (the machine's own).
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT # also when apt-get fails
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [ -n "$made_policy" ]; then
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
 fi
-python3 -c 'import openpyxl' 2>/dev/null || python3 -m pip install -q openpyxl
+# Python packages of the tests, in a virtualenv of their own under target/ (a system python3
+# refuses `pip install`, PEP 668): openpyxl reads XLSX reports back, aiosmtpd is the SMTP test
+# server, paramiko and asyncssh are SFTP clients of the hosted SFTP tests. Tests run Python
+# through FERRY_TEST_PYTHON (and fall back to python3 when it is not set).
+TEST_VENV=target/test-venv
+TEST_PY_PACKAGES=(openpyxl aiosmtpd paramiko asyncssh)
+if ! "$TEST_VENV/bin/python" -c 'import openpyxl, aiosmtpd, paramiko, asyncssh' 2>/dev/null; then
+  echo "installing ${TEST_PY_PACKAGES[*]} (PyPI) into $TEST_VENV"
+  rm -rf "$TEST_VENV"
+  python3 -m venv "$TEST_VENV"
+  "$TEST_VENV/bin/pip" install --quiet --disable-pip-version-check "${TEST_PY_PACKAGES[@]}"
+fi
+FERRY_TEST_PYTHON="$(pwd)/$TEST_VENV/bin/python"
+export FERRY_TEST_PYTHON
+echo "test Python: $FERRY_TEST_PYTHON ($("$FERRY_TEST_PYTHON" --version))"
 # Real servers on 127.0.0.1, each installed (apt/pip) and configured by its own script.
 for server in postgres vsftpd sshd smtp; do
   bash "scripts/test-servers/$server.sh" start

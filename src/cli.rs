@@ -47,13 +47,13 @@ macro_rules! outln {
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// The state database.
+    /// The state: a SQLite file, or a `postgres://` URL (its password is never shown).
     #[arg(
         long,
         global = true,
         env = "FERRY_STATE",
         default_value = ".ferry/state.db",
-        value_name = "PATH"
+        value_name = "PATH|URL"
     )]
     pub state: PathBuf,
     /// Directory of secrets in file mode, laid out as `<namespace>/<name>/<key>`.
@@ -327,8 +327,12 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
+        /// Accept input that holds no resources (refused by default: applied, it would
+        /// delete every resource in the state).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Show what apply would change: create / update / delete per resource with a field-level
     /// diff, and the next runs of every ReportSchedule.
@@ -337,7 +341,7 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: Output,
         /// Exit 0 when there are no changes, 1 on error, 2 when there are changes.
         #[arg(long)]
@@ -360,6 +364,10 @@ pub enum Command {
         /// context's), like kubectl -n.
         #[arg(short = 'n', long, requires = "cluster", value_name = "NS")]
         namespace: Option<String>,
+        /// Accept input that holds no resources, and plan the deletion of every resource in
+        /// the state (refused by default).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Make the state match the files (after confirmation), or apply a saved plan.
     Apply {
@@ -372,6 +380,10 @@ pub enum Command {
         /// Apply without asking (for CI).
         #[arg(long)]
         auto_approve: bool,
+        /// Accept input that holds no resources, and delete every resource in the state
+        /// (refused by default, as kubectl refuses "no objects passed to apply").
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// The next run instants of a ReportSchedule and the file names they produce.
     Next {
@@ -381,27 +393,29 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// Start after this instant (RFC 3339, e.g. 2026-07-31T00:00:00+09:00). Default: now.
-        #[arg(long)]
+        #[arg(long, value_name = "RFC3339")]
         after: Option<String>,
         /// How many runs.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_name = "N")]
         count: usize,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
     },
-    /// Apply the files, then run every ReportSchedule when due (a daemon): missed slots run
-    /// once within `startingDeadline`, interrupted runs resume, files are reloaded when they
-    /// change or on SIGHUP, SIGTERM lets running exports finish.
+    /// Apply the files, then run every ReportSchedule and every CustomerMapping sync (usage,
+    /// billing) when due (a daemon): missed slots run once within `startingDeadline`,
+    /// interrupted runs resume, files are reloaded when they change or on SIGHUP, SIGTERM lets
+    /// running exports finish.
     Run {
         /// Files or directories (recursive, .yaml/.yml).
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
-        /// Run what is due now (and resume interrupted runs), wait for it, then exit;
-        /// exit 1 if any run failed.
+        /// Run what is due now (reports and PSA syncs; interrupted runs resume), wait for it,
+        /// print how many runs (and PSA syncs, when any) succeeded and failed, then exit; exit
+        /// 1 if any run or sync failed.
         #[arg(long)]
         once: bool,
         /// After SIGTERM, how long running exports may take to finish.
@@ -417,6 +431,12 @@ pub enum Command {
         /// this address, e.g. `0.0.0.0:9090`. Off when not given, and with `--once`.
         #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Accept files that hold no resources, at start and on reload, and delete every
+        /// resource in the state then. By default such input is refused at start, and a
+        /// reload that finds no resources (a checkout in progress looks like that) keeps the
+        /// previous ones and warns.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Reconcile the ReportSchedules, DeliveryTargets and CustomerMappings of a Kubernetes
     /// cluster (in-cluster config or KUBECONFIG): each object is validated with the others of
@@ -426,18 +446,19 @@ pub enum Command {
     /// `ferry.dev/run-now: <any new value>` runs a schedule once. Stops on SIGTERM.
     Controller {
         /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "FERRY_WATCH_NAMESPACE")]
+        #[arg(long, env = "FERRY_WATCH_NAMESPACE", value_name = "NS")]
         watch_namespace: Option<String>,
         /// Where referenced Secrets are mirrored for the runs (owner-only; mount an
         /// `emptyDir: {medium: Memory}` here).
         #[arg(
             long,
             env = "FERRY_SECRETS_MIRROR",
-            default_value = "/run/ferry/secrets"
+            default_value = "/run/ferry/secrets",
+            value_name = "DIR"
         )]
         secrets_mirror: PathBuf,
         /// This instance's name in Events (the pod's name).
-        #[arg(long, env = "POD_NAME", default_value = "ferry")]
+        #[arg(long, env = "POD_NAME", default_value = "ferry", value_name = "NAME")]
         instance: String,
         /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
         /// this address, e.g. `0.0.0.0:9090`. Off when not given.
@@ -449,10 +470,15 @@ pub enum Command {
         #[arg(long)]
         leader_elect: bool,
         /// The Lease's name.
-        #[arg(long, default_value = "ferry-controller")]
+        #[arg(long, default_value = "ferry-controller", value_name = "NAME")]
         lease_name: String,
         /// The Lease's namespace (the controller's own).
-        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        #[arg(
+            long,
+            env = "POD_NAMESPACE",
+            default_value = "default",
+            value_name = "NS"
+        )]
         lease_namespace: String,
         /// How long the Lease stays valid without renewal (renewed every third of it).
         #[arg(long, default_value = "15s", value_name = "DURATION")]
@@ -462,16 +488,17 @@ pub enum Command {
         sftp: SftpArgs,
     },
     /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
-    /// window and file name. Uses the applied resources (`ferry apply` first).
+    /// window and file name; or sync a CustomerMapping now (usage, or billing with
+    /// `--billing`). Uses the applied resources (`ferry apply` first).
     RunNow {
-        /// `reportschedule/NAME`.
+        /// `reportschedule/NAME` or `customermapping/NAME` (also `rs/NAME`, `cm/NAME`).
         resource: String,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// The slot to run, RFC 3339 (e.g. 2026-07-31T00:30:00+09:00): backfill or re-send
         /// that period. Default: now.
-        #[arg(long)]
+        #[arg(long, value_name = "RFC3339")]
         slot: Option<String>,
         /// Deliver again to targets that already received this slot.
         #[arg(long)]
@@ -480,23 +507,24 @@ pub enum Command {
         #[arg(long)]
         billing: bool,
     },
-    /// The run history of a ReportSchedule: slot, trigger, outcome, rows, bytes, sha256 and
-    /// every delivery with its receipt.
+    /// The run history of a ReportSchedule (slot, trigger, outcome, rows, bytes, sha256 and
+    /// every delivery with its receipt), or the usage syncs and billing pushes of a
+    /// CustomerMapping (slot, trigger, outcome, quantities pushed, error).
     History {
-        /// `reportschedule/NAME`.
+        /// `reportschedule/NAME` or `customermapping/NAME` (also `rs/NAME`, `cm/NAME`).
         resource: String,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// How many runs, newest first.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_name = "N")]
         limit: u32,
         /// Also print every delivery's receipt: where the file is, bytes and sha256 the
         /// destination confirmed, host key or certificate fingerprint, message id.
         #[arg(long)]
         receipts: bool,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
     },
     /// Send a file to a DeliveryTarget now, the way scheduled runs deliver (temporary name,
@@ -511,10 +539,10 @@ pub enum Command {
         #[arg(long = "as", value_name = "NAME")]
         as_name: Option<String>,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
     },
     /// Generate an SSH key pair for an `sftp` target: the private key goes into the secrets
@@ -525,13 +553,18 @@ pub enum Command {
         /// Secret name, e.g. `bdash-key`.
         name: String,
         /// `ed25519` (default), `rsa` (4096 bits), `rsa-<bits>` (e.g. `rsa-3072`) or `ecdsa`.
-        #[arg(short = 't', long = "type", default_value = "ed25519")]
+        #[arg(
+            short = 't',
+            long = "type",
+            default_value = "ed25519",
+            value_name = "TYPE"
+        )]
         key_type: String,
         /// Comment at the end of the public key line. Default: `ferry-<NAME>`.
-        #[arg(short = 'C', long)]
+        #[arg(short = 'C', long, value_name = "COMMENT")]
         comment: Option<String>,
         /// Namespace (the secrets dir has one folder per namespace).
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// Replace an existing key of that name (the old key stops working wherever it was
         /// authorized only after the server drops it).
@@ -544,8 +577,10 @@ pub enum Command {
     /// impostor.
     Keyscan {
         /// `HOST` or `HOST:PORT` (default port 22; `[::1]:2222` for IPv6).
+        #[arg(value_name = "HOST[:PORT]")]
         address: String,
-        /// How long to wait for the server.
+        /// How long to wait for the server to accept the connection and offer its keys, e.g.
+        /// `3s`; then the scan fails naming the address.
         #[arg(long, default_value = "10s", value_name = "DURATION")]
         timeout: String,
     },
@@ -558,7 +593,7 @@ pub enum Command {
         /// `deliverytarget/NAME`.
         target: String,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
     },
     /// Run a strict local simulator of the ConnectWise Manage or Autotask REST API (the subset
@@ -571,10 +606,10 @@ pub enum Command {
         #[arg(value_enum)]
         kind: crate::psa::sim::SimKind,
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:18080")]
+        #[arg(long, default_value = "127.0.0.1:18080", value_name = "ADDR:PORT")]
         listen: std::net::SocketAddr,
-        /// The data file.
-        #[arg(long)]
+        /// The data file (YAML or JSON): the simulator's starting state.
+        #[arg(long, value_name = "FILE")]
         data: PathBuf,
     },
     /// List applied resources from the state.
@@ -584,19 +619,19 @@ pub enum Command {
         /// Only this name.
         name: Option<String>,
         /// Namespace.
-        #[arg(short, long, default_value = DEFAULT_NAMESPACE)]
+        #[arg(short, long, default_value = DEFAULT_NAMESPACE, value_name = "NS")]
         namespace: String,
         /// All namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
         /// Output format.
-        #[arg(short, long, value_enum, default_value = "text")]
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
         output: ListOutput,
         /// CustomerMappings only: by the outcome of their last usage sync.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, value_name = "OUTCOME")]
         sync_status: Option<SyncStatusFilter>,
         /// CustomerMappings only: by whether usage sync is on.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, value_name = "STATE")]
         usage_sync: Option<EnabledFilter>,
     },
     /// Print the CustomResourceDefinitions of the three kinds as multi-document YAML.
@@ -621,14 +656,18 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    crate::observe::init_logging(cli.verbose, cli.log_format);
+    crate::observe::init_logging(
+        cli.verbose,
+        cli.log_format,
+        use_color(cli.no_color, std::io::stderr().is_terminal()),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
-        Err(Error::Invalid(diags)) => {
+        Err(Error::Invalid(diags) | Error::NoResources(diags)) => {
             print_diagnostics(&diags);
             ExitCode::from(1)
         }
@@ -651,7 +690,11 @@ struct Ctx {
     state_path: PathBuf,
     secrets: FileSecrets,
     lock_timeout: Duration,
+    /// ANSI colours on standard output (plans).
     color: bool,
+    /// Escape codes on standard error: coloured logs, and the progress line (a spinner that
+    /// redraws itself), so `--no-color` on a terminal gets plain lines too.
+    color_stderr: bool,
 }
 
 impl Ctx {
@@ -662,9 +705,8 @@ impl Ctx {
             state_path: cli.state.clone(),
             secrets: FileSecrets::new(&cli.secrets_dir),
             lock_timeout,
-            color: !cli.no_color
-                && std::env::var_os("NO_COLOR").is_none()
-                && std::io::stdout().is_terminal(),
+            color: use_color(cli.no_color, std::io::stdout().is_terminal()),
+            color_stderr: use_color(cli.no_color, std::io::stderr().is_terminal()),
         })
     }
 
@@ -675,10 +717,22 @@ impl Ctx {
 
 pub use crate::clock::now;
 
+/// Whether to write ANSI colours to a stream: only to a terminal, and neither `--no-color`
+/// nor `NO_COLOR` (any non-empty value, as no-color.org says) asks otherwise. Files and pipes
+/// (`ferry run --once 2>log`) never get escape codes.
+pub fn use_color(no_color_flag: bool, terminal: bool) -> bool {
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    terminal && !no_color_flag && !no_color_env
+}
+
 async fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx::from_cli(&cli)?;
     match cli.command {
-        Command::Validate { files, output } => validate_cmd(&files, output),
+        Command::Validate {
+            files,
+            output,
+            allow_empty,
+        } => validate_cmd(&files, output, allow_empty),
         Command::Plan {
             files,
             output,
@@ -687,23 +741,26 @@ async fn run(cli: Cli) -> Result<u8> {
             refresh,
             cluster,
             namespace,
+            allow_empty,
         } => {
             if cluster {
                 plan_cluster_cmd(&ctx, &files, output, detailed_exitcode, namespace).await
             } else {
-                plan_cmd(&ctx, &files, output, detailed_exitcode, out, refresh).await
+                let loaded = load_valid(&files, allow_empty)?;
+                plan_cmd(&ctx, loaded, output, detailed_exitcode, out, refresh).await
             }
         }
         Command::Apply {
             files,
             plan_file,
             auto_approve,
+            allow_empty,
         } => match plan_file {
             Some(file) => apply_saved(&ctx, &file).await,
             None if files.is_empty() => Err(Error::Usage(
                 "give files to apply (-f PATH...) or a saved plan file".into(),
             )),
-            None => apply_files(&ctx, &files, auto_approve).await,
+            None => apply_files(&ctx, &files, auto_approve, allow_empty).await,
         },
         Command::Next {
             resource,
@@ -740,16 +797,20 @@ async fn run(cli: Cli) -> Result<u8> {
             poll,
             sftp,
             metrics_listen,
+            allow_empty,
         } => {
             let sftp = sftp.config(&ctx.state_path)?;
             run_cmd(
                 &ctx,
-                files,
-                once,
-                &shutdown_grace,
-                &poll,
-                sftp,
-                metrics_listen,
+                RunArgs {
+                    files,
+                    once,
+                    shutdown_grace,
+                    poll,
+                    sftp,
+                    metrics_listen,
+                    allow_empty,
+                },
             )
             .await
         }
@@ -866,20 +927,47 @@ async fn run(cli: Cli) -> Result<u8> {
 }
 
 /// Loads and validates files; any problem is an [`Error::Invalid`] listing all of them.
-pub fn load_valid(files: &[PathBuf]) -> Result<Vec<LoadedResource>> {
+/// Warnings (a symlink loop skipped) go to standard error. Input without any resource is an
+/// [`Error::NoResources`] unless `allow_empty`. Touches no state: commands call it before
+/// they open or lock one, so bad input leaves the state as it was, byte for byte.
+pub fn load_valid(files: &[PathBuf], allow_empty: bool) -> Result<Vec<LoadedResource>> {
     let loaded = load::load_paths(files);
+    if !loaded.warnings.is_empty() {
+        let mut err = std::io::stderr().lock();
+        for w in &loaded.warnings {
+            let _ = writeln!(err, "{}", w.as_warning());
+        }
+    }
     let mut diags = loaded.diagnostics;
     diags.extend(validate::validate(&loaded.resources));
-    if diags.is_empty() {
-        Ok(loaded.resources)
-    } else {
+    if !diags.is_empty() {
         diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-        Err(Error::Invalid(diags))
+        return Err(Error::Invalid(diags));
     }
+    if loaded.resources.is_empty() && !allow_empty {
+        return Err(Error::NoResources(
+            files
+                .iter()
+                .map(|f| {
+                    Diagnostic::path(
+                        if f.as_os_str() == "-" {
+                            Path::new("<stdin>")
+                        } else {
+                            f
+                        },
+                        "no resources here (an empty directory or file, or only comments). \
+                         Applied, this input would delete every resource in the state: \
+                         nothing was done; pass --allow-empty if that is what you want",
+                    )
+                })
+                .collect(),
+        ));
+    }
+    Ok(loaded.resources)
 }
 
-fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
-    let result = load_valid(files).map(|resources| {
+fn validate_cmd(files: &[PathBuf], output: ListOutput, allow_empty: bool) -> Result<u8> {
+    let result = load_valid(files, allow_empty).map(|resources| {
         let count = resources.len();
         let by_kind = Kind::ALL.map(|k| resources.iter().filter(|r| r.key.kind == k).count());
         discard(resources);
@@ -891,7 +979,7 @@ fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
             outln!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(0)
         }
-        (ListOutput::Json, Err(Error::Invalid(diags))) => {
+        (ListOutput::Json, Err(Error::Invalid(diags) | Error::NoResources(diags))) => {
             let doc = serde_json::json!({"valid": false, "errors": diags});
             outln!("{}", serde_json::to_string_pretty(&doc).expect("json"));
             Ok(1)
@@ -906,15 +994,13 @@ fn validate_cmd(files: &[PathBuf], output: ListOutput) -> Result<u8> {
     }
 }
 
-/// Loads, validates, resolves secrets and diffs against the state.
+/// Resolves secrets and diffs validated resources (see [`load_valid`]) against the state.
 async fn make_plan(
     ctx: &Ctx,
     store: &StateStore,
-    files: &[PathBuf],
+    loaded: Vec<LoadedResource>,
 ) -> Result<(Plan, Vec<DesiredResource>, ActualState)> {
     let started = std::time::Instant::now();
-    let loaded = load_valid(files)?;
-    tracing::info!(resources = loaded.len(), elapsed = ?started.elapsed(), "loaded and validated");
     let hash_key = store.secret_hash_key().await?;
     let (desired, warnings) = plan::desired_state(&loaded, |ns, r| {
         Ok(ctx
@@ -941,14 +1027,14 @@ fn render_plan(plan: &Plan, output: Output, color: bool) -> String {
 
 async fn plan_cmd(
     ctx: &Ctx,
-    files: &[PathBuf],
+    loaded: Vec<LoadedResource>,
     output: Output,
     detailed_exitcode: bool,
     out: Option<PathBuf>,
     refresh: bool,
 ) -> Result<u8> {
     let store = StateStore::open(&ctx.state_path).await?;
-    let (mut plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    let (mut plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
     if refresh {
         refresh_psa(ctx, &mut plan, &desired, &actual).await;
     }
@@ -1062,10 +1148,18 @@ fn discard<T: Send + 'static>(value: T) {
     std::thread::spawn(move || drop(value));
 }
 
-async fn apply_files(ctx: &Ctx, files: &[PathBuf], auto_approve: bool) -> Result<u8> {
+async fn apply_files(
+    ctx: &Ctx,
+    files: &[PathBuf],
+    auto_approve: bool,
+    allow_empty: bool,
+) -> Result<u8> {
+    // The files first: invalid or empty input stops here, before the state is locked,
+    // created or opened.
+    let loaded = load_valid(files, allow_empty)?;
     let _lock = ctx.lock("apply").await?;
     let store = StateStore::open(&ctx.state_path).await?;
-    let (plan, desired, actual) = make_plan(ctx, &store, files).await?;
+    let (plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
     out!("{}", render::text(&plan, ctx.color));
     if !plan.summary.has_changes() {
         return Ok(0);
@@ -1299,7 +1393,7 @@ fn next_cmd(
             "`{resource}`: expected reportschedule/NAME"
         )));
     };
-    let resources = load_valid(files)?;
+    let resources = load_valid(files, false)?;
     let key = ResourceKey::new(Kind::ReportSchedule, namespace, &name);
     let Some(r) = resources.iter().find(|r| r.key == key) else {
         return Err(Error::Usage(format!(
@@ -1542,34 +1636,49 @@ fn parse_flag_duration(flag: &str, value: &str) -> Result<Duration> {
     crate::schedule::parse_duration(value).map_err(|e| Error::Usage(format!("{flag}: {e}")))
 }
 
-async fn run_cmd(
-    ctx: &Ctx,
+/// `ferry run`'s flags.
+struct RunArgs {
     files: Vec<PathBuf>,
     once: bool,
-    shutdown_grace: &str,
-    poll: &str,
+    shutdown_grace: String,
+    poll: String,
     sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
     metrics_listen: Option<std::net::SocketAddr>,
-) -> Result<u8> {
+    allow_empty: bool,
+}
+
+async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
+    let RunArgs {
+        files,
+        once,
+        shutdown_grace,
+        poll,
+        sftp,
+        metrics_listen,
+        allow_empty,
+    } = args;
     let options = crate::daemon::Options {
         files: files.clone(),
         once,
-        shutdown_grace: parse_flag_duration("--shutdown-grace", shutdown_grace)?,
-        poll: parse_flag_duration("--poll", poll)?,
+        shutdown_grace: parse_flag_duration("--shutdown-grace", &shutdown_grace)?,
+        poll: parse_flag_duration("--poll", &poll)?,
         sftp,
         health: None,
         metrics_listen,
         notify: None,
     };
+    // Invalid or empty files stop the start here, before the state is locked or created.
+    discard(load_valid(&files, allow_empty)?);
     // One daemon per state: the lock is held for the daemon's life.
     let _lock = ctx.lock("run").await?;
     let store = StateStore::open(&ctx.state_path).await?;
     let mut runner = Runner::new(store.clone(), ctx.secrets.clone());
-    runner.progress = once;
+    runner.progress = once && ctx.color_stderr;
     let summary = crate::daemon::run(runner, options, || {
         let (store, files) = (store.clone(), files.clone());
         async move {
-            let (plan, desired, actual) = make_plan(ctx, &store, &files).await?;
+            let loaded = load_valid(&files, allow_empty)?;
+            let (plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
             for w in &plan.warnings {
                 tracing::warn!("{w}");
             }
@@ -1687,7 +1796,7 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
             view,
             kind,
             slot: now()?.to_zoned(tz),
-            trigger: crate::psa::sync::Trigger::Manual,
+            trigger: crate::psa::sync::Trigger::RunNow,
         }])
         .await;
     let mut ok = true;
@@ -1755,7 +1864,7 @@ async fn run_now_cmd(
         None => (now()?.to_zoned(tz), Trigger::RunNow),
     };
     let mut runner = Runner::new(store, ctx.secrets.clone());
-    runner.progress = true;
+    runner.progress = ctx.color_stderr;
     let report = runner
         .execute(
             &view,
@@ -1767,21 +1876,33 @@ async fn run_now_cmd(
             },
         )
         .await?;
-    outln!(
-        "{}: slot {} ({}): {}, {} rows, {} bytes, file {}",
-        view.key,
-        crate::ledger::rfc3339(&slot),
-        trigger.as_str(),
-        report.outcome.as_str(),
-        report.rows,
-        report.bytes,
-        report.file_name
-    );
-    for (target, outcome) in &report.targets {
-        outln!("  {target}: {outcome}");
-    }
-    if let Some(e) = &report.error {
-        eprintln!("Error: {e}");
+    if report.targets.is_empty() && report.error.is_some() {
+        // The export failed: there is no file, only the error (printed once, below).
+        outln!(
+            "{}: slot {} ({}): {}, no file written",
+            view.key,
+            crate::ledger::rfc3339(&slot),
+            trigger.as_str(),
+            report.outcome.as_str(),
+        );
+        if let Some(e) = &report.error {
+            eprintln!("Error: {e}");
+        }
+    } else {
+        // Each target's line says how it went (a failure with its error).
+        outln!(
+            "{}: slot {} ({}): {}, {} rows, {} bytes, file {}",
+            view.key,
+            crate::ledger::rfc3339(&slot),
+            trigger.as_str(),
+            report.outcome.as_str(),
+            report.rows,
+            report.bytes,
+            report.file_name
+        );
+        for (target, outcome) in &report.targets {
+            outln!("  {target}: {outcome}");
+        }
     }
     Ok(if report.outcome == crate::ledger::Outcome::Succeeded {
         0

@@ -80,6 +80,8 @@ where
         Some(listen) if !options.once => Some(start_metrics(listen, &health).await?),
         _ => None,
     };
+    // Taken before the first apply: a file changed while it runs is reloaded, not missed.
+    let mut fingerprint = files_fingerprint(&options.files);
     apply().await?;
     health.set_ready(true);
     let sftp = match &options.sftp {
@@ -92,7 +94,6 @@ where
     }
     let mut tasks: JoinSet<(ResourceKey, Result<RunReport>)> = JoinSet::new();
     let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
-    let mut fingerprint = files_fingerprint(&options.files);
     let mut retry_reload: Option<std::time::Instant> = None;
     let mut signals = Signals::new()?;
     // Specs change only by an apply (which moves the serial): decode them again only then.
@@ -337,6 +338,16 @@ where
             tracing::error!("files are invalid: keeping the previous resources");
             None
         }
+        Err(Error::NoResources(paths)) => {
+            // A checkout in progress looks like this: wait for the next change.
+            let paths: Vec<String> = paths.iter().map(|d| d.file.display().to_string()).collect();
+            tracing::warn!(
+                "the files hold no resources ({}): keeping the previous resources (a checkout \
+                 in progress?); start ferry run with --allow-empty to let an empty reload delete them",
+                paths.join(", ")
+            );
+            None
+        }
         Err(e) => {
             tracing::error!(
                 retry_in = ?RELOAD_RETRY,
@@ -404,17 +415,31 @@ fn count(summary: &mut Summary, report: &RunReport, notify: &Notify) {
         let _ = tx.send(Happened::Run(report.clone()));
     }
     match report.outcome {
-        Outcome::Succeeded => summary.succeeded += 1,
-        _ => summary.failed += 1,
+        Outcome::Succeeded => {
+            summary.succeeded += 1;
+            tracing::info!(
+                run = report.run_id,
+                outcome = report.outcome.as_str(),
+                rows = report.rows,
+                bytes = report.bytes,
+                file = %report.file_name,
+                "run finished"
+            );
+        }
+        _ => {
+            summary.failed += 1;
+            // The one log line of a failed run (the runner does not log it too).
+            tracing::error!(
+                schedule = %report.schedule,
+                slot = %report.slot,
+                run = report.run_id,
+                outcome = report.outcome.as_str(),
+                "run {}: {}",
+                report.outcome.as_str(),
+                report.error.as_deref().unwrap_or("no detail")
+            );
+        }
     }
-    tracing::info!(
-        run = report.run_id,
-        outcome = report.outcome.as_str(),
-        rows = report.rows,
-        bytes = report.bytes,
-        file = %report.file_name,
-        "run finished"
-    );
 }
 
 /// Time until the earliest next slot of any active schedule.
@@ -431,31 +456,21 @@ fn next_wake(schedules: &[ScheduleView], now: Timestamp) -> Duration {
         .unwrap_or(Duration::from_secs(3600))
 }
 
-/// Paths, sizes and modification times of the YAML files, to notice edits.
+/// Paths, sizes and modification times of the YAML files, to notice edits. The files are
+/// those a load reads (each once, symlink loops skipped), so a loop cannot hang the daemon.
 fn files_fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    for path in paths {
-        collect_files(path, &mut out);
-    }
+    let mut out: Vec<_> = crate::load::list_files(paths)
+        .files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (path, len, modified)
+        })
+        .collect();
     out.sort();
     out
-}
-
-fn collect_files(path: &std::path::Path, out: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    if meta.is_dir() {
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for entry in entries.flatten() {
-                if !entry.file_name().to_string_lossy().starts_with('.') {
-                    collect_files(&entry.path(), out);
-                }
-            }
-        }
-    } else {
-        out.push((path.to_path_buf(), meta.len(), meta.modified().ok()));
-    }
 }
 
 enum Signal {

@@ -8,6 +8,11 @@ pub enum Error {
     /// Input files failed validation; each diagnostic is already located and rendered.
     #[error("{} validation error(s)", .0.len())]
     Invalid(Vec<crate::validate::Diagnostic>),
+    /// The input holds no resources (an empty directory or file, only comments): planned, it
+    /// would delete everything applied, so it is refused unless `--allow-empty`, as kubectl
+    /// refuses "no objects passed to apply". One diagnostic per path.
+    #[error("no resources in {}", .0.iter().map(|d| d.file.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoResources(Vec<crate::validate::Diagnostic>),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -39,6 +44,14 @@ pub enum Error {
     Delivery {
         /// The DeliveryTarget.
         target: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// `ferry keyscan` could not read a server's host keys (no delivery is involved).
+    #[error("keyscan {address}: {message}")]
+    Keyscan {
+        /// `host:port`.
+        address: String,
         /// What went wrong.
         message: String,
     },

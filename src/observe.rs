@@ -832,8 +832,9 @@ pub enum LogFormat {
 }
 
 /// Installs the global log subscriber (once; later calls do nothing): level from `-v` (warn,
-/// info, debug, trace) unless `FERRY_LOG` holds a filter, lines on standard error in `format`.
-pub fn init_logging(verbose: u8, format: LogFormat) {
+/// info, debug, trace) unless `FERRY_LOG` holds a filter, lines on standard error in `format`,
+/// with ANSI colours only when `ansi` (see `cli::use_color`: a file or pipe never gets them).
+pub fn init_logging(verbose: u8, format: LogFormat, ansi: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -847,6 +848,7 @@ pub fn init_logging(verbose: u8, format: LogFormat) {
         .add_directive("suppaftp=off".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

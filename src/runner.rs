@@ -35,6 +35,9 @@ pub struct Decision {
     pub run: Option<(Zoned, Trigger)>,
     /// Slots that will never run (older than the one to run, or beyond the deadline).
     pub missed: Vec<Zoned>,
+    /// More slots were missed than [`MAX_SLOTS_PER_DECISION`]: those after the listed ones
+    /// are neither run nor recorded.
+    pub unlisted: bool,
 }
 
 /// Decides which slots of a schedule are due at `now`, given the newest slot the ledger
@@ -49,10 +52,21 @@ pub fn decide(
     now: Timestamp,
 ) -> Decision {
     let mut slots = compiled.slots_between(reference, now, MAX_SLOTS_PER_DECISION);
-    let Some(latest) = slots.pop() else {
+    // After a downtime longer than the list (an `every: 1m` schedule down for a day), the
+    // slot to consider is still the latest one, not the last listed.
+    let newest = compiled
+        .latest_at_or_before(now)
+        .filter(|z| slots.last().is_some_and(|l| z.timestamp() > l.timestamp()));
+    let unlisted = slots.len() == MAX_SLOTS_PER_DECISION && newest.is_some();
+    let latest = match newest {
+        Some(z) if unlisted => Some(z),
+        _ => slots.pop(),
+    };
+    let Some(latest) = latest else {
         return Decision {
             run: None,
             missed: Vec::new(),
+            unlisted: false,
         };
     };
     let late = now.duration_since(latest.timestamp());
@@ -66,7 +80,38 @@ pub fn decide(
         missed.push(latest);
         None
     };
-    Decision { run, missed }
+    Decision {
+        run,
+        missed,
+        unlisted,
+    }
+}
+
+/// The one log line for the slots a decision recorded as missed: how many, from which to
+/// which, why, and where the details are. `None` when none was missed.
+pub fn missed_summary(view: &ScheduleView, decision: &Decision, reason: &str) -> Option<String> {
+    let history = format!("`ferry history reportschedule/{}`", view.key.name);
+    let missed = &decision.missed;
+    match missed.as_slice() {
+        [] => None,
+        [slot] => Some(format!(
+            "skipped slot {}: {reason}; see {history}",
+            rfc3339(slot)
+        )),
+        [first, .., last] if decision.unlisted => Some(format!(
+            "skipped more than {} slots from {}: {reason}; the first {} (to {}) are in {history}",
+            missed.len(),
+            rfc3339(first),
+            missed.len(),
+            rfc3339(last)
+        )),
+        [first, .., last] => Some(format!(
+            "skipped {} slots from {} to {}: {reason}; each is in {history}",
+            missed.len(),
+            rfc3339(first),
+            rfc3339(last)
+        )),
+    }
 }
 
 /// A ReportSchedule as applied, ready to run.
@@ -162,7 +207,8 @@ pub struct Runner {
     secrets: FileSecrets,
     staging: PathBuf,
     hosted_sftp_data: PathBuf,
-    /// Show a progress line on the terminal while exporting.
+    /// Show a progress line on the terminal while exporting (it redraws itself with escape
+    /// codes: off with `--no-color`).
     pub progress: bool,
 }
 
@@ -242,33 +288,35 @@ impl Runner {
             return Ok(None);
         }
         let compiled = view.compiled()?;
+        // Slots before the schedule was applied never run: a backfill of an older slot
+        // (`run-now --slot`) must not make the years before it look missed.
         let reference = match self
             .ledger
             .last_slot(&view.key.namespace, &view.key.name)
             .await?
         {
-            Some(epoch) => {
-                Timestamp::from_second(epoch).map_err(|e| Error::State(e.to_string()))?
-            }
+            Some(epoch) => Timestamp::from_second(epoch)
+                .map_err(|e| Error::State(e.to_string()))?
+                .max(view.created_at),
             None => view.created_at,
         };
         let decision = decide(&compiled, reference, view.deadline()?, now);
         let now_s = now.to_string();
+        let reason = match view.spec.starting_deadline.as_deref() {
+            Some(d) => format!("missed by more than startingDeadline {d} (ferry was not running)"),
+            None => "superseded by a later slot (ferry was not running)".to_string(),
+        };
         for slot in &decision.missed {
             let key = slot_key(view, slot);
-            let reason = match view.spec.starting_deadline.as_deref() {
-                Some(d) => {
-                    format!("missed by more than startingDeadline {d} (ferry was not running)")
-                }
-                None => "superseded by a later slot (ferry was not running)".to_string(),
-            };
             self.ledger
                 .record_unrun(&key, Trigger::CatchUp, Outcome::Missed, &reason, &now_s)
                 .await?;
             crate::observe::slot_missed(&view.key.namespace, &view.key.name);
-            tracing::warn!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
         }
-        if !decision.missed.is_empty() {
+        if let Some(line) = missed_summary(view, &decision, &reason) {
+            // One line per schedule and decision, however long the downtime: each slot is in
+            // the ledger (`ferry history`), not in the log.
+            tracing::warn!(schedule = %view.key, missed = decision.missed.len(), "{line}");
             self.report_status(view, now).await?;
         }
         Ok(decision.run.map(|(slot, trigger)| RunRequest {
@@ -352,8 +400,10 @@ impl Runner {
         let exported = match self.stage(view, slot, &staged, &staged_dir).await {
             Ok(out) => out,
             Err(e) => {
+                // Reported once, by whoever reads the report (the daemon's log, `run-now`'s
+                // output), not here too.
                 let message = e.to_string();
-                tracing::error!(schedule = %view.key, slot = %rfc3339(slot), "export failed: {message}");
+                tracing::debug!(schedule = %view.key, slot = %rfc3339(slot), "export failed: {message}");
                 self.ledger
                     .finish_run(
                         run_id,
@@ -720,7 +770,11 @@ impl Runner {
                 }
                 Err(e) => {
                     last_error = e.to_string();
-                    tracing::warn!(schedule = %view.key, target = name, attempt, attempts, "delivery failed: {last_error}");
+                    // The last failure is in the run's report (logged once by the daemon,
+                    // printed by `run-now`); an attempt that will be retried is logged here.
+                    if attempt < attempts {
+                        tracing::warn!(schedule = %view.key, target = name, attempt, attempts, "delivery attempt failed, retrying: {last_error}");
+                    }
                     record("failed", attempt, None, Some(last_error.clone())).await?;
                     if attempt < attempts {
                         tokio::time::sleep(jitter(backoff)).await;
@@ -952,7 +1006,8 @@ mod tests {
             d,
             Decision {
                 run: None,
-                missed: vec![]
+                missed: vec![],
+                unlisted: false
             }
         );
     }
@@ -971,6 +1026,24 @@ mod tests {
         assert_eq!(trigger, Trigger::CatchUp);
         assert_eq!(d.missed.len(), 1);
         assert_eq!(rfc3339(&d.missed[0]), "2026-07-30T00:30:00+09:00");
+    }
+
+    #[test]
+    fn after_a_downtime_longer_than_the_list_the_latest_slot_still_catches_up() {
+        // Every minute, down for two days: 2,880 slots passed, 1,000 are listed.
+        let every_minute = CompiledSchedule::new(&Schedule::Every("1m".into()), "UTC").unwrap();
+        let d = decide(
+            &every_minute,
+            ts("2026-07-28T00:00:00Z"),
+            None,
+            ts("2026-07-30T00:00:30Z"),
+        );
+        let (slot, trigger) = d.run.unwrap();
+        // The latest minute, on time (not the 1,000th slot after the reference, two days late).
+        assert_eq!(rfc3339(&slot), "2026-07-30T00:00:00+00:00");
+        assert_eq!(trigger, Trigger::Schedule);
+        assert_eq!(d.missed.len(), MAX_SLOTS_PER_DECISION);
+        assert!(d.unlisted);
     }
 
     #[test]

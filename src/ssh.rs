@@ -453,7 +453,10 @@ pub async fn scan_host_keys(host: &str, port: u16, timeout: Duration) -> Result<
             None => "the server offers no host key of a type Ferry supports (ed25519, ecdsa, rsa)"
                 .to_string(),
         };
-        return Err(Error::Delivery { target, message });
+        return Err(Error::Keyscan {
+            address: target,
+            message,
+        });
     }
     Ok(keys)
 }

@@ -12,6 +12,7 @@ use crate::api::*;
 use crate::filename;
 use crate::load::{LoadedResource, Origin};
 use crate::schedule;
+use crate::source::Dialect;
 
 /// One located problem, rendered as `path:line:col: Kind/name: field.path: message`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -43,11 +44,32 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+
+    /// A problem with a path as a whole (a directory, a bound exceeded): no line and column
+    /// (0 in JSON), rendered `path: message`.
+    pub fn path(path: &Path, message: impl Into<String>) -> Self {
+        Diagnostic {
+            line: 0,
+            col: 0,
+            ..Diagnostic::file(path, message)
+        }
+    }
+
+    /// The warning rendering: `path:line:col: warning: message`.
+    pub fn as_warning(&self) -> String {
+        let mut plain = self.clone();
+        plain.message = format!("warning: {}", self.message);
+        plain.to_string()
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
+        }
         if let Some(r) = &self.resource {
             write!(f, "{r}: ")?;
         }
@@ -58,11 +80,16 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// What the query check found, per query text and dialect (computed once for all resources).
+type QueryChecks<'a> =
+    HashMap<(&'a str, Option<Dialect>), Result<(), crate::source::statement::QueryProblem>>;
+
 /// Collects diagnostics for one resource.
 struct Checker<'a> {
     origin: &'a Origin,
     key: &'a ResourceKey,
     out: &'a mut Vec<Diagnostic>,
+    queries: &'a QueryChecks<'a>,
 }
 
 impl Checker<'_> {
@@ -75,6 +102,14 @@ impl Checker<'_> {
         if let Err(message) = result {
             self.error(field, message);
         }
+    }
+
+    /// A problem inside a string value (a query): located at the character `offset` of
+    /// `value` in the file, not at the field's start.
+    fn error_in_value(&mut self, field: &str, value: &str, offset: usize, message: String) {
+        let mut d = self.origin.diagnostic(Some(self.key), field, message);
+        (d.line, d.col) = self.origin.locate_in_value(field, value, offset);
+        self.out.push(d);
     }
 
     fn non_empty(&mut self, field: &str, value: &str) {
@@ -99,11 +134,13 @@ pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
         }
     }
     let mut connection_names: HashMap<(&str, &str), &ResourceKey> = HashMap::new();
+    let queries = check_queries(resources);
     for r in resources {
         let mut c = Checker {
             origin: &r.origin,
             key: &r.key,
             out: &mut out,
+            queries: &queries,
         };
         if let Some(first) = seen.get(&r.key) {
             c.error(
@@ -211,7 +248,10 @@ fn check_schedule(c: &mut Checker, field: &str, schedule: &Schedule) {
             if !(1..=31).contains(&m.day) {
                 c.error(
                     &format!("{field}.monthly.day"),
-                    format!("day {} is out of range (1-31)", m.day),
+                    format!(
+                        "expected a day of the month from 1 to 31, found `{}`",
+                        m.day
+                    ),
                 );
             }
             c.check(
@@ -270,7 +310,193 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
         }
         (None, Some(_)) => {}
     }
-    c.non_empty(&format!("{field}.query"), &sql.query);
+    let query_field = format!("{field}.query");
+    c.non_empty(&query_field, &sql.query);
+    if let Some(dialect) = query_dialect(sql)
+        && let Some(Err(problem)) = c.queries.get(&(sql.query.as_str(), dialect))
+    {
+        c.error_in_value(
+            &query_field,
+            &sql.query,
+            problem.offset,
+            problem.message.clone(),
+        );
+    }
+}
+
+/// The SQL dialect a query is checked in: `Some(None)` when the URL is in a Secret (either
+/// dialect), `None` when the URL is not supported (reported by itself).
+fn query_dialect(sql: &SqlSource) -> Option<Option<Dialect>> {
+    match &sql.url {
+        Some(url) if url.starts_with("sqlite:") => Some(Some(Dialect::Sqlite)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(Some(Dialect::Postgres))
+        }
+        Some(_) => None,
+        None => Some(None),
+    }
+}
+
+/// Every query of every resource (report sources, usage sources, PSA defaults), checked once
+/// per distinct text and dialect, spread over the cores: parsing thousands of queries is the
+/// costliest part of validating a large repository. Empty queries and those whose parameters
+/// do not scan are left to their own checks.
+fn check_queries(resources: &[LoadedResource]) -> QueryChecks<'_> {
+    fn usage(u: &Option<UsageSync>) -> Option<&SqlSource> {
+        u.as_ref().and_then(|u| u.source.as_ref()).map(|s| &s.sql)
+    }
+    let mut sources: Vec<&SqlSource> = Vec::new();
+    for r in resources {
+        match &r.spec {
+            Spec::ReportSchedule(rs) => sources.push(&rs.source.sql),
+            Spec::CustomerMapping(cm) => sources.extend(usage(&cm.usage_sync)),
+            Spec::DeliveryTarget(dt) => {
+                let defaults = dt
+                    .connectwise
+                    .as_ref()
+                    .and_then(|c| c.defaults.as_ref())
+                    .into_iter()
+                    .chain(dt.autotask.as_ref().and_then(|a| a.defaults.as_ref()));
+                for d in defaults {
+                    sources.extend(usage(&d.usage_sync));
+                }
+            }
+        }
+    }
+    let mut keys: Vec<(&str, Option<Dialect>)> = sources
+        .into_iter()
+        .filter(|s| !s.query.trim().is_empty())
+        .filter_map(|s| Some((s.query.as_str(), query_dialect(s)?)))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(keys.len().max(1));
+    let chunk = keys.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .chunks(chunk)
+            .map(|group| {
+                scope.spawn(move || {
+                    group
+                        .iter()
+                        .filter(|(query, _)| crate::source::referenced_params(query).is_ok())
+                        .map(|&(query, dialect)| {
+                            let checked = crate::source::statement::check_query(query, dialect);
+                            ((query, dialect), checked)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a query checking thread panicked"))
+            .collect()
+    })
+}
+
+/// Where the parameter an "unknown query parameter `:name`" message names first appears in
+/// `query` (a character offset), skipping `::name` casts.
+fn unknown_param_offset(query: &str, message: &str) -> Option<usize> {
+    let param = message
+        .split_once("unknown query parameter `")?
+        .1
+        .split_once('`')?
+        .0;
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    query.match_indices(param).find_map(|(at, _)| {
+        let after = query[at + param.len()..].chars().next();
+        let before = query[..at].chars().next_back();
+        (!after.is_some_and(is_ident) && before != Some(':')).then(|| query[..at].chars().count())
+    })
+}
+
+/// A host to connect to: a host name (RFC 1123: labels of letters, digits and `-`, at most
+/// 63 characters each and 253 in all) or an IP address. A URL, a port or a path written into
+/// the host gets a hint saying where it goes instead.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some((scheme, rest)) = host.split_once("://") {
+        let bare = rest.split(['/', ':']).next().unwrap_or(rest);
+        return Err(format!(
+            "`{host}` is a URL: write the host without {scheme}:// (`{bare}`); the port goes in `port`"
+        ));
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+        && inner.parse::<std::net::Ipv6Addr>().is_ok()
+    {
+        return Err(format!(
+            "`{host}`: write an IPv6 address without brackets (`{inner}`)"
+        ));
+    }
+    if let Some((name, port)) = host.rsplit_once(':')
+        && !name.contains(':')
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!(
+            "`{host}` holds a port: write the host alone (`{name}`); the port goes in `port`"
+        ));
+    }
+    if let Some((name, _)) = host.split_once('/') {
+        return Err(format!(
+            "`{host}` holds a path: write the host alone (`{name}`); the directory goes in `directory`"
+        ));
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        let what = match c {
+            ' ' => "a space".to_string(),
+            c if c.is_whitespace() || c.is_control() => format!("the character {c:?}"),
+            c => format!("`{c}`"),
+        };
+        return Err(format!(
+            "`{host}` is not a host name: it contains {what} (a host name has letters, digits, `-` and `.`, e.g. ftp.example.com, or is an IP address)"
+        ));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.len() > 253 {
+        return Err(format!(
+            "`{host}` is longer than 253 characters: not a host name"
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(format!(
+                "`{host}` is not a host name: it has an empty part between dots"
+            ));
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "`{host}` is not a host name: `{label}` is longer than 63 characters"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "`{host}` is not a host name: `{label}` starts or ends with `-`"
+            ));
+        }
+    }
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{host}` is neither an IP address nor a host name (a host name does not end in a number)"
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a URL embeds a password (`scheme://user:password@host`).
@@ -310,7 +536,21 @@ fn check_report_schedule(
     }
     check_sql(c, "spec.source.sql", &spec.source.sql);
     match crate::source::params::referenced_params(&spec.source.sql.query) {
-        Err(message) => c.error("spec.source.sql.query", message),
+        Err(message) => {
+            let query = &spec.source.sql.query;
+            match unknown_param_offset(query, &message) {
+                // Located at the parameter itself, so the `line N: ` prefix says nothing more.
+                Some(offset) => c.error_in_value(
+                    "spec.source.sql.query",
+                    query,
+                    offset,
+                    message
+                        .split_once(": ")
+                        .map_or(message.clone(), |(_, m)| m.to_string()),
+                ),
+                None => c.error("spec.source.sql.query", message),
+            }
+        }
         Ok(names) => {
             let windowed = names
                 .iter()
@@ -404,7 +644,7 @@ fn check_report_schedule(
     if spec.retry.attempts == 0 {
         c.error(
             "spec.retry.attempts",
-            "must be at least 1 (the first attempt)",
+            "expected a whole number from 1 to 4294967295, found `0` (the first attempt counts)",
         );
     }
     c.check(
@@ -412,9 +652,15 @@ fn check_report_schedule(
         schedule::parse_duration(&spec.retry.backoff).map(drop),
     );
     if spec.history_limit == 0 {
-        c.error("spec.historyLimit", "must be at least 1");
+        c.error(
+            "spec.historyLimit",
+            "expected a whole number from 1 to 4294967295, found `0`",
+        );
     }
 }
+
+/// Port 0, in the words a port out of range gets when the YAML is read.
+const PORT_ZERO: &str = "expected a port number from 1 to 65535, found `0`";
 
 const VARIANTS: &str = "ftp, sftp, email, localDir, hostedSftp, connectwise, autotask";
 
@@ -440,18 +686,18 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
     for kind in kinds {
         match kind {
             TargetKind::Ftp(f) => {
-                c.non_empty("spec.ftp.host", &f.host);
+                c.check("spec.ftp.host", check_host(&f.host));
                 c.non_empty("spec.ftp.username", &f.username);
                 if f.port == Some(0) {
-                    c.error("spec.ftp.port", "port must be 1-65535");
+                    c.error("spec.ftp.port", PORT_ZERO);
                 }
                 c.check("spec.ftp.directory", check_remote_dir(&f.directory));
             }
             TargetKind::Sftp(s) => {
-                c.non_empty("spec.sftp.host", &s.host);
+                c.check("spec.sftp.host", check_host(&s.host));
                 c.non_empty("spec.sftp.username", &s.username);
                 if s.port == 0 {
-                    c.error("spec.sftp.port", "port must be 1-65535");
+                    c.error("spec.sftp.port", PORT_ZERO);
                 }
                 c.check("spec.sftp.directory", check_remote_dir(&s.directory));
                 match (&s.private_key_secret_ref, &s.password_secret_ref) {
@@ -513,6 +759,8 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
                                 "spec.connectwise.site",
                                 "give a host name only (e.g. api-na.myconnectwise.net); use baseUrl for a full URL",
                             );
+                        } else {
+                            c.check("spec.connectwise.site", check_host(site));
                         }
                     }
                     (None, Some(url)) => c.check("spec.connectwise.baseUrl", check_http_url(url)),
@@ -549,9 +797,9 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
 }
 
 fn check_email(c: &mut Checker, e: &EmailTarget) {
-    c.non_empty("spec.email.smtp.host", &e.smtp.host);
+    c.check("spec.email.smtp.host", check_host(&e.smtp.host));
     if e.smtp.port == Some(0) {
-        c.error("spec.email.smtp.port", "port must be 1-65535");
+        c.error("spec.email.smtp.port", PORT_ZERO);
     }
     if e.smtp.password_secret_ref.is_some() && e.smtp.username.is_none() {
         c.error("spec.email.smtp.username", "a password needs a username");

@@ -308,29 +308,30 @@ fn csv_rejects_a_row_with_the_wrong_number_of_values() {
 // ---------------------------------------------------------------------------------------------
 // XLSX, read back with openpyxl.
 
-/// Makes sure Python can import openpyxl, installing it with pip once if needed.
+/// The Python that reads XLSX back: `FERRY_TEST_PYTHON` (the virtualenv `scripts/test.sh`
+/// makes under `target/`, with openpyxl), else `python3` from PATH.
+fn python() -> std::path::PathBuf {
+    std::env::var_os("FERRY_TEST_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| "python3".into(), Into::into)
+}
+
+/// Makes sure that Python can import openpyxl. Nothing is installed here (a system Python
+/// refuses pip, PEP 668): `scripts/test.sh` provides it in its virtualenv.
 fn ensure_openpyxl() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
-        let importable = || {
-            Command::new("python3")
-                .args(["-c", "import openpyxl"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if importable() {
-            return;
-        }
-        for extra in [&[][..], &["--break-system-packages"][..]] {
-            let status = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "openpyxl"])
-                .args(extra)
-                .status();
-            if status.is_ok_and(|s| s.success()) && importable() {
-                return;
-            }
-        }
-        panic!("python3 with openpyxl is needed to read XLSX files back (pip install openpyxl)");
+        let importable = Command::new(python())
+            .args(["-c", "import openpyxl"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            importable,
+            "{} cannot import openpyxl, which reads the XLSX files back: run the tests with \
+             scripts/test.sh (it installs openpyxl into target/test-venv and sets \
+             FERRY_TEST_PYTHON), or set FERRY_TEST_PYTHON to a Python that has it",
+            python().display()
+        );
     });
 }
 
@@ -370,7 +371,7 @@ print(json.dumps(sheets))
 /// The workbook at `path` as openpyxl sees it: one JSON object per worksheet.
 fn read_xlsx(path: &Path) -> Vec<Json> {
     ensure_openpyxl();
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .args(["-c", READ_BACK])
         .arg(path)
         .output()

@@ -48,7 +48,9 @@ fn sftp(port: u16, key: &Path, known_hosts: &Path, commands: &str) -> (bool, Str
         .args(["-o", "ConnectTimeout=10"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg("partner01@127.0.0.1");
+        .arg("partner01@127.0.0.1")
+        // A `get` lands in the sandbox, not in the repository.
+        .current_dir(known_hosts.parent().expect("the sandbox"));
     hosted::batch(cmd, commands)
 }
 
@@ -176,7 +178,9 @@ fn the_daemon_serves_hosted_connections_and_a_connection_removed_from_the_files_
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .args(["-b", "-", "partner01@127.0.0.1"]);
     let session = Session::open(cmd);
-    std::fs::write(&files, "").unwrap();
+    // (Another resource stays: files that hold none look like a checkout in progress, and
+    // the daemon keeps what it had.)
+    std::fs::write(&files, common::stream(&[common::local_dir("out")])).unwrap();
     session.assert_cut(&sb, "/reports", "orders.csv");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -64,7 +64,7 @@ fn usage_db(sb: &Sandbox, rows: &[(&str, &str, f64)]) -> PathBuf {
             )
         }
     );
-    let status = Command::new("python3")
+    let status = Command::new(common::python())
         .args(["-c", &script])
         .arg(&path)
         .status()
@@ -558,7 +558,7 @@ fn autotask_full_cycle_adjusts_by_the_difference_and_survives_a_zone_move() {
                 .parse::<jiff::Timestamp>()
                 .unwrap()
                 .to_zoned(jiff::tz::TimeZone::UTC),
-            trigger: ferry::psa::sync::Trigger::Manual,
+            trigger: ferry::psa::sync::Trigger::RunNow,
         }
     };
     let first = rt.block_on(syncer.run(vec![job()]));

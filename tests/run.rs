@@ -27,7 +27,7 @@ INSERT INTO order_items VALUES
 """)
 con.commit()
 "#;
-    let status = Command::new("python3")
+    let status = Command::new(common::python())
         .arg("-c")
         .arg(script)
         .arg(&db)
@@ -254,6 +254,61 @@ fn after_downtime_the_latest_slot_catches_up_once_and_older_slots_are_recorded_m
 }
 
 #[test]
+fn a_month_of_downtime_is_one_log_line_and_every_missed_slot_is_in_history() {
+    let (mut sb, files) = shop_applied_at("2026-07-28T10:00:00Z", "");
+    // Down until 2026-08-28 03:00 Tokyo: the slots of July 29th to August 28th passed.
+    at(&mut sb, "2026-08-27T18:00:00Z");
+    let run = sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    let missed_lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("slot")).collect();
+    assert_eq!(missed_lines.len(), 1, "{run:#?}");
+    assert!(
+        missed_lines[0].contains(
+            "skipped 30 slots from 2026-07-29T00:30:00+09:00 to 2026-08-27T00:30:00+09:00: \
+             superseded by a later slot (ferry was not running); each is in \
+             `ferry history reportschedule/items`"
+        ),
+        "{}",
+        missed_lines[0]
+    );
+    let runs = sb
+        .ferry(["history", "rs/items", "-o", "json", "--limit", "50"])
+        .success()
+        .json();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs[0]["trigger"], "catch-up");
+    assert_eq!(runs[0]["slot"], "2026-08-28T00:30:00+09:00");
+    let missed: Vec<&serde_json::Value> =
+        runs.iter().filter(|r| r["outcome"] == "missed").collect();
+    assert_eq!(missed.len(), 30, "each missed slot has its own entry");
+    assert_eq!(missed[29]["slot"], "2026-07-29T00:30:00+09:00");
+}
+
+#[test]
+fn a_backfill_of_a_slot_from_before_the_schedule_existed_misses_nothing() {
+    // The quick start's case: applied now, then a 2025 slot run by hand.
+    let (mut sb, files) = shop_applied_at("2026-07-30T10:00:00Z", "");
+    sb.ferry(["run-now", "rs/items", "--slot", "2025-06-16T00:30:00+09:00"])
+        .success();
+    at(&mut sb, "2026-07-30T16:00:00Z"); // half an hour after the next slot
+    let run = sb.ferry(["run", "--once", "-f", s(&files)]).success();
+    assert!(!run.stderr.contains("skipped"), "{run:#?}");
+    let runs = history(&sb);
+    let outcomes: Vec<(&str, &str)> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["slot"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("2026-07-31T00:30:00+09:00", "succeeded"),
+            ("2025-06-16T00:30:00+09:00", "succeeded")
+        ]
+    );
+}
+
+#[test]
 fn a_slot_missed_by_more_than_the_starting_deadline_is_recorded_and_never_run() {
     let (mut sb, files) = shop_applied_at("2026-07-30T10:00:00Z", "  startingDeadline: 1h\n");
     at(&mut sb, "2026-07-30T18:30:00Z"); // three hours after the slot
@@ -312,7 +367,7 @@ con.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?)",
   ((i, "product number %d with a reasonably long name" % i, i % 7, "%d.50" % (i % 100), "2026-07-30T12:00:00+09:00") for i in range(int(sys.argv[2]))))
 con.commit()
 "#;
-    let status = Command::new("python3")
+    let status = Command::new(common::python())
         .arg("-c")
         .arg(script)
         .arg(sb.root().join("shop.db"))

@@ -13,8 +13,9 @@
 #   env     print KEY=VALUE lines the tests need (ports, user, password, CA path, mail folder)
 #
 # The server certificate (SAN IP:127.0.0.1) is issued by a private test CA made once with
-# openssl; clients trust it through the CA file, never by turning verification off. aiosmtpd
-# is installed with pip into <state>/pylib when python3 cannot import it (apt's
+# openssl; clients trust it through the CA file, never by turning verification off. It runs on
+# FERRY_TEST_PYTHON (scripts/test.sh's virtualenv, which has aiosmtpd) when set, else python3;
+# aiosmtpd is installed with pip into <state>/pylib when that Python cannot import it (apt's
 # python3-aiosmtpd as a fallback). State lives in target/test-servers/smtp in the repository.
 # The server writes to its own log file and runs in its own session, so it never inherits the
 # caller's stdout/stderr (a `cargo test | tail` would otherwise wait for it forever).
@@ -113,7 +114,7 @@ if running; then
 fi
 
 # aiosmtpd: importable as is, or from our private pip target, or installed now.
-PYTHON="$(command -v python3 || true)"
+PYTHON="${FERRY_TEST_PYTHON:-$(command -v python3 || true)}"
 [ -n "$PYTHON" ] || { echo "smtp: python3 is required" >&2; exit 1; }
 export PYTHONPATH="$PYLIB${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PYTHON" -c 'import aiosmtpd' 2>/dev/null; then

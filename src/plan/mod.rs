@@ -349,6 +349,11 @@ pub fn plan(
         });
     }
     changes.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    let mut warnings = warnings;
+    if summary.delete > 0 && summary.delete == actual.resources.len() {
+        // Said first: a reviewer skimming a long plan must not miss a wipe.
+        warnings.insert(0, deletes_everything(summary.delete, desired.is_empty()));
+    }
     let hosted_users = hosted_users::changes(desired, actual);
     summary.passwords = hosted_users.iter().filter(|u| u.password.is_some()).count();
     Plan {
@@ -363,6 +368,16 @@ pub fn plan(
         hosted_users,
         drift: Vec::new(),
     }
+}
+
+/// The warning of a plan that deletes every resource of the state.
+fn deletes_everything(count: usize, no_files: bool) -> String {
+    let why = if no_files {
+        "the files hold no resources"
+    } else {
+        "none of them is in the files"
+    };
+    format!("this plan deletes every resource in the state ({count}): {why}")
 }
 
 fn new_change(

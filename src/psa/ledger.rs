@@ -253,11 +253,21 @@ impl PsaLedger {
     }
 }
 
+/// A trigger as report runs name it: states written before the names were aligned hold
+/// `scheduled` and `manual`.
+fn trigger_name(stored: String) -> String {
+    match stored.as_str() {
+        "scheduled" => "schedule".to_string(),
+        "manual" => "run-now".to_string(),
+        _ => stored,
+    }
+}
+
 fn record(r: &sqlx::any::AnyRow) -> SyncRecord {
     SyncRecord {
         id: r.get("id"),
         slot_epoch: r.get("slot_epoch"),
-        trigger: r.get("trigger"),
+        trigger: trigger_name(r.get("trigger")),
         outcome: r.get("outcome"),
         started_at: r.get("started_at"),
         finished_at: r.get("finished_at"),

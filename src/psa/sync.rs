@@ -600,13 +600,13 @@ pub struct SyncReport {
     pub ticket: Option<String>,
 }
 
-/// Why a sync runs.
+/// Why a sync runs. Recorded with the names report runs use: `schedule`, `run-now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
     /// Its schedule came due.
     Scheduled,
     /// `ferry run-now`.
-    Manual,
+    RunNow,
 }
 
 /// One sync to run.
@@ -830,8 +830,8 @@ impl Syncer {
             ticket: None,
         };
         let trigger = match job.trigger {
-            Trigger::Scheduled => "scheduled",
-            Trigger::Manual => "manual",
+            Trigger::Scheduled => "schedule",
+            Trigger::RunNow => "run-now",
         };
         let record = match self
             .ledger

@@ -5,6 +5,7 @@
 pub mod params;
 pub mod postgres;
 pub mod sqlite;
+pub mod statement;
 
 pub use params::{
     BoundQuery, Dialect, KNOWN_PARAMS, Params, bind_named, referenced_params, rfc3339,

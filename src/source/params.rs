@@ -56,7 +56,7 @@ pub fn rfc3339(z: &Zoned) -> String {
 }
 
 /// Which placeholder syntax the database wants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dialect {
     /// SQLite: `?1`, `?2`, ...
     Sqlite,

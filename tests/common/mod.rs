@@ -256,7 +256,10 @@ impl Sandbox {
     pub fn snapshot(&self) -> StateSnapshot {
         let empty = self.root().join("no-resources.yaml");
         std::fs::write(&empty, "# no resources\n").expect("write");
-        let plan = self.plan_json(&[&empty]);
+        let plan = self
+            .ferry(["plan", "-f", s(&empty), "-o", "json", "--allow-empty"])
+            .success()
+            .json();
         let get = |kind: &str| {
             self.ferry(["get", kind, "-A", "-o", "json"])
                 .success()
@@ -294,6 +297,15 @@ impl StateSnapshot {
         .map(|v| v.as_array().map_or(0, Vec::len))
         .sum()
     }
+}
+
+/// The Python interpreter for test helpers: `FERRY_TEST_PYTHON` (the virtualenv
+/// `scripts/test.sh` makes under `target/`, with openpyxl and the other test packages), else
+/// `python3` from PATH.
+pub fn python() -> PathBuf {
+    std::env::var_os("FERRY_TEST_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from)
 }
 
 /// The ferry binary with a clean environment: fixed clock, no colour, no inherited FERRY_*
