@@ -11,14 +11,14 @@ use clap::{Parser, Subcommand};
 use jiff::Timestamp;
 
 use crate::api::{DEFAULT_NAMESPACE, Kind, ResourceKey, Spec};
+use crate::diagnostic::Diagnostic;
 use crate::ledger::Trigger;
-use crate::load::{self, LoadedResource};
+use crate::load::LoadedResource;
 use crate::plan::render::{self, Output};
 use crate::plan::{self, DesiredResource, Plan, SavedPlan};
 use crate::runner::{RunRequest, Runner, ScheduleView};
 use crate::secrets::{self, FileSecrets};
-use crate::state::{self, ActualState, StateStore, StateWrite};
-use crate::validate::{self, Diagnostic};
+use crate::state::{self, ActualState, StateStore};
 use crate::{Error, Result};
 
 /// Prints to standard output. A closed pipe (`ferry crds | head`) ends the process quietly
@@ -926,44 +926,18 @@ async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Loads and validates files; any problem is an [`Error::Invalid`] listing all of them.
-/// Warnings (a symlink loop skipped) go to standard error. Input without any resource is an
-/// [`Error::NoResources`] unless `allow_empty`. Touches no state: commands call it before
-/// they open or lock one, so bad input leaves the state as it was, byte for byte.
+/// Loads and validates files (see [`crate::pipeline::desired::load_files`]); warnings (a
+/// symlink loop skipped) go to standard error. Touches no state: commands call it before they
+/// open or lock one, so bad input leaves the state as it was, byte for byte.
 pub fn load_valid(files: &[PathBuf], allow_empty: bool) -> Result<Vec<LoadedResource>> {
-    let loaded = load::load_paths(files);
-    if !loaded.warnings.is_empty() {
+    let valid = crate::pipeline::desired::load_files(files, allow_empty)?;
+    if !valid.warnings.is_empty() {
         let mut err = std::io::stderr().lock();
-        for w in &loaded.warnings {
+        for w in &valid.warnings {
             let _ = writeln!(err, "{}", w.as_warning());
         }
     }
-    let mut diags = loaded.diagnostics;
-    diags.extend(validate::validate(&loaded.resources));
-    if !diags.is_empty() {
-        diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-        return Err(Error::Invalid(diags));
-    }
-    if loaded.resources.is_empty() && !allow_empty {
-        return Err(Error::NoResources(
-            files
-                .iter()
-                .map(|f| {
-                    Diagnostic::path(
-                        if f.as_os_str() == "-" {
-                            Path::new("<stdin>")
-                        } else {
-                            f
-                        },
-                        "no resources here (an empty directory or file, or only comments). \
-                         Applied, this input would delete every resource in the state: \
-                         nothing was done; pass --allow-empty if that is what you want",
-                    )
-                })
-                .collect(),
-        ));
-    }
-    Ok(loaded.resources)
+    Ok(valid.resources)
 }
 
 fn validate_cmd(files: &[PathBuf], output: ListOutput, allow_empty: bool) -> Result<u8> {
@@ -1002,7 +976,7 @@ async fn make_plan(
 ) -> Result<(Plan, Vec<DesiredResource>, ActualState)> {
     let started = std::time::Instant::now();
     let hash_key = store.secret_hash_key().await?;
-    let (desired, warnings) = plan::desired_state(&loaded, |ns, r| {
+    let (desired, warnings) = crate::pipeline::desired::desired_state(&loaded, |ns, r| {
         Ok(ctx
             .secrets
             .get(ns, r)?
@@ -1079,12 +1053,15 @@ async fn plan_cluster_cmd(
     let client = kube::Client::try_default()
         .await
         .map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
-    let options = plan::cluster::Options {
+    let options = crate::controller::plan::Options {
         namespace,
         now: now()?,
     };
-    let planned = plan::cluster::plan(&client, files, &options).await?;
-    out!("{}", plan::cluster::render(&planned, output, ctx.color));
+    let planned = crate::controller::plan::plan(&client, files, &options).await?;
+    out!(
+        "{}",
+        crate::controller::plan::render(&planned, output, ctx.color)
+    );
     Ok(if detailed_exitcode && planned.has_changes() {
         2
     } else {
@@ -1226,32 +1203,37 @@ async fn commit(
     desired: &[DesiredResource],
     actual: &ActualState,
 ) -> Result<u8> {
-    let mut writes = plan::writes(plan, desired, actual, now()?);
-    let issued = issue_passwords(plan, &mut writes).await?;
-    // Last before the commit: a failure leaves the state as it was.
-    let released = release_deleted_mappings(secrets, store, plan, actual).await?;
-    if !released.is_empty() {
+    let applied = crate::pipeline::apply::apply(
+        secrets,
+        store,
+        plan,
+        desired,
+        actual,
+        crate::pipeline::apply::Passwords::Issue,
+    )
+    .await?;
+    if !applied.released.is_empty() {
         outln!("Released in the PSA (deletionPolicy Delete):");
-        for line in &released {
+        for line in &applied.released {
             outln!("  {line}");
         }
     }
-    let serial = store.commit(&plan.lineage, plan.serial, &writes).await?;
     let s = &plan.summary;
     outln!(
-        "Apply complete: {} created, {} updated, {} deleted (state serial {serial}).",
+        "Apply complete: {} created, {} updated, {} deleted (state serial {}).",
         s.create,
         s.update,
-        s.delete
+        s.delete,
+        applied.serial
     );
     // Shown after the commit: a password printed for a failed apply would never work.
-    if !issued.is_empty() {
+    if !applied.passwords.is_empty() {
         outln!(
             "\nGenerated hosted SFTP passwords. They are shown this once: only their Argon2id hash \
              is kept. Hand each to its user over a private channel; `ferry rotate-password \
              deliverytarget/NAME` issues a new one.\n"
         );
-        for p in &issued {
+        for p in &applied.passwords {
             outln!(
                 "  user {:<20} ({})  {}",
                 p.user,
@@ -1261,93 +1243,6 @@ async fn commit(
         }
     }
     Ok(0)
-}
-
-/// `deletionPolicy: Delete` in file mode: each CustomerMapping the plan deletes whose stored
-/// spec (its file is gone) says `Delete` releases what it manages in its PSA, through its
-/// stored PSA target, before the state is written: ConnectWise additions of its products are
-/// cancelled, Autotask units of its services set to 0 (as the controller's finalizer does).
-/// Any failure fails the apply before anything is written, naming the mappings, so they stay
-/// in the state and the next apply retries (releasing twice is harmless: a cancelled addition
-/// is no longer active, units at 0 stay at 0). Returns what was done, one line each.
-async fn release_deleted_mappings(
-    secrets: &FileSecrets,
-    store: &StateStore,
-    plan: &Plan,
-    actual: &ActualState,
-) -> Result<Vec<String>> {
-    let deleted: std::collections::HashSet<ResourceKey> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == plan::Action::Delete && c.kind == Kind::CustomerMapping)
-        .map(plan::Change::key)
-        .collect();
-    if deleted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let views: Vec<crate::psa::sync::MappingView> = crate::psa::sync::MappingView::all(actual)
-        .into_iter()
-        .filter(|v| {
-            deleted.contains(&v.key) && v.spec.deletion_policy == crate::api::DeletionPolicy::Delete
-        })
-        .collect();
-    if views.is_empty() {
-        return Ok(Vec::new());
-    }
-    let syncer = crate::psa::sync::Syncer::new(store.clone(), secrets.clone());
-    let today = now()?.to_zoned(jiff::tz::TimeZone::UTC).date();
-    let (mut done, mut failed) = (Vec::new(), Vec::new());
-    for view in &views {
-        match syncer.release(view, today).await {
-            Ok(lines) if lines.is_empty() => {
-                done.push(format!("{}: nothing to release", view.key));
-            }
-            Ok(lines) => done.extend(lines.iter().map(|l| format!("{}: {l}", view.key))),
-            Err(e) => failed.push(format!("{}: {e}", view.key)),
-        }
-    }
-    for line in &done {
-        tracing::info!("deletionPolicy Delete: {line}");
-    }
-    if !failed.is_empty() {
-        return Err(Error::Psa(format!(
-            "deletionPolicy Delete: could not release in the PSA:\n  {}\nNothing was applied: \
-             the mapping stays in the state, and the next apply tries again. To delete it without \
-             touching the PSA, put its file back with `deletionPolicy: Orphan`, apply, then \
-             remove the file.",
-            failed.join("\n  ")
-        )));
-    }
-    Ok(done)
-}
-
-/// A password generated at apply, to show once.
-struct IssuedPassword {
-    user: String,
-    connections: Vec<String>,
-    password: String,
-}
-
-/// Generates the passwords the plan announces and adds their hashes to `writes`.
-async fn issue_passwords(plan: &Plan, writes: &mut Vec<StateWrite>) -> Result<Vec<IssuedPassword>> {
-    let mut issued = Vec::new();
-    for u in &plan.hosted_users {
-        if u.password != Some(plan::PasswordAction::Generate) {
-            continue;
-        }
-        let password = crate::hosted_sftp::generate_password();
-        let hash = crate::hosted_sftp::hash_password_off_thread(password.clone()).await?;
-        writes.push(StateWrite::SetPassword {
-            user: u.user.clone(),
-            hash,
-        });
-        issued.push(IssuedPassword {
-            user: u.user.clone(),
-            connections: u.connections.clone(),
-            password,
-        });
-    }
-    Ok(issued)
 }
 
 fn confirm() -> Result<bool> {
@@ -1695,13 +1590,20 @@ async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
                     );
                 }
             }
-            let writes = plan::writes(&plan, &desired, &actual, now()?);
-            if !writes.is_empty() {
-                // As `ferry apply`: a failed release fails the reload, nothing is written.
-                for line in release_deleted_mappings(&ctx.secrets, &store, &plan, &actual).await? {
-                    eprintln!("Released in the PSA (deletionPolicy Delete): {line}");
-                }
-                store.commit(&plan.lineage, plan.serial, &writes).await?;
+            // As `ferry apply`: a failed release fails the reload, nothing is written.
+            let applied = crate::pipeline::apply::apply(
+                &ctx.secrets,
+                &store,
+                &plan,
+                &desired,
+                &actual,
+                crate::pipeline::apply::Passwords::Leave,
+            )
+            .await?;
+            for line in &applied.released {
+                eprintln!("Released in the PSA (deletionPolicy Delete): {line}");
+            }
+            if applied.serial != plan.serial {
                 let s = &plan.summary;
                 tracing::info!(
                     created = s.create,
@@ -2253,8 +2155,7 @@ async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result
             with_keys.join(", ")
         )));
     }
-    let password = crate::hosted_sftp::generate_password();
-    let hash = crate::hosted_sftp::hash_password_off_thread(password.clone()).await?;
+    let (password, hash) = crate::hosted_sftp::issue_password().await?;
     store.rotate_password(user, &hash).await?;
     let via: Vec<String> = connections
         .iter()

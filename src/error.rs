@@ -7,12 +7,12 @@ use std::path::PathBuf;
 pub enum Error {
     /// Input files failed validation; each diagnostic is already located and rendered.
     #[error("{} validation error(s)", .0.len())]
-    Invalid(Vec<crate::validate::Diagnostic>),
+    Invalid(Vec<crate::diagnostic::Diagnostic>),
     /// The input holds no resources (an empty directory or file, only comments): planned, it
     /// would delete everything applied, so it is refused unless `--allow-empty`, as kubectl
     /// refuses "no objects passed to apply". One diagnostic per path.
     #[error("no resources in {}", .0.iter().map(|d| d.file.display().to_string()).collect::<Vec<_>>().join(", "))]
-    NoResources(Vec<crate::validate::Diagnostic>),
+    NoResources(Vec<crate::diagnostic::Diagnostic>),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

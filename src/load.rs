@@ -17,7 +17,7 @@ use serde::de::{
 use serde_saphyr::MessageFormatter;
 
 use crate::api::{API_VERSION, DEFAULT_NAMESPACE, Kind, ResourceKey, Spec};
-use crate::validate::Diagnostic;
+use crate::diagnostic::Diagnostic;
 
 /// The text of one YAML document, with field positions computed on first use (only a
 /// diagnostic needs them, so valid files never pay for the extra parse).
@@ -73,6 +73,20 @@ impl Origin {
         }
     }
 
+    /// The origin of a resource that was not read from a file (a cluster object), named by
+    /// `label` in messages; its fields have no positions (line 1).
+    pub fn unlocated(label: impl Into<PathBuf>) -> Origin {
+        Origin {
+            file: Arc::new(label.into()),
+            line: 1,
+            doc: Arc::new(DocumentText {
+                text: String::new(),
+                line_offset: 0,
+                positions: OnceLock::from(HashMap::new()),
+            }),
+        }
+    }
+
     /// `file:line` of the document, for plans.
     pub fn short(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
@@ -124,6 +138,17 @@ pub struct LoadedResource {
 }
 
 impl LoadedResource {
+    /// A resource that was not read from a file: a cluster object, already typed.
+    pub fn new(key: ResourceKey, meta: Meta, spec: Spec, origin: Origin) -> Self {
+        LoadedResource {
+            key,
+            meta,
+            spec,
+            origin,
+            spec_json: OnceLock::new(),
+        }
+    }
+
     /// The spec as canonical JSON, shared (not copied) with the desired state.
     pub fn spec_json(&self) -> &Arc<serde_json::Value> {
         self.spec_json.get_or_init(|| Arc::new(self.spec.to_json()))

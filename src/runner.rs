@@ -15,7 +15,7 @@ use crate::export::FormatContext;
 use crate::export::job::{ExportJob, export};
 use crate::filename::{self, TemplateContext};
 use crate::ledger::{Ledger, Outcome, SlotKey, Trigger, rfc3339};
-use crate::plan::set_condition;
+use crate::pipeline::status::{ConditionType, Truth, set_condition};
 use crate::schedule::{self, CompiledSchedule};
 use crate::secrets::FileSecrets;
 use crate::source::Params;
@@ -551,11 +551,18 @@ impl Runner {
         }
         let what = format!("slot {} of {}", rfc3339(slot), view.key.name);
         let (value, reason, message) = match outcome {
-            Ok(location) => ("True", "Delivered", format!("{what}: {location}")),
-            Err(error) => ("False", "DeliveryFailed", format!("{what}: {error}")),
+            Ok(location) => (Truth::True, "Delivered", format!("{what}: {location}")),
+            Err(error) => (Truth::False, "DeliveryFailed", format!("{what}: {error}")),
         };
         let now = crate::clock::now()?.to_string();
-        set_condition(&mut status, "Synced", value, reason, &message, &now);
+        set_condition(
+            &mut status,
+            ConditionType::Synced,
+            value,
+            reason,
+            &message,
+            &now,
+        );
         self.store.set_status(&key, &status).await
     }
 
@@ -886,14 +893,22 @@ impl Runner {
             });
             let (value, reason, message) = match run.outcome {
                 Outcome::Succeeded => (
-                    "True",
+                    Truth::True,
                     "RunSucceeded",
                     format!("slot {} delivered to every target", run.slot),
                 ),
-                Outcome::Missed => ("False", "SlotMissed", run.error.clone().unwrap_or_default()),
-                Outcome::Skipped => ("True", "RunSkipped", run.error.clone().unwrap_or_default()),
+                Outcome::Missed => (
+                    Truth::False,
+                    "SlotMissed",
+                    run.error.clone().unwrap_or_default(),
+                ),
+                Outcome::Skipped => (
+                    Truth::True,
+                    "RunSkipped",
+                    run.error.clone().unwrap_or_default(),
+                ),
                 other => (
-                    "False",
+                    Truth::False,
                     "RunFailed",
                     format!(
                         "slot {}: {}: {}",
@@ -903,7 +918,14 @@ impl Runner {
                     ),
                 ),
             };
-            set_condition(&mut status, "Synced", value, reason, &message, &now_s);
+            set_condition(
+                &mut status,
+                ConditionType::Synced,
+                value,
+                reason,
+                &message,
+                &now_s,
+            );
         }
         self.store.set_status(&view.key, &status).await
     }

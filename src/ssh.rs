@@ -223,18 +223,73 @@ pub fn public_line(key: &PublicKey) -> String {
         .unwrap_or_else(|_| format!("{} (unencodable key)", key.algorithm().as_str()))
 }
 
+/// The public key types accepted in `publicKeys` and `hostKeys`.
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-256",
+    "rsa-sha2-512",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// An OpenSSH public key line: `TYPE BASE64 [comment]`, with the type repeated inside the blob.
+pub fn check_public_key(line: &str) -> Result<(), String> {
+    let mut parts = line.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err(
+            "expected an OpenSSH public key line such as `ssh-ed25519 AAAAC3Nz... comment`".into(),
+        );
+    };
+    if !KEY_TYPES.contains(&kind) {
+        return Err(format!(
+            "unsupported key type `{kind}` (expected one of {})",
+            KEY_TYPES.join(", ")
+        ));
+    }
+    let bytes =
+        decode_base64(blob).ok_or_else(|| format!("the {kind} key data is not valid base64"))?;
+    // The blob starts with a length-prefixed copy of the key type.
+    let inner = bytes
+        .get(0..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|n| bytes.get(4..4 + n));
+    match inner {
+        Some(t) if t == kind.as_bytes() || (kind.starts_with("rsa-sha2") && t == b"ssh-rsa") => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "the key data does not hold a {kind} key (truncated or pasted wrongly?)"
+        )),
+    }
+}
+
+/// Standard base64 as OpenSSH key lines use it (padding optional), by the `base64` crate.
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    ENGINE.decode(s).ok()
+}
+
 /// Parses an OpenSSH public key line, `TYPE BASE64 [comment]`, as pinned in `hostKeys` or
 /// listed in `authorized_keys`. RSA keys may be written with the `ssh-rsa`, `rsa-sha2-256` or
 /// `rsa-sha2-512` type. The error says what is wrong (unknown type, bad base64, a blob that
 /// does not hold the named key type) without repeating the whole line.
 pub fn parse_public_key(line: &str) -> Result<PublicKey, String> {
-    crate::validate::check_public_key(line)?;
+    check_public_key(line)?;
     let mut parts = line.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
         return Err("expected an OpenSSH public key line such as `ssh-ed25519 AAAAC3Nz...`".into());
     };
-    let bytes = crate::validate::decode_base64(blob)
-        .ok_or_else(|| format!("the {kind} key data is not valid base64"))?;
+    let bytes =
+        decode_base64(blob).ok_or_else(|| format!("the {kind} key data is not valid base64"))?;
     let mut key = PublicKey::from_bytes(&bytes)
         .map_err(|e| format!("the {kind} key data is not a valid key: {e}"))?;
     let comment = parts.collect::<Vec<_>>().join(" ");

@@ -230,9 +230,9 @@ pub fn display_location(state: &Path) -> String {
                 .split('&')
                 .map(|kv| kv.split('=').next().unwrap_or(""))
                 .collect();
-            format!("{}?{}", crate::validate::redact_url(base), names.join("&"))
+            format!("{}?{}", crate::redact::redact_url(base), names.join("&"))
         }
-        None => crate::validate::redact_url(&text),
+        None => crate::redact::redact_url(&text),
     }
 }
 
@@ -806,7 +806,7 @@ fn hostname() -> String {
 /// An error message without the connection URL or its password.
 fn scrub_url(e: &dyn std::fmt::Display, url: &str) -> String {
     let mut out = e.to_string().replace(url, "(state URL)");
-    if let Some(password) = crate::validate::url_password(url).filter(|p| !p.is_empty()) {
+    if let Some(password) = crate::redact::url_password(url).filter(|p| !p.is_empty()) {
         out = out.replace(password, "***");
     }
     out

@@ -2,83 +2,14 @@
 //! and cron expressions parse, times and days are in range, names are unique, exactly one
 //! variant is chosen. Every problem is reported at once, each located at its field.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-use std::path::{Path, PathBuf};
-
-use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::api::*;
+use crate::diagnostic::Diagnostic;
 use crate::filename;
 use crate::load::{LoadedResource, Origin};
 use crate::schedule;
 use crate::source::Dialect;
-
-/// One located problem, rendered as `path:line:col: Kind/name: field.path: message`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Diagnostic {
-    /// The file.
-    pub file: PathBuf,
-    /// Line, 1-based.
-    pub line: usize,
-    /// Column, 1-based.
-    pub col: usize,
-    /// `Kind/name`, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
-    /// Field path such as `spec.schedule.daily.at`; empty for whole-document problems.
-    pub field: String,
-    /// What is wrong, and what is expected.
-    pub message: String,
-}
-
-impl Diagnostic {
-    /// A problem with a whole file (unreadable, missing).
-    pub fn file(path: &Path, message: impl Into<String>) -> Self {
-        Diagnostic {
-            file: path.to_path_buf(),
-            line: 1,
-            col: 1,
-            resource: None,
-            field: String::new(),
-            message: message.into(),
-        }
-    }
-
-    /// A problem with a path as a whole (a directory, a bound exceeded): no line and column
-    /// (0 in JSON), rendered `path: message`.
-    pub fn path(path: &Path, message: impl Into<String>) -> Self {
-        Diagnostic {
-            line: 0,
-            col: 0,
-            ..Diagnostic::file(path, message)
-        }
-    }
-
-    /// The warning rendering: `path:line:col: warning: message`.
-    pub fn as_warning(&self) -> String {
-        let mut plain = self.clone();
-        plain.message = format!("warning: {}", self.message);
-        plain.to_string()
-    }
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: ", self.file.display())?;
-        } else {
-            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
-        }
-        if let Some(r) = &self.resource {
-            write!(f, "{r}: ")?;
-        }
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)
-    }
-}
 
 /// What the query check found, per query text and dialect (computed once for all resources).
 type QueryChecks<'a> =
@@ -290,12 +221,12 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
             let scheme_ok = ["sqlite:", "postgres://", "postgresql://"]
                 .iter()
                 .any(|p| url.starts_with(p));
-            if url_has_password(url) {
+            if crate::redact::url_has_password(url) {
                 c.error(
                     &format!("{field}.url"),
                     format!(
                         "`{}` carries a password, which would show in plans and state: move the URL to a Secret and use connectionSecretRef",
-                        redact_url(url)
+                        crate::redact::redact_url(url)
                     ),
                 );
             } else if !scheme_ok {
@@ -303,7 +234,7 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
                     &format!("{field}.url"),
                     format!(
                         "unsupported database URL `{}`: expected sqlite:PATH, sqlite://PATH or postgres://...",
-                        redact_url(url)
+                        crate::redact::redact_url(url)
                     ),
                 );
             }
@@ -497,31 +428,6 @@ pub fn check_host(host: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Whether a URL embeds a password (`scheme://user:password@host`).
-pub fn url_has_password(url: &str) -> bool {
-    url_password(url).is_some()
-}
-
-/// The password a URL embeds (`scheme://user:password@host`), to scrub it from messages.
-pub fn url_password(url: &str) -> Option<&str> {
-    url.split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
-}
-
-/// Hides the password of a URL before it is shown anywhere.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_string()
 }
 
 fn check_report_schedule(
@@ -1149,77 +1055,6 @@ fn check_login_user(user: &str) -> Result<(), String> {
     }
 }
 
-const KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "rsa-sha2-256",
-    "rsa-sha2-512",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
-
-/// An OpenSSH public key line: `TYPE BASE64 [comment]`, with the type repeated inside the blob.
-pub fn check_public_key(line: &str) -> Result<(), String> {
-    let mut parts = line.split_whitespace();
-    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err(
-            "expected an OpenSSH public key line such as `ssh-ed25519 AAAAC3Nz... comment`".into(),
-        );
-    };
-    if !KEY_TYPES.contains(&kind) {
-        return Err(format!(
-            "unsupported key type `{kind}` (expected one of {})",
-            KEY_TYPES.join(", ")
-        ));
-    }
-    let bytes =
-        decode_base64(blob).ok_or_else(|| format!("the {kind} key data is not valid base64"))?;
-    // The blob starts with a length-prefixed copy of the key type.
-    let inner = bytes
-        .get(0..4)
-        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
-        .and_then(|n| bytes.get(4..4 + n));
-    match inner {
-        Some(t) if t == kind.as_bytes() || (kind.starts_with("rsa-sha2") && t == b"ssh-rsa") => {
-            Ok(())
-        }
-        _ => Err(format!(
-            "the key data does not hold a {kind} key (truncated or pasted wrongly?)"
-        )),
-    }
-}
-
-/// Standard base64 (with padding), as used in OpenSSH key lines.
-pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        acc = (acc << 6) | val(c)?;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 /// `addr@domain` or `Name <addr@domain>`.
 fn check_mailbox(s: &str) -> Result<(), String> {
     let addr = match (s.rfind('<'), s.ends_with('>')) {
@@ -1255,13 +1090,4 @@ fn check_http_url(url: &str) -> Result<(), String> {
         return Err(format!("`{url}` has no host"));
     }
     Ok(())
-}
-
-/// Groups diagnostics by file, for summaries.
-pub fn count_by_file(diags: &[Diagnostic]) -> BTreeMap<&Path, usize> {
-    let mut out = BTreeMap::new();
-    for d in diags {
-        *out.entry(d.file.as_path()).or_default() += 1;
-    }
-    out
 }

@@ -6,8 +6,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ferry::controller::plan::{self as cluster, ClusterPlan, ObjectAction, Options};
 use ferry::plan::Action;
-use ferry::plan::cluster::{self, ClusterPlan, ObjectAction, Options};
 use http::{Method, Request, Response};
 use kube::Client;
 use kube::client::Body;

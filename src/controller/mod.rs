@@ -15,9 +15,12 @@
 
 pub mod events;
 pub mod lease;
+pub mod objects;
+pub mod plan;
 pub mod secrets;
 
-use std::collections::BTreeMap;
+pub use objects::{FerryObject, Namespace, RUN_NOW_ANNOTATION, key_of, origin_label, resource_of};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,23 +30,17 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::api::{CustomerMapping, DeliveryTarget, Kind, ReportSchedule, ResourceKey};
-use crate::plan;
-use crate::state::{ActualState, StateStore};
+use crate::pipeline::status::{ConditionType, Truth, set_condition};
+use crate::state::StateStore;
 use crate::{Error, Result};
 
 /// The finalizer Ferry puts on every object it reconciles, so a deletion is seen and cleaned
 /// up (a hosted SFTP user removed, a ledger forgotten) before the object goes.
 pub const FINALIZER: &str = "ferry.dev/cleanup";
-
-/// The annotation that asks for a run now; any new value triggers one run, echoed as
-/// `status.lastHandledRunNow`.
-pub const RUN_NOW_ANNOTATION: &str = "ferry.dev/run-now";
 
 /// The field manager of Ferry's server-side applies.
 pub const FIELD_MANAGER: &str = "ferry-controller";
@@ -83,105 +80,6 @@ pub enum ReconcileError {
     Finalizer(String),
 }
 
-/// The three kinds, as the controller handles them.
-pub trait FerryObject:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-    + Clone
-    + DeserializeOwned
-    + Serialize
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-{
-    /// The kind.
-    const KIND: Kind;
-    /// The object's `status`, as JSON (`{}` when none).
-    fn status_json(&self) -> Value;
-    /// `status` as the CRD's schema keeps it (fields it does not declare dropped), so what is
-    /// compared and applied is what the API server would store.
-    fn normalize_status(status: Value) -> Value;
-}
-
-fn normalize<S: Serialize + DeserializeOwned>(status: Value) -> Value {
-    match serde_json::from_value::<S>(status.clone()) {
-        Ok(typed) => serde_json::to_value(typed).unwrap_or(status),
-        Err(_) => status,
-    }
-}
-
-impl FerryObject for ReportSchedule {
-    const KIND: Kind = Kind::ReportSchedule;
-    fn status_json(&self) -> Value {
-        serde_json::to_value(&self.status).unwrap_or(Value::Null)
-    }
-    fn normalize_status(status: Value) -> Value {
-        normalize::<crate::api::ReportScheduleStatus>(status)
-    }
-}
-
-impl FerryObject for DeliveryTarget {
-    const KIND: Kind = Kind::DeliveryTarget;
-    fn status_json(&self) -> Value {
-        serde_json::to_value(&self.status).unwrap_or(Value::Null)
-    }
-    fn normalize_status(status: Value) -> Value {
-        normalize::<crate::api::DeliveryTargetStatus>(status)
-    }
-}
-
-impl FerryObject for CustomerMapping {
-    const KIND: Kind = Kind::CustomerMapping;
-    fn status_json(&self) -> Value {
-        serde_json::to_value(&self.status).unwrap_or(Value::Null)
-    }
-    fn normalize_status(status: Value) -> Value {
-        normalize::<crate::api::CustomerMappingStatus>(status)
-    }
-}
-
-/// The key of a cluster object.
-pub fn key_of<K: FerryObject>(obj: &K) -> ResourceKey {
-    ResourceKey::new(K::KIND, obj.namespace().unwrap_or_default(), obj.name_any())
-}
-
-/// The object as `kubectl get -o yaml` prints it, for the loader (which ignores server-set
-/// metadata and status, as it does for exported objects in file mode).
-fn as_document<K: FerryObject>(obj: &K) -> Result<String> {
-    let mut v = serde_json::to_value(obj).map_err(|e| Error::State(e.to_string()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-        o.insert("apiVersion".into(), json!(crate::api::API_VERSION));
-        o.insert("kind".into(), json!(K::KIND.as_str()));
-    }
-    serde_json::to_string(&v).map_err(|e| Error::State(e.to_string()))
-}
-
-/// Every Ferry object of a namespace, as documents the loader reads: the whole namespace is
-/// validated together (references between objects), like a directory in file mode.
-#[derive(Default)]
-pub struct Namespace {
-    /// `(path shown in messages, JSON document)` per object.
-    pub documents: Vec<(String, String)>,
-}
-
-impl Namespace {
-    /// Adds an object.
-    pub fn add<K: FerryObject>(&mut self, obj: &K) -> Result<()> {
-        let key = key_of(obj);
-        self.documents.push((
-            format!(
-                "cluster:{}/{}/{}",
-                key.namespace,
-                key.kind.plural(),
-                key.name
-            ),
-            as_document(obj)?,
-        ));
-        Ok(())
-    }
-}
-
 /// What validating and applying one object gave.
 #[derive(Debug, PartialEq)]
 pub enum Applied {
@@ -195,112 +93,40 @@ pub enum Applied {
 }
 
 /// Validates `key` among the objects of its namespace and applies it to the state: the shared
-/// core (load -> validate -> desired -> plan -> writes), for one object.
+/// pipeline (desired -> plan -> the one apply), for one object. Its problems are the
+/// diagnostics that name it, each `field: message` (the object has no file position).
 pub async fn apply_object(
     store: &StateStore,
     secrets: &crate::secrets::FileSecrets,
     namespace: &Namespace,
     key: &ResourceKey,
 ) -> Result<Applied> {
-    let mut loaded = crate::load::Loaded::default();
-    for (path, doc) in &namespace.documents {
-        crate::load::load_text(std::path::Path::new(path), doc, &mut loaded);
+    let mut problems = crate::pipeline::desired::problems_by_resource(&namespace.resources);
+    if let Some(own) = problems.remove(key) {
+        return Ok(Applied::Invalid(
+            own.iter()
+                .map(|d| {
+                    if d.field.is_empty() {
+                        d.message.clone()
+                    } else {
+                        format!("{}: {}", d.field, d.message)
+                    }
+                })
+                .collect(),
+        ));
     }
-    let mut diagnostics = loaded.diagnostics;
-    diagnostics.extend(crate::validate::validate(&loaded.resources));
-    let own_path = format!(
-        "cluster:{}/{}/{}",
-        key.namespace,
-        key.kind.plural(),
-        key.name
-    );
-    let own: Vec<String> = diagnostics
-        .iter()
-        .filter(|d| d.to_string().starts_with(&own_path))
-        .map(|d| {
-            // `cluster:ns/kind/name:line:col: Kind/name: field: message` -> `field: message`.
-            let text = d.to_string();
-            let after = text
-                .split_once(": ")
-                .map_or(text.as_str(), |x| x.1)
-                .to_string();
-            after
-                .split_once(": ")
-                .map(|(_, rest)| rest.to_string())
-                .unwrap_or(after)
-        })
-        .collect();
-    if !own.is_empty() {
-        return Ok(Applied::Invalid(own));
-    }
-    let Some(resource) = loaded.resources.into_iter().find(|r| &r.key == key) else {
+    let Some(resource) = namespace.resources.iter().find(|r| &r.key == key) else {
         return Ok(Applied::Invalid(vec![
             "the object could not be read".into(),
         ]));
     };
-    let hash_key = store.secret_hash_key().await?;
-    let (desired, _warnings) = plan::desired_state(std::slice::from_ref(&resource), |ns, r| {
-        Ok(secrets
-            .get(ns, r)?
-            .map(|value| crate::secrets::digest(&hash_key, &value)))
-    })?;
-    // Stale-plan conflicts with a concurrent reconcile are retried against the new state.
-    for _ in 0..5 {
-        let full = store.snapshot().await?;
-        let mut actual = ActualState {
-            lineage: full.lineage.clone(),
-            serial: full.serial,
-            resources: BTreeMap::new(),
-            password_users: full.password_users.clone(),
-        };
-        if let Some(r) = full.resources.get(key) {
-            actual.resources.insert(key.clone(), r.clone());
-        }
-        let planned = plan::plan(&desired, &actual, Vec::new(), crate::clock::now()?);
-        let mut writes = plan::writes(&planned, &desired, &actual, crate::clock::now()?);
-        // Users of other targets are not in this partial view: only this object's password
-        // changes are applied here (see `hosted_passwords`).
-        writes.retain(|w| !matches!(w, crate::state::StateWrite::DropPassword(_)));
-        if writes.is_empty() {
-            return Ok(Applied::Ready { changed: false });
-        }
-        match store
-            .commit(&planned.lineage, planned.serial, &writes)
-            .await
-        {
-            Ok(_) => return Ok(Applied::Ready { changed: true }),
-            Err(Error::StalePlan(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::State(format!(
-        "{key}: the state kept changing under this reconcile; retrying later"
-    )))
+    let changed = crate::pipeline::apply::apply_object(secrets, store, resource).await?;
+    Ok(Applied::Ready { changed })
 }
 
 /// Removes `key` from the state (the object is being deleted).
 pub async fn forget_object(store: &StateStore, key: &ResourceKey) -> Result<()> {
-    for _ in 0..5 {
-        let actual = store.snapshot().await?;
-        if !actual.resources.contains_key(key) {
-            return Ok(());
-        }
-        match store
-            .commit(
-                &actual.lineage,
-                actual.serial,
-                &[crate::state::StateWrite::Delete(key.clone())],
-            )
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(Error::StalePlan(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::State(format!(
-        "{key}: could not be removed from the state"
-    )))
+    crate::pipeline::apply::forget(store, key).await
 }
 
 /// The status to apply: what the state holds for the object (runs, syncs), plus
@@ -325,18 +151,18 @@ pub fn status_for(
         status["observedGeneration"] = json!(g);
     }
     match applied {
-        Applied::Invalid(messages) => plan::set_condition(
+        Applied::Invalid(messages) => set_condition(
             &mut status,
-            "Ready",
-            "False",
+            ConditionType::Ready,
+            Truth::False,
             "Invalid",
             &messages.join("; "),
             now,
         ),
-        Applied::Ready { .. } => plan::set_condition(
+        Applied::Ready { .. } => set_condition(
             &mut status,
-            "Ready",
-            "True",
+            ConditionType::Ready,
+            Truth::True,
             "Applied",
             "validated and applied",
             now,
@@ -515,8 +341,7 @@ async fn hosted_password<K: FerryObject>(
         }
         return Ok(Some(name));
     }
-    let password = crate::hosted_sftp::generate_password();
-    let hash = crate::hosted_sftp::hash_password_off_thread(password.clone()).await?;
+    let (password, hash) = crate::hosted_sftp::issue_password().await?;
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.clone()),
@@ -653,11 +478,8 @@ async fn release_mapping<K: FerryObject>(ctx: &Context, obj: &K, key: &ResourceK
     if view.spec.deletion_policy != crate::api::DeletionPolicy::Delete {
         return Ok(());
     }
-    let syncer = crate::psa::sync::Syncer::new(ctx.store.clone(), ctx.secrets.files().clone());
-    let today = crate::clock::now()?
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .date();
-    let done = syncer.release(&view, today).await?;
+    let done =
+        crate::pipeline::apply::release_mapping(ctx.secrets.files(), &ctx.store, &view).await?;
     event(
         &ctx.recorder,
         obj,

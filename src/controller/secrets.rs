@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use super::Namespace;
+use super::objects::Namespace;
 use crate::secrets::FileSecrets;
 use crate::{Error, Result};
 
@@ -43,17 +43,12 @@ impl SecretMirror {
         &self.files
     }
 
-    /// The Secret names the documents of `objects` refer to.
+    /// The Secret names the objects of `objects` refer to.
     pub fn referenced(objects: &Namespace) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
-        for (_, doc) in &objects.documents {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(doc) else {
-                continue;
-            };
-            if let Some(spec) = v.get("spec") {
-                for (_, r) in crate::validate::secret_refs(spec, "spec") {
-                    names.insert(r.name);
-                }
+        for r in &objects.resources {
+            for (_, secret) in crate::validate::secret_refs(r.spec_json(), "spec") {
+                names.insert(secret.name);
             }
         }
         names

@@ -176,7 +176,7 @@ impl FtpTransport {
         let mut session = Session::open(self, tls.as_ref())
             .await
             .map_err(|e| self.error(e))?;
-        let temp = format!(".{}.ferry-partial-{}", file.file_name, file.run_id);
+        let temp = super::atomic::partial_name(file.file_name, file.run_id);
         match self.place(&mut session, file, &temp).await {
             Ok(mut receipt) => {
                 session.quit().await;

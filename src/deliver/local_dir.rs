@@ -29,7 +29,7 @@ impl LocalDir {
         let final_path = self.dir.join(file.file_name);
         let temp = self
             .dir
-            .join(format!(".{}.ferry-partial-{}", file.file_name, file.run_id));
+            .join(super::atomic::partial_name(file.file_name, file.run_id));
         let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
         let mut placement = Placement::Copy;
         let result = place(file.staged, &temp, file.sharing).and_then(|(copied, how)| {

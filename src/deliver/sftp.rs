@@ -647,7 +647,7 @@ impl SftpTransport {
         let dir = self.ensure_directory(sftp).await?;
         let temp = join(
             &dir,
-            &format!(".{}.ferry-partial-{}", file.file_name, file.run_id),
+            &super::atomic::partial_name(file.file_name, file.run_id),
         );
         let target = join(&dir, file.file_name);
         let placed = async {

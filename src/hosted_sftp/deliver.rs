@@ -69,7 +69,7 @@ pub fn deliver_into(
         || file_name == "."
         || file_name == ".."
         || file_name.contains(['/', '\0'])
-        || jail::is_partial_name(file_name)
+        || crate::deliver::atomic::is_partial_name(file_name)
     {
         return Err(fail(format!("invalid file name `{file_name}`")));
     }
@@ -84,7 +84,7 @@ pub fn deliver_into(
         .map_err(|e| io_fail("creating the connection directory", e))?;
 
     let final_path = dir.join(file_name);
-    let temp = dir.join(format!(".{file_name}.ferry-partial-{run_id}"));
+    let temp = dir.join(crate::deliver::atomic::partial_name(file_name, run_id));
     let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
     let mut placement = Placement::Copy;
     let placed = place(staged, &temp, link_allowed).and_then(|(copied, how)| {

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::api::HostedAccess;
 
 use super::users::{Grant, User};
+use crate::deliver::atomic::is_partial_name;
 
 /// `O_NOFOLLOW`: fail with `ELOOP` when the last component is a symbolic link.
 #[cfg(all(
@@ -65,12 +66,6 @@ const ELOOP: i32 = 40;
 /// `ELOOP` on the BSDs and macOS.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const ELOOP: i32 = 62;
-
-/// Whether `name` is one of Ferry's hidden temporary files (`.<file>.ferry-partial-<run id>`):
-/// never listed, never reachable, never creatable by a client.
-pub fn is_partial_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".ferry-partial-")
-}
 
 /// A path inside the jail, resolved lexically: its components below `/`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -52,13 +52,13 @@ pub fn data_dir_in(work_dir: &Path) -> PathBuf {
         _ => work_dir.join("hosted-sftp"),
     }
 }
+pub use crate::deliver::atomic::is_partial_name;
 pub use admission::{AddressBlock, AdmissionPolicy, PenaltyPolicy, Startups};
-pub use jail::is_partial_name;
 pub use server::{
     ActiveSession, HostedSftpConfig, HostedSftpServer, SessionLimits, UsersUpdate, start,
 };
 pub use throttle::{Lockout, LockoutPolicy};
 pub use users::{
     Connection, Grant, User, Users, generate_password, hash_password, hash_password_off_thread,
-    users_needing_password, verify_password, verify_password_off_thread,
+    issue_password, users_needing_password, verify_password, verify_password_off_thread,
 };

@@ -287,6 +287,15 @@ pub async fn hash_password_off_thread(password: String) -> Result<String> {
         .map_err(|e| Error::Secret(format!("hashing the password failed: {e}")))?
 }
 
+/// A new password and its Argon2id hash, for a user that logs in without a key: what an apply,
+/// a rotation and the controller each issue (the password is shown or stored once, only the
+/// hash is kept).
+pub async fn issue_password() -> Result<(String, String)> {
+    let password = generate_password();
+    let hash = hash_password_off_thread(password.clone()).await?;
+    Ok((password, hash))
+}
+
 /// [`verify_password`] on a blocking thread (see [`hash_password_off_thread`]).
 pub async fn verify_password_off_thread(password: String, hash: String) -> bool {
     tokio::task::spawn_blocking(move || verify_password(&password, &hash))
@@ -350,7 +359,7 @@ pub(crate) fn directory_components(dir: &str) -> Result<Vec<String>, String> {
         match part {
             "" | "." => {}
             ".." => return Err(format!("`{dir}` must not contain `..`")),
-            name if super::jail::is_partial_name(name) => {
+            name if crate::deliver::atomic::is_partial_name(name) => {
                 return Err(format!("`{dir}` uses the name of a Ferry temporary file"));
             }
             name => components.push(name.to_string()),

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::api::*;
 
-use super::FieldChange;
+use super::model::FieldChange;
 
 /// Notes for a resource that is about to be created.
 pub(super) fn created(spec: &Spec) -> Vec<String> {

@@ -4,43 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-
-use super::{Action, DesiredResource};
+use super::model::{Action, DesiredResource, HostedUserChange, PasswordAction};
 use crate::api::{HostedSftpTarget, Kind, Spec};
 use crate::state::ActualState;
-
-/// What happens to a user's generated password.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PasswordAction {
-    /// A password is generated at apply, shown once, and only its hash kept.
-    Generate,
-    /// The stored hash is dropped: the user is gone or now logs in with a key.
-    Drop,
-}
-
-/// What a plan does to one login of the hosted SFTP server.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HostedUserChange {
-    /// Login user.
-    pub user: String,
-    /// `create`: a new login; `update`: its keys or connections change; `delete`: it loses
-    /// access (open sessions are closed); `no-op`: only its password changes.
-    pub action: Action,
-    /// The connections granting it access after the apply (before it, for a deletion), as
-    /// `namespace/target`.
-    pub connections: Vec<String>,
-    /// Keys that start to be accepted, as `type SHA256:fingerprint`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys_added: Vec<String>,
-    /// Keys no longer accepted, as `type SHA256:fingerprint`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys_removed: Vec<String>,
-    /// The password change, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<PasswordAction>,
-}
 
 /// One side (before or after) of a user: its connections and key labels.
 #[derive(Default)]
@@ -156,7 +122,7 @@ pub fn describe(c: &HostedUserChange) -> String {
     }
     let symbol = match c.action {
         Action::NoOp => "~",
-        a => super::render::symbol(a),
+        a => a.symbol(),
     };
     format!("{symbol} user \"{}\": {}", c.user, parts.join("; "))
 }
@@ -193,13 +159,15 @@ mod tests {
     fn desired(targets: &[(ResourceKey, Spec)]) -> Vec<DesiredResource> {
         targets
             .iter()
-            .map(|(key, spec)| DesiredResource {
-                key: key.clone(),
-                meta: Default::default(),
-                spec: spec.clone(),
-                secret_digests: Default::default(),
-                source: None,
-                spec_json: Default::default(),
+            .map(|(key, spec)| {
+                DesiredResource::new(
+                    key.clone(),
+                    Default::default(),
+                    spec.clone(),
+                    Default::default(),
+                    None,
+                    None,
+                )
             })
             .collect()
     }

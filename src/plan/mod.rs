@@ -1,266 +1,32 @@
 //! The pure middle of the pipeline: desired state (from files or a cluster) is diffed against
 //! actual state (the state store) into a [`Plan`]; applying a plan turns it into state writes.
-//! Nothing here does I/O, so the CLI and the controller share it unchanged.
+//! Nothing here does I/O, so the CLI and the controller share it unchanged (the cluster side
+//! of `ferry plan --cluster` lists objects in [`crate::controller::plan`]).
 
-pub mod cluster;
 mod describe;
 pub mod hosted_users;
+pub mod model;
 pub mod render;
 
-pub use hosted_users::{HostedUserChange, PasswordAction};
+pub use model::{
+    Action, CLUSTER_LINEAGE, Change, DesiredResource, DriftNote, FieldChange, HostedUserChange,
+    NextRun, PLAN_FORMAT_VERSION, PasswordAction, Plan, SavedPlan, Summary,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::{Kind, ResourceKey, SecretRef, Spec};
+use crate::api::{Kind, ResourceKey, Spec};
 use crate::filename;
-use crate::load::{LoadedResource, Meta};
+use crate::load::Meta;
+use crate::pipeline::status::{ConditionType, Truth, set_condition};
 use crate::schedule::CompiledSchedule;
 use crate::state::{ActualState, StateWrite, StoredResource};
-use crate::validate::secret_refs;
-
-/// Version of the JSON plan format (`-o json` and saved plans). Bumped on incompatible changes.
-pub const PLAN_FORMAT_VERSION: &str = "1";
 
 /// How many upcoming runs a plan previews per ReportSchedule.
 pub const PREVIEW_RUNS: usize = 3;
-
-/// A resource as the files (or the cluster) want it, with secrets reduced to keyed hashes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DesiredResource {
-    /// Kind, namespace, name.
-    pub key: ResourceKey,
-    /// Labels and annotations.
-    pub meta: Meta,
-    /// The spec.
-    pub spec: Spec,
-    /// Keyed hash of each referenced secret's value by field path; `None` when missing.
-    pub secret_digests: BTreeMap<String, Option<String>>,
-    /// `file:line` it was read from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// The spec as canonical JSON, computed once.
-    #[serde(skip)]
-    spec_json: std::sync::OnceLock<std::sync::Arc<Value>>,
-}
-
-impl DesiredResource {
-    /// The spec as canonical JSON.
-    pub fn spec_json(&self) -> &Value {
-        self.spec_json
-            .get_or_init(|| std::sync::Arc::new(self.spec.to_json()))
-    }
-}
-
-/// Builds the desired state. `digest` resolves a secret reference to the keyed hash of its
-/// value (`None` when it does not exist); missing secrets become warnings, not errors, so a
-/// plan can be reviewed where the secrets are not available (e.g. in pull-request CI).
-pub fn desired_state(
-    loaded: &[LoadedResource],
-    mut digest: impl FnMut(&str, &SecretRef) -> crate::Result<Option<String>>,
-) -> crate::Result<(Vec<DesiredResource>, Vec<String>)> {
-    let mut desired = Vec::with_capacity(loaded.len());
-    let mut warnings = Vec::new();
-    let mut cache: std::collections::HashMap<(String, SecretRef), Option<String>> =
-        std::collections::HashMap::new();
-    for r in loaded {
-        let mut secret_digests = BTreeMap::new();
-        for (path, sref) in secret_refs(r.spec_json(), "spec") {
-            // Many resources share a secret: resolve each one once.
-            let cache_key = (r.key.namespace.clone(), sref.clone());
-            let d = match cache.get(&cache_key) {
-                Some(d) => d.clone(),
-                None => {
-                    let d = digest(&r.key.namespace, &sref)?;
-                    cache.insert(cache_key, d.clone());
-                    d
-                }
-            };
-            if d.is_none() {
-                let (line, col) = r.origin.locate(&path);
-                warnings.push(format!(
-                    "{}:{line}:{col}: {}/{}: {path}: secret {}/{} not found; runs will fail until it exists",
-                    r.origin.file.display(),
-                    r.key.kind,
-                    r.key.name,
-                    sref.name,
-                    sref.key
-                ));
-            }
-            secret_digests.insert(path, d);
-        }
-        desired.push(DesiredResource {
-            key: r.key.clone(),
-            meta: r.meta.clone(),
-            spec: r.spec.clone(),
-            secret_digests,
-            source: Some(r.origin.short()),
-            spec_json: std::sync::OnceLock::from(std::sync::Arc::clone(r.spec_json())),
-        });
-    }
-    Ok((desired, warnings))
-}
-
-/// What a plan does to one resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// The resource is new.
-    Create,
-    /// The resource exists and changes.
-    Update,
-    /// The resource is no longer in the files.
-    Delete,
-    /// Nothing changes.
-    NoOp,
-}
-
-/// One changed field. Secret values show as `(sensitive)`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FieldChange {
-    /// Field path, e.g. `spec.schedule.daily.at`.
-    pub path: String,
-    /// Value before (absent for additions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<Value>,
-    /// Value after (absent for removals).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Value>,
-    /// The value is a secret: `before`/`after` only say `(sensitive)`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub sensitive: bool,
-}
-
-/// An upcoming run of a ReportSchedule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NextRun {
-    /// The slot, RFC 3339 with the zone's offset.
-    pub at: String,
-    /// The file name that slot produces.
-    #[serde(rename = "fileName")]
-    pub file_name: String,
-}
-
-/// The plan for one resource.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    /// `create`, `update`, `delete` or `no-op`.
-    pub action: Action,
-    /// The kind, e.g. `ReportSchedule`.
-    pub kind: Kind,
-    /// The namespace.
-    pub namespace: String,
-    /// The name.
-    pub name: String,
-    /// `file:line` of the desired resource.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// Field-level differences (every field for create and delete).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fields: Vec<FieldChange>,
-    /// What the change means in domain terms, e.g. "host key pin changed".
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-    /// ReportSchedules: the next runs after apply and their file names.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub next_runs: Vec<NextRun>,
-    /// ReportSchedules: `suspend: true`, so scheduled runs do not happen.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub suspended: bool,
-}
-
-impl Change {
-    /// The resource key.
-    pub fn key(&self) -> ResourceKey {
-        ResourceKey::new(self.kind, self.namespace.clone(), self.name.clone())
-    }
-}
-
-/// Counts per action.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Resources to create.
-    pub create: usize,
-    /// Resources to update.
-    pub update: usize,
-    /// Resources to delete.
-    pub delete: usize,
-    /// Resources unchanged.
-    pub unchanged: usize,
-    /// Hosted SFTP passwords to generate or drop (they can change without any resource change,
-    /// e.g. a user whose password was never issued).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub passwords: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-impl Summary {
-    /// Whether applying changes anything.
-    pub fn has_changes(&self) -> bool {
-        self.create + self.update + self.delete + self.passwords > 0
-    }
-}
-
-/// A plan: the diff between desired and actual state, made against one state version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    /// [`PLAN_FORMAT_VERSION`].
-    pub format_version: String,
-    /// The ferry version that made the plan.
-    pub ferry_version: String,
-    /// When the plan was made (RFC 3339).
-    pub created_at: String,
-    /// Lineage of the state the plan was made against.
-    pub lineage: String,
-    /// Serial of the state the plan was made against.
-    pub serial: u64,
-    /// One entry per resource, in kind, namespace, name order.
-    pub changes: Vec<Change>,
-    /// Counts per action.
-    pub summary: Summary,
-    /// Problems that do not stop the plan (e.g. a missing secret).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// Logins of the hosted SFTP server that change (users merge across connections).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosted_users: Vec<HostedUserChange>,
-    /// What refreshing the CustomerMappings from their PSA found (`plan` only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<DriftNote>,
-}
-
-/// One finding of refreshing a CustomerMapping from its PSA: an error (the mapping cannot
-/// sync as it is: company missing, ambiguous or inactive, agreement unusable) or a drift
-/// (changed outside Ferry).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DriftNote {
-    /// Namespace of the CustomerMapping.
-    pub namespace: String,
-    /// Name of the CustomerMapping.
-    pub name: String,
-    /// An error rather than a drift.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub error: bool,
-    /// What was found.
-    pub message: String,
-}
-
-/// A plan saved with `--out`, carrying the desired state so that `ferry apply FILE` applies
-/// exactly what was reviewed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SavedPlan {
-    /// The plan.
-    #[serde(flatten)]
-    pub plan: Plan,
-    /// The desired state the plan was made from.
-    pub desired: Vec<DesiredResource>,
-}
 
 /// Diffs desired against actual state. Pure: same inputs, same plan.
 pub fn plan(
@@ -565,8 +331,8 @@ pub fn writes(
                 status["observedGeneration"] = Value::from(generation);
                 set_condition(
                     &mut status,
-                    "Ready",
-                    "True",
+                    ConditionType::Ready,
+                    Truth::True,
                     "Applied",
                     "applied from files",
                     &now_s,
@@ -578,8 +344,8 @@ pub fn writes(
                 if !synced {
                     set_condition(
                         &mut status,
-                        "Synced",
-                        "Unknown",
+                        ConditionType::Synced,
+                        Truth::Unknown,
                         "Pending",
                         pending_message(key.kind),
                         &now_s,
@@ -618,38 +384,5 @@ fn pending_message(kind: Kind) -> &'static str {
         Kind::ReportSchedule => "no run yet",
         Kind::DeliveryTarget => "nothing delivered yet",
         Kind::CustomerMapping => "not synced yet",
-    }
-}
-
-/// Sets a condition in a status object, keeping `lastTransitionTime` when the status holds.
-pub fn set_condition(
-    status: &mut Value,
-    type_: &str,
-    value: &str,
-    reason: &str,
-    message: &str,
-    now: &str,
-) {
-    if !status.get("conditions").is_some_and(Value::is_array) {
-        status["conditions"] = Value::Array(Vec::new());
-    }
-    let conditions = status["conditions"]
-        .as_array_mut()
-        .expect("just made an array");
-    let new = serde_json::json!({
-        "type": type_, "status": value, "reason": reason, "message": message,
-        "lastTransitionTime": now,
-    });
-    match conditions.iter_mut().find(|c| c["type"] == type_) {
-        Some(c) => {
-            let transition = if c["status"] == value {
-                c["lastTransitionTime"].clone()
-            } else {
-                Value::from(now)
-            };
-            *c = new;
-            c["lastTransitionTime"] = transition;
-        }
-        None => conditions.push(new),
     }
 }

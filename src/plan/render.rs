@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
-use super::{Action, Change, FieldChange, PasswordAction, Plan};
+use super::model::{Action, Change, FieldChange, PasswordAction, Plan};
 
 /// Output format of listings and plans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -41,15 +41,6 @@ impl Style {
             },
             s,
         )
-    }
-}
-
-pub(super) fn symbol(a: Action) -> &'static str {
-    match a {
-        Action::Create => "+",
-        Action::Update => "~",
-        Action::Delete => "-",
-        Action::NoOp => " ",
     }
 }
 
@@ -150,7 +141,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
     }
     if !plan.summary.has_changes() {
         // A cluster plan's actual side is the live objects, not a state.
-        let actual = if plan.lineage == crate::plan::cluster::CLUSTER_LINEAGE {
+        let actual = if plan.lineage == super::model::CLUSTER_LINEAGE {
             "the live objects"
         } else {
             "the state"
@@ -169,7 +160,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
             "  {}",
             st.paint("1", &format!("# {} {}", title(c), verb(c.action)))
         );
-        let head = format!("{} {}", symbol(c.action), title(c));
+        let head = format!("{} {}", c.action.symbol(), title(c));
         let _ = write!(out, "  {}", st.action(c.action, &head));
         if let Some(src) = &c.source {
             let _ = write!(out, "  {}", st.paint("2", &format!("({src})")));
@@ -374,7 +365,7 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 "| {} {} | {} | {} | {} | {} |",
-                symbol(c.action),
+                c.action.symbol(),
                 match c.action {
                     Action::Create => "create",
                     Action::Update => "update",
@@ -392,7 +383,7 @@ pub fn markdown(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 "<details><summary><code>{} {}</code></summary>\n\n```diff",
-                symbol(c.action),
+                c.action.symbol(),
                 title(c)
             );
             for (sign, line) in field_lines(c) {

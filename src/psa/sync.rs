@@ -21,6 +21,7 @@ use crate::api::{
     Billing, CustomerMappingSpec, DeliveryTargetSpec, Kind, ResourceKey, Schedule, SettingsSource,
     Spec, SqlSource, TicketSync, UsageSync,
 };
+use crate::pipeline::status::{ConditionType, Truth, set_condition};
 use crate::psa::client::PsaClient;
 use crate::psa::http::RetryPolicy;
 use crate::psa::ledger::{PsaLedger, SyncKind};
@@ -1234,13 +1235,13 @@ impl Syncer {
         status["openTickets"] = self.open_tickets_json(key).await?;
         let (value, reason, message) = if report.succeeded {
             (
-                "True",
+                Truth::True,
                 "SyncSucceeded",
                 format!("{} succeeded", job.kind.label()),
             )
         } else {
             (
-                "False",
+                Truth::False,
                 "SyncFailed",
                 format!(
                     "{} failed: {}",
@@ -1249,7 +1250,14 @@ impl Syncer {
                 ),
             )
         };
-        crate::plan::set_condition(&mut status, "Synced", value, reason, &message, &now);
+        set_condition(
+            &mut status,
+            ConditionType::Synced,
+            value,
+            reason,
+            &message,
+            &now,
+        );
         self.store.set_status(key, &status).await
     }
 }

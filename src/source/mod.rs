@@ -4,6 +4,7 @@
 
 pub mod params;
 pub mod postgres;
+pub mod rows;
 pub mod sqlite;
 pub mod statement;
 
@@ -11,23 +12,11 @@ pub use params::{
     BoundQuery, Dialect, KNOWN_PARAMS, Params, bind_named, referenced_params, rfc3339,
 };
 
+pub use rows::{BATCH_ROWS, SourceEvent};
+
 use tokio::sync::mpsc;
 
-use crate::export::Value;
 use crate::{Error, Result};
-
-/// Rows per batch sent through the channel: large enough to amortise channel costs, small
-/// enough to keep memory flat.
-pub const BATCH_ROWS: usize = 1024;
-
-/// What a source sends, in order: the columns once, then row batches.
-#[derive(Debug)]
-pub enum SourceEvent {
-    /// Result column names, in query order.
-    Columns(Vec<String>),
-    /// Rows; each row has one value per column.
-    Rows(Vec<Vec<Value>>),
-}
 
 /// Runs `query` against the database at `url` (sqlite:... or postgres://...) with the named
 /// parameters bound, sending columns and row batches to `tx`. Returns the number of rows.
@@ -45,7 +34,7 @@ pub async fn stream_sql(
     } else {
         Err(Error::Source(format!(
             "unsupported database URL `{}`: expected sqlite:PATH or postgres://...",
-            crate::validate::redact_url(url)
+            crate::redact::redact_url(url)
         )))
     }
 }

@@ -328,7 +328,7 @@ struct Scrubber {
 
 impl Scrubber {
     fn new(url: &str) -> Scrubber {
-        let password = crate::validate::url_password(url)
+        let password = crate::redact::url_password(url)
             .filter(|p| p.len() >= 8)
             .map(str::to_string);
         Scrubber {

@@ -6,9 +6,9 @@
 //!    live objects of the same namespaces that the files do not hold are listed as
 //!    `not-in-files` (`kubectl apply` leaves them; only `--prune` would delete them).
 //! 2. **The domain plan**, the very [`Plan`] of `ferry plan`: desired = the files, actual = the
-//!    state Ferry's controller holds for the live objects. The live objects are read as the
-//!    controller reads them ([`crate::controller::Namespace`]) and go through the same
-//!    load -> validate -> desired state -> plan -> writes pipeline, so the actual state is the
+//!    state Ferry's controller holds for the live objects. The live objects are taken as the
+//!    controller takes them ([`super::Namespace`], typed) and go through the same
+//!    validate -> desired state -> plan -> writes pipeline, so the actual state is the
 //!    `StoredResource`s an applied controller would have.
 //!
 //! Both sides are compared in their canonical typed form (what the loader and the controller
@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -35,16 +35,17 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use similar::TextDiff;
 
-use super::render::{self, Output};
-use super::{Action, Plan, Summary};
+use super::objects::{FerryObject, Namespace, RUN_NOW_ANNOTATION, key_of, origin_label};
 use crate::api::{
     API_VERSION, CustomerMapping, DEFAULT_NAMESPACE, DeliveryTarget, Kind, ReportSchedule,
     ResourceKey, Spec,
 };
-use crate::controller::{FerryObject, Namespace, RUN_NOW_ANNOTATION, key_of};
+use crate::diagnostic::Diagnostic;
 use crate::load::{self, LoadedResource, Meta};
+use crate::pipeline::desired::desired_state;
+use crate::plan::render::{self, Output};
+use crate::plan::{Action, CLUSTER_LINEAGE, Plan, Summary};
 use crate::state::{ActualState, StateWrite};
-use crate::validate::Diagnostic;
 use crate::{Error, Result};
 
 /// The annotation `kubectl apply` keeps its previous input in: bookkeeping, not configuration.
@@ -53,9 +54,6 @@ pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-co
 /// The digest every secret gets on both sides: secrets are not read in cluster mode, so they
 /// compare as present and unchanged. Never shown (plans print `(sensitive)`).
 const UNREAD_SECRET: &str = "unread-kubernetes-secret";
-
-/// The lineage of a cluster plan: there is no state, so nothing a saved plan could pin.
-pub const CLUSTER_LINEAGE: &str = "cluster";
 
 /// How `ferry plan --cluster` reads the files.
 #[derive(Clone, Debug)]
@@ -175,15 +173,11 @@ pub async fn plan(client: &Client, files: &[PathBuf], options: &Options) -> Resu
             &mut live,
         )?;
     }
-    let mut live_loaded = load::Loaded::default();
-    for (path, doc) in &documents.documents {
-        load::load_text(Path::new(path), doc, &mut live_loaded);
-    }
+    let live_loaded = documents;
 
     // Actual: the live objects the controller can apply (valid among their namespace).
     let mut warnings = Vec::new();
-    let mut live_diags = live_loaded.diagnostics;
-    live_diags.extend(crate::validate::validate(&live_loaded.resources));
+    let live_diags = crate::validate::validate(&live_loaded.resources);
     let invalid_live = diagnosed(&live_diags);
     for d in &live_diags {
         warnings.push(format!(
@@ -216,10 +210,9 @@ pub async fn plan(client: &Client, files: &[PathBuf], options: &Options) -> Resu
     }
     let invalid_merged = diagnosed(&cluster_diags);
     merged.retain(|r| !invalid_merged.contains(&r.key));
-    let (desired, _no_warnings) =
-        super::desired_state(&merged, |_, _| Ok(Some(UNREAD_SECRET.into())))?;
+    let (desired, _no_warnings) = desired_state(&merged, |_, _| Ok(Some(UNREAD_SECRET.into())))?;
 
-    let mut planned = super::plan(&desired, &actual, warnings, options.now);
+    let mut planned = crate::plan::plan(&desired, &actual, warnings, options.now);
     keep_only(&mut planned, &file_meta);
 
     // The kubectl view.
@@ -374,14 +367,9 @@ fn diagnosed(diags: &[Diagnostic]) -> BTreeSet<ResourceKey> {
         .collect()
 }
 
-/// `cluster:NS/plural/NAME`, the path the controller gives a live object's document.
+/// `cluster:NS/plural/NAME`, how messages name a live object.
 fn live_path(key: &ResourceKey) -> String {
-    format!(
-        "cluster:{}/{}/{}",
-        key.namespace,
-        key.kind.plural(),
-        key.name
-    )
+    origin_label(key)
 }
 
 fn parse_live_path(path: &str) -> Option<ResourceKey> {
@@ -396,16 +384,16 @@ fn parse_live_path(path: &str) -> Option<ResourceKey> {
 /// state (generation 1, `Ready`), plus, as secrets are not read, a generated password for every
 /// hosted SFTP user without keys (the controller issued one into a Secret).
 fn actual_state(live: &[LoadedResource], now: Timestamp) -> Result<ActualState> {
-    let (desired, _) = super::desired_state(live, |_, _| Ok(Some(UNREAD_SECRET.into())))?;
+    let (desired, _) = desired_state(live, |_, _| Ok(Some(UNREAD_SECRET.into())))?;
     let empty = ActualState {
         lineage: CLUSTER_LINEAGE.into(),
         serial: 0,
         resources: BTreeMap::new(),
         password_users: BTreeSet::new(),
     };
-    let applied = super::plan(&desired, &empty, Vec::new(), now);
+    let applied = crate::plan::plan(&desired, &empty, Vec::new(), now);
     let mut actual = empty.clone();
-    for w in super::writes(&applied, &desired, &empty, now) {
+    for w in crate::plan::writes(&applied, &desired, &empty, now) {
         if let StateWrite::Upsert(r) = w {
             actual.resources.insert(r.key.clone(), *r);
         }
@@ -823,7 +811,7 @@ mod tests {
     fn only_documents_without_a_namespace_take_the_default() {
         let mut loaded = load::Loaded::default();
         let text = "apiVersion: ferry.dev/v1alpha1\nkind: DeliveryTarget\nmetadata:\n  name: a\nspec:\n  localDir: {path: /tmp/a}\n---\napiVersion: ferry.dev/v1alpha1\nkind: DeliveryTarget\nmetadata:\n  name: b\n  namespace: default\nspec:\n  localDir: {path: /tmp/b}\n";
-        load::load_text(Path::new("t.yaml"), text, &mut loaded);
+        load::load_text(std::path::Path::new("t.yaml"), text, &mut loaded);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let mut resources = loaded.resources;
         set_namespaces(&mut resources, "team", false).unwrap();
