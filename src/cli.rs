@@ -1702,8 +1702,15 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
             let before = p
                 .previous
                 .map_or("none".to_string(), crate::psa::format_quantity);
+            let mut notes = String::new();
+            if let (Some(raw), Some(how)) = (p.rounded_from, &p.rounding) {
+                notes += &format!(", usage {} rounded {how}", crate::psa::format_quantity(raw));
+            }
+            if let Some(d) = &p.effective_date {
+                notes += &format!(", effective {d}");
+            }
             outln!(
-                "  {}: {} -> {} ({}{})",
+                "  {}: {} -> {} ({}{}{notes})",
                 p.product,
                 before,
                 crate::psa::format_quantity(p.quantity),
