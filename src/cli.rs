@@ -2167,7 +2167,8 @@ async fn deliver_cmd(
     let (_, name, spec) = applied_delivery_target(ctx, target, namespace).await?;
     if spec.kind().is_some_and(|k| k.is_psa()) {
         return Err(Error::Usage(format!(
-            "DeliveryTarget `{name}` is a PSA connection; it does not receive files"
+            "DeliveryTarget `{name}` is a PSA connection: it receives report files only from \
+             a ReportSchedule labelled `ferry.dev/customer`, whose company it files them in"
         )));
     }
     let file_name = match as_name {
