@@ -705,6 +705,17 @@ fn check_customer_mapping(
                     "ConnectWise companies are matched on identifier, never on name: remove company.name",
                 );
             }
+            for (field, set) in [
+                ("spec.quantityRounding", spec.quantity_rounding.is_some()),
+                ("spec.effectiveDate", spec.effective_date.is_some()),
+            ] {
+                if set {
+                    c.error(
+                        field,
+                        "applies to Autotask units only: ConnectWise additions keep decimals and carry no period rows; remove it",
+                    );
+                }
+            }
         }
         Some(TargetKind::Autotask(_)) => {
             match &spec.company.name {

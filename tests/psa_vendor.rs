@@ -553,3 +553,27 @@ fn now_splits_the_period_at_the_slot_s_day_into_two_rows() {
     assert_eq!(adjustments(&sim)[0]["effectiveDate"], "2026-07-30");
     rt.block_on(sim.shutdown());
 }
+
+#[test]
+fn rounding_and_effective_dates_are_refused_on_a_connectwise_mapping() {
+    let rt = runtime();
+    let sim = start_cw(&rt, &cw_data(CW_COMPANIES, "", ""));
+    let sb = cw_sandbox();
+    let db = usage_db(&sb, &[("acme", "endpoint-protection", 3.0)]);
+    let mapping = cw_mapping("Managed Services", &db, "{enabled: false}")
+        + "  quantityRounding: up\n  effectiveDate: now\n";
+    let files = sb.write("cw.yaml", &[cw_target(&sim, ""), mapping].join("---\n"));
+    let out = sb
+        .ferry(["validate", "-f", files.to_str().unwrap()])
+        .failure();
+    for field in ["spec.quantityRounding", "spec.effectiveDate"] {
+        assert!(
+            out.stderr.contains(&format!(
+                "CustomerMapping/acme: {field}: applies to Autotask units only"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    rt.block_on(sim.shutdown());
+}
