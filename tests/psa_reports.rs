@@ -467,3 +467,34 @@ fn validation_refuses_a_psa_delivery_without_the_customer_label_or_a_mapping() {
     );
     rt.block_on(sim.shutdown());
 }
+
+#[test]
+fn a_delivery_refused_by_the_psa_fails_the_run_without_showing_a_key() {
+    let rt = runtime();
+    let sim = start_cw(&rt, CW_DATA);
+    let sb = cw_sandbox();
+    let db = detections_db(&sb, 5);
+    apply_docs(
+        &sb,
+        "all.yaml",
+        &[
+            cw_reports(&sim, "ticket"),
+            mapping("acme", "cw", "{identifier: ACME01}"),
+            weekly_summary(Some("acme"), "cw", &db),
+        ],
+    );
+    sim.inject(Fault::ExpireKeys);
+    let run = sb
+        .ferry(["run-now", "reportschedule/hes-weekly", "--slot", SLOT])
+        .failure();
+    let history = sb
+        .ferry(["history", "reportschedule/hes-weekly", "-o", "json"])
+        .success();
+    let all = format!("{}{}{}", run.stdout, run.stderr, history.stdout);
+    assert!(all.contains("were refused"), "{all}");
+    for secret in ["pub-KEY-123", "priv-SECRET-456"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
+    assert!(state_list(&sim, "tickets").is_empty());
+    rt.block_on(sim.shutdown());
+}
