@@ -1713,8 +1713,15 @@ async fn psa_run_now_cmd(ctx: &Ctx, resource: &str, namespace: &str, billing: bo
             let before = p
                 .previous
                 .map_or("none".to_string(), crate::psa::format_quantity);
+            let mut notes = String::new();
+            if let (Some(raw), Some(how)) = (p.rounded_from, &p.rounding) {
+                notes += &format!(", usage {} rounded {how}", crate::psa::format_quantity(raw));
+            }
+            if let Some(d) = &p.effective_date {
+                notes += &format!(", effective {d}");
+            }
             outln!(
-                "  {}: {} -> {} ({}{})",
+                "  {}: {} -> {} ({}{}{notes})",
                 p.product,
                 before,
                 crate::psa::format_quantity(p.quantity),
@@ -2182,7 +2189,8 @@ async fn deliver_cmd(
     let (_, name, spec) = applied_delivery_target(ctx, target, namespace).await?;
     if spec.kind().is_some_and(|k| k.is_psa()) {
         return Err(Error::Usage(format!(
-            "DeliveryTarget `{name}` is a PSA connection; it does not receive files"
+            "DeliveryTarget `{name}` is a PSA connection: it receives report files only from \
+             a ReportSchedule labelled `ferry.dev/customer`, whose company it files them in"
         )));
     }
     let file_name = match as_name {

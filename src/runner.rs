@@ -728,13 +728,18 @@ impl Runner {
                 )
                 .await
         };
-        let transport = match deliver::transport_for(
-            &view.key.namespace,
-            name,
-            spec,
-            &self.secrets,
-            &self.hosted_sftp_data,
-        ) {
+        let built = if spec.kind().is_some_and(|k| k.is_psa()) {
+            self.psa_transport(view, name, spec).await
+        } else {
+            deliver::transport_for(
+                &view.key.namespace,
+                name,
+                spec,
+                &self.secrets,
+                &self.hosted_sftp_data,
+            )
+        };
+        let transport = match built {
             Ok(t) => t,
             Err(e) => {
                 let message = e.to_string();
@@ -791,6 +796,49 @@ impl Runner {
             }
         }
         Ok(Err(last_error))
+    }
+
+    /// The delivery of a schedule's file to PSA target `name`: the customer is the
+    /// schedule's `ferry.dev/customer` label, the company that of the customer's
+    /// CustomerMapping on that target.
+    async fn psa_transport(
+        &self,
+        view: &ScheduleView,
+        name: &str,
+        spec: &crate::api::DeliveryTargetSpec,
+    ) -> Result<Box<dyn deliver::Transport>> {
+        let fail = |message: String| Error::Delivery {
+            target: name.to_string(),
+            message,
+        };
+        let customer = self
+            .store
+            .get(&view.key)
+            .await?
+            .and_then(|s| s.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL).cloned());
+        let actual = self.store.snapshot().await?;
+        let mappings: Vec<crate::psa::sync::MappingView> =
+            crate::psa::sync::MappingView::all(&actual)
+                .into_iter()
+                .filter(|m| m.key.namespace == view.key.namespace && m.spec.psa.target == name)
+                .collect();
+        deliver::psa::check_schedule_delivery(name, spec, customer.as_deref(), |c| {
+            mappings.iter().any(|m| m.spec.customer == c)
+        })
+        .map_err(fail)?;
+        let customer = customer.unwrap_or_default();
+        let mapping = mappings
+            .into_iter()
+            .find(|m| m.spec.customer == customer)
+            .ok_or_else(|| fail(format!("no CustomerMapping for customer `{customer}`")))?;
+        Ok(Box::new(deliver::psa::PsaDelivery::new(
+            &view.key.namespace,
+            name,
+            spec,
+            &customer,
+            mapping.spec,
+            &self.secrets,
+        )?))
     }
 
     /// Completes runs that a crash or kill left unfinished: the same slot, the same file

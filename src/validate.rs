@@ -64,6 +64,18 @@ pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
                 .or_insert(spec.as_ref());
         }
     }
+    // (namespace, customer, PSA target) of every CustomerMapping: who may receive reports.
+    let mapped: std::collections::HashSet<(&str, &str, &str)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::CustomerMapping(m) => Some((
+                r.key.namespace.as_str(),
+                m.customer.as_str(),
+                m.psa.target.as_str(),
+            )),
+            _ => None,
+        })
+        .collect();
     let mut connection_names: HashMap<(&str, &str), &ResourceKey> = HashMap::new();
     let queries = check_queries(resources);
     for r in resources {
@@ -105,7 +117,10 @@ pub fn validate(resources: &[LoadedResource]) -> Vec<Diagnostic> {
                     }
                 }
             }
-            Spec::ReportSchedule(spec) => check_report_schedule(&mut c, spec, &targets),
+            Spec::ReportSchedule(spec) => {
+                let customer = r.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL);
+                check_report_schedule(&mut c, spec, &targets, customer, &mapped)
+            }
             Spec::CustomerMapping(spec) => check_customer_mapping(&mut c, spec, &targets),
         }
         check_secret_refs(&mut c, r.spec_json(), "spec");
@@ -434,6 +449,8 @@ fn check_report_schedule(
     c: &mut Checker,
     spec: &ReportScheduleSpec,
     targets: &HashMap<(&str, &str), &DeliveryTargetSpec>,
+    customer: Option<&String>,
+    mapped: &std::collections::HashSet<(&str, &str, &str)>,
 ) {
     check_schedule(c, "spec.schedule", &spec.schedule);
     check_time_zone(c, "spec.timeZone", &spec.time_zone);
@@ -532,18 +549,14 @@ fn check_report_schedule(
                 ),
             ),
             Some(t) => {
-                if let Some(kind) = t.kind()
-                    && kind.is_psa()
-                {
-                    c.error(
-                        &field,
-                        format!(
-                            "DeliveryTarget `{}` is a {} PSA connection, which cannot receive report files",
-                            d.target,
-                            kind.key()
-                        ),
-                    );
-                }
+                let ns = c.key.namespace.as_str();
+                let psa = crate::deliver::psa::check_schedule_delivery(
+                    &d.target,
+                    t,
+                    customer.map(String::as_str),
+                    |cust| mapped.contains(&(ns, cust, d.target.as_str())),
+                );
+                c.check(&field, psa);
             }
         }
     }
@@ -571,6 +584,9 @@ const PORT_ZERO: &str = "expected a port number from 1 to 65535, found `0`";
 const VARIANTS: &str = "ftp, sftp, email, localDir, hostedSftp, connectwise, autotask";
 
 fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
+    for (field, message) in crate::deliver::psa::check_reports(spec) {
+        c.error(&field, message);
+    }
     let kinds = spec.kinds();
     match kinds.len() {
         0 => {
@@ -842,6 +858,17 @@ fn check_customer_mapping(
                     "spec.company.name",
                     "ConnectWise companies are matched on identifier, never on name: remove company.name",
                 );
+            }
+            for (field, set) in [
+                ("spec.quantityRounding", spec.quantity_rounding.is_some()),
+                ("spec.effectiveDate", spec.effective_date.is_some()),
+            ] {
+                if set {
+                    c.error(
+                        field,
+                        "applies to Autotask units only: ConnectWise additions keep decimals and carry no period rows; remove it",
+                    );
+                }
             }
         }
         Some(TargetKind::Autotask(_)) => {

@@ -748,6 +748,10 @@ fn help_names_what_each_command_takes_with_one_set_of_placeholders() {
         "KIND",
         "PLAN_FILE",
         "COMMAND",
+        // The hosted SFTP server's limits: OpenSSH's MaxStartups form, address blocks, sizes.
+        "START:RATE:FULL",
+        "CIDR",
+        "SIZE",
     ];
     for command in COMMANDS {
         let help = sb.ferry([command, "--help"]).success().stdout;

@@ -798,6 +798,7 @@ fn plan_refreshes_from_the_psa_and_shows_quantities_changed_outside_ferry() {
             client_id: "3f6a2c1e-8b4d-4f7a-9c2e-5d1b7a9e0c43".into(),
             public_key: "pub-KEY-123".into(),
             private_key: "priv-SECRET-456".into(),
+            api_version: None,
         },
         Default::default(),
     )

@@ -76,6 +76,14 @@ pub struct CustomerMappingSpec {
     /// `custom` (default): use `usageSync`, `ticketSync` and `billing` given here.
     #[serde(default)]
     pub settings: SettingsSource,
+    /// Autotask: how fractional usage becomes whole units (`up`, `down`, `nearest`). Default:
+    /// the Autotask target's `quantityRounding`, else `up`. ConnectWise keeps decimals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity_rounding: Option<super::delivery_target::QuantityRounding>,
+    /// Autotask: when unit adjustments take effect (`periodStart`, `nextPeriod`, `now`).
+    /// Default: the Autotask target's `effectiveDate`, else `periodStart`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<super::delivery_target::EffectiveDate>,
     /// What deleting this mapping (from the cluster, or from the files before `ferry apply`)
     /// does in the PSA: `Orphan` (default) leaves it untouched, `Delete` first releases what
     /// Ferry manages (ConnectWise additions cancelled, Autotask units set to 0).

@@ -107,7 +107,8 @@ impl TargetKind<'_> {
         }
     }
 
-    /// PSA connections are referenced by CustomerMappings and cannot receive report files.
+    /// PSA connections are referenced by CustomerMappings; they receive report files only for
+    /// a schedule labelled with a mapped customer (see [`PsaReports`]).
     pub fn is_psa(&self) -> bool {
         matches!(self, TargetKind::ConnectWise(_) | TargetKind::Autotask(_))
     }
@@ -419,9 +420,17 @@ pub struct ConnectWiseTarget {
     pub public_key_secret_ref: SecretRef,
     /// API member private key.
     pub private_key_secret_ref: SecretRef,
+    /// The API version sent in `Accept` (`application/vnd.connectwise.com+json; version=...`),
+    /// which pins the response models. Default: `2025.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     /// General settings, used by CustomerMappings with `settings: general`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<PsaDefaults>,
+    /// Receiving report files: where a ReportSchedule labelled `ferry.dev/customer` that
+    /// delivers here puts each run's file in that customer's company.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<PsaReports>,
 }
 
 /// An Autotask REST API connection.
@@ -438,9 +447,94 @@ pub struct AutotaskTarget {
     /// `https://webservices.autotask.net/atservicesrest/v1.0/zoneInformation`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_discovery_url: Option<String>,
+    /// How fractional usage becomes whole Autotask units (`unitChange` is an integer): `up`
+    /// (default: never under-bill), `down` or `nearest`. A CustomerMapping may set its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity_rounding: Option<QuantityRounding>,
+    /// The date unit adjustments take effect: `periodStart` (default: the whole billing period
+    /// at the new count, one units row per period), `nextPeriod` (from the next period on) or
+    /// `now` (the sync's day: the period is split and prorated). A CustomerMapping may set its
+    /// own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<EffectiveDate>,
     /// General settings, used by CustomerMappings with `settings: general`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<PsaDefaults>,
+    /// Receiving report files: where a ReportSchedule labelled `ferry.dev/customer` that
+    /// delivers here puts each run's file in that customer's company.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reports: Option<PsaReports>,
+}
+
+/// How a fractional quantity becomes whole units for Autotask.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum QuantityRounding {
+    /// The next whole unit up (default): 10.2 -> 11.
+    #[default]
+    Up,
+    /// The whole unit below: 10.8 -> 10.
+    Down,
+    /// The nearest whole unit, halves away from zero: 10.5 -> 11.
+    Nearest,
+}
+
+impl QuantityRounding {
+    /// `q` as whole units.
+    pub fn apply(self, q: f64) -> f64 {
+        match self {
+            QuantityRounding::Up => q.ceil(),
+            QuantityRounding::Down => q.floor(),
+            QuantityRounding::Nearest => q.round(),
+        }
+    }
+
+    /// `up`, `down` or `nearest`, for messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            QuantityRounding::Up => "up",
+            QuantityRounding::Down => "down",
+            QuantityRounding::Nearest => "to the nearest unit",
+        }
+    }
+}
+
+/// When an Autotask unit adjustment takes effect, relative to the billing period (units row)
+/// holding the sync's day.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EffectiveDate {
+    /// The first day of that period (default): the period is billed at the new count.
+    #[default]
+    PeriodStart,
+    /// The first day of the next period: the current period keeps its count.
+    NextPeriod,
+    /// The sync's day: the period is split into two rows, each billed for its part.
+    Now,
+}
+
+/// Where report files delivered to a PSA connection go.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PsaReports {
+    /// ConnectWise service board name, or Autotask queue name, the tickets are opened on.
+    pub board: String,
+    /// `ticket` (default): one ticket per run with the file attached; `note` (ConnectWise
+    /// only): one standing ticket per schedule and company, each run adding a note and the
+    /// file to it.
+    #[serde(default)]
+    pub mode: ReportMode,
+}
+
+/// How report files are filed in the PSA.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReportMode {
+    /// A new ticket per run.
+    #[default]
+    Ticket,
+    /// A note on the schedule's standing ticket (ConnectWise).
+    Note,
 }
 
 /// General PSA settings shared by CustomerMappings that use `settings: general`.
@@ -494,6 +588,15 @@ pub struct TicketSync {
     /// ConnectWise service board name, or Autotask queue name, tickets are opened on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board: Option<String>,
+    /// ConnectWise: the name of the board status tickets are opened in. Default: the board's
+    /// default status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_status: Option<String>,
+    /// ConnectWise: the name of the board status tickets are closed with; it must be a closed
+    /// status of the board. Default: the board's closed status named like `Closed`, else its
+    /// first closed status. Board statuses are the tenant's own: `>Closed` may not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_status: Option<String>,
 }
 
 /// Pushing monthly billing quantities to the PSA.

@@ -293,7 +293,9 @@ pub enum PageSize {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryRef {
-    /// Name of a DeliveryTarget in the same namespace (not a PSA connection).
+    /// Name of a DeliveryTarget in the same namespace. A PSA connection (`connectwise`,
+    /// `autotask`) takes the file as a ticket attachment in the company of the customer named
+    /// by the schedule's `ferry.dev/customer` label, which a CustomerMapping must map on it.
     pub target: String,
 }
 

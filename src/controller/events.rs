@@ -242,6 +242,9 @@ mod tests {
                     record_id: None,
                     item_id: None,
                     duplicates: Vec::new(),
+                    rounded_from: None,
+                    rounding: None,
+                    effective_date: None,
                 })
                 .collect(),
             unmapped_products: Vec::new(),

@@ -1,12 +1,14 @@
 //! Delivery: one small [`Transport`] trait, one module per transport. A transport receives a
 //! finished, staged file and must make it appear at the destination atomically (temporary
-//! name, then rename) and confirm what arrived in a [`Receipt`].
+//! name, then rename) and confirm what arrived in a [`Receipt`]. [`psa`] files reports in a
+//! customer's PSA company (built by the runner, which knows the customer).
 
 pub mod atomic;
 pub mod email;
 pub mod ftp;
 pub mod hosted_sftp;
 pub mod local_dir;
+pub mod psa;
 pub mod sftp;
 pub mod transport;
 
@@ -45,7 +47,8 @@ pub fn transport_for(
         Some(psa) => Err(Error::Delivery {
             target: name.to_string(),
             message: format!(
-                "a {} target is a PSA connection; it does not receive report files",
+                "a {} target is a PSA connection: it receives report files only from a \
+                 ReportSchedule labelled with a mapped customer (see deliver::psa)",
                 psa.key()
             ),
         }),

@@ -7,10 +7,16 @@
 //!   failure, reported without the secret. Concurrent 401s share one re-discovery.
 //! - Every call carries `ApiIntegrationCode`, `UserName`, `Secret` (sensitive headers) and
 //!   `Content-Type: application/json`.
-//! - Queries: `POST {Entity}/query` with `{"filter":[...],"MaxRecords":500}`, then `GET` of
-//!   each `pageDetails.nextPageUrl` until it is null. The next-page URL is rebased onto the
+//! - Queries: `POST {Entity}/query` with `{"filter":[...],"MaxRecords":500}`, then a `POST`
+//!   of the same body to each `pageDetails.nextPageUrl` until it is null (the paging URL
+//!   answers GET with 405; `docs/psa-contract.md`). The next-page URL is rebased onto the
 //!   current zone's API base (the part after `/v1.0/` is kept), so the credentials only ever
 //!   go to the discovered zone.
+//! - Whole units: `unitChange` and `units` are 32-bit integers; callers round first.
+//! - Text fields are cut to their documented lengths (ticket `title` 255, `description`
+//!   8000 characters) rather than refused.
+//! - Ticket attachments: `POST Tickets/{id}/Attachments` with base64 `data`; a file over
+//!   [`MAX_ATTACHMENT_BYTES`] is refused before it is sent.
 //! - At most [`MAX_CONCURRENT_PER_ENDPOINT`] requests per endpoint are on the wire at once
 //!   (Autotask's thread limit). The endpoint of a path is its entity: the first segment after
 //!   `v1.0/` (`Companies/query` -> `Companies`, `Tickets/entityInformation/fields` ->
@@ -38,7 +44,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::connectwise::number;
 use super::http::{
     Http, Outgoing, Replay, Reply, RetryPolicy, body_message, contains_ignore_ascii_case,
     percent_encode, thread_threshold_exceeded,
@@ -59,6 +64,14 @@ pub const MAX_CONCURRENT_PER_ENDPOINT: usize = 3;
 const MAX_RECORDS: u32 = 500;
 /// A query longer than this many pages is a server that keeps answering `nextPageUrl`.
 const MAX_PAGES: usize = 10_000;
+
+/// The largest ticket `title` (characters).
+pub const MAX_TITLE: usize = 255;
+/// The largest ticket `description` (characters).
+pub const MAX_DESCRIPTION: usize = 8000;
+/// The largest attachment Ferry sends: Autotask documents "6 to 7 MB" per file, so the lower
+/// bound is the one surely accepted.
+pub const MAX_ATTACHMENT_BYTES: u64 = 6_000_000;
 
 /// Ticket status "Complete".
 pub const STATUS_COMPLETE: i64 = 5;
@@ -342,6 +355,47 @@ struct AtUnits {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct AtAttachment {
+    id: i64,
+    title: Option<String>,
+    full_path: Option<String>,
+}
+
+/// A file attached to a ticket, as listed (without its bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// Attachment id.
+    pub id: i64,
+    /// `title`.
+    pub title: String,
+    /// `fullPath`: the file name.
+    pub file_name: String,
+}
+
+/// One ContractServiceUnits row: a service's units over a part of a billing period.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UnitRow {
+    /// `serviceID`.
+    pub service_id: i64,
+    /// `startDate` (day).
+    pub start: jiff::civil::Date,
+    /// `endDate` (day).
+    pub end: jiff::civil::Date,
+    /// `units`.
+    pub units: f64,
+}
+
+/// `text` cut to `max` characters, an ellipsis marking the cut.
+pub fn fit_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars().take(max.saturating_sub(1)).collect::<String>() + "…"
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct AtTicket {
     id: i64,
     title: Option<String>,
@@ -585,34 +639,26 @@ impl Autotask {
             .collect())
     }
 
-    /// Units per service of the contract in the periods containing `on` (services without a
-    /// period are absent: 0 units), in one query.
-    pub async fn units_on(
-        &self,
-        contract_id: i64,
-        on: jiff::civil::Date,
-    ) -> Result<std::collections::BTreeMap<i64, f64>> {
-        let filter = json!([
-            eq("contractID", contract_id),
-            {"op": "lte", "field": "startDate", "value": format!("{}T23:59:59", at_date(on))},
-            {"op": "gte", "field": "endDate", "value": at_date(on)},
-        ]);
-        let rows: Vec<AtUnits> = self.query("ContractServiceUnits", filter).await?;
-        let mut latest: std::collections::BTreeMap<i64, (jiff::civil::Date, f64)> =
-            Default::default();
-        for r in rows {
-            let (Some(start), Some(end), Some(service)) = (
-                r.start_date.as_deref().and_then(day_of),
-                r.end_date.as_deref().and_then(day_of),
-                r.service_id,
-            ) else {
-                continue;
-            };
-            if start <= on && on <= end && latest.get(&service).is_none_or(|(s, _)| *s <= start) {
-                latest.insert(service, (start, r.units.unwrap_or(0.0)));
-            }
-        }
-        Ok(latest.into_iter().map(|(k, (_, u))| (k, u)).collect())
+    /// Every units row (one per service and billing period, split by mid-period adjustments)
+    /// of the contract, in one query.
+    pub async fn unit_rows(&self, contract_id: i64) -> Result<Vec<UnitRow>> {
+        let rows: Vec<AtUnits> = self
+            .query(
+                "ContractServiceUnits",
+                json!([eq("contractID", contract_id)]),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(UnitRow {
+                    service_id: r.service_id?,
+                    start: r.start_date.as_deref().and_then(day_of)?,
+                    end: r.end_date.as_deref().and_then(day_of)?,
+                    units: r.units.unwrap_or(0.0),
+                })
+            })
+            .collect())
     }
 
     /// Attaches the service to the contract (`POST /Contracts/{id}/Services`; `unitPrice`
@@ -657,7 +703,7 @@ impl Autotask {
         Ok(containing.map_or(0.0, |(_, units)| units))
     }
 
-    /// Changes the units by `unit_change` from `effective`
+    /// Changes the units by `unit_change` whole units from `effective`
     /// (`POST /Contracts/{id}/ServiceAdjustments`); returns the itemId. Sent once: the change
     /// is a delta, and repeating an applied one would double it.
     pub async fn adjust_units(
@@ -665,14 +711,14 @@ impl Autotask {
         contract_id: i64,
         service_id: i64,
         effective: jiff::civil::Date,
-        unit_change: f64,
+        unit_change: i32,
         adjusted_unit_price: Option<f64>,
     ) -> Result<i64> {
         let mut body = json!({
             "contractID": contract_id,
             "serviceID": service_id,
             "effectiveDate": at_date(effective),
-            "unitChange": number(unit_change),
+            "unitChange": unit_change,
         });
         if let Some(p) = adjusted_unit_price {
             body["adjustedUnitPrice"] = json!(p);
@@ -719,6 +765,8 @@ impl Autotask {
         let due = crate::clock::now()?
             .checked_add(jiff::SignedDuration::from_hours(24))
             .map_err(|e| Error::Psa(format!("Autotask: due date: {e}")))?;
+        let title = fit_chars(title, MAX_TITLE);
+        let description = fit_chars(description, MAX_DESCRIPTION);
         let body = json!({
             "companyID": company_id,
             "title": title,
@@ -731,9 +779,71 @@ impl Autotask {
         let id = self.create("Tickets", &body).await?;
         Ok(Ticket {
             id,
-            title: title.to_string(),
+            title,
             closed: false,
         })
+    }
+
+    /// Every ticket of the company with this exact title, open or not (`title eq`, compared
+    /// again here: Autotask compares without case).
+    pub async fn tickets_titled(&self, company_id: i64, title: &str) -> Result<Vec<Ticket>> {
+        let title = fit_chars(title, MAX_TITLE);
+        let rows: Vec<AtTicket> = self
+            .query(
+                "Tickets",
+                json!([eq("companyID", company_id), eq("title", title.as_str())]),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(Ticket::from)
+            .filter(|t| t.title == title)
+            .collect())
+    }
+
+    /// The files attached to the ticket (`TicketAttachments/query` by `parentID`; the bytes
+    /// are not listed).
+    pub async fn ticket_attachments(&self, ticket_id: i64) -> Result<Vec<Attachment>> {
+        let rows: Vec<AtAttachment> = self
+            .query("TicketAttachments", json!([eq("parentID", ticket_id)]))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|a| Attachment {
+                id: a.id,
+                title: a.title.unwrap_or_default(),
+                file_name: a.full_path.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Attaches `bytes` to the ticket as `file_name`, titled `title`
+    /// (`POST Tickets/{id}/Attachments`, `FILE_ATTACHMENT`, published to all users). A file
+    /// over [`MAX_ATTACHMENT_BYTES`] is refused here, before anything is sent. Sent once.
+    pub async fn attach_to_ticket(
+        &self,
+        ticket_id: i64,
+        title: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<i64> {
+        if bytes.len() as u64 > MAX_ATTACHMENT_BYTES {
+            return Err(Error::Psa(format!(
+                "Autotask: `{file_name}` is {} bytes; Autotask accepts attachments of at most \
+                 6 to 7 MB (Ferry sends at most {MAX_ATTACHMENT_BYTES} bytes), so it was not sent",
+                bytes.len()
+            )));
+        }
+        let body = json!({
+            "parentID": ticket_id,
+            "attachmentType": "FILE_ATTACHMENT",
+            "title": fit_chars(title, MAX_TITLE),
+            "fullPath": fit_chars(file_name, MAX_TITLE),
+            "publish": 1,
+            "data": super::http::base64(bytes),
+        });
+        self.create(&format!("Tickets/{ticket_id}/Attachments"), &body)
+            .await
     }
 
     /// Completes the ticket: `PATCH /Tickets {id, status: 5}`.
@@ -815,7 +925,13 @@ impl Autotask {
                 return Ok(out);
             };
             reply = self
-                .exchange(Method::GET, Target::Page(&next), None, Replay::Safe, &label)
+                .exchange(
+                    Method::POST,
+                    Target::Page(&next),
+                    Some(&body),
+                    Replay::Safe,
+                    &label,
+                )
                 .await?;
         }
         Err(Error::Psa(format!(
@@ -985,7 +1101,7 @@ impl Autotask {
             Target::Path(p) => p,
             Target::Page(url) => after_version(url).ok_or_else(|| {
                 Error::Psa(format!(
-                    "Autotask GET {label}: the nextPageUrl is not under /v1.0/"
+                    "Autotask POST {label}: the nextPageUrl is not under /v1.0/"
                 ))
             })?,
         };
@@ -1221,7 +1337,7 @@ mod tests {
             if s.path().ends_with("zoneInformation") {
                 return zone(&url, 1);
             }
-            if s.method == "POST" {
+            if s.method == "POST" && !s.path().ends_with("/next") {
                 // The next page in the real service's spelling, on another host name.
                 return Answer::json(200, json!({
                     "items": [{"id": 1, "companyName": "Acme", "companyNumber": "A1", "isActive": true}],
@@ -1259,11 +1375,13 @@ mod tests {
             q.header("content-type").as_deref(),
             Some("application/json")
         );
-        assert_eq!(seen[2].method, "GET");
+        // The next page is posted with the first page's query, in the discovered zone.
+        assert_eq!(seen[2].method, "POST");
         assert_eq!(
             seen[2].uri,
             "/zone1/atservicesrest/v1.0/Companies/query/next?paging=%7B%7D"
         );
+        assert_eq!(seen[2].json(), q.json());
         assert_eq!(seen[2].header("secret").as_deref(), Some(SECRET));
     }
 
@@ -1353,7 +1471,7 @@ mod tests {
         .await;
         let at = client(&fake.url);
         let e = at
-            .adjust_units(3, 9, jiff::civil::date(2026, 11, 1), 5.0, None)
+            .adjust_units(3, 9, jiff::civil::date(2026, 11, 1), 5, None)
             .await
             .unwrap_err()
             .to_string();
@@ -1549,7 +1667,7 @@ mod tests {
         let at = client("http://127.0.0.1:9");
         send(&at.companies_by_name("A"));
         send(&at.create_ticket(1, "q", "t", "d"));
-        send(&at.adjust_units(1, 2, jiff::civil::date(2026, 1, 1), 1.0, None));
+        send(&at.adjust_units(1, 2, jiff::civil::date(2026, 1, 1), 1, None));
     }
 }
 
@@ -1628,7 +1746,7 @@ mod against_the_simulator {
         assert_eq!(at.contract_service(20, 30).await.unwrap().unwrap().id, cs);
         let on = jiff::civil::date(2026, 11, 1);
         let before = at.current_units(20, 30, on).await.unwrap();
-        at.adjust_units(20, 30, on, 25.0 - before, None)
+        at.adjust_units(20, 30, on, 25 - before as i32, None)
             .await
             .unwrap();
         assert_eq!(at.current_units(20, 30, on).await.unwrap(), 25.0);
@@ -1663,6 +1781,50 @@ mod against_the_simulator {
             .to_string();
         assert!(e.contains("Client Portal"), "{e}");
         assert_eq!(at.requests(), server.requests_served());
+    }
+
+    #[tokio::test]
+    async fn long_ticket_text_is_cut_to_autotask_s_lengths_and_big_files_are_never_sent() {
+        let (server, at) = start().await;
+        let t = at
+            .create_ticket(10, "Client Portal", &"t".repeat(300), &"d".repeat(9000))
+            .await
+            .unwrap();
+        let state = server.state();
+        let ticket = state["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == t.id)
+            .unwrap()
+            .clone();
+        assert_eq!(ticket["title"].as_str().unwrap().chars().count(), 255);
+        assert_eq!(
+            ticket["description"].as_str().unwrap().chars().count(),
+            8000
+        );
+        let before = server.requests_served();
+        let e = at
+            .attach_to_ticket(t.id, "big", "big.csv", &vec![b'x'; 6_000_001])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("6 to 7 MB"), "{e}");
+        assert_eq!(server.requests_served(), before, "refused before sending");
+        let id = at
+            .attach_to_ticket(t.id, "ok", "ok.csv", b"a,b\n1,2\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            at.ticket_attachments(t.id).await.unwrap(),
+            [Attachment {
+                id,
+                title: "ok".into(),
+                file_name: "ok.csv".into()
+            }]
+        );
+        let stored = &server.state()["ticketAttachments"][0];
+        assert_eq!(stored["data"], crate::psa::http::base64(b"a,b\n1,2\n"));
     }
 
     #[tokio::test]

@@ -43,6 +43,7 @@ impl PsaClient {
                     client_id: cw.client_id.clone(),
                     public_key: secret(&cw.public_key_secret_ref)?,
                     private_key: secret(&cw.private_key_secret_ref)?,
+                    api_version: cw.api_version.clone(),
                 },
                 retry,
             )?));
@@ -118,16 +119,19 @@ impl PsaClient {
     }
 
     /// Opens a ticket on `board` (ConnectWise board, Autotask queue); returns its id.
+    /// ConnectWise opens it in `open_status` (a status of the board by name) or the board's
+    /// default status.
     pub async fn create_ticket(
         &self,
         company_id: i64,
         board: &str,
         title: &str,
         description: &str,
+        open_status: Option<&str>,
     ) -> Result<i64> {
         Ok(match self {
             PsaClient::ConnectWise(c) => {
-                c.create_ticket(company_id, board, title, description)
+                c.create_ticket(company_id, board, title, description, open_status)
                     .await?
                     .id
             }
@@ -139,10 +143,11 @@ impl PsaClient {
         })
     }
 
-    /// Closes a ticket.
-    pub async fn close_ticket(&self, id: i64) -> Result<()> {
+    /// Closes a ticket; ConnectWise with `closed_status` (a closed status of the ticket's
+    /// board, by name) or the board's own closed status.
+    pub async fn close_ticket(&self, id: i64, closed_status: Option<&str>) -> Result<()> {
         match self {
-            PsaClient::ConnectWise(c) => c.close_ticket(id).await,
+            PsaClient::ConnectWise(c) => c.close_ticket(id, closed_status).await,
             PsaClient::Autotask(c) => c.close_ticket(id).await,
         }
     }

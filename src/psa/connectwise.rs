@@ -4,7 +4,14 @@
 //! - The codebase (`v2025_1/`) is discovered once, without authentication, from
 //!   `GET {root}/login/companyinfo/{companyId}`; the API base is `{root}/{codebase}apis/3.0/`.
 //! - Every API call carries HTTP Basic `{companyId}+{publicKey}:{privateKey}` (a sensitive
-//!   header), `clientId` and `Accept: application/vnd.connectwise.com+json; version=2019.1`.
+//!   header), `clientId` and `Accept: application/vnd.connectwise.com+json; version=2025.1`
+//!   (the target's `apiVersion` overrides the version).
+//! - Companies are active when their status's `inactiveFlag` is false (statuses read once
+//!   from `company/companies/statuses`) and they are not deleted; the name means nothing.
+//! - Ticket statuses are the board's own (`service/boards/{id}/statuses`, read once per
+//!   board): tickets open in the board's default status and close with a `closedStatus` one,
+//!   by id; `>Closed` is never assumed.
+//! - Report files go to `system/documents` as `multipart/form-data` (`recordType=Ticket`).
 //! - Lists ask for `pageSize=1000` and follow the `Link` header's `rel="next"` until there is
 //!   none. The next URL is rebased onto the discovered API base (the part after `/apis/3.0/`
 //!   is kept), so the credentials only ever go to the configured host.
@@ -34,13 +41,14 @@ use super::model::{Addition, Agreement, Company, Ticket};
 use crate::{Error, Result};
 
 const PSA: &str = "ConnectWise";
-const ACCEPT_VALUE: &str = "application/vnd.connectwise.com+json; version=2019.1";
+/// The API version pinned in `Accept` unless a target sets its own.
+pub const DEFAULT_API_VERSION: &str = "2025.1";
+/// The longest ticket summary.
+pub const MAX_SUMMARY: usize = 100;
 /// The largest page the API serves.
 const PAGE_SIZE: u32 = 1000;
 /// A list longer than this many pages is a server that keeps answering `next`.
 const MAX_PAGES: usize = 10_000;
-/// The status a ticket is closed with.
-pub const CLOSED_STATUS: &str = ">Closed";
 
 /// Where and as whom to connect.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,6 +66,8 @@ pub struct ConnectWiseConfig {
     pub public_key: String,
     /// The API member's private key.
     pub private_key: String,
+    /// The `Accept` version; `None` is [`DEFAULT_API_VERSION`].
+    pub api_version: Option<String>,
 }
 
 impl fmt::Debug for ConnectWiseConfig {
@@ -69,6 +79,7 @@ impl fmt::Debug for ConnectWiseConfig {
             .field("client_id", &"<redacted>")
             .field("public_key", &"<redacted>")
             .field("private_key", &"<redacted>")
+            .field("api_version", &self.api_version)
             .finish()
     }
 }
@@ -89,6 +100,140 @@ struct Inner {
     headers: HeaderMap,
     /// `{root}/{codebase}apis/3.0/`, once discovered.
     api_base: OnceCell<String>,
+    /// `company/companies/statuses`, read once.
+    company_statuses: OnceCell<Vec<CompanyStatus>>,
+    /// Each board's statuses, read once per board.
+    board_statuses: tokio::sync::Mutex<std::collections::HashMap<i64, Vec<BoardStatus>>>,
+    /// Board ids by name, looked up once per name.
+    boards: tokio::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+/// A company status: `inactiveFlag` decides whether its companies are usable.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanyStatus {
+    /// Id.
+    pub id: i64,
+    /// The tenant's name for it.
+    #[serde(default)]
+    pub name: String,
+    /// Companies in it are inactive.
+    #[serde(default)]
+    pub inactive_flag: bool,
+}
+
+/// A ticket status of one board.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoardStatus {
+    /// Id.
+    pub id: i64,
+    /// The tenant's name for it.
+    #[serde(default)]
+    pub name: String,
+    /// Tickets in it are closed.
+    #[serde(default)]
+    pub closed_status: bool,
+    /// No longer selectable.
+    #[serde(default)]
+    pub inactive: bool,
+    /// The status new tickets get.
+    #[serde(default)]
+    pub default_flag: bool,
+    /// Position in the board's list.
+    #[serde(default)]
+    pub sort_order: i64,
+}
+
+/// The status a ticket on a board is opened in: `wanted` by name, else the board's default
+/// status, else its first open one.
+pub fn open_status<'a>(
+    board: &str,
+    statuses: &'a [BoardStatus],
+    wanted: Option<&str>,
+) -> Result<&'a BoardStatus> {
+    let usable = || statuses.iter().filter(|s| !s.inactive);
+    let found = match wanted {
+        Some(name) => usable().find(|s| s.name.trim().eq_ignore_ascii_case(name.trim())),
+        None => usable()
+            .find(|s| s.default_flag && !s.closed_status)
+            .or_else(|| {
+                usable()
+                    .filter(|s| !s.closed_status)
+                    .min_by_key(|s| s.sort_order)
+            }),
+    };
+    found.ok_or_else(|| {
+        Error::Psa(format!(
+            "ConnectWise: board `{board}` has no {} (its statuses: {})",
+            match wanted {
+                Some(n) => format!("status named \"{n}\""),
+                None => "open status".into(),
+            },
+            names(usable())
+        ))
+    })
+}
+
+/// The status a ticket on a board is closed with: one with `closedStatus` set, `wanted` by
+/// name, else one named like `Closed` (`Closed`, `>Closed`, ...), else the first by sort order.
+pub fn closed_status<'a>(
+    board: &str,
+    statuses: &'a [BoardStatus],
+    wanted: Option<&str>,
+) -> Result<&'a BoardStatus> {
+    let closed = || statuses.iter().filter(|s| s.closed_status && !s.inactive);
+    let found = match wanted {
+        Some(name) => closed().find(|s| s.name.trim().eq_ignore_ascii_case(name.trim())),
+        None => closed()
+            .find(|s| {
+                s.name
+                    .trim_start_matches(|c: char| !c.is_alphanumeric())
+                    .eq_ignore_ascii_case("closed")
+            })
+            .or_else(|| closed().min_by_key(|s| s.sort_order)),
+    };
+    found.ok_or_else(|| {
+        Error::Psa(format!(
+            "ConnectWise: board `{board}` has no closed status{} (its closed statuses: {})",
+            wanted.map_or(String::new(), |n| format!(" named \"{n}\"")),
+            names(closed())
+        ))
+    })
+}
+
+fn names<'a>(statuses: impl Iterator<Item = &'a BoardStatus>) -> String {
+    let list: Vec<&str> = statuses.map(|s| s.name.as_str()).collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// A document attached to a record, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentInfo {
+    /// Id.
+    pub id: i64,
+    /// Title.
+    #[serde(default)]
+    pub title: String,
+    /// The uploaded file's name.
+    #[serde(default)]
+    pub file_name: String,
+}
+
+/// A note of a ticket, as listed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketNote {
+    /// Id.
+    pub id: i64,
+    /// Text.
+    #[serde(default)]
+    pub text: String,
 }
 
 impl fmt::Debug for ConnectWise {
@@ -161,6 +306,11 @@ pub fn cw_date(date: jiff::civil::Date) -> String {
     format!("{date}T00:00:00Z")
 }
 
+/// `application/vnd.connectwise.com+json; version={version}`.
+pub fn accept_value(version: &str) -> String {
+    format!("application/vnd.connectwise.com+json; version={version}")
+}
+
 /// A JSON number, integral when the value is (`25`, not `25.0`).
 pub(crate) fn number(value: f64) -> Value {
     if value.fract() == 0.0 && value.abs() < 9.0e15 {
@@ -211,16 +361,30 @@ struct CwCompany {
     deleted_flag: Option<bool>,
 }
 
-impl From<CwCompany> for Company {
-    /// Active when not deleted and the status is `Active` (any case); a missing status counts
-    /// as active. The status text gains ` (deleted)` when `deletedFlag` is set.
-    fn from(c: CwCompany) -> Company {
+impl CwCompany {
+    /// Active when not deleted and its status's `inactiveFlag` is false; a status missing
+    /// from the tenant's list counts as inactive (and the status text says so); a company
+    /// without a status counts as active. The status text gains ` (deleted)` when
+    /// `deletedFlag` is set.
+    fn into_company(self, statuses: &[CompanyStatus]) -> Company {
+        let c = self;
         let deleted = c.deleted_flag.unwrap_or(false);
-        let status_name = c.status.and_then(|s| s.name);
-        let active = !deleted
-            && status_name
-                .as_deref()
-                .is_none_or(|s| s.trim().eq_ignore_ascii_case("Active"));
+        let status_id = c.status.as_ref().and_then(|s| s.id);
+        let mut status_name = c.status.and_then(|s| s.name);
+        let inactive = match status_id {
+            None => false,
+            Some(id) => match statuses.iter().find(|s| s.id == id) {
+                Some(s) => s.inactive_flag,
+                None => {
+                    status_name = Some(format!(
+                        "{} (unknown status #{id})",
+                        status_name.unwrap_or_default()
+                    ));
+                    true
+                }
+            },
+        };
+        let active = !deleted && !inactive;
         let mut status = status_name.unwrap_or_default();
         if deleted {
             status = if status.is_empty() {
@@ -301,19 +465,15 @@ struct CwTicket {
     id: i64,
     summary: Option<String>,
     closed_flag: Option<bool>,
-    status: Option<Ref>,
 }
 
 impl From<CwTicket> for Ticket {
+    /// Closed is `closedFlag`, which follows the status's `closedStatus`.
     fn from(t: CwTicket) -> Ticket {
-        let by_status = t
-            .status
-            .and_then(|s| s.name)
-            .is_some_and(|n| n.starts_with('>'));
         Ticket {
             id: t.id,
             title: t.summary.unwrap_or_default(),
-            closed: t.closed_flag.unwrap_or(false) || by_status,
+            closed: t.closed_flag.unwrap_or(false),
         }
     }
 }
@@ -360,10 +520,23 @@ impl ConnectWise {
         let mut client_id = HeaderValue::from_str(config.client_id.trim())
             .map_err(|_| bad("the clientId contains characters a header cannot carry"))?;
         client_id.set_sensitive(true);
+        let version = config
+            .api_version
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .unwrap_or(DEFAULT_API_VERSION);
+        if !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return Err(bad(&format!(
+                "apiVersion `{version}` is not a version such as {DEFAULT_API_VERSION}"
+            )));
+        }
+        let accept = HeaderValue::from_str(&accept_value(version))
+            .map_err(|_| bad("the apiVersion cannot be sent in a header"))?;
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(HeaderName::from_static("clientid"), client_id);
-        headers.insert(ACCEPT, HeaderValue::from_static(ACCEPT_VALUE));
+        headers.insert(ACCEPT, accept);
         let http = Http::new(
             PSA,
             retry,
@@ -377,6 +550,9 @@ impl ConnectWise {
                 company_id: config.company_id.trim().to_string(),
                 headers,
                 api_base: OnceCell::new(),
+                company_statuses: OnceCell::new(),
+                board_statuses: Default::default(),
+                boards: Default::default(),
             }),
         })
     }
@@ -391,7 +567,57 @@ impl ConnectWise {
     pub async fn companies_by_identifier(&self, identifier: &str) -> Result<Vec<Company>> {
         let conditions = Conditions::new().eq_str("identifier", identifier).build();
         let rows: Vec<CwCompany> = self.list("company/companies", &conditions).await?;
-        Ok(rows.into_iter().map(Company::from).collect())
+        let statuses = self.company_statuses().await?;
+        Ok(rows.into_iter().map(|c| c.into_company(statuses)).collect())
+    }
+
+    /// The tenant's company statuses, read once.
+    pub async fn company_statuses(&self) -> Result<&[CompanyStatus]> {
+        self.inner
+            .company_statuses
+            .get_or_try_init(|| async { self.list("company/companies/statuses", "").await })
+            .await
+            .map(Vec::as_slice)
+    }
+
+    /// The id of the board named `name` (`service/boards?conditions=name="..."`), looked up
+    /// once.
+    pub async fn board_id(&self, name: &str) -> Result<i64> {
+        let key = name.trim().to_lowercase();
+        if let Some(id) = self.inner.boards.lock().await.get(&key) {
+            return Ok(*id);
+        }
+        #[derive(Deserialize)]
+        struct Board {
+            id: i64,
+            #[serde(default)]
+            name: String,
+        }
+        let conditions = Conditions::new().eq_str("name", name.trim()).build();
+        let rows: Vec<Board> = self.list("service/boards", &conditions).await?;
+        let id = rows
+            .iter()
+            .find(|b| b.name.trim().eq_ignore_ascii_case(name.trim()))
+            .map(|b| b.id)
+            .ok_or_else(|| Error::Psa(format!("ConnectWise: no service board named `{name}`")))?;
+        self.inner.boards.lock().await.insert(key, id);
+        Ok(id)
+    }
+
+    /// The statuses of board `board_id`, read once per board.
+    pub async fn board_statuses(&self, board_id: i64) -> Result<Vec<BoardStatus>> {
+        if let Some(s) = self.inner.board_statuses.lock().await.get(&board_id) {
+            return Ok(s.clone());
+        }
+        let statuses: Vec<BoardStatus> = self
+            .list(&format!("service/boards/{board_id}/statuses"), "")
+            .await?;
+        self.inner
+            .board_statuses
+            .lock()
+            .await
+            .insert(board_id, statuses.clone());
+        Ok(statuses)
     }
 
     /// The company `id`; `None` when ConnectWise answers 404.
@@ -402,7 +628,8 @@ impl ConnectWise {
             return Ok(None);
         }
         let row: CwCompany = self.expect(&Method::GET, &path, &reply)?;
-        Ok(Some(row.into()))
+        let statuses = self.company_statuses().await?;
+        Ok(Some(row.into_company(statuses)))
     }
 
     /// All agreements of the company, any status.
@@ -516,19 +743,45 @@ impl ConnectWise {
             .collect())
     }
 
-    /// Opens a ticket on `board` (by name). Sent once (see [`super::http::Replay`]).
+    /// Every ticket of the company whose summary equals `summary`, open or closed.
+    pub async fn tickets_with_summary(
+        &self,
+        company_id: i64,
+        summary: &str,
+    ) -> Result<Vec<Ticket>> {
+        let summary = crate::psa::autotask::fit_chars(summary, MAX_SUMMARY);
+        let conditions = Conditions::new()
+            .eq_int("company/id", company_id)
+            .eq_str("summary", &summary)
+            .build();
+        let rows: Vec<CwTicket> = self.list("service/tickets", &conditions).await?;
+        Ok(rows
+            .into_iter()
+            .map(Ticket::from)
+            .filter(|t| t.title == summary)
+            .collect())
+    }
+
+    /// Opens a ticket on `board` (by name) in the board's `status` (by name) or its default
+    /// status; the summary is cut to 100 characters. Sent once (see
+    /// [`super::http::Replay`]).
     pub async fn create_ticket(
         &self,
         company_id: i64,
         board: &str,
         summary: &str,
         description: &str,
+        status: Option<&str>,
     ) -> Result<Ticket> {
+        let board_id = self.board_id(board).await?;
+        let statuses = self.board_statuses(board_id).await?;
+        let status = open_status(board, &statuses, status)?;
         let path = "service/tickets";
         let body = json!({
-            "summary": summary,
+            "summary": crate::psa::autotask::fit_chars(summary, MAX_SUMMARY),
             "company": {"id": company_id},
-            "board": {"name": board},
+            "board": {"id": board_id},
+            "status": {"id": status.id},
             "initialDescription": description,
         });
         let reply = self
@@ -538,15 +791,114 @@ impl ConnectWise {
         Ok(row.into())
     }
 
-    /// Closes the ticket: JSON Patch `replace status` with `{"name": ">Closed"}`.
-    pub async fn close_ticket(&self, id: i64) -> Result<()> {
+    /// Closes the ticket with a closed status of its own board (`status` by name, else the
+    /// one named like `Closed`, else the first): JSON Patch `replace status` with its id.
+    pub async fn close_ticket(&self, id: i64, status: Option<&str>) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Board {
+            board: Option<Ref>,
+        }
         let path = format!("service/tickets/{id}");
-        let body = json!([{"op": "replace", "path": "status", "value": {"name": CLOSED_STATUS}}]);
+        let reply = self.call(Method::GET, &path, None, Replay::Safe).await?;
+        let ticket: Board = self.expect(&Method::GET, &path, &reply)?;
+        let board = ticket.board.unwrap_or_default();
+        let board_id = board
+            .id
+            .ok_or_else(|| Error::Psa(format!("ConnectWise: ticket #{id} is on no board")))?;
+        let statuses = self.board_statuses(board_id).await?;
+        let board_name = board.name.unwrap_or_else(|| format!("#{board_id}"));
+        let closed = closed_status(&board_name, &statuses, status)?;
+        let body = json!([{"op": "replace", "path": "status", "value": {"id": closed.id}}]);
         let reply = self
             .call(Method::PATCH, &path, Some(&body), Replay::Safe)
             .await?;
         self.expect::<Value>(&Method::PATCH, &path, &reply)?;
         Ok(())
+    }
+
+    /// The notes of a ticket.
+    pub async fn ticket_notes(&self, ticket_id: i64) -> Result<Vec<TicketNote>> {
+        self.list(&format!("service/tickets/{ticket_id}/notes"), "")
+            .await
+    }
+
+    /// Adds a note to the ticket's discussion (`detailDescriptionFlag`). Sent once.
+    pub async fn add_note(&self, ticket_id: i64, text: &str) -> Result<i64> {
+        let path = format!("service/tickets/{ticket_id}/notes");
+        let body = json!({"text": text, "detailDescriptionFlag": true});
+        let reply = self
+            .call(Method::POST, &path, Some(&body), Replay::CreateOnce)
+            .await?;
+        let note: TicketNote = self.expect(&Method::POST, &path, &reply)?;
+        Ok(note.id)
+    }
+
+    /// The documents attached to ticket `ticket_id`
+    /// (`system/documents?recordType=Ticket&recordId=N`).
+    pub async fn ticket_documents(&self, ticket_id: i64) -> Result<Vec<DocumentInfo>> {
+        self.list_with(
+            "system/documents",
+            "",
+            &format!("recordType=Ticket&recordId={ticket_id}"),
+        )
+        .await
+    }
+
+    /// Uploads `bytes` as `file_name` to ticket `ticket_id` (`POST system/documents`,
+    /// `multipart/form-data`: `recordType=Ticket`, `recordId`, `title`, the file). Sent once.
+    pub async fn upload_ticket_document(
+        &self,
+        ticket_id: i64,
+        title: &str,
+        file_name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<DocumentInfo> {
+        let path = "system/documents";
+        let boundary = format!("ferry-{}", hex::encode(crate::fsutil::random_bytes::<12>()));
+        let mut body = Vec::with_capacity(bytes.len() + 1024);
+        for (name, value) in [
+            ("recordType", "Ticket".to_string()),
+            ("recordId", ticket_id.to_string()),
+            ("title", title.to_string()),
+            ("privateFlag", "false".to_string()),
+        ] {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let safe_name: String = file_name
+            .chars()
+            .map(|c| if c == '"' || c.is_control() { '_' } else { c })
+            .collect();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{safe_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let url = format!("{}{path}", self.api_base().await?);
+        let mut headers = self.inner.headers.clone();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+                .map_err(|e| Error::Psa(format!("ConnectWise: {e}")))?,
+        );
+        let reply = self
+            .send_raw(
+                Method::POST,
+                &url,
+                path,
+                &headers,
+                Bytes::from(body),
+                Replay::CreateOnce,
+            )
+            .await?;
+        self.expect(&Method::POST, path, &reply)
     }
 
     /// `{root}/{codebase}apis/3.0/`, discovered on first use.
@@ -616,16 +968,50 @@ impl ConnectWise {
         body: Option<&Value>,
         replay: Replay,
     ) -> Result<Reply> {
-        let label = format!("/{}", path.split('?').next().unwrap_or(path));
-        let mut headers;
-        let headers = match body {
-            Some(_) => {
-                headers = self.inner.headers.clone();
+        match body {
+            Some(b) => {
+                let mut headers = self.inner.headers.clone();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                &headers
+                self.send_raw(
+                    method,
+                    url,
+                    path,
+                    &headers,
+                    Bytes::from(b.to_string()),
+                    replay,
+                )
+                .await
             }
-            None => &self.inner.headers,
-        };
+            None => {
+                self.send_with(method, url, path, &self.inner.headers, None, replay)
+                    .await
+            }
+        }
+    }
+
+    async fn send_raw(
+        &self,
+        method: Method,
+        url: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        replay: Replay,
+    ) -> Result<Reply> {
+        self.send_with(method, url, path, headers, Some(body), replay)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        path: &str,
+        headers: &HeaderMap,
+        body: Option<Bytes>,
+        replay: Replay,
+    ) -> Result<Reply> {
+        let label = format!("/{}", path.split('?').next().unwrap_or(path));
         let reply = self
             .inner
             .http
@@ -634,7 +1020,7 @@ impl ConnectWise {
                 url,
                 label: &label,
                 headers,
-                body: body.map(|b| Bytes::from(b.to_string())),
+                body,
                 replay,
                 gate: None,
             })
@@ -674,11 +1060,27 @@ impl ConnectWise {
 
     /// Every row of a list, page by page.
     async fn list<T: DeserializeOwned>(&self, resource: &str, conditions: &str) -> Result<Vec<T>> {
+        self.list_with(resource, conditions, "").await
+    }
+
+    /// Every row of a list with extra query parameters (`a=1&b=2`), page by page. Empty
+    /// `conditions` are left out.
+    async fn list_with<T: DeserializeOwned>(
+        &self,
+        resource: &str,
+        conditions: &str,
+        params: &str,
+    ) -> Result<Vec<T>> {
         let base = self.api_base().await?.to_string();
-        let mut path = format!(
-            "{resource}?conditions={}&pageSize={PAGE_SIZE}",
-            percent_encode(conditions)
-        );
+        let mut query = Vec::new();
+        if !conditions.is_empty() {
+            query.push(format!("conditions={}", percent_encode(conditions)));
+        }
+        if !params.is_empty() {
+            query.push(params.to_string());
+        }
+        query.push(format!("pageSize={PAGE_SIZE}"));
+        let mut path = format!("{resource}?{}", query.join("&"));
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let url = format!("{base}{path}");
@@ -744,6 +1146,7 @@ mod tests {
                 client_id: "0f2b6c1e-0000-4000-8000-000000000001".into(),
                 public_key: PUBLIC.into(),
                 private_key: PRIVATE.into(),
+                api_version: None,
             },
             policy(),
         )
@@ -802,26 +1205,84 @@ mod tests {
     }
 
     #[test]
-    fn companies_are_active_only_when_active_and_not_deleted() {
-        let c = |status: Option<&str>, deleted: bool| {
-            Company::from(CwCompany {
+    fn companies_are_active_by_their_status_s_inactive_flag_not_its_name() {
+        let statuses = [
+            CompanyStatus {
+                id: 1,
+                name: "Active".into(),
+                inactive_flag: false,
+            },
+            CompanyStatus {
+                id: 2,
+                name: "Active (do not bill)".into(),
+                inactive_flag: true,
+            },
+            CompanyStatus {
+                id: 3,
+                name: "Kunde".into(),
+                inactive_flag: false,
+            },
+        ];
+        let c = |status: Option<(i64, &str)>, deleted: bool| {
+            CwCompany {
                 id: 1,
                 identifier: Some("A".into()),
                 name: Some("A".into()),
-                status: status.map(|s| Ref {
-                    id: Some(1),
+                status: status.map(|(id, s)| Ref {
+                    id: Some(id),
                     identifier: None,
                     name: Some(s.into()),
                 }),
                 deleted_flag: Some(deleted),
-            })
+            }
+            .into_company(&statuses)
         };
-        assert!(c(Some("Active"), false).active);
-        assert!(!c(Some("Inactive"), false).active);
-        assert!(!c(Some("Not Approved"), false).active);
-        let d = c(Some("Active"), true);
+        assert!(c(Some((1, "Active")), false).active);
+        assert!(
+            c(Some((3, "Kunde")), false).active,
+            "any name can be active"
+        );
+        assert!(!c(Some((2, "Active (do not bill)")), false).active);
+        let unknown = c(Some((9, "Gone")), false);
+        assert!(!unknown.active);
+        assert_eq!(unknown.status, "Gone (unknown status #9)");
+        assert!(c(None, false).active);
+        let d = c(Some((1, "Active")), true);
         assert!(!d.active);
         assert_eq!(d.status, "Active (deleted)");
+    }
+
+    #[test]
+    fn tickets_open_in_the_board_s_default_status_and_close_with_its_closed_status() {
+        let st = |id, name: &str, closed, default| BoardStatus {
+            id,
+            name: name.into(),
+            closed_status: closed,
+            inactive: false,
+            default_flag: default,
+            sort_order: id,
+        };
+        let board = [
+            st(1, "Nuovo", false, true),
+            st(2, "Annullato", true, false),
+            st(3, "Chiuso", true, false),
+            st(4, "Closed", true, false),
+        ];
+        assert_eq!(open_status("B", &board, None).unwrap().id, 1);
+        assert_eq!(closed_status("B", &board, None).unwrap().id, 4);
+        assert_eq!(closed_status("B", &board[..3], None).unwrap().id, 2);
+        assert_eq!(closed_status("B", &board, Some("chiuso")).unwrap().id, 3);
+        let e = closed_status("B", &board, Some("Nuovo"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no closed status named \"Nuovo\"")
+                && e.contains("Annullato, Chiuso, Closed"),
+            "{e}"
+        );
+        let gt = [st(1, "New", false, true), st(9, ">Closed", true, false)];
+        assert_eq!(closed_status("B", &gt, None).unwrap().id, 9);
+        assert!(open_status("B", &[st(1, "Done", true, false)], None).is_err());
     }
 
     #[test]
@@ -858,6 +1319,7 @@ mod tests {
             client_id: "y".into(),
             public_key: PUBLIC.into(),
             private_key: PRIVATE.into(),
+            api_version: None,
         };
         let s = format!("{cfg:?}");
         assert!(!s.contains(PUBLIC) && !s.contains(PRIVATE), "{s}");
@@ -875,6 +1337,10 @@ mod tests {
                 "/v2025_1/apis/3.0/company/companies/7" => {
                     Answer::json(404, json!({"code": "NotFound", "message": "Company not found"}))
                 }
+                "/v2025_1/apis/3.0/company/companies/statuses" => Answer::json(
+                    200,
+                    json!([{"id": 1, "name": "Active", "inactiveFlag": false}]),
+                ),
                 _ => Answer::json(400, json!({"message": "unexpected"})),
             }
         })
@@ -886,8 +1352,17 @@ mod tests {
         assert_eq!(found[0].identifier.as_deref(), Some("ACME01"));
         assert_eq!(cw.clone().company(7).await.unwrap(), None);
         let seen = fake.seen();
-        assert_eq!(seen.len(), 3);
-        assert_eq!(cw.requests(), 3);
+        assert_eq!(
+            seen.len(),
+            4,
+            "discovery, companies, statuses (once), company 7"
+        );
+        assert_eq!(cw.requests(), 4);
+        assert!(
+            seen[2]
+                .uri
+                .starts_with("/v2025_1/apis/3.0/company/companies/statuses?")
+        );
         assert!(seen[0].header("authorization").is_none());
         let list = &seen[1];
         assert_eq!(
@@ -906,7 +1381,10 @@ mod tests {
             list.header("clientid").as_deref(),
             Some("0f2b6c1e-0000-4000-8000-000000000001")
         );
-        assert_eq!(list.header("accept").as_deref(), Some(ACCEPT_VALUE));
+        assert_eq!(
+            list.header("accept").as_deref(),
+            Some("application/vnd.connectwise.com+json; version=2025.1")
+        );
     }
 
     #[tokio::test]
@@ -1036,13 +1514,27 @@ mod tests {
             if s.path().starts_with("/login/") {
                 return companyinfo();
             }
-            match s.method.as_str() {
-                "GET" => Answer::json(200, json!([
-                    {"id": 1, "summary": "Usage sync failed", "closedFlag": false, "status": {"name": "New"}},
-                    {"id": 2, "summary": "Usage sync failed", "closedFlag": false, "status": {"name": ">Closed"}},
+            let p = s.path().trim_start_matches("/v2025_1/apis/3.0/").to_string();
+            match (s.method.as_str(), p.as_str()) {
+                ("GET", "service/tickets") => Answer::json(200, json!([
+                    {"id": 1, "summary": "Usage sync failed", "closedFlag": false, "status": {"id": 71, "name": "New"}},
+                    {"id": 2, "summary": "Usage sync failed", "closedFlag": true, "status": {"id": 73, "name": "Fatto"}},
                 ])),
-                "POST" => Answer::json(201, json!({"id": 3, "summary": s.json()["summary"], "closedFlag": false})),
-                _ => Answer::json(200, json!({"id": 1, "closedFlag": true})),
+                ("GET", "service/boards") => {
+                    Answer::json(200, json!([{"id": 7, "name": "Service Desk"}]))
+                }
+                ("GET", "service/boards/7/statuses") => Answer::json(200, json!([
+                    {"id": 71, "name": "New", "defaultFlag": true, "closedStatus": false},
+                    {"id": 72, "name": "Waiting", "closedStatus": false},
+                    {"id": 73, "name": "Fatto", "closedStatus": true},
+                ])),
+                ("GET", "service/tickets/1") => Answer::json(
+                    200,
+                    json!({"id": 1, "board": {"id": 7, "name": "Service Desk"}, "closedFlag": false}),
+                ),
+                ("POST", _) => Answer::json(201, json!({"id": 3, "summary": s.json()["summary"], "closedFlag": false})),
+                ("PATCH", _) => Answer::json(200, json!({"id": 1, "closedFlag": true})),
+                _ => Answer::json(404, json!({"message": "unexpected"})),
             }
         })
         .await;
@@ -1050,26 +1542,33 @@ mod tests {
         let open = cw.open_tickets(250, "Usage sync failed").await.unwrap();
         assert_eq!(open.iter().map(|t| t.id).collect::<Vec<_>>(), [1]);
         let t = cw
-            .create_ticket(250, "Service Desk", "Usage sync failed", "details")
+            .create_ticket(250, "Service Desk", "Usage sync failed", "details", None)
             .await
             .unwrap();
         assert_eq!(
             (t.id, t.title.as_str(), t.closed),
             (3, "Usage sync failed", false)
         );
-        cw.close_ticket(1).await.unwrap();
+        cw.close_ticket(1, None).await.unwrap();
         let seen = fake.seen();
         assert!(seen[1].uri.contains(
             "conditions=company%2Fid%3D250%20and%20summary%3D%22Usage%20sync%20failed%22%20and%20closedFlag%3DFalse"
         ), "{}", seen[1].uri);
+        let create = seen.iter().find(|s| s.method == "POST").unwrap();
         assert_eq!(
-            seen[2].json(),
-            json!({"summary": "Usage sync failed", "company": {"id": 250}, "board": {"name": "Service Desk"}, "initialDescription": "details"})
+            create.json(),
+            json!({"summary": "Usage sync failed", "company": {"id": 250}, "board": {"id": 7}, "status": {"id": 71}, "initialDescription": "details"})
         );
-        assert_eq!(seen[3].path(), "/v2025_1/apis/3.0/service/tickets/1");
+        let statuses = seen
+            .iter()
+            .filter(|s| s.path().ends_with("/statuses"))
+            .count();
+        assert_eq!(statuses, 1, "a board's statuses are read once");
+        let close = seen.last().unwrap();
+        assert_eq!(close.path(), "/v2025_1/apis/3.0/service/tickets/1");
         assert_eq!(
-            seen[3].json(),
-            json!([{"op": "replace", "path": "status", "value": {"name": ">Closed"}}])
+            close.json(),
+            json!([{"op": "replace", "path": "status", "value": {"id": 73}}])
         );
     }
 
@@ -1079,20 +1578,47 @@ mod tests {
             if s.path().starts_with("/login/") {
                 return companyinfo();
             }
-            Answer::json(400, json!({"code": "InvalidObject", "message": "Ticket object is invalid", "errors": [{"code": "NullValue", "message": "Board is required", "resource": "ticket", "field": "board"}]}))
+            if s.path().ends_with("/service/boards") {
+                return Answer::json(200, json!([{"id": 7, "name": "Desk"}]));
+            }
+            if s.path().ends_with("/statuses") {
+                return Answer::json(200, json!([{"id": 1, "name": "New", "defaultFlag": true}]));
+            }
+            Answer::json(400, json!({"code": "InvalidObject", "message": "Ticket object is invalid", "errors": [{"code": "NullValue", "message": "Company is required", "resource": "ticket", "field": "company"}]}))
         })
         .await;
         let cw = client(&fake.url);
         let e = cw
-            .create_ticket(250, "", "x", "y")
+            .create_ticket(250, "Desk", "x", "y", None)
             .await
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
-            "ConnectWise POST /service/tickets: HTTP 400: Ticket object is invalid; board: Board is required"
+            "ConnectWise POST /service/tickets: HTTP 400: Ticket object is invalid; company: Company is required"
         );
-        assert_eq!(fake.seen().len(), 2);
+        assert_eq!(fake.seen().len(), 4);
+    }
+
+    #[test]
+    fn the_api_version_is_pinned_and_a_target_may_choose_another() {
+        let mut cfg = ConnectWiseConfig {
+            site: Some("api-na.myconnectwise.net".into()),
+            base_url: None,
+            company_id: "x".into(),
+            client_id: "y".into(),
+            public_key: PUBLIC.into(),
+            private_key: PRIVATE.into(),
+            api_version: Some("2024.1".into()),
+        };
+        let cw = ConnectWise::new(cfg.clone(), policy()).unwrap();
+        assert_eq!(
+            cw.inner.headers.get(ACCEPT).unwrap(),
+            "application/vnd.connectwise.com+json; version=2024.1"
+        );
+        cfg.api_version = Some("latest; x=1".into());
+        let e = ConnectWise::new(cfg, policy()).unwrap_err().to_string();
+        assert!(e.contains("apiVersion"), "{e}");
     }
 
     #[test]
@@ -1101,7 +1627,7 @@ mod tests {
         let cw = client("http://127.0.0.1:9");
         send(&cw.companies_by_identifier("A"));
         send(&cw.create_addition(1, "A", 1.0, jiff::civil::date(2026, 1, 1), ""));
-        send(&cw.close_ticket(1));
+        send(&cw.close_ticket(1, None));
     }
 }
 
@@ -1155,6 +1681,7 @@ mod against_the_simulator {
                 client_id: "0f2b6c1e-0000-4000-8000-000000000001".into(),
                 public_key: "PubKeyA1b2C3d4".into(),
                 private_key: "PrivKeyZ9y8X7w6".into(),
+                api_version: None,
             },
             RetryPolicy {
                 attempts: 4,
@@ -1200,7 +1727,7 @@ mod against_the_simulator {
             .unwrap();
         assert!(cw.additions(10, "EP-PROT").await.unwrap().is_empty());
         let t = cw
-            .create_ticket(250, "Service Desk", "Usage sync failed", "why")
+            .create_ticket(250, "Service Desk", "Usage sync failed", "why", None)
             .await
             .unwrap();
         assert_eq!(
@@ -1210,7 +1737,7 @@ mod against_the_simulator {
                 .len(),
             1
         );
-        cw.close_ticket(t.id).await.unwrap();
+        cw.close_ticket(t.id, None).await.unwrap();
         assert!(
             cw.open_tickets(250, "Usage sync failed")
                 .await

@@ -3,7 +3,8 @@
 //! - [`connectwise`] and [`autotask`]: REST clients for the subset of `../shared/psa-api.md`
 //!   Ferry uses, sharing retries and backoff ([`http`]); [`client`] puts them behind one type.
 //! - [`sync`]: the reconcile (company, contracts, quantities, tickets, status), run by
-//!   `ferry run`, `ferry run-now customermapping/NAME` and the controller; [`ledger`] records
+//!   `ferry run`, `ferry run-now customermapping/NAME` and the controller; [`periods`] dates
+//!   Autotask unit adjustments; [`ledger`] records
 //!   every attempt; [`usage`] reads the usage rows; [`drift`] is `plan`'s read-only refresh.
 //! - [`sim`]: strict simulators of both APIs (`ferry psa-sim`).
 
@@ -14,6 +15,7 @@ pub mod drift;
 pub mod http;
 pub mod ledger;
 pub mod model;
+pub mod periods;
 pub mod sim;
 pub mod sync;
 pub mod usage;

@@ -3,8 +3,10 @@
 //!
 //! Quantities are set, never added, and always from what the PSA holds now: ConnectWise
 //! additions are looked up by product identifier (not cancelled) and patched, created only
-//! when none exists; Autotask units are read for the effective date and changed by an
-//! adjustment of `target - current`. A sync cut at any point and run again therefore converges
+//! when none exists (decimals kept); Autotask quantities are rounded to whole units by the
+//! mapping's `quantityRounding`, the effective date is chosen by its `effectiveDate` rule
+//! ([`super::periods`]), the units held on that date are read and changed by one adjustment
+//! of `target - current`. A sync cut at any point and run again therefore converges
 //! without a duplicate addition or a second adjustment: nothing depends on a remembered id.
 
 use std::collections::{BTreeMap, HashMap};
@@ -168,6 +170,24 @@ impl MappingView {
         self.usage.as_ref()?.source.as_ref().map(|s| &s.sql)
     }
 
+    /// Autotask: the rounding rule and effective-date rule in force (the mapping's, else the
+    /// target's, else `up` and `periodStart`).
+    pub fn autotask_rules(&self) -> AutotaskRules {
+        let target = self.target.autotask.as_ref();
+        AutotaskRules {
+            rounding: self
+                .spec
+                .quantity_rounding
+                .or_else(|| target.and_then(|t| t.quantity_rounding))
+                .unwrap_or_default(),
+            effective: self
+                .spec
+                .effective_date
+                .or_else(|| target.and_then(|t| t.effective_date))
+                .unwrap_or_default(),
+        }
+    }
+
     /// The time zone the effective dates of `kind` are computed in.
     fn time_zone(&self, kind: SyncKind) -> &str {
         match kind {
@@ -178,6 +198,15 @@ impl MappingView {
                 .map_or("UTC", |b| b.time_zone.as_str()),
         }
     }
+}
+
+/// How Autotask quantities are made whole and dated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AutotaskRules {
+    /// Fractional usage to whole units.
+    pub rounding: crate::api::QuantityRounding,
+    /// The date adjustments take effect.
+    pub effective: crate::api::EffectiveDate,
 }
 
 /// A product's agreement/contract and item, resolved in the PSA.
@@ -385,6 +414,15 @@ pub struct Pushed {
     /// Additions beyond the first for the product (ConnectWise), left alone and reported.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub duplicates: Vec<i64>,
+    /// Autotask: the usage quantity before rounding to whole units, when it had a fraction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounded_from: Option<f64>,
+    /// Autotask: how it was rounded (`up`, `down`, `to the nearest unit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rounding: Option<String>,
+    /// Autotask: the date the units hold from (`YYYY-MM-DD`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<String>,
 }
 
 /// The quantity the PSA holds for a product on `on` (`None`: no addition or no units row).
@@ -426,6 +464,7 @@ pub async fn push_all(
     quantity_of: impl Fn(&str) -> f64,
     on: Date,
     description: &str,
+    rules: AutotaskRules,
 ) -> (Vec<Pushed>, Vec<String>) {
     let mut by_agreement: BTreeMap<i64, Vec<&ResolvedProduct>> = BTreeMap::new();
     for p in products {
@@ -439,7 +478,7 @@ pub async fn push_all(
                 push_connectwise(cw, agreement_id, &group, &quantity_of, on, description).await
             }
             PsaClient::Autotask(at) => {
-                push_autotask(at, agreement_id, &group, &quantity_of, on).await
+                push_autotask(at, agreement_id, &group, &quantity_of, on, rules).await
             }
         };
         match result {
@@ -463,6 +502,9 @@ fn new_pushed(p: &ResolvedProduct, quantity: f64) -> Pushed {
         record_id: None,
         item_id: None,
         duplicates: Vec::new(),
+        rounded_from: None,
+        rounding: None,
+        effective_date: None,
     }
 }
 
@@ -519,14 +561,17 @@ async fn push_connectwise(
     Ok((done, failed))
 }
 
-/// Autotask: the contract's services and units, read once; a missing service is attached,
-/// then units change by one adjustment of `target - current` per service.
+/// Autotask: the contract's services and units rows, read once; a missing service is
+/// attached, then per service the quantity is rounded to whole units, dated by the
+/// effective-date rule, and the units held on that date change by one adjustment of
+/// `target - current`.
 async fn push_autotask(
     at: &crate::psa::autotask::Autotask,
     contract_id: i64,
     group: &[&ResolvedProduct],
     quantity_of: &impl Fn(&str) -> f64,
     on: Date,
+    rules: AutotaskRules,
 ) -> Result<(Vec<Pushed>, Vec<String>)> {
     let attached: Vec<i64> = at
         .contract_services(contract_id)
@@ -534,11 +579,16 @@ async fn push_autotask(
         .into_iter()
         .map(|cs| cs.service_id)
         .collect();
-    let units = at.units_on(contract_id, on).await?;
+    let rows = at.unit_rows(contract_id).await?;
     let (mut done, mut failed) = (Vec::new(), Vec::new());
     for p in group {
-        let quantity = quantity_of(&p.product);
-        let mut pushed = new_pushed(p, quantity);
+        let raw = quantity_of(&p.product);
+        let whole = rules.rounding.apply(raw);
+        let mut pushed = new_pushed(p, whole);
+        if !same_quantity(raw, whole) {
+            pushed.rounded_from = Some(raw);
+            pushed.rounding = Some(rules.rounding.label().into());
+        }
         let outcome: Result<()> = async {
             let service = p
                 .service
@@ -549,12 +599,24 @@ async fn push_autotask(
                 at.add_contract_service(contract_id, service.id, service.unit_price)
                     .await?;
             }
-            let current = units.get(&service.id).copied().unwrap_or(0.0);
+            let effective =
+                crate::psa::periods::effective_date(&rows, service.id, on, rules.effective);
+            pushed.effective_date = Some(effective.to_string());
+            let current = crate::psa::periods::units_at(&rows, service.id, effective);
             pushed.previous = Some(current);
-            let delta = quantity - current;
+            let delta = whole - current.round();
             if !same_quantity(delta, 0.0) {
+                let change = i32::try_from(delta as i64)
+                    .ok()
+                    .filter(|_| delta.abs() < f64::from(i32::MAX))
+                    .ok_or_else(|| {
+                        Error::Psa(format!(
+                            "a change of {} units does not fit Autotask's 32-bit unitChange",
+                            crate::psa::format_quantity(delta)
+                        ))
+                    })?;
                 let id = at
-                    .adjust_units(contract_id, service.id, on, delta, None)
+                    .adjust_units(contract_id, service.id, effective, change, None)
                     .await?;
                 pushed.action = "adjusted".into();
                 pushed.record_id = Some(id);
@@ -943,6 +1005,7 @@ impl Syncer {
             |product| rows.get(product).copied().unwrap_or(0.0),
             on,
             &description,
+            view.autotask_rules(),
         )
         .await;
         report.pushed = pushed;
@@ -1011,7 +1074,9 @@ impl Syncer {
         let outcome: Result<Option<String>> = async {
             match (succeeded, open) {
                 (true, Some((id, _))) => {
-                    client.close_ticket(id).await?;
+                    client
+                        .close_ticket(id, tickets.closed_status.as_deref())
+                        .await?;
                     self.ledger.forget_ticket(ns, name, kind).await?;
                     Ok(Some(format!("closed ticket #{id}")))
                 }
@@ -1026,7 +1091,13 @@ impl Syncer {
                                 Error::Usage("ticketSync.board is not set".into())
                             })?;
                             client
-                                .create_ticket(company_id, board, title, description)
+                                .create_ticket(
+                                    company_id,
+                                    board,
+                                    title,
+                                    description,
+                                    tickets.open_status.as_deref(),
+                                )
                                 .await?
                         }
                     };
@@ -1127,8 +1198,15 @@ impl Syncer {
                 }
             }
             PsaClient::Autotask(_) => {
-                let (pushed, failed) =
-                    push_all(&client, &resolution.products, |_| 0.0, on, "").await;
+                let (pushed, failed) = push_all(
+                    &client,
+                    &resolution.products,
+                    |_| 0.0,
+                    on,
+                    "",
+                    view.autotask_rules(),
+                )
+                .await;
                 if !failed.is_empty() {
                     return Err(Error::Psa(failed.join("; ")));
                 }

@@ -39,6 +39,52 @@ use serde_json::{Map, Value, json};
 
 use super::{Api, Faults, SimRequest, SimResponse};
 
+/// Every route this simulator serves, as `docs/psa-contract.md` lists them: method and path
+/// relative to `.../atservicesrest/v1.0` (entity names as Autotask spells them; the API takes
+/// them in any case), `{id}` for ids. `tests/psa_contract.rs` holds the table and the router
+/// to it.
+pub fn routes() -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("GET", "/zoneInformation".to_string()),
+        ("GET", "/ThresholdInformation".to_string()),
+    ];
+    for k in KINDS {
+        let e = k.path();
+        if k.can_query() {
+            for (m, p) in [
+                ("GET", "query"),
+                ("POST", "query"),
+                ("GET", "query/count"),
+                ("POST", "query/count"),
+                ("POST", "query/next"),
+                ("POST", "query/prev"),
+            ] {
+                out.push((m, format!("/{e}/{p}")));
+            }
+        }
+        for p in [
+            "entityInformation",
+            "entityInformation/fields",
+            "entityInformation/userDefinedFields",
+        ] {
+            out.push(("GET", format!("/{e}/{p}")));
+        }
+        if k.can_get() {
+            out.push(("GET", format!("/{e}/{{id}}")));
+        }
+    }
+    for (m, p) in [
+        ("POST", "/Tickets"),
+        ("PATCH", "/Tickets"),
+        ("POST", "/Contracts/{id}/Services"),
+        ("POST", "/Contracts/{id}/ServiceAdjustments"),
+        ("POST", "/Tickets/{id}/Attachments"),
+    ] {
+        out.push((m, p.to_string()));
+    }
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // The data file
 // ---------------------------------------------------------------------------------------------
@@ -93,6 +139,9 @@ pub struct Data {
     /// Tickets.
     #[serde(default)]
     pub tickets: Vec<Ticket>,
+    /// Files attached to tickets.
+    #[serde(default)]
+    pub ticket_attachments: Vec<TicketAttachment>,
 }
 
 impl Default for Data {
@@ -114,6 +163,7 @@ impl Default for Data {
             ticket_statuses: default_ticket_statuses(),
             ticket_priorities: default_ticket_priorities(),
             tickets: Vec::new(),
+            ticket_attachments: Vec::new(),
         }
     }
 }
@@ -357,6 +407,39 @@ pub struct Ticket {
     pub assigned_resource_role_id: Option<i64>,
 }
 
+/// A file attached to a ticket (`TicketAttachments`, created through
+/// `POST /Tickets/{id}/Attachments`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TicketAttachment {
+    /// Id.
+    pub id: i64,
+    /// The ticket.
+    #[serde(rename = "parentID")]
+    pub parent_id: i64,
+    /// Title.
+    pub title: String,
+    /// The file name.
+    #[serde(default)]
+    pub full_path: Option<String>,
+    /// `FILE_ATTACHMENT`, `FOLDER_LINK` or `URL`.
+    pub attachment_type: String,
+    /// 1 all users, 2 internal users only.
+    pub publish: i64,
+    /// Size of the file in bytes.
+    pub file_size: i64,
+    /// The file, base64.
+    pub data: String,
+}
+
+/// Attachment types the API accepts.
+const ATTACHMENT_TYPES: [&str; 3] = ["FILE_ATTACHMENT", "FOLDER_LINK", "URL"];
+/// "The API size limit for individual attachment files is 6 to 7 MB" (AttachmentInfo, REST
+/// API): larger files are surely refused.
+pub const MAX_ATTACHMENT_BYTES: usize = 7_000_000;
+/// "... with a maximum of 10,000,000 bytes within a five-minute period" (same page).
+pub const ATTACHMENT_BYTES_PER_5_MIN: usize = 10_000_000;
+
 // ---------------------------------------------------------------------------------------------
 // Entities, fields and cells
 // ---------------------------------------------------------------------------------------------
@@ -370,9 +453,10 @@ enum Kind {
     ContractServiceUnits,
     ContractServiceAdjustments,
     Tickets,
+    TicketAttachments,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::Companies,
     Kind::Contracts,
     Kind::Services,
@@ -380,6 +464,7 @@ const KINDS: [Kind; 7] = [
     Kind::ContractServiceUnits,
     Kind::ContractServiceAdjustments,
     Kind::Tickets,
+    Kind::TicketAttachments,
 ];
 
 impl Kind {
@@ -393,6 +478,7 @@ impl Kind {
             Kind::ContractServiceUnits => "ContractServiceUnits",
             Kind::ContractServiceAdjustments => "ContractServiceAdjustments",
             Kind::Tickets => "Tickets",
+            Kind::TicketAttachments => "TicketAttachments",
         }
     }
 
@@ -406,6 +492,7 @@ impl Kind {
             Kind::ContractServiceUnits => "ContractServiceUnit",
             Kind::ContractServiceAdjustments => "ContractServiceAdjustment",
             Kind::Tickets => "Ticket",
+            Kind::TicketAttachments => "TicketAttachment",
         }
     }
 
@@ -424,6 +511,7 @@ impl Kind {
             Kind::ContractServiceUnits => UNIT_FIELDS,
             Kind::ContractServiceAdjustments => ADJUSTMENT_FIELDS,
             Kind::Tickets => TICKET_FIELDS,
+            Kind::TicketAttachments => ATTACHMENT_FIELDS,
         }
     }
 
@@ -448,8 +536,20 @@ impl Kind {
     fn can_create(self) -> bool {
         matches!(
             self,
-            Kind::ContractServices | Kind::ContractServiceAdjustments | Kind::Tickets
+            Kind::ContractServices
+                | Kind::ContractServiceAdjustments
+                | Kind::Tickets
+                | Kind::TicketAttachments
         )
+    }
+
+    /// Fields a query may not filter on ("Fields that cannot be queried" of the attachment
+    /// entities' pages: data, fileSize).
+    fn unqueryable(self) -> &'static [&'static str] {
+        match self {
+            Kind::TicketAttachments => &["data", "fileSize"],
+            _ => &[],
+        }
     }
 
     fn can_update(self) -> bool {
@@ -608,6 +708,18 @@ const TICKET_FIELDS: &[Field] = &[
     field("assignedResourceRoleID", Ty::Int).refers("Role"),
 ];
 
+const ATTACHMENT_FIELDS: &[Field] = &[
+    ID,
+    field("parentID", Ty::Int).required().refers("Ticket"),
+    field("ticketID", Ty::Int).read_only().refers("Ticket"),
+    field("title", Ty::Str).required().length(255),
+    field("fullPath", Ty::Str).length(255),
+    field("attachmentType", Ty::Str).required().length(32),
+    field("publish", Ty::Int).required(),
+    field("fileSize", Ty::Int).read_only(),
+    field("data", Ty::Str),
+];
+
 /// One field's value, borrowed from a record.
 #[derive(Clone, Copy, Debug)]
 enum Cell<'a> {
@@ -764,6 +876,25 @@ impl Record for ContractServiceAdjustment {
             4 => day(self.effective_date),
             5 => Cell::Int(self.unit_change),
             6 => opt_num(self.adjusted_unit_price),
+            _ => Cell::Null,
+        }
+    }
+}
+
+impl Record for TicketAttachment {
+    fn id(&self) -> i64 {
+        self.id
+    }
+    fn cell(&self, field: usize) -> Cell<'_> {
+        match field {
+            0 => Cell::Int(self.id),
+            1 | 2 => Cell::Int(self.parent_id),
+            3 => Cell::Str(&self.title),
+            4 => opt_str(&self.full_path),
+            5 => Cell::Str(&self.attachment_type),
+            6 => Cell::Int(self.publish),
+            7 => Cell::Int(self.file_size),
+            8 => Cell::Str(&self.data),
             _ => Cell::Null,
         }
     }
@@ -1097,6 +1228,17 @@ fn parse_condition(kind: Kind, item: &Value) -> Result<Cond, String> {
         ));
     };
     let f = &kind.fields()[index];
+    if kind
+        .unqueryable()
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(f.name))
+    {
+        return Err(format!(
+            "The {} field of {} cannot be queried.",
+            f.name,
+            kind.singular()
+        ));
+    }
     let value = non_null(obj, "value");
     let values = match op {
         Op::Exist | Op::NotExist => Vec::new(),
@@ -1310,7 +1452,18 @@ fn query_page<R: Record>(
     };
     let items: Vec<Value> = page
         .iter()
-        .map(|r| render(kind, *r, search.include.as_deref()))
+        .map(|r| {
+            let mut item = render(kind, *r, search.include.as_deref());
+            // Queries list attachments without their bytes.
+            if let Some(o) = item.as_object_mut() {
+                for name in kind.unqueryable() {
+                    if *name == "data" {
+                        o.remove(*name);
+                    }
+                }
+            }
+            item
+        })
         .collect();
     json!({
         "items": items,
@@ -1508,6 +1661,7 @@ enum Route {
     UpdateTicket,
     CreateContractService(i64),
     CreateAdjustment(i64),
+    CreateTicketAttachment(i64),
     EntityInfo(Kind),
     FieldsInfo(Kind),
     UdfInfo(Kind),
@@ -1525,6 +1679,7 @@ impl Route {
             Route::CreateTicket | Route::UpdateTicket => Kind::Tickets,
             Route::CreateContractService(_) => Kind::ContractServices,
             Route::CreateAdjustment(_) => Kind::ContractServiceAdjustments,
+            Route::CreateTicketAttachment(_) => Kind::TicketAttachments,
         }
     }
 }
@@ -1558,6 +1713,16 @@ fn route(method: &str, rest: &[&str]) -> Result<Route, Fail> {
             Err(not_allowed(&m, None))
         }
     };
+    let post_only = |r: Route| {
+        if m == "POST" {
+            Ok(r)
+        } else {
+            Err(not_allowed(
+                &m,
+                Some("nextPageUrl and prevPageUrl are followed with POST and the query body."),
+            ))
+        }
+    };
     let numeric = |s: &str| s.parse::<i64>().ok();
     match tail {
         [] => match (kind, m.as_str()) {
@@ -1567,6 +1732,12 @@ fn route(method: &str, rest: &[&str]) -> Result<Route, Fail> {
                 &m,
                 Some(
                     "Contract services are created through POST /Contracts/{contractId}/Services.",
+                ),
+            )),
+            (Kind::TicketAttachments, _) => Err(not_allowed(
+                &m,
+                Some(
+                    "Ticket attachments are created through POST /Tickets/{ticketId}/Attachments.",
                 ),
             )),
             (Kind::ContractServiceAdjustments, _) => Err(not_allowed(
@@ -1587,8 +1758,10 @@ fn route(method: &str, rest: &[&str]) -> Result<Route, Fail> {
             let mode = match rest {
                 [] => Mode::Items,
                 [c] if ci(c, "count") => Mode::Count,
-                [n] if ci(n, "next") => return get_only(Route::Query(kind, Mode::Next)),
-                [p] if ci(p, "prev") => return get_only(Route::Query(kind, Mode::Prev)),
+                // The paging URLs take POST with the query body, as the first page did; a GET
+                // there is refused (tphakala/go-autotask iter.go posts them).
+                [n] if ci(n, "next") => return post_only(Route::Query(kind, Mode::Next)),
+                [p] if ci(p, "prev") => return post_only(Route::Query(kind, Mode::Prev)),
                 _ => return Err(not_found()),
             };
             if m == "GET" || m == "POST" {
@@ -1610,6 +1783,13 @@ fn route(method: &str, rest: &[&str]) -> Result<Route, Fail> {
                 &m,
                 Some(&format!("{} can only be queried.", kind.path())),
             )),
+            None => Err(not_found()),
+        },
+        [id, child] if kind == Kind::Tickets && ci(child, "Attachments") => match numeric(id) {
+            Some(id) => match m.as_str() {
+                "POST" => Ok(Route::CreateTicketAttachment(id)),
+                _ => Err(not_allowed(&m, None)),
+            },
             None => Err(not_found()),
         },
         [id, child] if kind == Kind::Contracts => match numeric(id) {
@@ -1646,6 +1826,9 @@ struct Store {
     units_by_contract: HashMap<i64, Vec<i64>>,
     adjustments: BTreeMap<i64, ContractServiceAdjustment>,
     tickets: BTreeMap<i64, Ticket>,
+    attachments: BTreeMap<i64, TicketAttachment>,
+    /// Attachment bytes accepted in the last five minutes.
+    attachment_window: VecDeque<(Instant, usize)>,
     queues: Vec<PicklistValue>,
     statuses: Vec<PicklistValue>,
     priorities: Vec<PicklistValue>,
@@ -1682,6 +1865,10 @@ macro_rules! on_table {
             }
             Kind::Tickets => {
                 let $rows = &$store.tickets;
+                $body
+            }
+            Kind::TicketAttachments => {
+                let $rows = &$store.attachments;
                 $body
             }
         }
@@ -1786,6 +1973,9 @@ impl Store {
                 self.create_contract_service(contract, &body(req)?)
             }
             Route::CreateAdjustment(contract) => self.create_adjustment(contract, &body(req)?),
+            Route::CreateTicketAttachment(ticket) => {
+                self.create_ticket_attachment(ticket, &body(req)?)
+            }
             Route::EntityInfo(kind) => Ok(json!({
                 "info": {
                     "name": kind.singular(),
@@ -1809,7 +1999,30 @@ impl Store {
         req: &SimRequest,
         api_base: &str,
     ) -> Result<Value, Fail> {
-        let raw = if req.method.eq_ignore_ascii_case("POST") {
+        let raw = if matches!(mode, Mode::Next | Mode::Prev) {
+            // The cursor URL carries the query; a body, when sent, must be the same query.
+            let Some(search) = req.param("search") else {
+                return Err(Fail::invalid(
+                    "The paging URL has no search parameter; follow nextPageUrl as given.",
+                ));
+            };
+            let carried: Value = serde_json::from_str(search)
+                .map_err(|e| Fail::invalid(format!("The search parameter is not JSON: {e}")))?;
+            if !req.body.iter().all(u8::is_ascii_whitespace) {
+                let sent = req.json().map_err(Fail::invalid)?;
+                let filter = |v: &Value| {
+                    v.as_object()
+                        .and_then(|o| non_null(o, "filter").cloned())
+                        .unwrap_or(Value::Null)
+                };
+                if filter(&sent) != filter(&carried) {
+                    return Err(Fail::invalid(
+                        "The query body does not match the query of the paging URL; send the first page's query.",
+                    ));
+                }
+            }
+            carried
+        } else if req.method.eq_ignore_ascii_case("POST") {
             if req.body.iter().all(u8::is_ascii_whitespace) {
                 Value::Null
             } else {
@@ -1994,10 +2207,29 @@ impl Store {
                 contract.status
             ))));
         }
-        let Some(cs) = self.contract_service(contract_id, service_id).cloned() else {
-            return Err(Fail::invalid(on_record(format!(
-                "Service {service_id} is not on contract {contract_id}; add it with POST /Contracts/{contract_id}/Services first."
-            ))));
+        // "If the API creates a ContractServiceAdjustment entity and the API cannot find the
+        // correct ContractService entity, it will create it" (ContractServiceAdjustments, REST).
+        let cs = match self.contract_service(contract_id, service_id).cloned() {
+            Some(cs) => cs,
+            None => {
+                let Some(service) = self.services.get(&service_id) else {
+                    return Err(Fail::invalid(on_record(format!(
+                        "Service {service_id} does not exist."
+                    ))));
+                };
+                let cs = ContractService {
+                    id: 0,
+                    contract_id,
+                    service_id,
+                    unit_price: Some(service.unit_price),
+                };
+                let cs = ContractService {
+                    id: self.take_id(),
+                    ..cs
+                };
+                self.insert_contract_service(cs.clone());
+                cs
+            }
         };
         if let Some(given) = given_cs
             && given != cs.id
@@ -2007,9 +2239,18 @@ impl Store {
                 cs.id
             ))));
         }
-        let periods: Vec<&ContractServiceUnit> = self
+        if i32::try_from(change).is_err() {
+            return Err(Fail::invalid(on_record(format!(
+                "unitChange: {change} is outside the range of a 32-bit integer."
+            ))));
+        }
+        // ContractServiceUnits (REST API) in Autotask's developer help: an adjustment inside a
+        // billing period starts a new units row on its effective date, which runs to the end of
+        // the period; later periods carry the new count.
+        let periods: Vec<ContractServiceUnit> = self
             .units_of(contract_id)
             .filter(|u| u.contract_service_id == Some(cs.id))
+            .cloned()
             .collect();
         let too_low = |units: i64, u: Option<&ContractServiceUnit>| {
             let period = u.map_or_else(
@@ -2020,59 +2261,75 @@ impl Store {
                 "The adjustment of {change} units would leave {units} units in {period}; units cannot be negative."
             )))
         };
-        let mut affected = Vec::new();
         for u in &periods {
-            if u.end_date >= effective {
-                if u.units + change < 0 {
-                    return Err(too_low(u.units + change, Some(u)));
-                }
-                affected.push(u.id());
+            if u.end_date >= effective && u.units + change < 0 {
+                return Err(too_low(u.units + change, Some(u)));
+            }
+            if u.end_date >= effective && i32::try_from(u.units + change).is_err() {
+                return Err(Fail::invalid(on_record(
+                    "units would exceed the range of a 32-bit integer.",
+                )));
             }
         }
         let containing = periods
             .iter()
-            .any(|u| u.start_date <= effective && effective <= u.end_date);
-        let new_period = if containing {
-            None
-        } else {
-            let before = periods
-                .iter()
-                .filter(|u| u.end_date < effective)
-                .max_by_key(|u| u.end_date);
-            let after = periods
-                .iter()
-                .filter(|u| u.start_date > effective)
-                .min_by_key(|u| u.start_date);
-            let mut start = effective.first_of_month();
-            if let Some(b) = before
-                && let Ok(next_day) = b.end_date.tomorrow()
-                && next_day > start
-            {
-                start = next_day;
+            .find(|u| u.start_date <= effective && effective <= u.end_date)
+            .cloned();
+        let mut new_rows = Vec::new();
+        match &containing {
+            Some(row) if row.start_date < effective => {
+                // Split: the row ends the day before; a new row from the effective date.
+                let Ok(day_before) = effective.yesterday() else {
+                    return Err(Fail::invalid(on_record("effectiveDate is out of range.")));
+                };
+                if let Some(u) = self.units.get_mut(&row.id()) {
+                    u.end_date = day_before;
+                }
+                new_rows.push((
+                    effective,
+                    row.end_date,
+                    row.units + change,
+                    price.or(row.price),
+                ));
             }
-            let mut end = effective.last_of_month();
-            if let Some(a) = after
-                && let Ok(prev_day) = a.start_date.yesterday()
-                && prev_day < end
-            {
-                end = prev_day;
+            Some(_) => {}
+            None => {
+                let before = periods
+                    .iter()
+                    .filter(|u| u.end_date < effective)
+                    .max_by_key(|u| u.end_date);
+                let after = periods
+                    .iter()
+                    .filter(|u| u.start_date > effective)
+                    .min_by_key(|u| u.start_date);
+                let mut end = effective.last_of_month();
+                if let Some(a) = after
+                    && let Ok(prev_day) = a.start_date.yesterday()
+                    && prev_day < end
+                {
+                    end = prev_day;
+                }
+                let units = before.map_or(0, |b| b.units) + change;
+                if units < 0 {
+                    return Err(too_low(units, None));
+                }
+                let unit_price = price.or(before.and_then(|b| b.price)).or(cs.unit_price);
+                new_rows.push((effective, end, units, unit_price));
             }
-            let units = before.map_or(0, |b| b.units) + change;
-            if units < 0 {
-                return Err(too_low(units, None));
-            }
-            let unit_price = price.or(before.and_then(|b| b.price)).or(cs.unit_price);
-            Some((start, end, units, unit_price))
-        };
-        for id in affected {
-            if let Some(u) = self.units.get_mut(&id) {
-                u.units += change;
+        }
+        for u in &periods {
+            let moves = match &containing {
+                Some(row) if row.start_date == effective => u.start_date >= effective,
+                _ => u.start_date > effective,
+            };
+            if moves && let Some(row) = self.units.get_mut(&u.id()) {
+                row.units += change;
                 if price.is_some() {
-                    u.price = price;
+                    row.price = price;
                 }
             }
         }
-        if let Some((start_date, end_date, units, unit_price)) = new_period {
+        for (start_date, end_date, units, unit_price) in new_rows {
             let id = self.take_id();
             self.insert_unit(ContractServiceUnit {
                 id: Some(id),
@@ -2183,6 +2440,94 @@ impl Store {
         Ok(json!({ "itemId": id }))
     }
 
+    /// `POST /Tickets/{id}/Attachments`: base64 `data`, refused over the documented limits.
+    fn create_ticket_attachment(&mut self, ticket: i64, v: &Value) -> Result<Value, Fail> {
+        let mut b = Body::new(v)?;
+        let parent = b.int("parentID", false);
+        let title = b.text("title", true, 255);
+        let full_path = b.text("fullPath", false, 255);
+        let kind = b.text("attachmentType", true, 32);
+        let publish = b.int("publish", true);
+        let data = b
+            .value("data", false)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(p) = parent
+            && p != ticket
+        {
+            b.error(format!(
+                "parentID {p} in the body does not match the ticket {ticket} in the URL."
+            ));
+        }
+        if let Some(k) = &kind
+            && !ATTACHMENT_TYPES.iter().any(|t| t.eq_ignore_ascii_case(k))
+        {
+            b.error(format!(
+                "attachmentType {k} is not one of {}.",
+                ATTACHMENT_TYPES.join(", ")
+            ));
+        }
+        if let Some(p) = publish
+            && !(1..=2).contains(&p)
+        {
+            b.error(format!(
+                "publish {p} is not 1 (all users) or 2 (internal users)."
+            ));
+        }
+        b.check()?;
+        if !self.tickets.contains_key(&ticket) {
+            return Err(Fail::invalid(on_record(format!(
+                "Ticket {ticket} does not exist."
+            ))));
+        }
+        let kind = kind.unwrap_or_default().to_ascii_uppercase();
+        let bytes = match (&data, kind.as_str()) {
+            (Some(d), _) => super::connectwise::base64_decode(d)
+                .ok_or_else(|| Fail::invalid(on_record("data is not valid base64.")))?,
+            (None, "FILE_ATTACHMENT") => return Err(Fail::invalid(required("data"))),
+            (None, _) => Vec::new(),
+        };
+        if bytes.len() > MAX_ATTACHMENT_BYTES {
+            return Err(Fail::invalid(on_record(format!(
+                "The attachment is {} bytes; the API accepts at most {MAX_ATTACHMENT_BYTES} bytes per file.",
+                bytes.len()
+            ))));
+        }
+        let now = Instant::now();
+        while self
+            .attachment_window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= Duration::from_secs(300))
+        {
+            self.attachment_window.pop_front();
+        }
+        let recent: usize = self.attachment_window.iter().map(|(_, n)| n).sum();
+        if recent + bytes.len() > ATTACHMENT_BYTES_PER_5_MIN {
+            return Err(Fail::new(
+                429,
+                format!(
+                    "Attachment threshold exceeded: more than {ATTACHMENT_BYTES_PER_5_MIN} bytes of attachments within five minutes."
+                ),
+            ));
+        }
+        self.attachment_window.push_back((now, bytes.len()));
+        let id = self.take_id();
+        self.attachments.insert(
+            id,
+            TicketAttachment {
+                id,
+                parent_id: ticket,
+                title: title.unwrap_or_default(),
+                full_path,
+                attachment_type: kind,
+                publish: publish.unwrap_or(1),
+                file_size: bytes.len() as i64,
+                data: data.unwrap_or_default(),
+            },
+        );
+        Ok(json!({ "itemId": id }))
+    }
+
     fn update_ticket(&mut self, v: &Value) -> Result<Value, Fail> {
         let mut b = Body::new(v)?;
         let id = b.int("id", true);
@@ -2273,6 +2618,11 @@ impl Store {
             &mut seen,
         )?;
         unique("tickets", data.tickets.iter().map(|t| t.id), &mut seen)?;
+        unique(
+            "ticketAttachments",
+            data.ticket_attachments.iter().map(|a| a.id),
+            &mut seen,
+        )?;
         unique("queues", data.queues.iter().map(|q| q.id), &mut seen)?;
         unique(
             "ticketStatuses",
@@ -2299,6 +2649,7 @@ impl Store {
                     .filter_map(|a| a.id),
             )
             .chain(data.tickets.iter().map(|t| t.id))
+            .chain(data.ticket_attachments.iter().map(|a| a.id))
             .max()
             .unwrap_or(0);
         let mut store = Store {
@@ -2311,6 +2662,8 @@ impl Store {
             units_by_contract: HashMap::new(),
             adjustments: BTreeMap::new(),
             tickets: BTreeMap::new(),
+            attachments: BTreeMap::new(),
+            attachment_window: VecDeque::new(),
             queues: data.queues,
             statuses: data.ticket_statuses,
             priorities: data.ticket_priorities,
@@ -2436,6 +2789,15 @@ impl Store {
             }
             t.create_date = t.create_date.or(Some(now));
             store.tickets.insert(t.id, t);
+        }
+        for a in data.ticket_attachments {
+            if !store.tickets.contains_key(&a.parent_id) {
+                return Err(format!(
+                    "ticketAttachments: attachment {} refers to ticket {}, which is not in tickets",
+                    a.id, a.parent_id
+                ));
+            }
+            store.attachments.insert(a.id, a);
         }
         Ok(store)
     }
@@ -2740,6 +3102,7 @@ impl Api for Autotask {
             "ticketStatuses": s.statuses,
             "ticketPriorities": s.priorities,
             "tickets": s.tickets.values().collect::<Vec<_>>(),
+            "ticketAttachments": s.attachments.values().collect::<Vec<_>>(),
         })
     }
 }
@@ -3204,8 +3567,17 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
                 next.starts_with(&format!("{BASE}{API}/Companies/query/next?")),
                 "{next}"
             );
-            let (status, body) = call(&at, "GET", next, None);
+            let (refused, why) = call(&at, "GET", next, None);
+            assert_eq!(refused, 405, "a GET of a next page is refused: {why}");
+            let (status, body) = call(&at, "POST", next, Some(json!({"filter": filter})));
             assert_eq!(status, 200, "{body}");
+            let (other, _) = call(
+                &at,
+                "POST",
+                next,
+                Some(json!({"filter": [{"op": "eq", "field": "id", "value": 1}]})),
+            );
+            assert_eq!(other, 500, "another query's body is refused");
             assert!(body["pageDetails"]["prevPageUrl"].is_string());
             seen.extend(ids(&body));
             page = body;
@@ -3217,7 +3589,7 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
 
         // prevPageUrl goes back to the page before.
         let prev = page["pageDetails"]["prevPageUrl"].as_str().expect("prev");
-        let (_, body) = call(&at, "GET", prev, None);
+        let (_, body) = call(&at, "POST", prev, None);
         assert_eq!(ids(&body), expected[500..1000].to_vec());
 
         let (_, count) = post(&at, "/Companies/query/count", json!({"filter": filter}));
@@ -3239,7 +3611,7 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
             json!({"id": 1, "companyName": "Acme", "userDefinedFields": []})
         );
         let next = first["pageDetails"]["nextPageUrl"].as_str().expect("next");
-        let (_, second) = call(&at, "GET", next, None);
+        let (_, second) = call(&at, "POST", next, None);
         assert_eq!(ids(&second), vec![4]);
         assert_eq!(second["pageDetails"]["nextPageUrl"], Value::Null);
         assert_eq!(second["items"][0]["companyNumber"], Value::Null);
@@ -3379,7 +3751,9 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
     }
 
     #[test]
-    fn an_adjustment_moves_the_units_of_every_period_from_its_effective_date() {
+    fn an_adjustment_inside_a_period_starts_a_new_units_row_and_later_periods_carry_it() {
+        // ContractServiceUnits (REST): "a new ContractServiceUnit is created with a start date
+        // equal to the effective date of the adjustment".
         let at = sim();
         let (status, body) = post(
             &at,
@@ -3388,23 +3762,30 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
         );
         assert_eq!(status, 200, "{body}");
         assert!(body["itemId"].as_i64().is_some());
+        let mut rows = units(&at);
+        rows.sort();
         assert_eq!(
-            units(&at),
+            rows,
             vec![
-                ("2026-11-01".into(), "2026-11-30".into(), 15),
+                ("2026-11-01".into(), "2026-11-14".into(), 12),
+                ("2026-11-15".into(), "2026-11-30".into(), 15),
                 ("2026-12-01".into(), "2026-12-31".into(), 15),
             ]
         );
+        // Dated on a period's first day, it changes that row in place: no split.
         let (status, _) = post(
             &at,
             "/Contracts/10/ServiceAdjustments",
             json!({"contractID": 10, "serviceID": 20, "effectiveDate": "2026-12-01T00:00:00Z", "unitChange": -5}),
         );
         assert_eq!(status, 200);
-        assert_eq!(units(&at)[0].2, 15);
-        assert_eq!(units(&at)[1].2, 10);
+        let mut rows = units(&at);
+        rows.sort();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].2, 15);
+        assert_eq!(rows[2].2, 10);
 
-        // A month without a period gets one, starting from the previous period's units.
+        // A day without a period gets a row from that day, from the previous row's units.
         let (status, _) = post(
             &at,
             "/Contracts/10/ServiceAdjustments",
@@ -3413,12 +3794,12 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
         assert_eq!(status, 200);
         let state = at.state();
         let rows = state["contractServiceUnits"].as_array().expect("rows");
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[2]["startDate"], "2027-02-01");
-        assert_eq!(rows[2]["endDate"], "2027-02-28");
-        assert_eq!(rows[2]["units"], 12);
-        assert_eq!(rows[2]["price"], 4.5);
-        assert_eq!(rows[2]["contractServiceID"], 30);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[3]["startDate"], "2027-02-10");
+        assert_eq!(rows[3]["endDate"], "2027-02-28");
+        assert_eq!(rows[3]["units"], 12);
+        assert_eq!(rows[3]["price"], 4.5);
+        assert_eq!(rows[3]["contractServiceID"], 30);
         let adjustments = state["contractServiceAdjustments"].as_array().expect("adj");
         assert_eq!(adjustments.len(), 3);
         assert_eq!(adjustments[0]["unitChange"], 3);
@@ -3448,8 +3829,27 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
         );
         assert_eq!(rows["items"][0]["units"], 7);
         assert_eq!(rows["items"][0]["price"], 2.5);
-        assert_eq!(rows["items"][0]["startDate"], "2026-11-01T00:00:00Z");
+        assert_eq!(rows["items"][0]["startDate"], "2026-11-21T00:00:00Z");
         assert_eq!(rows["items"][0]["endDate"], "2026-11-30T00:00:00Z");
+    }
+
+    #[test]
+    fn a_fractional_or_out_of_range_unit_change_is_refused_in_autotask_s_shape() {
+        let at = sim();
+        for change in [json!(2.5), json!(4_294_967_296i64)] {
+            let (status, body) = post(
+                &at,
+                "/Contracts/10/ServiceAdjustments",
+                json!({"contractID": 10, "serviceID": 20, "effectiveDate": "2026-11-15", "unitChange": change}),
+            );
+            assert_eq!(status, 500, "{body}");
+            let message = error(&body);
+            assert!(
+                message.contains("unitChange") && message.ends_with("on record number [0]."),
+                "{message}"
+            );
+        }
+        assert_eq!(units(&at)[0].2, 12, "nothing changed");
     }
 
     #[test]
@@ -3498,14 +3898,23 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
         assert!(error(&body).contains("cannot be negative"), "{body}");
         assert_eq!(units(&at)[0].2, 12);
         assert_eq!(adjust(10, 20, -12).0, 200);
-        assert_eq!(units(&at)[0].2, 0);
+        let mut rows = units(&at);
+        rows.sort();
+        assert_eq!(rows[1], ("2026-11-15".into(), "2026-11-30".into(), 0));
 
         let (status, body) = adjust(12, 20, 1);
         assert_eq!(status, 500);
         assert!(error(&body).contains("not active"), "{body}");
+        // A service the contract lacks is added with it (ContractServiceAdjustments, REST).
         let (status, body) = adjust(10, 21, 1);
-        assert_eq!(status, 500);
-        assert!(error(&body).contains("not on contract 10"), "{body}");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            at.state()["contractServices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|cs| cs["contractID"] == 10 && cs["serviceID"] == 21)
+        );
         let (status, body) = adjust(11, 20, 1);
         assert_eq!(status, 500);
         assert!(error(&body).contains("Recurring Service"), "{body}");
@@ -3869,7 +4278,14 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
     #[test]
     fn api_items_list_the_same_fields_as_the_state() {
         let at = sim();
-        post(&at, "/Tickets", ticket(json!({})));
+        let (_, created) = post(&at, "/Tickets", ticket(json!({})));
+        let ticket_id = created["itemId"].as_i64().expect("itemId");
+        let (status, body) = post(
+            &at,
+            &format!("/Tickets/{ticket_id}/Attachments"),
+            json!({"parentID": ticket_id, "title": "Report", "fullPath": "report.csv", "attachmentType": "FILE_ATTACHMENT", "publish": 1, "data": "YSxiCjEsMgo="}),
+        );
+        assert_eq!(status, 200, "{body}");
         post(
             &at,
             "/Contracts/10/ServiceAdjustments",
@@ -3899,9 +4315,12 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
                         _ => assert_eq!(api, value, "{key}.{name}"),
                     }
                 }
+                // An attachment also answers `ticketID` (its parent's id again).
                 assert_eq!(
                     item.as_object().expect("object").len(),
-                    row.len() + usize::from(kind.has_udfs()),
+                    row.len()
+                        + usize::from(kind.has_udfs())
+                        + usize::from(kind == Kind::TicketAttachments),
                     "{key}"
                 );
             }
@@ -3934,7 +4353,7 @@ queues: [{id: 8, name: "Alerts"}, {id: 9, name: "Retired", isActive: false}]
             );
             let mut seen = ids(&page);
             while let Some(next) = page["pageDetails"]["nextPageUrl"].as_str() {
-                page = call(&at, "GET", next, None).1;
+                page = call(&at, "POST", next, None).1;
                 seen.extend(ids(&page));
             }
             seen
