@@ -37,7 +37,7 @@ use jiff::tz::Offset;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{Api, Faults, SimRequest, SimResponse};
+use super::api::{Api, Faults, SimRequest, SimResponse, base64_decode};
 
 /// Every route this simulator serves, as `docs/psa-contract.md` lists them: method and path
 /// relative to `.../atservicesrest/v1.0` (entity names as Autotask spells them; the API takes
@@ -2482,7 +2482,7 @@ impl Store {
         }
         let kind = kind.unwrap_or_default().to_ascii_uppercase();
         let bytes = match (&data, kind.as_str()) {
-            (Some(d), _) => super::connectwise::base64_decode(d)
+            (Some(d), _) => base64_decode(d)
                 .ok_or_else(|| Fail::invalid(on_record("data is not valid base64.")))?,
             (None, "FILE_ATTACHMENT") => return Err(Fail::invalid(required("data"))),
             (None, _) => Vec::new(),

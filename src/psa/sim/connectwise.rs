@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
-use super::{Api, Faults, SimRequest, SimResponse};
+use super::api::{Api, Faults, SimRequest, SimResponse, base64_decode};
 
 /// `pageSize` when none is given.
 const DEFAULT_PAGE_SIZE: usize = 25;
@@ -1535,30 +1535,6 @@ fn page_url(base_url: &str, req: &SimRequest, drop: &[&str], set: (&str, String)
     }
     let _ = write!(url, "{sep}{}={}", set.0, encode(&set.1, b""));
     url
-}
-
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim().trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut buf, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        buf = (buf << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
