@@ -63,6 +63,11 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "no import cycle between modules"
+# tests/architecture.rs: every file of src/ is a module; a cycle fails with each edge and the
+# line that makes it (docs/architecture.md says how the tree is layered).
+cargo test --locked --test architecture
+
 step "shell scripts"
 shellcheck scripts/chart-check.sh scripts/e2e-kind.sh
 

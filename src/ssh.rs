@@ -516,6 +516,24 @@ pub async fn scan_host_keys(host: &str, port: u16, timeout: Duration) -> Result<
     Ok(keys)
 }
 
+/// The key material part of an OpenSSH key line (type and base64, without the comment), so
+/// that a key is the same key whatever its comment says.
+pub fn key_material(line: &str) -> String {
+    line.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A public key line as people compare it: type and `SHA256:` fingerprint, never the whole key.
+pub fn key_label(line: &str) -> String {
+    let key_type = line.split_whitespace().next().unwrap_or("?");
+    match fingerprint_line(line) {
+        Ok(fp) => format!("{key_type} {fp}"),
+        Err(_) => format!("{key_type} (unparsable key)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@
 
 mod s3;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -44,10 +44,15 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use lettre::{Address, Message};
 use sha2::{Digest, Sha256};
 
+use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Transport};
+use crate::api::TargetKind;
 use crate::api::{EmailTarget, SmtpTls};
+use crate::filename;
 use crate::filename::{TemplateContext, render};
+use crate::schedule;
 use crate::secrets::{FileSecrets, SecretValue};
+use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_http_url, check_mailbox};
 use crate::{Error, Result};
 
 /// Largest file sent as an attachment. Base64 adds a third, and most mail servers refuse
@@ -670,6 +675,166 @@ impl Header for AutoSubmitted {
 
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
+impl TargetSpec for EmailTarget {
+    fn check(&self, p: &mut Problems) {
+        p.check("spec.email.smtp.host", check_host(&self.smtp.host));
+        if self.smtp.port == Some(0) {
+            p.error("spec.email.smtp.port", PORT_ZERO);
+        }
+        if self.smtp.password_secret_ref.is_some() && self.smtp.username.is_none() {
+            p.error("spec.email.smtp.username", "a password needs a username");
+        }
+        if self.smtp.username.is_some() && self.smtp.password_secret_ref.is_none() {
+            p.error(
+                "spec.email.smtp.passwordSecretRef",
+                "AUTH needs a password: give passwordSecretRef, or remove username",
+            );
+        }
+        if self.smtp.username.is_some() && self.smtp.tls == SmtpTls::None {
+            p.error(
+                "spec.email.smtp.tls",
+                "AUTH over an unencrypted connection would send the password in clear: use tls: starttls or implicit, or remove username",
+            );
+        }
+        p.check("spec.email.from", check_mailbox(&self.from));
+        if self.to.is_empty() {
+            p.error("spec.email.to", "list at least one recipient");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, to) in self.to.iter().enumerate() {
+            let field = format!("spec.email.to[{i}]");
+            p.check(&field, check_mailbox(to));
+            if !seen.insert(to.to_ascii_lowercase()) {
+                p.error(&field, format!("recipient `{to}` is listed twice"));
+            }
+        }
+        let mut subject_tokens: Vec<&str> = filename::FILE_NAME_TOKENS.to_vec();
+        subject_tokens.push("fileName");
+        p.check(
+            "spec.email.subject",
+            filename::check_template(&self.subject, &subject_tokens),
+        );
+        let mut body_tokens = subject_tokens.clone();
+        body_tokens.extend(["link", "expires", "rows"]);
+        p.check(
+            "spec.email.body",
+            filename::check_template(&self.body, &body_tokens),
+        );
+        match (&self.link, self.attach) {
+            (None, false) => p.error(
+                "spec.email",
+                "missing link storage: give link.s3 for an expiring link, or set attach: true",
+            ),
+            (Some(link), _) => {
+                p.check(
+                    "spec.email.link.s3.endpoint",
+                    check_http_url(&link.s3.endpoint),
+                );
+                p.non_empty("spec.email.link.s3.bucket", &link.s3.bucket);
+                if link
+                    .s3
+                    .prefix
+                    .split('/')
+                    .any(|seg| seg == "." || seg == ".." || seg.chars().any(char::is_control))
+                {
+                    p.error(
+                        "spec.email.link.s3.prefix",
+                        "a key prefix cannot contain `.` or `..` segments or control characters",
+                    );
+                }
+                match schedule::parse_duration(&link.expires_in) {
+                    Err(m) => p.error("spec.email.link.expiresIn", m),
+                    Ok(d) if d.is_zero() || d.as_secs() > 7 * 24 * 3600 => p.error(
+                        "spec.email.link.expiresIn",
+                        format!(
+                            "`{}` is out of range: a presigned link lasts from 1s to 7d",
+                            link.expires_in
+                        ),
+                    ),
+                    Ok(_) => {}
+                }
+                if self.attach {
+                    p.error(
+                        "spec.email.attach",
+                        "attach: true sends the file itself; remove link, or set attach: false",
+                    );
+                }
+            }
+            (None, true) => {}
+        }
+        if self.link.is_some() && !self.body.contains("{link}") && !self.attach {
+            p.error(
+                "spec.email.body",
+                "the body must contain {link}, or recipients never see where the report is",
+            );
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "email to {} ({})",
+            self.to.join(", "),
+            if self.attach {
+                "attached"
+            } else {
+                "expiring link"
+            }
+        )
+    }
+
+    fn change_notes(&self, old: &TargetKind<'_>, notes: &mut Vec<String>) {
+        let (TargetKind::Email(x), y) = (old, self) else {
+            return;
+        };
+        let old: BTreeSet<String> = x.to.iter().map(|s| s.to_ascii_lowercase()).collect();
+        let new: BTreeSet<String> = y.to.iter().map(|s| s.to_ascii_lowercase()).collect();
+        for r in new.difference(&old) {
+            notes.push(format!("new recipient {r}"));
+        }
+        for r in old.difference(&new) {
+            notes.push(format!("recipient removed: {r}"));
+        }
+        if x.attach != y.attach {
+            notes.push(if y.attach {
+                "reports are attached instead of linked".into()
+            } else {
+                "reports are linked instead of attached".into()
+            });
+        }
+        if x.from != y.from {
+            notes.push(format!("sender {} -> {}", x.from, y.from));
+        }
+        if x.smtp.host != y.smtp.host
+            || x.smtp.effective_port() != y.smtp.effective_port()
+            || x.smtp.tls != y.smtp.tls
+        {
+            notes.push(format!(
+                "SMTP server {}:{} ({:?}) -> {}:{} ({:?})",
+                x.smtp.host,
+                x.smtp.effective_port(),
+                x.smtp.tls,
+                y.smtp.host,
+                y.smtp.effective_port(),
+                y.smtp.tls
+            ));
+        }
+        if let (Some(lx), Some(ly)) = (&x.link, &y.link) {
+            if lx.expires_in != ly.expires_in {
+                notes.push(format!(
+                    "links expire after {} instead of {}",
+                    ly.expires_in, lx.expires_in
+                ));
+            }
+            if lx.s3.endpoint != ly.s3.endpoint || lx.s3.bucket != ly.s3.bucket {
+                notes.push(format!(
+                    "reports are stored in bucket {} at {} instead of {} at {}",
+                    ly.s3.bucket, ly.s3.endpoint, lx.s3.bucket, lx.s3.endpoint
+                ));
+            }
+        }
     }
 }
 

@@ -40,10 +40,13 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
+use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Transport};
+use crate::api::TargetKind;
 use crate::api::{FtpTarget, FtpTls};
 use crate::secrets::{FileSecrets, SecretValue};
 use crate::tls::{ClientTls, parse_pem_certificates};
+use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_remote_dir};
 use crate::{Error, Result};
 
 /// Size of the chunks the staged file is read in and written to the data connection.
@@ -834,6 +837,62 @@ fn url_path(path: &str) -> String {
         }
     }
     out
+}
+
+impl TargetSpec for FtpTarget {
+    fn check(&self, p: &mut Problems) {
+        p.check("spec.ftp.host", check_host(&self.host));
+        p.non_empty("spec.ftp.username", &self.username);
+        if self.port == Some(0) {
+            p.error("spec.ftp.port", PORT_ZERO);
+        }
+        p.check("spec.ftp.directory", check_remote_dir(&self.directory));
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "FTP{} {}@{}:{}{}",
+            match self.tls {
+                FtpTls::None => "",
+                FtpTls::Explicit => "S (explicit TLS)",
+                FtpTls::Implicit => "S (implicit TLS)",
+            },
+            self.username,
+            self.host,
+            self.effective_port(),
+            self.directory
+        )
+    }
+
+    fn change_notes(&self, old: &TargetKind<'_>, notes: &mut Vec<String>) {
+        let (TargetKind::Ftp(x), y) = (old, self) else {
+            return;
+        };
+        if x.tls != y.tls {
+            notes.push(format!("TLS mode {:?} -> {:?}", x.tls, y.tls));
+            if y.tls == FtpTls::None {
+                notes.push("WARNING: plain FTP sends the password and reports unencrypted".into());
+            }
+        }
+        if x.host != y.host || x.effective_port() != y.effective_port() {
+            notes.push(format!(
+                "server {}:{} -> {}:{}",
+                x.host,
+                x.effective_port(),
+                y.host,
+                y.effective_port()
+            ));
+        }
+        if x.username != y.username {
+            notes.push(format!("login user {} -> {}", x.username, y.username));
+        }
+        if x.directory != y.directory {
+            notes.push(format!("directory {} -> {}", x.directory, y.directory));
+        }
+        if x.ca_secret_ref != y.ca_secret_ref {
+            notes.push("trusted CA certificate changed".into());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
+use crate::api::TargetKind;
 use crate::api::{HostedAccess, HostedSftpTarget};
+use crate::ssh;
+use crate::validate::fields::{Problems, check_jail_dir, check_login_user};
 use crate::{Error, Result};
 
 /// A `hostedSftp` target.
@@ -74,5 +78,65 @@ impl Transport for HostedSftp {
                 details,
             })
         })
+    }
+}
+
+impl TargetSpec for HostedSftpTarget {
+    fn check(&self, p: &mut Problems) {
+        p.non_empty("spec.hostedSftp.connectionName", &self.connection_name);
+        p.check("spec.hostedSftp.user", check_login_user(&self.user));
+        for (i, k) in self.public_keys.iter().enumerate() {
+            p.check(
+                &format!("spec.hostedSftp.publicKeys[{i}]"),
+                ssh::parse_public_key(k).map(|_| ()),
+            );
+        }
+        p.check("spec.hostedSftp.directory", check_jail_dir(&self.directory));
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "hosted SFTP connection {} for user {} ({})",
+            self.connection_name,
+            self.user,
+            if self.public_keys.is_empty() {
+                "generated password, shown once at apply".to_string()
+            } else {
+                format!("{} public key(s)", self.public_keys.len())
+            }
+        )
+    }
+
+    fn change_notes(&self, old: &TargetKind<'_>, notes: &mut Vec<String>) {
+        let (TargetKind::HostedSftp(x), y) = (old, self) else {
+            return;
+        };
+        if x.user != y.user {
+            notes.push(format!("login user {} -> {}", x.user, y.user));
+        }
+        let material = |keys: &[String]| -> std::collections::BTreeSet<String> {
+            keys.iter().map(|k| ssh::key_material(k)).collect()
+        };
+        let (old, new) = (material(&x.public_keys), material(&y.public_keys));
+        for k in y
+            .public_keys
+            .iter()
+            .filter(|k| !old.contains(&ssh::key_material(k)))
+        {
+            notes.push(format!("public key added: {}", ssh::key_label(k)));
+        }
+        for k in x
+            .public_keys
+            .iter()
+            .filter(|k| !new.contains(&ssh::key_material(k)))
+        {
+            notes.push(format!(
+                "public key removed, its holder loses access: {}",
+                ssh::key_label(k)
+            ));
+        }
+        if x.access != y.access {
+            notes.push(format!("access {:?} -> {:?}", x.access, y.access));
+        }
     }
 }

@@ -8,8 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
+use crate::api::{LocalDirTarget, TargetKind};
 use crate::fsutil::{Placement, copy_private};
+use crate::validate::fields::Problems;
 use crate::{Error, Result};
 
 /// A `localDir` target.
@@ -120,4 +123,16 @@ impl Transport for LocalDir {
             })
         })
     }
+}
+
+impl TargetSpec for LocalDirTarget {
+    fn check(&self, p: &mut Problems) {
+        p.non_empty("spec.localDir.path", &self.path);
+    }
+
+    fn summary(&self) -> String {
+        format!("local directory {}", self.path)
+    }
+
+    fn change_notes(&self, _old: &TargetKind<'_>, _notes: &mut Vec<String>) {}
 }

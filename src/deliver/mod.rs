@@ -2,6 +2,10 @@
 //! finished, staged file and must make it appear at the destination atomically (temporary
 //! name, then rename) and confirm what arrived in a [`Receipt`]. [`psa`] files reports in a
 //! customer's PSA company (built by the runner, which knows the customer).
+//!
+//! Each transport's file also holds its kind's [`TargetSpec`] (checks, summary, plan notes);
+//! [`spec_of`] and [`transport_for`] are the registry. A new transport is a new file here, its
+//! spec type in `api::delivery_target`, and a line in each of those two functions.
 
 pub mod atomic;
 pub mod email;
@@ -10,8 +14,10 @@ pub mod hosted_sftp;
 pub mod local_dir;
 pub mod psa;
 pub mod sftp;
+pub mod spec;
 pub mod transport;
 
+pub use spec::TargetSpec;
 pub use transport::{About, BoxFuture, Outgoing, Receipt, Sharing, Transport};
 
 use crate::api::{DeliveryTargetSpec, TargetKind};
@@ -56,5 +62,18 @@ pub fn transport_for(
             target: name.to_string(),
             message: "the target has no valid transport".into(),
         }),
+    }
+}
+
+/// The rules of a target's kind (the registry of [`TargetSpec`]s).
+pub fn spec_of<'a>(kind: TargetKind<'a>) -> &'a dyn TargetSpec {
+    match kind {
+        TargetKind::LocalDir(t) => t,
+        TargetKind::Ftp(t) => t,
+        TargetKind::Sftp(t) => t,
+        TargetKind::Email(t) => t,
+        TargetKind::HostedSftp(t) => t,
+        TargetKind::ConnectWise(t) => t,
+        TargetKind::Autotask(t) => t,
     }
 }

@@ -17,13 +17,16 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Transport};
+use crate::api::{AutotaskTarget, ConnectWiseTarget};
 use crate::api::{CustomerMappingSpec, DeliveryTargetSpec, PsaReports, ReportMode, TargetKind};
 use crate::psa::autotask::{MAX_ATTACHMENT_BYTES, MAX_TITLE, fit_chars};
 use crate::psa::client::PsaClient;
 use crate::psa::connectwise::MAX_SUMMARY;
 use crate::psa::http::RetryPolicy;
 use crate::secrets::FileSecrets;
+use crate::validate::fields::{Problems, check_host, check_http_url};
 use crate::{Error, Result};
 
 /// A delivery of report files to a PSA connection, for one customer.
@@ -292,6 +295,65 @@ impl Transport for PsaDelivery {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
         Box::pin(self.deliver_file(file))
     }
+}
+
+// A PSA connection is a DeliveryTarget kind too: its endpoint and credentials are checked here,
+// its `defaults` by validation with the rules of a mapping's own settings.
+
+impl TargetSpec for ConnectWiseTarget {
+    fn check(&self, p: &mut Problems) {
+        match (&self.site, &self.base_url) {
+            (Some(_), Some(_)) => p.error(
+                "spec.connectwise.baseUrl",
+                "give either site or baseUrl, not both",
+            ),
+            (None, None) => p.error(
+                "spec.connectwise",
+                "missing endpoint: give site (e.g. api-na.myconnectwise.net) or baseUrl",
+            ),
+            (Some(site), None) => {
+                if site.contains("://") || site.contains('/') {
+                    p.error(
+                        "spec.connectwise.site",
+                        "give a host name only (e.g. api-na.myconnectwise.net); use baseUrl for a full URL",
+                    );
+                } else {
+                    p.check("spec.connectwise.site", check_host(site));
+                }
+            }
+            (None, Some(url)) => p.check("spec.connectwise.baseUrl", check_http_url(url)),
+        }
+        p.non_empty("spec.connectwise.companyId", &self.company_id);
+        p.non_empty("spec.connectwise.clientId", &self.client_id);
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "ConnectWise Manage {} (company {})",
+            self.site
+                .as_deref()
+                .or(self.base_url.as_deref())
+                .unwrap_or("?"),
+            self.company_id
+        )
+    }
+
+    fn change_notes(&self, _old: &TargetKind<'_>, _notes: &mut Vec<String>) {}
+}
+
+impl TargetSpec for AutotaskTarget {
+    fn check(&self, p: &mut Problems) {
+        p.non_empty("spec.autotask.username", &self.username);
+        if let Some(url) = &self.zone_discovery_url {
+            p.check("spec.autotask.zoneDiscoveryUrl", check_http_url(url));
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!("Autotask as {}", self.username)
+    }
+
+    fn change_notes(&self, _old: &TargetKind<'_>, _notes: &mut Vec<String>) {}
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! directory sees either no file, the previous file, or the complete new file: never a partial
 //! one under the final name.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +23,13 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Transport};
+use crate::api::TargetKind;
 use crate::api::{SecretRef, SftpTarget};
 use crate::secrets::{FileSecrets, SecretValue};
 use crate::ssh::{self, HostKeyCheck, PublicKey};
+use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_remote_dir};
 use crate::{Error, Result};
 
 /// Time allowed to open the TCP connection and complete the SSH handshake.
@@ -841,6 +844,104 @@ fn percent_encode(s: &str, path: bool) -> String {
         }
     }
     out
+}
+
+impl TargetSpec for SftpTarget {
+    fn check(&self, p: &mut Problems) {
+        p.check("spec.sftp.host", check_host(&self.host));
+        p.non_empty("spec.sftp.username", &self.username);
+        if self.port == 0 {
+            p.error("spec.sftp.port", PORT_ZERO);
+        }
+        p.check("spec.sftp.directory", check_remote_dir(&self.directory));
+        match (&self.private_key_secret_ref, &self.password_secret_ref) {
+            (Some(_), Some(_)) => p.error(
+                "spec.sftp.passwordSecretRef",
+                "give either privateKeySecretRef or passwordSecretRef, not both",
+            ),
+            (None, None) => p.error(
+                "spec.sftp",
+                "missing credentials: give privateKeySecretRef (recommended) or passwordSecretRef",
+            ),
+            _ => {}
+        }
+        if self.passphrase_secret_ref.is_some() && self.private_key_secret_ref.is_none() {
+            p.error(
+                "spec.sftp.passphraseSecretRef",
+                "a passphrase needs privateKeySecretRef",
+            );
+        }
+        if self.host_keys.is_empty() {
+            p.error(
+                "spec.sftp.hostKeys",
+                "pin at least one host key (get it with `ferry keyscan HOST:PORT`)",
+            );
+        }
+        for (i, k) in self.host_keys.iter().enumerate() {
+            p.check(
+                &format!("spec.sftp.hostKeys[{i}]"),
+                ssh::parse_public_key(k).map(|_| ()),
+            );
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "SFTP {}@{}:{} {} ({} pinned host key(s))",
+            self.username,
+            self.host,
+            self.port,
+            self.directory,
+            self.host_keys.len()
+        )
+    }
+
+    fn change_notes(&self, old: &TargetKind<'_>, notes: &mut Vec<String>) {
+        let (TargetKind::Sftp(x), y) = (old, self) else {
+            return;
+        };
+        if x.host != y.host || x.port != y.port {
+            notes.push(format!(
+                "server {}:{} -> {}:{}",
+                x.host, x.port, y.host, y.port
+            ));
+        }
+        if x.username != y.username {
+            notes.push(format!("login user {} -> {}", x.username, y.username));
+        }
+        if x.directory != y.directory {
+            notes.push(format!("directory {} -> {}", x.directory, y.directory));
+        }
+        let old: BTreeSet<String> = x.host_keys.iter().map(|k| ssh::key_material(k)).collect();
+        let new: BTreeSet<String> = y.host_keys.iter().map(|k| ssh::key_material(k)).collect();
+        if old != new {
+            notes.push("host key pin changed: connections to a server offering an unpinned key will be refused".into());
+            for k in y
+                .host_keys
+                .iter()
+                .filter(|k| !old.contains(&ssh::key_material(k)))
+            {
+                notes.push(format!("host key pinned: {}", ssh::key_label(k)));
+            }
+            for k in x
+                .host_keys
+                .iter()
+                .filter(|k| !new.contains(&ssh::key_material(k)))
+            {
+                notes.push(format!(
+                    "host key no longer accepted: {}",
+                    ssh::key_label(k)
+                ));
+            }
+        }
+        if x.private_key_secret_ref.is_some() != y.private_key_secret_ref.is_some() {
+            notes.push(if y.private_key_secret_ref.is_some() {
+                "authentication switches to a private key".into()
+            } else {
+                "authentication switches to a password".into()
+            });
+        }
+    }
 }
 
 #[cfg(test)]

@@ -130,133 +130,7 @@ fn delivery_target(a: &DeliveryTargetSpec, b: &DeliveryTargetSpec, notes: &mut V
                 kb.key()
             ));
         }
-        (Some(TargetKind::Sftp(x)), Some(TargetKind::Sftp(y))) => {
-            if x.host != y.host || x.port != y.port {
-                notes.push(format!(
-                    "server {}:{} -> {}:{}",
-                    x.host, x.port, y.host, y.port
-                ));
-            }
-            if x.username != y.username {
-                notes.push(format!("login user {} -> {}", x.username, y.username));
-            }
-            if x.directory != y.directory {
-                notes.push(format!("directory {} -> {}", x.directory, y.directory));
-            }
-            let old: BTreeSet<String> = x.host_keys.iter().map(|k| key_id(k)).collect();
-            let new: BTreeSet<String> = y.host_keys.iter().map(|k| key_id(k)).collect();
-            if old != new {
-                notes.push("host key pin changed: connections to a server offering an unpinned key will be refused".into());
-                for k in y.host_keys.iter().filter(|k| !old.contains(&key_id(k))) {
-                    notes.push(format!("host key pinned: {}", key_label(k)));
-                }
-                for k in x.host_keys.iter().filter(|k| !new.contains(&key_id(k))) {
-                    notes.push(format!("host key no longer accepted: {}", key_label(k)));
-                }
-            }
-            if x.private_key_secret_ref.is_some() != y.private_key_secret_ref.is_some() {
-                notes.push(if y.private_key_secret_ref.is_some() {
-                    "authentication switches to a private key".into()
-                } else {
-                    "authentication switches to a password".into()
-                });
-            }
-        }
-        (Some(TargetKind::Ftp(x)), Some(TargetKind::Ftp(y))) => {
-            if x.tls != y.tls {
-                notes.push(format!("TLS mode {:?} -> {:?}", x.tls, y.tls));
-                if y.tls == FtpTls::None {
-                    notes.push(
-                        "WARNING: plain FTP sends the password and reports unencrypted".into(),
-                    );
-                }
-            }
-            if x.host != y.host || x.effective_port() != y.effective_port() {
-                notes.push(format!(
-                    "server {}:{} -> {}:{}",
-                    x.host,
-                    x.effective_port(),
-                    y.host,
-                    y.effective_port()
-                ));
-            }
-            if x.username != y.username {
-                notes.push(format!("login user {} -> {}", x.username, y.username));
-            }
-            if x.directory != y.directory {
-                notes.push(format!("directory {} -> {}", x.directory, y.directory));
-            }
-            if x.ca_secret_ref != y.ca_secret_ref {
-                notes.push("trusted CA certificate changed".into());
-            }
-        }
-        (Some(TargetKind::Email(x)), Some(TargetKind::Email(y))) => {
-            let old: BTreeSet<String> = x.to.iter().map(|s| s.to_ascii_lowercase()).collect();
-            let new: BTreeSet<String> = y.to.iter().map(|s| s.to_ascii_lowercase()).collect();
-            for r in new.difference(&old) {
-                notes.push(format!("new recipient {r}"));
-            }
-            for r in old.difference(&new) {
-                notes.push(format!("recipient removed: {r}"));
-            }
-            if x.attach != y.attach {
-                notes.push(if y.attach {
-                    "reports are attached instead of linked".into()
-                } else {
-                    "reports are linked instead of attached".into()
-                });
-            }
-            if x.from != y.from {
-                notes.push(format!("sender {} -> {}", x.from, y.from));
-            }
-            if x.smtp.host != y.smtp.host
-                || x.smtp.effective_port() != y.smtp.effective_port()
-                || x.smtp.tls != y.smtp.tls
-            {
-                notes.push(format!(
-                    "SMTP server {}:{} ({:?}) -> {}:{} ({:?})",
-                    x.smtp.host,
-                    x.smtp.effective_port(),
-                    x.smtp.tls,
-                    y.smtp.host,
-                    y.smtp.effective_port(),
-                    y.smtp.tls
-                ));
-            }
-            if let (Some(lx), Some(ly)) = (&x.link, &y.link) {
-                if lx.expires_in != ly.expires_in {
-                    notes.push(format!(
-                        "links expire after {} instead of {}",
-                        ly.expires_in, lx.expires_in
-                    ));
-                }
-                if lx.s3.endpoint != ly.s3.endpoint || lx.s3.bucket != ly.s3.bucket {
-                    notes.push(format!(
-                        "reports are stored in bucket {} at {} instead of {} at {}",
-                        ly.s3.bucket, ly.s3.endpoint, lx.s3.bucket, lx.s3.endpoint
-                    ));
-                }
-            }
-        }
-        (Some(TargetKind::HostedSftp(x)), Some(TargetKind::HostedSftp(y))) => {
-            if x.user != y.user {
-                notes.push(format!("login user {} -> {}", x.user, y.user));
-            }
-            let old: BTreeSet<String> = x.public_keys.iter().map(|k| key_id(k)).collect();
-            let new: BTreeSet<String> = y.public_keys.iter().map(|k| key_id(k)).collect();
-            for k in y.public_keys.iter().filter(|k| !old.contains(&key_id(k))) {
-                notes.push(format!("public key added: {}", key_label(k)));
-            }
-            for k in x.public_keys.iter().filter(|k| !new.contains(&key_id(k))) {
-                notes.push(format!(
-                    "public key removed, its holder loses access: {}",
-                    key_label(k)
-                ));
-            }
-            if x.access != y.access {
-                notes.push(format!("access {:?} -> {:?}", x.access, y.access));
-            }
-        }
+        (Some(ka), Some(kb)) => crate::deliver::spec_of(kb).change_notes(&ka, notes),
         _ => {}
     }
 }
@@ -281,23 +155,6 @@ fn customer_mapping(a: &CustomerMappingSpec, b: &CustomerMappingSpec, notes: &mu
     }
     if a.settings != b.settings {
         notes.push(format!("settings {:?} -> {:?}", a.settings, b.settings));
-    }
-}
-
-/// The key material part of an OpenSSH key line (type + base64, without the comment).
-fn key_id(line: &str) -> String {
-    line.split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A public key line as people compare it: type and `SHA256:` fingerprint, never the whole key.
-pub(super) fn key_label(line: &str) -> String {
-    let key_type = line.split_whitespace().next().unwrap_or("?");
-    match crate::ssh::fingerprint_line(line) {
-        Ok(fp) => format!("{key_type} {fp}"),
-        Err(_) => format!("{key_type} (unparsable key)"),
     }
 }
 
@@ -327,54 +184,7 @@ fn format_text(f: &ReportFormat) -> &'static str {
 }
 
 fn target_text(k: TargetKind) -> String {
-    match k {
-        TargetKind::Ftp(f) => format!(
-            "FTP{} {}@{}:{}{}",
-            match f.tls {
-                FtpTls::None => "",
-                FtpTls::Explicit => "S (explicit TLS)",
-                FtpTls::Implicit => "S (implicit TLS)",
-            },
-            f.username,
-            f.host,
-            f.effective_port(),
-            f.directory
-        ),
-        TargetKind::Sftp(s) => format!(
-            "SFTP {}@{}:{} {} ({} pinned host key(s))",
-            s.username,
-            s.host,
-            s.port,
-            s.directory,
-            s.host_keys.len()
-        ),
-        TargetKind::Email(e) => format!(
-            "email to {} ({})",
-            e.to.join(", "),
-            if e.attach {
-                "attached"
-            } else {
-                "expiring link"
-            }
-        ),
-        TargetKind::LocalDir(l) => format!("local directory {}", l.path),
-        TargetKind::HostedSftp(h) => format!(
-            "hosted SFTP connection {} for user {} ({})",
-            h.connection_name,
-            h.user,
-            if h.public_keys.is_empty() {
-                "generated password, shown once at apply".to_string()
-            } else {
-                format!("{} public key(s)", h.public_keys.len())
-            }
-        ),
-        TargetKind::ConnectWise(c) => format!(
-            "ConnectWise Manage {} (company {})",
-            c.site.as_deref().or(c.base_url.as_deref()).unwrap_or("?"),
-            c.company_id
-        ),
-        TargetKind::Autotask(a) => format!("Autotask as {}", a.username),
-    }
+    crate::deliver::spec_of(k).summary()
 }
 
 #[cfg(test)]

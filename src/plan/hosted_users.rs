@@ -88,7 +88,7 @@ fn add(sides: &mut BTreeMap<String, UserSide>, namespace: &str, name: &str, t: &
     let side = sides.entry(t.user.clone()).or_default();
     side.connections.insert(format!("{namespace}/{name}"));
     side.keys
-        .extend(t.public_keys.iter().map(|k| super::describe::key_label(k)));
+        .extend(t.public_keys.iter().map(|k| crate::ssh::key_label(k)));
 }
 
 /// One line per change for people, e.g. `+ user "acme" (default/acme-drop): a password is

@@ -1,6 +1,11 @@
 //! Semantic validation: everything the types alone cannot say. References resolve, time zones
 //! and cron expressions parse, times and days are in range, names are unique, exactly one
 //! variant is chosen. Every problem is reported at once, each located at its field.
+//!
+//! The checks of one DeliveryTarget kind live beside its transport (`deliver::spec_of`); the
+//! field checks they share are in [`fields`].
+
+pub mod fields;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,6 +15,7 @@ use crate::filename;
 use crate::load::{LoadedResource, Origin};
 use crate::schedule;
 use crate::source::Dialect;
+use fields::Problems;
 
 /// What the query check found, per query text and dialect (computed once for all resources).
 type QueryChecks<'a> =
@@ -360,91 +366,6 @@ fn unknown_param_offset(query: &str, message: &str) -> Option<usize> {
     })
 }
 
-/// A host to connect to: a host name (RFC 1123: labels of letters, digits and `-`, at most
-/// 63 characters each and 253 in all) or an IP address. A URL, a port or a path written into
-/// the host gets a hint saying where it goes instead.
-pub fn check_host(host: &str) -> Result<(), String> {
-    if host.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    if let Some((scheme, rest)) = host.split_once("://") {
-        let bare = rest.split(['/', ':']).next().unwrap_or(rest);
-        return Err(format!(
-            "`{host}` is a URL: write the host without {scheme}:// (`{bare}`); the port goes in `port`"
-        ));
-    }
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
-    }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
-        && inner.parse::<std::net::Ipv6Addr>().is_ok()
-    {
-        return Err(format!(
-            "`{host}`: write an IPv6 address without brackets (`{inner}`)"
-        ));
-    }
-    if let Some((name, port)) = host.rsplit_once(':')
-        && !name.contains(':')
-        && !port.is_empty()
-        && port.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(format!(
-            "`{host}` holds a port: write the host alone (`{name}`); the port goes in `port`"
-        ));
-    }
-    if let Some((name, _)) = host.split_once('/') {
-        return Err(format!(
-            "`{host}` holds a path: write the host alone (`{name}`); the directory goes in `directory`"
-        ));
-    }
-    if let Some(c) = host
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
-    {
-        let what = match c {
-            ' ' => "a space".to_string(),
-            c if c.is_whitespace() || c.is_control() => format!("the character {c:?}"),
-            c => format!("`{c}`"),
-        };
-        return Err(format!(
-            "`{host}` is not a host name: it contains {what} (a host name has letters, digits, `-` and `.`, e.g. ftp.example.com, or is an IP address)"
-        ));
-    }
-    let name = host.strip_suffix('.').unwrap_or(host);
-    if name.len() > 253 {
-        return Err(format!(
-            "`{host}` is longer than 253 characters: not a host name"
-        ));
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(format!(
-                "`{host}` is not a host name: it has an empty part between dots"
-            ));
-        }
-        if label.len() > 63 {
-            return Err(format!(
-                "`{host}` is not a host name: `{label}` is longer than 63 characters"
-            ));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "`{host}` is not a host name: `{label}` starts or ends with `-`"
-            ));
-        }
-    }
-    if name
-        .rsplit('.')
-        .next()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(format!(
-            "`{host}` is neither an IP address nor a host name (a host name does not end in a number)"
-        ));
-    }
-    Ok(())
-}
-
 fn check_report_schedule(
     c: &mut Checker,
     spec: &ReportScheduleSpec,
@@ -578,9 +499,6 @@ fn check_report_schedule(
     }
 }
 
-/// Port 0, in the words a port out of range gets when the YAML is read.
-const PORT_ZERO: &str = "expected a port number from 1 to 65535, found `0`";
-
 const VARIANTS: &str = "ftp, sftp, email, localDir, hostedSftp, connectwise, autotask";
 
 fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
@@ -606,209 +524,23 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
         }
     }
     for kind in kinds {
-        match kind {
-            TargetKind::Ftp(f) => {
-                c.check("spec.ftp.host", check_host(&f.host));
-                c.non_empty("spec.ftp.username", &f.username);
-                if f.port == Some(0) {
-                    c.error("spec.ftp.port", PORT_ZERO);
-                }
-                c.check("spec.ftp.directory", check_remote_dir(&f.directory));
-            }
-            TargetKind::Sftp(s) => {
-                c.check("spec.sftp.host", check_host(&s.host));
-                c.non_empty("spec.sftp.username", &s.username);
-                if s.port == 0 {
-                    c.error("spec.sftp.port", PORT_ZERO);
-                }
-                c.check("spec.sftp.directory", check_remote_dir(&s.directory));
-                match (&s.private_key_secret_ref, &s.password_secret_ref) {
-                    (Some(_), Some(_)) => c.error(
-                        "spec.sftp.passwordSecretRef",
-                        "give either privateKeySecretRef or passwordSecretRef, not both",
-                    ),
-                    (None, None) => c.error(
-                        "spec.sftp",
-                        "missing credentials: give privateKeySecretRef (recommended) or passwordSecretRef",
-                    ),
-                    _ => {}
-                }
-                if s.passphrase_secret_ref.is_some() && s.private_key_secret_ref.is_none() {
-                    c.error(
-                        "spec.sftp.passphraseSecretRef",
-                        "a passphrase needs privateKeySecretRef",
-                    );
-                }
-                if s.host_keys.is_empty() {
-                    c.error(
-                        "spec.sftp.hostKeys",
-                        "pin at least one host key (get it with `ferry keyscan HOST:PORT`)",
-                    );
-                }
-                for (i, k) in s.host_keys.iter().enumerate() {
-                    c.check(
-                        &format!("spec.sftp.hostKeys[{i}]"),
-                        crate::ssh::parse_public_key(k).map(|_| ()),
-                    );
-                }
-            }
-            TargetKind::Email(e) => check_email(c, e),
-            TargetKind::LocalDir(l) => c.non_empty("spec.localDir.path", &l.path),
-            TargetKind::HostedSftp(h) => {
-                c.non_empty("spec.hostedSftp.connectionName", &h.connection_name);
-                c.check("spec.hostedSftp.user", check_login_user(&h.user));
-                for (i, k) in h.public_keys.iter().enumerate() {
-                    c.check(
-                        &format!("spec.hostedSftp.publicKeys[{i}]"),
-                        crate::ssh::parse_public_key(k).map(|_| ()),
-                    );
-                }
-                c.check("spec.hostedSftp.directory", check_jail_dir(&h.directory));
-            }
-            TargetKind::ConnectWise(cw) => {
-                match (&cw.site, &cw.base_url) {
-                    (Some(_), Some(_)) => c.error(
-                        "spec.connectwise.baseUrl",
-                        "give either site or baseUrl, not both",
-                    ),
-                    (None, None) => c.error(
-                        "spec.connectwise",
-                        "missing endpoint: give site (e.g. api-na.myconnectwise.net) or baseUrl",
-                    ),
-                    (Some(site), None) => {
-                        if site.contains("://") || site.contains('/') {
-                            c.error(
-                                "spec.connectwise.site",
-                                "give a host name only (e.g. api-na.myconnectwise.net); use baseUrl for a full URL",
-                            );
-                        } else {
-                            c.check("spec.connectwise.site", check_host(site));
-                        }
-                    }
-                    (None, Some(url)) => c.check("spec.connectwise.baseUrl", check_http_url(url)),
-                }
-                c.non_empty("spec.connectwise.companyId", &cw.company_id);
-                c.non_empty("spec.connectwise.clientId", &cw.client_id);
-                if let Some(d) = &cw.defaults {
-                    check_psa_settings(
-                        c,
-                        "spec.connectwise.defaults",
-                        &d.usage_sync,
-                        &d.ticket_sync,
-                        &d.billing,
-                    );
-                }
-            }
-            TargetKind::Autotask(at) => {
-                c.non_empty("spec.autotask.username", &at.username);
-                if let Some(url) = &at.zone_discovery_url {
-                    c.check("spec.autotask.zoneDiscoveryUrl", check_http_url(url));
-                }
-                if let Some(d) = &at.defaults {
-                    check_psa_settings(
-                        c,
-                        "spec.autotask.defaults",
-                        &d.usage_sync,
-                        &d.ticket_sync,
-                        &d.billing,
-                    );
-                }
-            }
+        let mut problems = Problems::default();
+        crate::deliver::spec_of(kind).check(&mut problems);
+        for (field, message) in problems.0 {
+            c.error(&field, message);
         }
-    }
-}
-
-fn check_email(c: &mut Checker, e: &EmailTarget) {
-    c.check("spec.email.smtp.host", check_host(&e.smtp.host));
-    if e.smtp.port == Some(0) {
-        c.error("spec.email.smtp.port", PORT_ZERO);
-    }
-    if e.smtp.password_secret_ref.is_some() && e.smtp.username.is_none() {
-        c.error("spec.email.smtp.username", "a password needs a username");
-    }
-    if e.smtp.username.is_some() && e.smtp.password_secret_ref.is_none() {
-        c.error(
-            "spec.email.smtp.passwordSecretRef",
-            "AUTH needs a password: give passwordSecretRef, or remove username",
-        );
-    }
-    if e.smtp.username.is_some() && e.smtp.tls == crate::api::SmtpTls::None {
-        c.error(
-            "spec.email.smtp.tls",
-            "AUTH over an unencrypted connection would send the password in clear: use tls: starttls or implicit, or remove username",
-        );
-    }
-    c.check("spec.email.from", check_mailbox(&e.from));
-    if e.to.is_empty() {
-        c.error("spec.email.to", "list at least one recipient");
-    }
-    let mut seen = BTreeSet::new();
-    for (i, to) in e.to.iter().enumerate() {
-        let field = format!("spec.email.to[{i}]");
-        c.check(&field, check_mailbox(to));
-        if !seen.insert(to.to_ascii_lowercase()) {
-            c.error(&field, format!("recipient `{to}` is listed twice"));
+        // A PSA connection's defaults follow the rules of a mapping's own settings.
+        let defaults = match kind {
+            TargetKind::ConnectWise(cw) => cw
+                .defaults
+                .as_ref()
+                .map(|d| ("spec.connectwise.defaults", d)),
+            TargetKind::Autotask(at) => at.defaults.as_ref().map(|d| ("spec.autotask.defaults", d)),
+            _ => None,
+        };
+        if let Some((prefix, d)) = defaults {
+            check_psa_settings(c, prefix, &d.usage_sync, &d.ticket_sync, &d.billing);
         }
-    }
-    let mut subject_tokens: Vec<&str> = filename::FILE_NAME_TOKENS.to_vec();
-    subject_tokens.push("fileName");
-    c.check(
-        "spec.email.subject",
-        filename::check_template(&e.subject, &subject_tokens),
-    );
-    let mut body_tokens = subject_tokens.clone();
-    body_tokens.extend(["link", "expires", "rows"]);
-    c.check(
-        "spec.email.body",
-        filename::check_template(&e.body, &body_tokens),
-    );
-    match (&e.link, e.attach) {
-        (None, false) => c.error(
-            "spec.email",
-            "missing link storage: give link.s3 for an expiring link, or set attach: true",
-        ),
-        (Some(link), _) => {
-            c.check(
-                "spec.email.link.s3.endpoint",
-                check_http_url(&link.s3.endpoint),
-            );
-            c.non_empty("spec.email.link.s3.bucket", &link.s3.bucket);
-            if link
-                .s3
-                .prefix
-                .split('/')
-                .any(|seg| seg == "." || seg == ".." || seg.chars().any(char::is_control))
-            {
-                c.error(
-                    "spec.email.link.s3.prefix",
-                    "a key prefix cannot contain `.` or `..` segments or control characters",
-                );
-            }
-            match schedule::parse_duration(&link.expires_in) {
-                Err(m) => c.error("spec.email.link.expiresIn", m),
-                Ok(d) if d.is_zero() || d.as_secs() > 7 * 24 * 3600 => c.error(
-                    "spec.email.link.expiresIn",
-                    format!(
-                        "`{}` is out of range: a presigned link lasts from 1s to 7d",
-                        link.expires_in
-                    ),
-                ),
-                Ok(_) => {}
-            }
-            if e.attach {
-                c.error(
-                    "spec.email.attach",
-                    "attach: true sends the file itself; remove link, or set attach: false",
-                );
-            }
-        }
-        (None, true) => {}
-    }
-    if e.link.is_some() && !e.body.contains("{link}") && !e.attach {
-        c.error(
-            "spec.email.body",
-            "the body must contain {link}, or recipients never see where the report is",
-        );
     }
 }
 
@@ -1039,82 +771,4 @@ fn check_secret_refs(c: &mut Checker, spec: &serde_json::Value, path: &str) {
             );
         }
     }
-}
-
-fn check_remote_dir(dir: &str) -> Result<(), String> {
-    if dir.is_empty() {
-        return Err("must not be empty (use / or . for the login directory)".into());
-    }
-    if dir.contains('\0') || dir.contains('\n') {
-        return Err("must not contain NUL or line breaks".into());
-    }
-    Ok(())
-}
-
-fn check_jail_dir(dir: &str) -> Result<(), String> {
-    if dir.starts_with('/') {
-        return Err(format!(
-            "`{dir}` must be relative to the user's jail (e.g. reports/)"
-        ));
-    }
-    if dir.split('/').any(|part| part == "..") {
-        return Err(format!("`{dir}` must not contain `..`"));
-    }
-    if dir.contains('\0') || dir.contains('\\') {
-        return Err(format!("`{dir}` must not contain NUL or backslashes"));
-    }
-    Ok(())
-}
-
-fn check_login_user(user: &str) -> Result<(), String> {
-    let ok = !user.is_empty()
-        && user.len() <= 32
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !user.starts_with(['-', '.']);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid login user `{user}`: 1-32 letters, digits, `-`, `_` or `.`, not starting with `-` or `.`"
-        ))
-    }
-}
-
-/// `addr@domain` or `Name <addr@domain>`.
-fn check_mailbox(s: &str) -> Result<(), String> {
-    let addr = match (s.rfind('<'), s.ends_with('>')) {
-        (Some(i), true) => &s[i + 1..s.len() - 1],
-        _ => s.trim(),
-    };
-    let ok = match addr.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !addr.contains(char::is_whitespace)
-                && !domain.contains('@')
-        }
-        None => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{s}` is not an email address (expected user@example.com or \"Name <user@example.com>\")"
-        ))
-    }
-}
-
-fn check_http_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("`{url}` must start with https:// or http://"))?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("`{url}` has no host"));
-    }
-    Ok(())
 }
