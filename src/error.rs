@@ -70,6 +70,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether the same request can succeed later with nothing changed: a store, server or
+    /// file system that fails now, or a state another writer changed meanwhile (a reconcile
+    /// plans again). Invalid input, an empty input, a usage mistake or a declined prompt stay
+    /// what they are until someone changes something.
+    pub fn is_transient(&self) -> bool {
+        !matches!(
+            self,
+            Error::Invalid(_) | Error::NoResources(_) | Error::Usage(_) | Error::Cancelled
+        )
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -1,10 +1,9 @@
 //! `ferry controller`: the same resources, reconciled from a Kubernetes cluster.
 //!
 //! One kube-runtime controller per kind, each reconcile wrapped in kube's [`finalizer`]: the
-//! object and the others of its namespace (from the controllers' caches) are read as
-//! `kubectl get -o yaml` would print them and go through the very pipeline file mode uses
-//! (load -> validate -> desired state -> plan -> state writes); only where desired state comes
-//! from differs. Secrets referenced by the objects are read from the cluster and mirrored into
+//! object and the others of its namespace (from the controllers' caches) are handed, typed, to
+//! the very pipeline file mode uses ([`crate::pipeline`]: validate -> desired state -> plan ->
+//! apply); only where desired state comes from differs. Secrets referenced by the objects are read from the cluster and mirrored into
 //! a private directory in the layout of a mounted Secret, so exports, deliveries and PSA syncs
 //! read them exactly as in file mode. Status is written with server-side apply on the status
 //! subresource: `observedGeneration`, `Ready` (validation) and what the runs and syncs report.
@@ -64,6 +63,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Runs `ferry.dev/run-now` requests.
     pub runner: crate::runner::Runner,
+    /// Retry delays of objects whose reconcile failed for a transient reason.
+    pub backoff: Backoff,
 }
 
 /// Errors of one reconcile.
@@ -75,9 +76,58 @@ pub enum ReconcileError {
     /// Ferry's own pipeline failed.
     #[error("{0}")]
     Ferry(#[from] Error),
-    /// The finalizer helper failed.
+    /// The finalizer helper failed, or the apply or cleanup inside it (kept as the source).
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<ReconcileError>>),
+}
+
+impl ReconcileError {
+    /// Whether trying again later can succeed without anyone changing anything: an API
+    /// server or a state store that is away, a lock, a network failure. An invalid object or
+    /// a request that can never work is not transient: it waits for a change.
+    pub fn is_transient(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            ReconcileError::Kube(_) => true,
+            ReconcileError::Ferry(e) => e.is_transient(),
+            ReconcileError::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.is_transient(),
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) => true,
+                _ => false,
+            },
+        }
+    }
+}
+
+/// Per-object backoff after transient failures: 5 s, doubling up to 5 minutes, forgotten at
+/// the next successful reconcile (as kube-runtime's own watcher backoff does for watches).
+#[derive(Debug, Default)]
+pub struct Backoff(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Backoff {
+    /// The first retry's delay.
+    pub const FIRST: Duration = Duration::from_secs(5);
+    /// The longest delay.
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// The delay before retrying `object` after one more failure.
+    pub fn failed(&self, object: &str) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(object.to_string()).or_insert(0);
+        let delay = Self::FIRST
+            .saturating_mul(1u32.checked_shl(*n).unwrap_or(u32::MAX))
+            .min(Self::MAX);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// `object` reconciled: its next failure starts again from [`Backoff::FIRST`].
+    pub fn succeeded(&self, object: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(object);
+    }
 }
 
 /// What validating and applying one object gave.
@@ -505,24 +555,37 @@ pub async fn reconcile<K: FerryObject>(
     let namespace = obj.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(context.client.clone(), &namespace);
     let ns_objects = caches.namespace(&namespace)?;
-    finalizer(&api, FINALIZER, obj, |event| async move {
+    let key = key_of(obj.as_ref()).to_string();
+    let action = finalizer(&api, FINALIZER, obj, |event| async move {
         match event {
             Finalizer::Apply(o) => apply(o, ns_objects, context).await,
             Finalizer::Cleanup(o) => cleanup(o, context).await,
         }
     })
     .await
-    .map_err(|e| ReconcileError::Finalizer(e.to_string()))
+    .map_err(|e| ReconcileError::Finalizer(Box::new(e)))?;
+    context.backoff.succeeded(&key);
+    Ok(action)
 }
 
-/// After a failed reconcile: retry with a pause, never in a hot loop.
+/// After a failed reconcile. A transient failure (API server, state store, network) is
+/// retried with a per-object backoff; any other waits for a change to the object or to one it
+/// refers to, looked at again only after [`INVALID_REQUEUE`], as an invalid object is (the way
+/// Stackable's operators tell the two apart). Never a hot loop.
 pub fn error_policy<K: FerryObject>(
     obj: Arc<K>,
     error: &ReconcileError,
-    _ctx: Arc<(Context, Caches)>,
+    ctx: Arc<(Context, Caches)>,
 ) -> Action {
-    tracing::warn!(object = %key_of(obj.as_ref()), "reconcile failed: {error}");
-    Action::requeue(Duration::from_secs(30))
+    let key = key_of(obj.as_ref());
+    if error.is_transient() {
+        let delay = ctx.0.backoff.failed(&key.to_string());
+        tracing::warn!(object = %key, retry_in = ?delay, "reconcile failed: {error}");
+        Action::requeue(delay)
+    } else {
+        tracing::warn!(object = %key, "reconcile failed, waiting for a change: {error}");
+        Action::requeue(INVALID_REQUEUE)
+    }
 }
 
 /// The controllers' caches of the three kinds, read to validate a namespace as a whole.
@@ -722,6 +785,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             secrets: mirror,
             recorder,
             runner: runner.clone(),
+            backoff: Backoff::default(),
         },
         caches,
     ));
@@ -816,5 +880,42 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
     match finished {
         Ok(result) => result.map(|_| ()),
         Err(e) => Err(Error::State(format!("the scheduler task failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transient_failure_backs_off_doubling_to_five_minutes_and_a_success_starts_again() {
+        let backoff = Backoff::default();
+        let delays: Vec<u64> = (0..9)
+            .map(|_| backoff.failed("default/reportschedule/daily").as_secs())
+            .collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(backoff.failed("default/reportschedule/other").as_secs(), 5);
+        backoff.succeeded("default/reportschedule/daily");
+        assert_eq!(backoff.failed("default/reportschedule/daily").as_secs(), 5);
+    }
+
+    #[test]
+    fn an_invalid_object_waits_for_a_change_and_an_unreachable_store_is_retried() {
+        let invalid = ReconcileError::Ferry(Error::Invalid(Vec::new()));
+        let usage = ReconcileError::Ferry(Error::Usage("no such kind".into()));
+        let store_down = ReconcileError::Ferry(Error::State("connection refused".into()));
+        let locked = ReconcileError::Ferry(Error::Locked("pid 42".into()));
+        assert!(!invalid.is_transient());
+        assert!(!usage.is_transient());
+        assert!(store_down.is_transient());
+        assert!(locked.is_transient());
+        let inside_finalizer = |e| {
+            ReconcileError::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(e)))
+        };
+        assert!(!inside_finalizer(invalid).is_transient());
+        assert!(inside_finalizer(store_down).is_transient());
+        let unnamed =
+            ReconcileError::Finalizer(Box::new(kube::runtime::finalizer::Error::UnnamedObject));
+        assert!(!unnamed.is_transient());
     }
 }
