@@ -18,7 +18,7 @@ use sqlx::any::{Any, AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Row, Transaction};
 
-use crate::api::{Kind, ResourceKey};
+use crate::api::{Kind, ResourceKey, Spec};
 use crate::load::Meta;
 use crate::{Error, Result};
 
@@ -144,6 +144,14 @@ pub struct StoredResource {
     pub created_at: String,
     /// When last applied (RFC 3339).
     pub updated_at: String,
+}
+
+impl StoredResource {
+    /// The applied spec as its type. `None` only for a row this version cannot read (written
+    /// by another version of Ferry); callers treat it as absent.
+    pub fn typed_spec(&self) -> Option<Spec> {
+        Spec::from_json(self.key.kind, self.spec.clone()).ok()
+    }
 }
 
 /// The whole actual state at one serial.

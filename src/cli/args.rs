@@ -86,6 +86,52 @@ pub enum EnabledFilter {
     Disabled,
 }
 
+// `ferry controller`'s flags (the subcommand's help is the `Controller` variant's doc).
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "FERRY_WATCH_NAMESPACE", value_name = "NS")]
+    pub watch_namespace: Option<String>,
+    /// Where referenced Secrets are mirrored for the runs (owner-only; mount an
+    /// `emptyDir: {medium: Memory}` here).
+    #[arg(
+        long,
+        env = "FERRY_SECRETS_MIRROR",
+        default_value = "/run/ferry/secrets",
+        value_name = "DIR"
+    )]
+    pub secrets_mirror: PathBuf,
+    /// This instance's name in Events (the pod's name).
+    #[arg(long, env = "POD_NAME", default_value = "ferry", value_name = "NAME")]
+    pub instance: String,
+    /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
+    /// this address, e.g. `0.0.0.0:9090`. Off when not given.
+    #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Elect a leader among replicas on a coordination.k8s.io Lease: only the leader
+    /// reconciles and runs schedules and syncs; a standby takes over within the Lease's
+    /// duration once the leader stops renewing.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "ferry-controller", value_name = "NAME")]
+    pub lease_name: String,
+    /// The Lease's namespace (the controller's own).
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "default",
+        value_name = "NS"
+    )]
+    pub lease_namespace: String,
+    /// How long the Lease stays valid without renewal (renewed every third of it).
+    #[arg(long, default_value = "15s", value_name = "DURATION")]
+    pub lease_duration: String,
+    /// Ferry's SFTP server.
+    #[command(flatten)]
+    pub sftp: SftpArgs,
+}
+
 /// The hosted SFTP server's flags, shared by `run` and `controller`.
 #[derive(Debug, clap::Args)]
 pub struct SftpArgs {
@@ -414,49 +460,7 @@ pub enum Command {
     /// and its status (`observedGeneration`, `Ready`, runs and syncs); Secrets are read from the
     /// cluster; schedules, PSA syncs and the hosted SFTP server run as under `ferry run`;
     /// `ferry.dev/run-now: <any new value>` runs a schedule once. Stops on SIGTERM.
-    Controller {
-        /// Watch only this namespace (default: all namespaces).
-        #[arg(long, env = "FERRY_WATCH_NAMESPACE", value_name = "NS")]
-        watch_namespace: Option<String>,
-        /// Where referenced Secrets are mirrored for the runs (owner-only; mount an
-        /// `emptyDir: {medium: Memory}` here).
-        #[arg(
-            long,
-            env = "FERRY_SECRETS_MIRROR",
-            default_value = "/run/ferry/secrets",
-            value_name = "DIR"
-        )]
-        secrets_mirror: PathBuf,
-        /// This instance's name in Events (the pod's name).
-        #[arg(long, env = "POD_NAME", default_value = "ferry", value_name = "NAME")]
-        instance: String,
-        /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
-        /// this address, e.g. `0.0.0.0:9090`. Off when not given.
-        #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
-        metrics_listen: Option<std::net::SocketAddr>,
-        /// Elect a leader among replicas on a coordination.k8s.io Lease: only the leader
-        /// reconciles and runs schedules and syncs; a standby takes over within the Lease's
-        /// duration once the leader stops renewing.
-        #[arg(long)]
-        leader_elect: bool,
-        /// The Lease's name.
-        #[arg(long, default_value = "ferry-controller", value_name = "NAME")]
-        lease_name: String,
-        /// The Lease's namespace (the controller's own).
-        #[arg(
-            long,
-            env = "POD_NAMESPACE",
-            default_value = "default",
-            value_name = "NS"
-        )]
-        lease_namespace: String,
-        /// How long the Lease stays valid without renewal (renewed every third of it).
-        #[arg(long, default_value = "15s", value_name = "DURATION")]
-        lease_duration: String,
-        /// Ferry's SFTP server.
-        #[command(flatten)]
-        sftp: SftpArgs,
-    },
+    Controller(ControllerArgs),
     /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
     /// window and file name; or sync a CustomerMapping now (usage, or billing with
     /// `--billing`). Uses the applied resources (`ferry apply` first).

@@ -162,6 +162,10 @@ pub(super) async fn get_cmd(
             ];
             for r in &items {
                 let view = views.get(&r.key);
+                let mapping = match r.typed_spec() {
+                    Some(Spec::CustomerMapping(m)) => Some(m),
+                    _ => None,
+                };
                 let usage = match view.and_then(|v| v.usage.as_ref()) {
                     Some(u) if u.enabled => "enabled",
                     _ => "disabled",
@@ -175,8 +179,14 @@ pub(super) async fn get_cmd(
                 rows.push(vec![
                     r.key.namespace.clone(),
                     r.key.name.clone(),
-                    r.spec["customer"].as_str().unwrap_or("").to_string(),
-                    r.spec["psa"]["target"].as_str().unwrap_or("").to_string(),
+                    mapping
+                        .as_ref()
+                        .map_or("", |m| m.customer.as_str())
+                        .to_string(),
+                    mapping
+                        .as_ref()
+                        .map_or("", |m| m.psa.target.as_str())
+                        .to_string(),
                     r.status["companyId"]
                         .as_i64()
                         .map_or("-".to_string(), |id| id.to_string()),
@@ -226,8 +236,8 @@ pub(super) async fn get_cmd(
 
 /// A short kind-specific column for `ferry get`.
 pub(super) fn detail(r: &state::StoredResource, now: Timestamp) -> String {
-    match Spec::from_json(r.key.kind, r.spec.clone()) {
-        Ok(Spec::ReportSchedule(rs)) => {
+    match r.typed_spec() {
+        Some(Spec::ReportSchedule(rs)) => {
             let next = plan::preview_runs(&r.key, &rs, now, 1);
             let when = next
                 .first()
@@ -239,8 +249,10 @@ pub(super) fn detail(r: &state::StoredResource, now: Timestamp) -> String {
                 format!("next {when}")
             }
         }
-        Ok(Spec::DeliveryTarget(dt)) => dt.kind().map(|k| k.key().to_string()).unwrap_or_default(),
-        Ok(Spec::CustomerMapping(cm)) => format!("{} -> {}", cm.customer, cm.psa.target),
-        Err(_) => String::new(),
+        Some(Spec::DeliveryTarget(dt)) => {
+            dt.kind().map(|k| k.key().to_string()).unwrap_or_default()
+        }
+        Some(Spec::CustomerMapping(cm)) => format!("{} -> {}", cm.customer, cm.psa.target),
+        None => String::new(),
     }
 }

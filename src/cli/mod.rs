@@ -188,34 +188,7 @@ async fn run(cli: Cli) -> Result<u8> {
             )
             .await
         }
-        Command::Controller {
-            watch_namespace,
-            secrets_mirror,
-            instance,
-            metrics_listen,
-            leader_elect,
-            lease_name,
-            lease_namespace,
-            lease_duration,
-            sftp,
-        } => {
-            let sftp = sftp.config(&ctx.state_path)?;
-            run::controller_cmd(
-                &ctx,
-                run::ControllerArgs {
-                    watch_namespace,
-                    secrets_mirror,
-                    instance,
-                    metrics_listen,
-                    leader_elect,
-                    lease_name,
-                    lease_namespace,
-                    lease_duration,
-                    sftp,
-                },
-            )
-            .await
-        }
+        Command::Controller(args) => run::controller_cmd(&ctx, args).await,
         Command::RunNow {
             resource,
             namespace,

@@ -300,21 +300,9 @@ pub(super) async fn history_cmd(
     Ok(0)
 }
 
-/// `ferry controller`'s options, as parsed.
-pub(super) struct ControllerArgs {
-    pub(super) watch_namespace: Option<String>,
-    pub(super) secrets_mirror: PathBuf,
-    pub(super) instance: String,
-    pub(super) metrics_listen: Option<std::net::SocketAddr>,
-    pub(super) leader_elect: bool,
-    pub(super) lease_name: String,
-    pub(super) lease_namespace: String,
-    pub(super) lease_duration: String,
-    pub(super) sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
-}
-
 /// `ferry controller`: reconciles the three kinds from a cluster (see [`crate::controller`]).
 pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8> {
+    let sftp = args.sftp.config(&ctx.state_path)?;
     let ControllerArgs {
         watch_namespace,
         secrets_mirror,
@@ -324,7 +312,7 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
         lease_name,
         lease_namespace,
         lease_duration,
-        sftp,
+        sftp: _,
     } = args;
     let leader_election = if leader_elect {
         Some(crate::controller::lease::LeaseConfig {

@@ -359,7 +359,10 @@ async fn hosted_password<K: FerryObject>(
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     let key = &stored.key;
-    let Some(user) = stored.spec["hostedSftp"]["user"].as_str().map(String::from) else {
+    let Some(crate::api::Spec::DeliveryTarget(target)) = stored.typed_spec() else {
+        return Ok(None);
+    };
+    let Some(user) = target.hosted_sftp.map(|h| h.user) else {
         return Ok(None);
     };
     let connections = ctx.runner.hosted_connections().await?;

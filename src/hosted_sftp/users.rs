@@ -330,13 +330,7 @@ fn check_password_hash(hash: &str) -> Result<(), String> {
 /// A login name: 1-32 letters, digits, `-`, `_`, `.`, not starting with `-` or `.` (it names
 /// a directory under `<data_dir>/users/`).
 pub(crate) fn check_user_name(user: &str) -> Result<(), String> {
-    let ok = !user.is_empty()
-        && user.len() <= 32
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !user.starts_with(['-', '.']);
-    if ok {
+    if crate::validate::fields::is_login_user(user) {
         Ok(())
     } else {
         Err(format!(

@@ -117,6 +117,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A directory on a remote server: not empty, no NUL or line break.
 pub fn check_remote_dir(dir: &str) -> Result<(), String> {
     if dir.is_empty() {
         return Err("must not be empty (use / or . for the login directory)".into());
@@ -127,6 +128,7 @@ pub fn check_remote_dir(dir: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A directory inside a hosted SFTP user's jail: relative, no `..`, NUL or backslash.
 pub fn check_jail_dir(dir: &str) -> Result<(), String> {
     if dir.starts_with('/') {
         return Err(format!(
@@ -142,14 +144,20 @@ pub fn check_jail_dir(dir: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub fn check_login_user(user: &str) -> Result<(), String> {
-    let ok = !user.is_empty()
+/// Whether `user` can be a hosted SFTP login name: 1-32 letters, digits, `-`, `_`, `.`, not
+/// starting with `-` or `.` (it names a directory under the server's `users/`).
+pub fn is_login_user(user: &str) -> bool {
+    !user.is_empty()
         && user.len() <= 32
         && user
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        && !user.starts_with(['-', '.']);
-    if ok {
+        && !user.starts_with(['-', '.'])
+}
+
+/// A hosted SFTP connection's `user`, as validation words it ([`is_login_user`]).
+pub fn check_login_user(user: &str) -> Result<(), String> {
+    if is_login_user(user) {
         Ok(())
     } else {
         Err(format!(
@@ -184,6 +192,7 @@ pub fn check_mailbox(s: &str) -> Result<(), String> {
     }
 }
 
+/// An `http(s)://` URL with a host.
 pub fn check_http_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
