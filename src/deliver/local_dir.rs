@@ -30,35 +30,19 @@ impl LocalDir {
     fn deliver_blocking(&self, file: &Outgoing<'_>) -> std::io::Result<Receipt> {
         std::fs::create_dir_all(&self.dir)?;
         let final_path = self.dir.join(file.file_name);
-        let temp = self
-            .dir
-            .join(super::atomic::partial_name(file.file_name, file.run_id));
-        let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
         let mut placement = Placement::Copy;
-        let result = place(file.staged, &temp, file.sharing).and_then(|(copied, how)| {
-            placement = how;
-            if copied != file.bytes {
-                return Err(std::io::Error::other(format!(
-                    "copied {copied} bytes, expected {}",
-                    file.bytes
-                )));
-            }
-            std::fs::rename(&temp, &final_path)?;
-            sync_dir(&self.dir);
-            Ok(())
-        });
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
-        }
-        let bytes = std::fs::metadata(&final_path)?.len();
-        if bytes != file.bytes {
-            return Err(std::io::Error::other(format!(
-                "{} has {bytes} bytes after the rename, expected {}",
-                final_path.display(),
-                file.bytes
-            )));
-        }
+        let bytes = super::atomic::place_in_dir(
+            &self.dir,
+            file.file_name,
+            file.run_id,
+            file.bytes,
+            |temp| {
+                let (copied, how) = place(file.staged, temp, file.sharing)?;
+                placement = how;
+                Ok(copied)
+            },
+            |_| Ok(()),
+        )?;
         let location = std::path::absolute(&final_path).unwrap_or(final_path);
         let mut details = std::collections::BTreeMap::new();
         details.insert("placement".into(), placement.as_str().into());
@@ -79,12 +63,6 @@ fn place(staged: &Path, to: &Path, sharing: Sharing) -> std::io::Result<(u64, Pl
         return Ok((std::fs::metadata(to)?.len(), Placement::HardLink));
     }
     copy_private(staged, to, 0o666)
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 impl Transport for LocalDir {

@@ -16,7 +16,6 @@
 //!
 //! This is blocking file-system work: call it from `spawn_blocking`.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -84,42 +83,25 @@ pub fn deliver_into(
         .map_err(|e| io_fail("creating the connection directory", e))?;
 
     let final_path = dir.join(file_name);
-    let temp = dir.join(crate::deliver::atomic::partial_name(file_name, run_id));
-    let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
     let mut placement = Placement::Copy;
-    let placed = place(staged, &temp, link_allowed).and_then(|(copied, how)| {
-        placement = how;
-        if copied != expected_bytes {
-            return Err(io::Error::other(format!(
-                "placed {copied} bytes, expected {expected_bytes}"
-            )));
-        }
-        if let Ok(m) = std::fs::symlink_metadata(&final_path)
-            && m.file_type().is_symlink()
-        {
+    let bytes = crate::deliver::atomic::place_in_dir(
+        &dir,
+        file_name,
+        run_id,
+        expected_bytes,
+        |temp| {
+            let (copied, how) = place(staged, temp, link_allowed)?;
+            placement = how;
+            Ok(copied)
+        },
+        |final_path| match std::fs::symlink_metadata(final_path) {
             // rename() would replace the link itself, but refuse anyway: someone put a link
             // where a report goes.
-            return Err(jail::symlink_error());
-        }
-        std::fs::rename(&temp, &final_path)?;
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    });
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&temp);
-        return Err(io_fail("placing the file", e));
-    }
-    let bytes = std::fs::symlink_metadata(&final_path)
-        .map_err(|e| io_fail("checking the file", e))?
-        .len();
-    if bytes != expected_bytes {
-        return Err(fail(format!(
-            "{} has {bytes} bytes after the rename, expected {expected_bytes}",
-            final_path.display()
-        )));
-    }
+            Ok(m) if m.file_type().is_symlink() => Err(jail::symlink_error()),
+            _ => Ok(()),
+        },
+    )
+    .map_err(|e| io_fail("placing the file", e))?;
     let mut remote_path = String::from("/");
     for c in &components {
         remote_path.push_str(c);
