@@ -94,6 +94,17 @@ pub enum TargetKind<'a> {
 }
 
 impl TargetKind<'_> {
+    /// Every variant's spec key, in the order messages list them.
+    pub const KEYS: [&'static str; 7] = [
+        "ftp",
+        "sftp",
+        "email",
+        "localDir",
+        "hostedSftp",
+        "connectwise",
+        "autotask",
+    ];
+
     /// The spec key of this variant, as written in YAML.
     pub fn key(&self) -> &'static str {
         match self {

@@ -499,8 +499,6 @@ fn check_report_schedule(
     }
 }
 
-const VARIANTS: &str = "ftp, sftp, email, localDir, hostedSftp, connectwise, autotask";
-
 fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
     for (field, message) in crate::deliver::psa::check_reports(spec) {
         c.error(&field, message);
@@ -508,7 +506,10 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
     let kinds = spec.kinds();
     match kinds.len() {
         0 => {
-            c.error("spec", format!("choose exactly one of {VARIANTS}"));
+            c.error(
+                "spec",
+                format!("choose exactly one of {}", TargetKind::KEYS.join(", ")),
+            );
             return;
         }
         1 => {}
@@ -517,7 +518,8 @@ fn check_delivery_target(c: &mut Checker, spec: &DeliveryTargetSpec) {
             c.error(
                 &format!("spec.{}", keys[1]),
                 format!(
-                    "choose exactly one of {VARIANTS} (found {})",
+                    "choose exactly one of {} (found {})",
+                    TargetKind::KEYS.join(", "),
                     keys.join(" and ")
                 ),
             );
