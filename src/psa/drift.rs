@@ -133,11 +133,7 @@ pub async fn refresh(
                         p.product,
                         format_quantity(now_q),
                         client.product(),
-                        if client.product() == "Autotask" {
-                            "contract"
-                        } else {
-                            "agreement"
-                        },
+                        client.product().agreement_word(),
                         p.agreement.name,
                         format_quantity(*set)
                     ),
@@ -147,11 +143,7 @@ pub async fn refresh(
                     format!(
                         "{}: the {} Ferry set ({}) is gone from {}",
                         p.product,
-                        if client.product() == "Autotask" {
-                            "contract service"
-                        } else {
-                            "addition"
-                        },
+                        client.product().quantity_record_word(),
                         format_quantity(*set),
                         client.product()
                     ),

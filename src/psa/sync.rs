@@ -28,6 +28,7 @@ use crate::psa::client::PsaClient;
 use crate::psa::http::RetryPolicy;
 use crate::psa::ledger::{PsaLedger, SyncKind};
 use crate::psa::model::{Agreement, Company, Service};
+use crate::psa::product::Product;
 use crate::psa::usage::{Usage, read_usage};
 use crate::schedule::CompiledSchedule;
 use crate::secrets::FileSecrets;
@@ -236,7 +237,11 @@ pub struct Resolution {
 }
 
 /// Picks the mapping's company among the PSA's matches: exactly one, and active.
-pub fn choose_company(product: &str, key: &str, candidates: &[Company]) -> Result<Company, String> {
+pub fn choose_company(
+    product: Product,
+    key: &str,
+    candidates: &[Company],
+) -> Result<Company, String> {
     let list = |cs: &[Company]| {
         cs.iter()
             .map(|c| format!("#{} \"{}\" ({})", c.id, c.name, c.status))
@@ -260,16 +265,12 @@ pub fn choose_company(product: &str, key: &str, candidates: &[Company]) -> Resul
 
 /// Picks the agreement/contract named `name`: exactly one active one that accepts services.
 pub fn choose_agreement(
-    product: &str,
+    product: Product,
     name: &str,
     company: &Company,
     agreements: &[Agreement],
 ) -> Result<Agreement, String> {
-    let what = if product == "Autotask" {
-        "contract"
-    } else {
-        "agreement"
-    };
+    let what = product.agreement_word();
     let named: Vec<&Agreement> = agreements.iter().filter(|a| a.name == name).collect();
     let active: Vec<&Agreement> = named.iter().copied().filter(|a| a.active).collect();
     match (named.as_slice(), active.as_slice()) {
@@ -1383,11 +1384,11 @@ mod tests {
     #[test]
     fn a_missing_company_is_named_and_an_ambiguous_one_lists_its_candidates() {
         assert_eq!(
-            choose_company("Autotask", "Acme", &[]).unwrap_err(),
+            choose_company(Product::Autotask, "Acme", &[]).unwrap_err(),
             "company `Acme` not found in Autotask"
         );
         let err = choose_company(
-            "Autotask",
+            Product::Autotask,
             "Acme",
             &[company(1, "Acme", true), company(2, "Acme", true)],
         )
@@ -1401,8 +1402,12 @@ mod tests {
 
     #[test]
     fn an_inactive_company_is_refused_with_its_status() {
-        let err =
-            choose_company("ConnectWise", "ACME01", &[company(250, "Acme", false)]).unwrap_err();
+        let err = choose_company(
+            Product::ConnectWise,
+            "ACME01",
+            &[company(250, "Acme", false)],
+        )
+        .unwrap_err();
         assert!(err.contains("#250") && err.contains("Inactive"), "{err}");
     }
 
@@ -1417,22 +1422,22 @@ mod tests {
             agreement(5, "Twice", true, true),
         ];
         assert_eq!(
-            choose_agreement("Autotask", "Managed", &c, &list)
+            choose_agreement(Product::Autotask, "Managed", &c, &list)
                 .unwrap()
                 .id,
             1
         );
-        let missing = choose_agreement("ConnectWise", "Nope", &c, &list).unwrap_err();
+        let missing = choose_agreement(Product::ConnectWise, "Nope", &c, &list).unwrap_err();
         assert!(missing.contains("no agreement named `Nope`"), "{missing}");
         assert!(missing.contains("Managed"), "candidates listed: {missing}");
-        let inactive = choose_agreement("ConnectWise", "Old", &c, &list).unwrap_err();
+        let inactive = choose_agreement(Product::ConnectWise, "Old", &c, &list).unwrap_err();
         assert!(
             inactive.contains("not active: status Cancelled"),
             "{inactive}"
         );
-        let wrong = choose_agreement("Autotask", "Hourly", &c, &list).unwrap_err();
+        let wrong = choose_agreement(Product::Autotask, "Hourly", &c, &list).unwrap_err();
         assert!(wrong.contains("not Recurring Service (7)"), "{wrong}");
-        let twice = choose_agreement("Autotask", "Twice", &c, &list).unwrap_err();
+        let twice = choose_agreement(Product::Autotask, "Twice", &c, &list).unwrap_err();
         assert!(
             twice.contains("ambiguous") && twice.contains("#4, #5"),
             "{twice}"
@@ -1447,7 +1452,7 @@ mod tests {
             agreement(2, "Managed", true, true),
         ];
         assert_eq!(
-            choose_agreement("ConnectWise", "Managed", &c, &list)
+            choose_agreement(Product::ConnectWise, "Managed", &c, &list)
                 .unwrap()
                 .id,
             2
