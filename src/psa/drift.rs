@@ -13,7 +13,9 @@ pub use crate::plan::DriftNote;
 use crate::psa::client::PsaClient;
 use crate::psa::format_quantity;
 use crate::psa::http::RetryPolicy;
-use crate::psa::sync::{MappingView, current_quantity, resolve};
+use crate::psa::sync::mapping::MappingView;
+use crate::psa::sync::push::current_quantity;
+use crate::psa::sync::resolve::resolve;
 use crate::secrets::FileSecrets;
 
 /// Refreshes `views` (with the status each had, for the quantities Ferry last set). PSA
