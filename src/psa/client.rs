@@ -1,11 +1,13 @@
-//! One PSA connection, whichever the product: the sync engine speaks to [`PsaClient`] and only
-//! the few operations whose meaning differs (quantities, tickets) branch on the product.
+//! One PSA connection, whichever the product: the sync engine speaks to [`PsaClient`], which
+//! hands the operations both products share to the [`Psa`] trait; only what differs between
+//! them (quantities, report files) matches on the variant.
 
 use crate::api::{CompanyRef, DeliveryTargetSpec};
 use crate::psa::autotask::{Autotask, AutotaskConfig, DEFAULT_ZONE_DISCOVERY_URL};
 use crate::psa::connectwise::{ConnectWise, ConnectWiseConfig};
 use crate::psa::http::RetryPolicy;
 use crate::psa::model::{Agreement, Company};
+use crate::psa::product::{Product, Psa};
 use crate::secrets::FileSecrets;
 use crate::{Error, Result};
 
@@ -67,54 +69,43 @@ impl PsaClient {
         )))
     }
 
-    /// `ConnectWise` or `Autotask`, for messages.
-    pub fn product(&self) -> &'static str {
+    /// The connection as the one trait both products implement.
+    pub fn psa(&self) -> &dyn Psa {
         match self {
-            PsaClient::ConnectWise(_) => "ConnectWise",
-            PsaClient::Autotask(_) => "Autotask",
+            PsaClient::ConnectWise(c) => c,
+            PsaClient::Autotask(c) => c,
         }
+    }
+
+    /// Which product this is (its name, for messages, is its `Display`).
+    pub fn product(&self) -> Product {
+        self.psa().product()
     }
 
     /// HTTP requests sent so far (retries included).
     pub fn requests(&self) -> u64 {
-        match self {
-            PsaClient::ConnectWise(c) => c.requests(),
-            PsaClient::Autotask(c) => c.requests(),
-        }
+        self.psa().requests()
     }
 
     /// How the mapping names its company: the ConnectWise identifier or the Autotask name.
     pub fn company_key<'a>(&self, company: &'a CompanyRef) -> Result<&'a str> {
-        let (key, field) = match self {
-            PsaClient::ConnectWise(_) => (company.identifier.as_deref(), "company.identifier"),
-            PsaClient::Autotask(_) => (company.name.as_deref(), "company.name"),
-        };
-        key.ok_or_else(|| Error::Usage(format!("{} mappings need `{field}`", self.product())))
+        self.product().company_key(company)
     }
 
     /// Every company matching the mapping's company key (active or not).
     pub async fn companies(&self, company: &CompanyRef) -> Result<Vec<Company>> {
         let key = self.company_key(company)?;
-        match self {
-            PsaClient::ConnectWise(c) => c.companies_by_identifier(key).await,
-            PsaClient::Autotask(c) => c.companies_by_name(key).await,
-        }
+        self.psa().companies(key).await
     }
 
     /// Agreements (ConnectWise) or contracts (Autotask) of a company.
     pub async fn agreements(&self, company_id: i64) -> Result<Vec<Agreement>> {
-        match self {
-            PsaClient::ConnectWise(c) => c.agreements(company_id).await,
-            PsaClient::Autotask(c) => c.contracts(company_id).await,
-        }
+        self.psa().agreements(company_id).await
     }
 
     /// Open tickets of the company with this exact title.
     pub async fn open_tickets(&self, company_id: i64, title: &str) -> Result<Vec<i64>> {
-        let tickets = match self {
-            PsaClient::ConnectWise(c) => c.open_tickets(company_id, title).await?,
-            PsaClient::Autotask(c) => c.open_tickets(company_id, title).await?,
-        };
+        let tickets = self.psa().open_tickets(company_id, title).await?;
         Ok(tickets.into_iter().map(|t| t.id).collect())
     }
 
@@ -129,26 +120,16 @@ impl PsaClient {
         description: &str,
         open_status: Option<&str>,
     ) -> Result<i64> {
-        Ok(match self {
-            PsaClient::ConnectWise(c) => {
-                c.create_ticket(company_id, board, title, description, open_status)
-                    .await?
-                    .id
-            }
-            PsaClient::Autotask(c) => {
-                c.create_ticket(company_id, board, title, description)
-                    .await?
-                    .id
-            }
-        })
+        let ticket = self
+            .psa()
+            .create_ticket(company_id, board, title, description, open_status)
+            .await?;
+        Ok(ticket.id)
     }
 
     /// Closes a ticket; ConnectWise with `closed_status` (a closed status of the ticket's
     /// board, by name) or the board's own closed status.
     pub async fn close_ticket(&self, id: i64, closed_status: Option<&str>) -> Result<()> {
-        match self {
-            PsaClient::ConnectWise(c) => c.close_ticket(id, closed_status).await,
-            PsaClient::Autotask(c) => c.close_ticket(id).await,
-        }
+        self.psa().close_ticket(id, closed_status).await
     }
 }

@@ -13,7 +13,9 @@ pub use crate::plan::DriftNote;
 use crate::psa::client::PsaClient;
 use crate::psa::format_quantity;
 use crate::psa::http::RetryPolicy;
-use crate::psa::sync::{MappingView, current_quantity, resolve};
+use crate::psa::sync::mapping::MappingView;
+use crate::psa::sync::push::current_quantity;
+use crate::psa::sync::resolve::resolve;
 use crate::secrets::FileSecrets;
 
 /// Refreshes `views` (with the status each had, for the quantities Ferry last set). PSA
@@ -133,11 +135,7 @@ pub async fn refresh(
                         p.product,
                         format_quantity(now_q),
                         client.product(),
-                        if client.product() == "Autotask" {
-                            "contract"
-                        } else {
-                            "agreement"
-                        },
+                        client.product().agreement_word(),
                         p.agreement.name,
                         format_quantity(*set)
                     ),
@@ -147,11 +145,7 @@ pub async fn refresh(
                     format!(
                         "{}: the {} Ferry set ({}) is gone from {}",
                         p.product,
-                        if client.product() == "Autotask" {
-                            "contract service"
-                        } else {
-                            "addition"
-                        },
+                        client.product().quantity_record_word(),
                         format_quantity(*set),
                         client.product()
                     ),
