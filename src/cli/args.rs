@@ -86,6 +86,38 @@ pub enum EnabledFilter {
     Disabled,
 }
 
+// `ferry run`'s flags (the subcommand's help is the `Run` variant's doc).
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Files or directories (recursive, .yaml/.yml).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// Run what is due now (reports and PSA syncs; interrupted runs resume), wait for it,
+    /// print how many runs (and PSA syncs, when any) succeeded and failed, then exit; exit
+    /// 1 if any run or sync failed.
+    #[arg(long)]
+    pub once: bool,
+    /// After SIGTERM, how long running exports may take to finish.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub shutdown_grace: String,
+    /// How often the files are checked for changes.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub poll: String,
+    /// Ferry's SFTP server.
+    #[command(flatten)]
+    pub sftp: SftpArgs,
+    /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
+    /// this address, e.g. `0.0.0.0:9090`. Off when not given, and with `--once`.
+    #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Accept files that hold no resources, at start and on reload, and delete every
+    /// resource in the state then. By default such input is refused at start, and a
+    /// reload that finds no resources (a checkout in progress looks like that) keeps the
+    /// previous ones and warns.
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
 // `ferry controller`'s flags (the subcommand's help is the `Controller` variant's doc).
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -425,35 +457,7 @@ pub enum Command {
     /// billing) when due (a daemon): missed slots run once within `startingDeadline`,
     /// interrupted runs resume, files are reloaded when they change or on SIGHUP, SIGTERM lets
     /// running exports finish.
-    Run {
-        /// Files or directories (recursive, .yaml/.yml).
-        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-        files: Vec<PathBuf>,
-        /// Run what is due now (reports and PSA syncs; interrupted runs resume), wait for it,
-        /// print how many runs (and PSA syncs, when any) succeeded and failed, then exit; exit
-        /// 1 if any run or sync failed.
-        #[arg(long)]
-        once: bool,
-        /// After SIGTERM, how long running exports may take to finish.
-        #[arg(long, default_value = "30s", value_name = "DURATION")]
-        shutdown_grace: String,
-        /// How often the files are checked for changes.
-        #[arg(long, default_value = "2s", value_name = "DURATION")]
-        poll: String,
-        /// Ferry's SFTP server.
-        #[command(flatten)]
-        sftp: SftpArgs,
-        /// Serve Prometheus metrics (`/metrics`) and health checks (`/healthz`, `/readyz`) on
-        /// this address, e.g. `0.0.0.0:9090`. Off when not given, and with `--once`.
-        #[arg(long, env = "FERRY_METRICS_LISTEN", value_name = "ADDR:PORT")]
-        metrics_listen: Option<std::net::SocketAddr>,
-        /// Accept files that hold no resources, at start and on reload, and delete every
-        /// resource in the state then. By default such input is refused at start, and a
-        /// reload that finds no resources (a checkout in progress looks like that) keeps the
-        /// previous ones and warns.
-        #[arg(long)]
-        allow_empty: bool,
-    },
+    Run(RunArgs),
     /// Reconcile the ReportSchedules, DeliveryTargets and CustomerMappings of a Kubernetes
     /// cluster (in-cluster config or KUBECONFIG): each object is validated with the others of
     /// its namespace and applied to the state exactly as `ferry apply` would, with a finalizer

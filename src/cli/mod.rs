@@ -164,30 +164,7 @@ async fn run(cli: Cli) -> Result<u8> {
             )
             .await
         }
-        Command::Run {
-            files,
-            once,
-            shutdown_grace,
-            poll,
-            sftp,
-            metrics_listen,
-            allow_empty,
-        } => {
-            let sftp = sftp.config(&ctx.state_path)?;
-            run::run_cmd(
-                &ctx,
-                run::RunArgs {
-                    files,
-                    once,
-                    shutdown_grace,
-                    poll,
-                    sftp,
-                    metrics_listen,
-                    allow_empty,
-                },
-            )
-            .await
-        }
+        Command::Run(args) => run::run_cmd(&ctx, args).await,
         Command::Controller(args) => run::controller_cmd(&ctx, args).await,
         Command::RunNow {
             resource,

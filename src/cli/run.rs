@@ -1,7 +1,5 @@
 //! `run` (the daemon), `controller`, `run-now` and `history` of ReportSchedules.
 
-use std::path::PathBuf;
-
 use jiff::Timestamp;
 
 use crate::api::{Kind, ResourceKey};
@@ -18,24 +16,14 @@ use super::plan::{load_valid, make_plan};
 use super::psa::psa_history;
 use super::view::{print_table, receipt_lines};
 
-/// `ferry run`'s flags.
-pub(super) struct RunArgs {
-    pub(super) files: Vec<PathBuf>,
-    pub(super) once: bool,
-    pub(super) shutdown_grace: String,
-    pub(super) poll: String,
-    pub(super) sftp: Option<crate::hosted_sftp::HostedSftpConfig>,
-    pub(super) metrics_listen: Option<std::net::SocketAddr>,
-    pub(super) allow_empty: bool,
-}
-
 pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
+    let sftp = args.sftp.config(&ctx.state_path)?;
     let RunArgs {
         files,
         once,
         shutdown_grace,
         poll,
-        sftp,
+        sftp: _,
         metrics_listen,
         allow_empty,
     } = args;
