@@ -1,6 +1,5 @@
 //! YAML and type errors in words: what was expected, what was found, and where.
 
-
 use granit_parser::{Event, Parser};
 
 /// Whether the error is a YAML size limit (aliases expanded too far).
