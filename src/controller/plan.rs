@@ -587,11 +587,7 @@ pub fn text(cp: &ClusterPlan, color: bool) -> String {
         }
         out.push('\n');
     }
-    let live_only: Vec<&ObjectChange> = cp
-        .objects
-        .iter()
-        .filter(|o| o.action == ObjectAction::NotInFiles)
-        .collect();
+    let live_only = live_only(cp);
     if !live_only.is_empty() {
         let _ = writeln!(out, "  {NOT_IN_FILES}");
         for o in live_only {
@@ -647,11 +643,7 @@ pub fn markdown(cp: &ClusterPlan) -> String {
             o.diff
         );
     }
-    let live_only: Vec<&ObjectChange> = cp
-        .objects
-        .iter()
-        .filter(|o| o.action == ObjectAction::NotInFiles)
-        .collect();
+    let live_only = live_only(cp);
     if !live_only.is_empty() {
         let _ = writeln!(out, "{NOT_IN_FILES}\n");
         for o in live_only {
@@ -670,6 +662,14 @@ pub fn render(cp: &ClusterPlan, output: Output, color: bool) -> String {
         Output::Json => json(cp),
         Output::Markdown => markdown(cp),
     }
+}
+
+/// The live objects no file declares (shown apart, never deleted).
+fn live_only(cp: &ClusterPlan) -> Vec<&ObjectChange> {
+    cp.objects
+        .iter()
+        .filter(|o| o.action == ObjectAction::NotInFiles)
+        .collect()
 }
 
 #[cfg(test)]

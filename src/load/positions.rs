@@ -10,37 +10,14 @@ pub(super) fn scalar_span(
     text: &str,
     field_path: &str,
 ) -> Option<(usize, usize, granit_parser::ScalarStyle)> {
-    let mut parser = Parser::new_from_str(text);
-    let mut positions = HashMap::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    while let Some(Ok((event, span))) = parser.next_event() {
-        let pos = (span.start.line(), span.start.col() + 1);
-        match event {
-            Event::Scalar(value, style, ..) => {
-                let path = node(&mut positions, &mut stack, pos, false, Some(value.as_ref()));
-                if path == field_path {
-                    return Some((span.start.index(), span.end.index(), style));
-                }
-            }
-            Event::Alias(_) | Event::UnresolvedAlias(_) => {
-                node(&mut positions, &mut stack, pos, false, Some("*"));
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let path = node(&mut positions, &mut stack, pos, true, None);
-                if matches!(event, Event::MappingStart(..)) {
-                    stack.push(Frame::Map { path, key: None });
-                } else {
-                    stack.push(Frame::Seq { path, index: 0 });
-                }
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                stack.pop();
-            }
-            Event::DocumentEnd => break,
-            _ => {}
+    let mut found = None;
+    walk(text, 0, |path, span, style| {
+        if path == field_path {
+            found = Some((span.start.index(), span.end.index(), style));
         }
-    }
-    None
+        found.is_some()
+    });
+    found
 }
 
 /// Where the character `target` of a scalar's value sits in the source, (line, column) within
@@ -111,13 +88,30 @@ pub(super) enum Frame {
 /// (`spec.deliverTo[0].target`) the line and column of its value (scalars) or key
 /// (collections). On a syntax error, the positions seen so far.
 pub(super) fn scan_positions(text: &str, line_offset: usize) -> HashMap<String, (usize, usize)> {
+    walk(text, line_offset, |_, _, _| false)
+}
+
+/// The one walk over a document's events behind [`scan_positions`] and [`scalar_span`]: keeps
+/// each node's field path and records its position (lines shifted by `line_offset`); `scalar`
+/// sees every scalar value with its path, span and style, and ends the walk by returning true.
+fn walk(
+    text: &str,
+    line_offset: usize,
+    mut scalar: impl FnMut(&str, &granit_parser::Span, granit_parser::ScalarStyle) -> bool,
+) -> HashMap<String, (usize, usize)> {
     let mut parser = Parser::new_from_str(text);
     let mut positions = HashMap::new();
     let mut stack: Vec<Frame> = Vec::new();
     while let Some(Ok((event, span))) = parser.next_event() {
         let pos = (span.start.line() + line_offset, span.start.col() + 1);
         match event {
-            Event::Scalar(value, ..) | Event::UnresolvedAlias(value) => {
+            Event::Scalar(value, style, ..) => {
+                let path = node(&mut positions, &mut stack, pos, false, Some(value.as_ref()));
+                if scalar(&path, &span, style) {
+                    break;
+                }
+            }
+            Event::UnresolvedAlias(value) => {
                 node(&mut positions, &mut stack, pos, false, Some(value.as_ref()));
             }
             Event::Alias(_) => {

@@ -40,13 +40,7 @@ impl ConnectWise {
     /// lookup for a mapping's products on that agreement.
     pub async fn active_additions(&self, agreement_id: i64) -> Result<Vec<Addition>> {
         let conditions = Conditions::new().is_null("cancelledDate").build();
-        let path = format!("finance/agreements/{agreement_id}/additions");
-        let rows: Vec<CwAddition> = self.list(&path, &conditions).await?;
-        Ok(rows
-            .into_iter()
-            .map(Addition::from)
-            .filter(|a| a.cancelled_date.is_none())
-            .collect())
+        self.uncancelled_additions(agreement_id, &conditions).await
     }
 
     /// Active (`cancelledDate=null`) additions of `product_identifier` on the agreement.
@@ -59,8 +53,18 @@ impl ConnectWise {
             .eq_str("product/identifier", product_identifier)
             .is_null("cancelledDate")
             .build();
+        self.uncancelled_additions(agreement_id, &conditions).await
+    }
+
+    /// The agreement's additions matching `conditions`, without any the server returned
+    /// cancelled anyway.
+    async fn uncancelled_additions(
+        &self,
+        agreement_id: i64,
+        conditions: &str,
+    ) -> Result<Vec<Addition>> {
         let path = format!("finance/agreements/{agreement_id}/additions");
-        let rows: Vec<CwAddition> = self.list(&path, &conditions).await?;
+        let rows: Vec<CwAddition> = self.list(&path, conditions).await?;
         Ok(rows
             .into_iter()
             .map(Addition::from)
