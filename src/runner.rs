@@ -545,10 +545,7 @@ impl Runner {
         let Some(stored) = self.store.get(&key).await? else {
             return Ok(());
         };
-        let mut status = stored.status;
-        if !status.is_object() {
-            status = json!({});
-        }
+        let mut status = stored.status_object();
         let what = format!("slot {} of {}", rfc3339(slot), view.key.name);
         let (value, reason, message) = match outcome {
             Ok(location) => (Truth::True, "Delivered", format!("{what}: {location}")),
@@ -896,11 +893,7 @@ impl Runner {
         let Some(stored) = self.store.get(&view.key).await? else {
             return Ok(());
         };
-        let mut status = if stored.status.is_object() {
-            stored.status.clone()
-        } else {
-            json!({})
-        };
+        let mut status = stored.status_object();
         let history = self
             .ledger
             .history(&view.key.namespace, &view.key.name, 50)

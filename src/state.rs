@@ -152,6 +152,15 @@ impl StoredResource {
     pub fn typed_spec(&self) -> Option<Spec> {
         Spec::from_json(self.key.kind, self.spec.clone()).ok()
     }
+
+    /// The observed status as a JSON object to update: empty when none was written yet.
+    pub fn status_object(&self) -> Value {
+        if self.status.is_object() {
+            self.status.clone()
+        } else {
+            Value::Object(Default::default())
+        }
+    }
 }
 
 /// The whole actual state at one serial.

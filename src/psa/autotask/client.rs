@@ -320,21 +320,24 @@ impl Autotask {
         self.inner.http.parse(method, label, reply)
     }
 
+    /// The tenant's zone as zone discovery answers now, numbered `generation`.
+    async fn discover_zone(&self, generation: u64) -> Result<Zone> {
+        let base = discover(
+            &self.inner.http,
+            &self.inner.discovery_url,
+            &self.inner.username,
+        )
+        .await?;
+        Ok(Zone { base, generation })
+    }
+
     /// The current zone, discovering it on first use.
     pub(super) async fn zone(&self) -> Result<Zone> {
         let mut zone = self.inner.zone.lock().await;
         if let Some(z) = zone.as_ref() {
             return Ok(z.clone());
         }
-        let z = Zone {
-            base: discover(
-                &self.inner.http,
-                &self.inner.discovery_url,
-                &self.inner.username,
-            )
-            .await?,
-            generation: 1,
-        };
+        let z = self.discover_zone(1).await?;
         *zone = Some(z.clone());
         Ok(z)
     }
@@ -347,15 +350,7 @@ impl Autotask {
         {
             return Ok(z.clone());
         }
-        let z = Zone {
-            base: discover(
-                &self.inner.http,
-                &self.inner.discovery_url,
-                &self.inner.username,
-            )
-            .await?,
-            generation: stale.generation + 1,
-        };
+        let z = self.discover_zone(stale.generation + 1).await?;
         tracing::debug!(
             psa = PSA,
             generation = z.generation,

@@ -50,11 +50,7 @@ pub(super) async fn refresh_open_tickets(
     let Some(stored) = store.get(key).await? else {
         return Ok(());
     };
-    let mut status = if stored.status.is_object() {
-        stored.status.clone()
-    } else {
-        json!({})
-    };
+    let mut status = stored.status_object();
     status["openTickets"] = open_tickets_json(ledger, key).await?;
     store.set_status(key, &status).await
 }
@@ -84,11 +80,7 @@ pub(super) async fn write(
     let Some(stored) = store.get(key).await? else {
         return Ok(());
     };
-    let mut status = if stored.status.is_object() {
-        stored.status.clone()
-    } else {
-        json!({})
-    };
+    let mut status = stored.status_object();
     let now = Timestamp::now().to_string();
     if let Some(r) = resolution {
         status["companyId"] = json!(r.company.id);
