@@ -27,7 +27,7 @@
 #   Dockerfile lint     hadolint on charts/ferry/image/Dockerfile
 #
 # Exits non-zero on any failure. Needs bash, python3 (with venv), npm, and unzip or python3.
-# CI runs it through `cargo test --test chart`; run it by hand with `bash scripts/chart-check.sh`.
+# CI runs it through `cargo test --test it chart::`; run it by hand with `bash scripts/chart-check.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS

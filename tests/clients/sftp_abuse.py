@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Hostile and ordinary SFTP clients for Ferry's hosted SFTP tests (tests/hosted_sftp_abuse.rs).
+"""Hostile and ordinary SFTP clients for Ferry's hosted SFTP tests (tests/it/hosted_sftp_abuse.rs).
 
 Each subcommand drives `ferry run --sftp-listen` the way a real client library (paramiko) or a
 raw socket would, and prints one JSON object on stdout for the Rust test to assert on:

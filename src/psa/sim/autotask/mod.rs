@@ -67,7 +67,7 @@ use store::{Store, on_table};
 
 /// Every route this simulator serves, as `docs/psa-contract.md` lists them: method and path
 /// relative to `.../atservicesrest/v1.0` (entity names as Autotask spells them; the API takes
-/// them in any case), `{id}` for ids. `tests/psa_contract.rs` holds the table and the router
+/// them in any case), `{id}` for ids. `tests/it/psa_contract.rs` holds the table and the router
 /// to it.
 pub fn routes() -> Vec<(&'static str, String)> {
     let mut out = vec![

@@ -83,7 +83,7 @@ const COLLECTIONS: [&str; 10] = [
 
 /// Every route this simulator serves, as `docs/psa-contract.md` lists them: method and path
 /// (relative to `/{codebase}apis/3.0`, except discovery), `{...}` for ids.
-/// `tests/psa_contract.rs` holds the table and the router to it.
+/// `tests/it/psa_contract.rs` holds the table and the router to it.
 pub fn routes() -> Vec<(&'static str, String)> {
     let mut out = vec![("GET", "/login/companyinfo/{companyId}".to_string())];
     for c in COLLECTIONS {

@@ -3,7 +3,7 @@
 //! expiring S3 link (aiosmtpd + an in-process s3s store checking SigV4), and a local directory.
 //! The history then proves what went where.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

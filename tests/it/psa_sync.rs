@@ -4,7 +4,7 @@
 //! tickets opened once and closed on recovery, billing on demand, plan drift, and a sync
 //! killed in the middle then rerun without a duplicate addition or adjustment.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! at once, with exit code 1, and a failed `apply -f` leaves the state exactly as it was.
 //! Also: the examples validate, and `validate -o json` has a stable shape.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! (The CLI suites also run against this backend: `FERRY_TEST_STATE=postgres`, see
 //! scripts/test.sh.)
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The command line end to end: plan / apply / plan again, saved plans and their refusal,
 //! secrets that never leak, `next`, `crds`, kubectl-style conventions and the state lock.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! file at the destination, and no partial file is ever listed under the final name. Runs
 //! against the private OpenSSH sshd of `scripts/test-servers/sshd.sh`, through the binary.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,14 +3,14 @@
 //! completes the interrupted run and keeps the schedule going, and no slot reaches the target
 //! twice.
 //!
-//! The Kubernetes API is simulated (the only simulated system here, as in tests/controller.rs),
+//! The Kubernetes API is simulated (the only simulated system here, as in tests/it/controller.rs),
 //! but by a small HTTP server rather than a scripted mock: both processes talk to it through
 //! their kubeconfig, so it keeps objects, resource versions, watches, finalizers, status and
 //! the Lease with the API server's semantics (optimistic concurrency on `resourceVersion`).
 //! The state is the test PostgreSQL (`scripts/test-servers/postgres.sh`), the report's source
 //! too (`pg_sleep` makes each run last long enough to be killed in the middle of).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;

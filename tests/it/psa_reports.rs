@@ -4,8 +4,8 @@
 //! after kill -9 leaves exactly one ticket and one attachment; validation refuses such a
 //! delivery without the label or without a mapping.
 
-mod common;
-mod psa_common;
+use crate::common;
+use crate::psa_common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

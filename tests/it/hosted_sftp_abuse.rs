@@ -10,7 +10,7 @@
 //!   out, are closed by the login grace, and penalize their source;
 //! - one user at its session cap is refused with a clear message while others log in.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;

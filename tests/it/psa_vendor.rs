@@ -4,8 +4,8 @@
 //! company statuses judged by `inactiveFlag`, whole Autotask units under each rounding rule,
 //! and the units rows each effective-date rule leaves.
 
-mod common;
-mod psa_common;
+use crate::common;
+use crate::psa_common;
 
 use common::Sandbox;
 use ferry::psa::sim::SimServer;

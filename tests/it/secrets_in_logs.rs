@@ -3,7 +3,7 @@
 //! `FERRY_LOG=trace` (which also lets the libraries' own logs through), against the servers of
 //! `scripts/test-servers/`.
 
-mod common;
+use crate::common;
 
 use common::{Sandbox, s, test_server};
 

@@ -2,7 +2,7 @@
 //! the target. The clock is set per command with `FERRY_NOW`, so "downtime" is simulated by
 //! running `ferry run --once` at later instants against the same state.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -4,7 +4,7 @@
 //! that location that says TEXT, never panic, create no state where there was none, and leave
 //! an existing state byte for byte as it was.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

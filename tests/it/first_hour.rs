@@ -2,7 +2,7 @@
 //! loops, empty input, colour in files, messages in words, hosts, queries, missed slots, the
 //! quick start, `ferry` on PATH, the test script, and the help and names.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -642,7 +642,7 @@ fn with_ferry_on_path_every_example_readme_works_as_written() {
         let root = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(repo().join("examples"), root.path().join("examples")).unwrap();
         // The simulator dry runs (a background `ferry psa-sim` and files under /tmp) are left
-        // out: tests/psa_sync.rs runs the simulators.
+        // out: tests/it/psa_sync.rs runs the simulators.
         for line in ferry_lines(&readme)
             .into_iter()
             .filter(|l| !l.contains("psa-sim") && !l.contains("/tmp/"))

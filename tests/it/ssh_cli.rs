@@ -2,7 +2,7 @@
 //! public key to the receiving server's administrator, pin the server's host key. Checked with
 //! OpenSSH's own tools and against the private sshd of `scripts/test-servers/sshd.sh`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -7,7 +7,7 @@
 //! delivers a staged file whose `about` has a real slot. Mails are found in the capture
 //! folder by the Message-ID the receipt records.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -70,7 +70,7 @@ fn the_helm_chart_lints_renders_and_validates_offline() {
         .unwrap_or_else(|e| panic!("cannot run `bash scripts/chart-check.sh`: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // Shown with `cargo test --test chart -- --nocapture`, and on failure.
+    // Shown with `cargo test --test it chart:: -- --nocapture`, and on failure.
     println!("{stdout}");
     eprintln!("{stderr}");
 

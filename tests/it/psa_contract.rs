@@ -3,8 +3,8 @@
 //! a full round (usage sync, billing, ticket open and close, reports filed as tickets) is a row
 //! marked as used by Ferry.
 
-mod common;
-mod psa_common;
+use crate::common;
+use crate::psa_common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! `ferry plan --cluster`, the kube-rs way: the Kubernetes API server is a mock (tower-test)
 //! and a verifier asserts the exact list requests and answers them with fixtures.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

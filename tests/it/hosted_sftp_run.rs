@@ -1,7 +1,7 @@
 //! `ferry run --sftp-listen`: the daemon runs Ferry's SFTP server for the applied `hostedSftp`
 //! connections and reconciles them live. Driven with the real OpenSSH `sftp` client.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
