@@ -27,9 +27,13 @@
 #![cfg(unix)]
 
 pub mod admission;
+mod channel;
+mod config;
+mod connection;
 pub mod deliver;
 mod jail;
 mod server;
+mod session;
 mod sftp;
 mod throttle;
 pub mod users;
@@ -54,9 +58,8 @@ pub fn data_dir_in(work_dir: &Path) -> PathBuf {
 }
 pub use crate::deliver::atomic::is_partial_name;
 pub use admission::{AddressBlock, AdmissionPolicy, PenaltyPolicy, Startups};
-pub use server::{
-    ActiveSession, HostedSftpConfig, HostedSftpServer, SessionLimits, UsersUpdate, start,
-};
+pub use config::{ActiveSession, HostedSftpConfig, SessionLimits, UsersUpdate};
+pub use server::{HostedSftpServer, start};
 pub use throttle::{Lockout, LockoutPolicy};
 pub use users::{
     Connection, Grant, User, Users, generate_password, hash_password, hash_password_off_thread,
