@@ -198,15 +198,9 @@ impl Fonts {
                     self.describe()
                 )
             })?;
-        // printpdf reads the mapping and widths from the subset itself; insist they agree
-        // (apart from the format 4 end marker, U+FFFF -> glyph 0).
-        parsed.codepoint_to_glyph.retain(|_, gid| *gid != 0);
-        if parsed.codepoint_to_glyph != subset.char_to_glyph {
-            return Err(format!(
-                "cannot subset {}: the subset's character map is inconsistent",
-                self.describe()
-            ));
-        }
+        // printpdf reads the widths from the subset (`hmtx`); the subset has no `cmap`, so the
+        // character -> glyph map comes from the subsetting.
+        parsed.codepoint_to_glyph = subset.char_to_glyph.clone();
         let hash = Sha256::digest(subset.bytes.as_slice());
         let tag: String = hash[..6].iter().map(|b| (b'A' + b % 26) as char).collect();
         parsed.font_name = Some(format!("{tag}+{}", e.sfnt.postscript_name));

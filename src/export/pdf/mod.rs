@@ -20,7 +20,7 @@
 //! A character outside it is an error naming the row, the column and the character, and
 //! pointing at `format.pdf.fontFile`. With `fontFile` (TrueType or OpenType: `.ttf`, `.otf`,
 //! or the first face of a `.ttc`/`.otc` collection), the font is embedded as a subset of
-//! the glyphs used (see [`sfnt`] and [`cff`]); a character the font has no glyph for is an
+//! the glyphs used (see [`sfnt`]); a character the font has no glyph for is an
 //! error too: the report never shows a "tofu" box. Only one face of the file is used, so
 //! bold text (title, header) is drawn filled and outlined.
 //!
@@ -33,7 +33,6 @@
 //! resident with the built-in font (6 MB file), 2.6 s and 390 MB with an embedded
 //! Japanese font; 200,000 rows: 3.4 s and 615 MB.
 
-mod cff;
 mod fonts;
 mod layout;
 mod sfnt;

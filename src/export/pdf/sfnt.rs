@@ -1,19 +1,22 @@
-//! A small TrueType/OpenType reader and subsetter (`glyf` outlines here, CFF outlines in
-//! [`super::cff`]).
+//! A small TrueType/OpenType reader: the character map, advance widths and the metrics the
+//! layout needs; the subset itself is made by the `subsetter` crate.
 //!
 //! printpdf 0.12 subsets fonts only with its `text_layout` feature, which this crate leaves
 //! off (it pulls in a whole layout engine). Without it printpdf embeds the complete font
-//! program, which for a Japanese font is 5-20 MB per report. So the PDF writer subsets
-//! the font itself, here, and hands printpdf a small self-contained font that holds only
-//! the glyphs the report uses: glyphs are renumbered densely (`.notdef` first, then the
-//! used glyphs and the components of composite glyphs), and `head`, `hhea`, `maxp`,
-//! `hmtx`, `cmap`, `post` and the outlines (`loca` + `glyf`, or `CFF `) are rebuilt.
-//! Hinting (`cvt `, `fpgm`, `prep`, `gasp`), `OS/2` and `name` (which carries the font's
-//! copyright and licence) are copied; layout tables (`GSUB`, `GPOS`, `kern`, ...) and
-//! embedded bitmaps are dropped, since the report draws every character with its default
-//! glyph. Collections (`.ttc`, `.otc`) contribute their first face.
+//! program, which for a Japanese font is 5-20 MB per report. So the PDF writer hands printpdf
+//! a subset holding only the glyphs the report uses, renumbered densely (`.notdef` first,
+//! then the used glyphs in font order, then the components of composite glyphs), made by
+//! `subsetter` (the subsetter of typst and krilla). `glyf` fonts keep their hinting, `name`
+//! (copyright and licence) and `post`; CFF fonts keep CFF outlines, made CID-keyed (printpdf
+//! embeds the bare `CFF ` table).
+//! Layout tables (`GSUB`, `GPOS`, `kern`, ...) and embedded bitmaps are dropped, since the
+//! report draws every character with its default glyph. The subset has no `cmap`: PDF
+//! addresses glyphs by id, and [`Subset::char_to_glyph`] says which. Collections (`.ttc`,
+//! `.otc`) contribute their first face.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use subsetter::GlyphRemapper;
 
 type Tag = [u8; 4];
 
@@ -25,7 +28,6 @@ pub(crate) struct Sfnt {
     pub units_per_em: u16,
     num_glyphs: u16,
     num_h_metrics: u16,
-    outlines: Outlines,
     cmap: Cmap,
     /// `hhea` ascender, in font units.
     pub ascender: i16,
@@ -39,14 +41,6 @@ pub(crate) struct Sfnt {
     pub weight_class: u16,
     /// The PostScript name, made safe for a PDF name (`IPAGothic`).
     pub postscript_name: String,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Outlines {
-    /// `glyf` outlines located by `loca`, whose offsets are 32-bit (`true`) or 16-bit.
-    TrueType { long_offsets: bool },
-    /// A `CFF ` table.
-    Cff,
 }
 
 #[derive(Clone, Copy)]
@@ -159,13 +153,6 @@ impl Sfnt {
             i16_at(&data, head + 40)?,
             i16_at(&data, head + 42)?,
         ];
-        let outlines = if cff {
-            Outlines::Cff
-        } else {
-            Outlines::TrueType {
-                long_offsets: i16_at(&data, head + 50)? != 0,
-            }
-        };
         let num_glyphs = u16_at(&data, maxp + 4)?;
         let num_h_metrics = u16_at(&data, hhea + 34)?;
         if num_h_metrics == 0 || num_h_metrics > num_glyphs {
@@ -184,7 +171,6 @@ impl Sfnt {
             units_per_em,
             num_glyphs,
             num_h_metrics,
-            outlines,
             cmap,
             ascender: i16_at(&data, hhea + 4)?,
             descender: i16_at(&data, hhea + 6)?,
@@ -195,24 +181,12 @@ impl Sfnt {
             tables,
             data,
         };
-        // Fail now, not at the end of a long export, if the outlines cannot be read.
-        match outlines {
-            Outlines::TrueType { .. } => {
-                sfnt.glyph_data(0)?;
-                sfnt.glyph_data(num_glyphs - 1)?;
-            }
-            Outlines::Cff => {
-                let table = sfnt.table(b"CFF ").expect("checked above");
-                super::cff::subset(table, &[0]).map_err(|e| format!("its CFF table: {e}"))?;
-            }
-        }
+        // Fail now, not at the end of a long export, if the outlines cannot be read: subset
+        // the first and the last glyph.
+        let remapper = GlyphRemapper::new_from_glyphs_sorted(&[0, num_glyphs - 1]);
+        subsetter::subset(&sfnt.data, 0, &remapper)
+            .map_err(|e| format!("its outlines cannot be read ({})", e))?;
         Ok(sfnt)
-    }
-
-    fn table(&self, tag: &Tag) -> Option<&[u8]> {
-        self.tables
-            .get(tag)
-            .map(|&(off, len)| &self.data[off..off + len])
     }
 
     /// The glyph id of `c`; 0 (`.notdef`) when the font has no glyph for it.
@@ -233,209 +207,28 @@ impl Sfnt {
         u16_at(&self.data, hmtx + 4 * i).unwrap_or(0)
     }
 
-    fn left_side_bearing(&self, gid: u16) -> i16 {
-        let hmtx = self.tables[b"hmtx"].0;
-        let nhm = self.num_h_metrics as usize;
-        let g = gid as usize;
-        let off = if g < nhm {
-            hmtx + 4 * g + 2
-        } else {
-            hmtx + 4 * nhm + 2 * (g - nhm)
-        };
-        i16_at(&self.data, off).unwrap_or(0)
-    }
-
-    fn glyph_data(&self, gid: u16) -> Result<&[u8], String> {
-        let (loca, loca_len) = self.tables[b"loca"];
-        let (glyf, glyf_len) = self.tables[b"glyf"];
-        let g = gid as usize;
-        let (start, end) = if self.outlines == (Outlines::TrueType { long_offsets: true }) {
-            if 4 * (g + 2) > loca_len {
-                return Err("its `loca` table is too short".into());
-            }
-            (
-                u32_at(&self.data, loca + 4 * g)? as usize,
-                u32_at(&self.data, loca + 4 * g + 4)? as usize,
-            )
-        } else {
-            if 2 * (g + 2) > loca_len {
-                return Err("its `loca` table is too short".into());
-            }
-            (
-                2 * u16_at(&self.data, loca + 2 * g)? as usize,
-                2 * u16_at(&self.data, loca + 2 * g + 2)? as usize,
-            )
-        };
-        if start > end || end > glyf_len {
-            return Err(format!("glyph {gid} lies outside the `glyf` table"));
-        }
-        Ok(&self.data[glyf + start..glyf + end])
-    }
-
-    /// Builds a font holding only `.notdef` and the glyphs of `chars` (every one of which
-    /// must have a glyph), plus the components of composite glyphs.
+    /// Builds a font holding only `.notdef` and the glyphs of `chars` (a character without a
+    /// glyph is left out), plus the components of composite glyphs.
     pub fn subset(&self, chars: &BTreeSet<char>) -> Result<Subset, String> {
-        let mut keep = BTreeSet::from([0u16]);
-        let mut char_gid = Vec::with_capacity(chars.len());
-        for &c in chars {
-            let gid = self.glyph_index(c);
-            if gid != 0 {
-                keep.insert(gid);
-                char_gid.push((c as u32, gid));
-            }
-        }
-        if self.outlines == Outlines::Cff {
-            return self.subset_cff(keep, &char_gid);
-        }
-        // Composite glyphs refer to other glyphs: keep those too (transitively).
-        let mut pending: Vec<u16> = keep.iter().copied().collect();
-        while let Some(gid) = pending.pop() {
-            for (_, component) in components(self.glyph_data(gid)?)? {
-                if component >= self.num_glyphs {
-                    return Err(format!("glyph {gid} refers to a missing glyph"));
-                }
-                if keep.insert(component) {
-                    pending.push(component);
-                }
-            }
-        }
-        let new_id: BTreeMap<u16, u16> = keep
+        let char_gid: Vec<(u32, u16)> = chars
             .iter()
-            .enumerate()
-            .map(|(i, &g)| (g, i as u16))
+            .map(|&c| (c as u32, self.glyph_index(c)))
+            .filter(|&(_, gid)| gid != 0)
             .collect();
-        let count = keep.len();
-
-        let mut glyf = Vec::new();
-        let mut loca = Vec::with_capacity(4 * (count + 1));
-        let mut hmtx = Vec::with_capacity(4 * count);
-        for &gid in &keep {
-            loca.extend_from_slice(&(glyf.len() as u32).to_be_bytes());
-            let data = self.glyph_data(gid)?;
-            let start = glyf.len();
-            glyf.extend_from_slice(data);
-            for (pos, component) in components(data)? {
-                glyf[start + pos..start + pos + 2]
-                    .copy_from_slice(&new_id[&component].to_be_bytes());
-            }
-            while !glyf.len().is_multiple_of(4) {
-                glyf.push(0);
-            }
-            hmtx.extend_from_slice(&self.advance(gid).to_be_bytes());
-            hmtx.extend_from_slice(&self.left_side_bearing(gid).to_be_bytes());
-        }
-        loca.extend_from_slice(&(glyf.len() as u32).to_be_bytes());
-
-        let mut tables = self.common_tables(count, hmtx, &char_to_glyph(&char_gid, &new_id))?;
-        let head = tables.iter_mut().find(|t| &t.0 == b"head").expect("head");
-        head.1[50..52].copy_from_slice(&1i16.to_be_bytes()); // long loca offsets
-        tables.push((*b"glyf", glyf));
-        tables.push((*b"loca", loca));
-        for tag in [b"cvt ", b"fpgm", b"gasp", b"prep"] {
-            if let Some(t) = self.table(tag) {
-                tables.push((*tag, t.to_vec()));
-            }
-        }
-        Ok(Subset {
-            bytes: assemble(0x0001_0000, tables),
-            char_to_glyph: char_to_glyph(&char_gid, &new_id),
-        })
-    }
-
-    /// The subset of a CFF-flavoured font: the CFF table cut down to `keep`.
-    fn subset_cff(&self, keep: BTreeSet<u16>, char_gid: &[(u32, u16)]) -> Result<Subset, String> {
-        let keep: Vec<u16> = keep.into_iter().collect();
-        let new_id: BTreeMap<u16, u16> = keep
-            .iter()
-            .enumerate()
-            .map(|(i, &g)| (g, i as u16))
+        let mut gids: Vec<u16> = char_gid.iter().map(|&(_, gid)| gid).collect();
+        gids.push(0);
+        gids.sort_unstable();
+        gids.dedup();
+        let remapper = GlyphRemapper::new_from_glyphs_sorted(&gids);
+        let bytes = subsetter::subset(&self.data, 0, &remapper).map_err(|e| e.to_string())?;
+        let char_to_glyph = char_gid
+            .into_iter()
+            .map(|(c, gid)| (c, remapper.get(gid).expect("every kept glyph is remapped")))
             .collect();
-        let cff = super::cff::subset(self.table(b"CFF ").ok_or("no CFF table")?, &keep)?;
-        let mut hmtx = Vec::with_capacity(4 * keep.len());
-        for &gid in &keep {
-            hmtx.extend_from_slice(&self.advance(gid).to_be_bytes());
-            hmtx.extend_from_slice(&self.left_side_bearing(gid).to_be_bytes());
-        }
-        let map = char_to_glyph(char_gid, &new_id);
-        let mut tables = self.common_tables(keep.len(), hmtx, &map)?;
-        tables.push((*b"CFF ", cff));
         Ok(Subset {
-            bytes: assemble(u32::from_be_bytes(*b"OTTO"), tables),
-            char_to_glyph: map,
+            bytes,
+            char_to_glyph,
         })
-    }
-
-    /// The tables every subset has: `head`, `hhea`, `maxp`, `hmtx`, `cmap`, `post`, and the
-    /// copied `OS/2` and `name`.
-    fn common_tables(
-        &self,
-        count: usize,
-        hmtx: Vec<u8>,
-        char_to_glyph: &BTreeMap<u32, u16>,
-    ) -> Result<Vec<(Tag, Vec<u8>)>, String> {
-        let mut head = self.table(b"head").ok_or("no head")?.to_vec();
-        head[8..12].fill(0); // checkSumAdjustment, set when assembled
-        let mut hhea = self.table(b"hhea").ok_or("no hhea")?.to_vec();
-        hhea[34..36].copy_from_slice(&(count as u16).to_be_bytes());
-        let mut maxp = self.table(b"maxp").ok_or("no maxp")?.to_vec();
-        maxp[4..6].copy_from_slice(&(count as u16).to_be_bytes());
-        // post version 3: metrics only, no glyph names.
-        let mut post = vec![0u8; 32];
-        if let Some(orig) = self.table(b"post").filter(|p| p.len() >= 32) {
-            post.copy_from_slice(&orig[..32]);
-            post[16..32].fill(0); // memory usage hints
-        }
-        post[0..4].copy_from_slice(&0x0003_0000u32.to_be_bytes());
-        let mut tables = vec![
-            (*b"cmap", build_cmap(char_to_glyph)),
-            (*b"head", head),
-            (*b"hhea", hhea),
-            (*b"hmtx", hmtx),
-            (*b"maxp", maxp),
-            (*b"post", post),
-        ];
-        for tag in [b"OS/2", b"name"] {
-            if let Some(t) = self.table(tag) {
-                tables.push((*tag, t.to_vec()));
-            }
-        }
-        Ok(tables)
-    }
-}
-
-/// Character -> glyph id in the subset.
-fn char_to_glyph(char_gid: &[(u32, u16)], new_id: &BTreeMap<u16, u16>) -> BTreeMap<u32, u16> {
-    char_gid.iter().map(|&(c, g)| (c, new_id[&g])).collect()
-}
-
-/// The components of a composite glyph: (byte position of the glyph index, glyph index).
-fn components(glyph: &[u8]) -> Result<Vec<(usize, u16)>, String> {
-    const ARGS_ARE_WORDS: u16 = 0x0001;
-    const HAVE_SCALE: u16 = 0x0008;
-    const MORE_COMPONENTS: u16 = 0x0020;
-    const HAVE_XY_SCALE: u16 = 0x0040;
-    const HAVE_TWO_BY_TWO: u16 = 0x0080;
-    let mut out = Vec::new();
-    if glyph.len() < 10 || i16_at(glyph, 0)? >= 0 {
-        return Ok(out); // empty or simple glyph
-    }
-    let mut pos = 10;
-    loop {
-        let flags = u16_at(glyph, pos)?;
-        out.push((pos + 2, u16_at(glyph, pos + 2)?));
-        pos += 4 + if flags & ARGS_ARE_WORDS != 0 { 4 } else { 2 };
-        pos += if flags & HAVE_SCALE != 0 {
-            2
-        } else if flags & HAVE_XY_SCALE != 0 {
-            4
-        } else if flags & HAVE_TWO_BY_TWO != 0 {
-            8
-        } else {
-            0
-        };
-        if flags & MORE_COMPONENTS == 0 {
-            return Ok(out);
-        }
     }
 }
 
@@ -527,138 +320,6 @@ fn lookup_format12(d: &[u8], off: usize, cp: u32) -> Option<u16> {
     None
 }
 
-/// A `cmap` with a format 4 subtable (BMP) and, when needed, a format 12 one (all planes).
-fn build_cmap(map: &BTreeMap<u32, u16>) -> Vec<u8> {
-    // Format 4: runs where both the character and the glyph id advance by one.
-    let mut segments: Vec<(u16, u16, u16)> = Vec::new(); // start, end, first glyph
-    for (&c, &g) in map.range(..0xFFFF) {
-        let c = c as u16;
-        match segments.last_mut() {
-            Some((start, end, first))
-                if *end + 1 == c && first.checked_add(c - *start) == Some(g) =>
-            {
-                *end = c
-            }
-            _ => segments.push((c, c, g)),
-        }
-    }
-    segments.push((0xFFFF, 0xFFFF, 0));
-    let seg_count = segments.len();
-    let mut f4 = Vec::with_capacity(16 + 8 * seg_count);
-    let len = 16 + 8 * seg_count;
-    let pow = 1usize << (usize::BITS - 1 - seg_count.leading_zeros());
-    for v in [4, len as u16, 0, (2 * seg_count) as u16] {
-        f4.extend_from_slice(&v.to_be_bytes());
-    }
-    for v in [
-        (2 * pow) as u16,
-        pow.trailing_zeros() as u16,
-        (2 * (seg_count - pow)) as u16,
-    ] {
-        f4.extend_from_slice(&v.to_be_bytes());
-    }
-    segments
-        .iter()
-        .for_each(|s| f4.extend_from_slice(&s.1.to_be_bytes()));
-    f4.extend_from_slice(&[0, 0]);
-    segments
-        .iter()
-        .for_each(|s| f4.extend_from_slice(&s.0.to_be_bytes()));
-    for &(start, _, first) in &segments {
-        let delta = if start == 0xFFFF {
-            1
-        } else {
-            first.wrapping_sub(start)
-        };
-        f4.extend_from_slice(&delta.to_be_bytes());
-    }
-    segments.iter().for_each(|_| f4.extend_from_slice(&[0, 0]));
-
-    let astral = map.range(0x10000..).next().is_some();
-    let mut f12 = Vec::new();
-    if astral {
-        let mut groups: Vec<(u32, u32, u32)> = Vec::new();
-        for (&c, &g) in map {
-            let g = g as u32;
-            match groups.last_mut() {
-                Some((start, end, first))
-                    if *end + 1 == c && first.checked_add(c - *start) == Some(g) =>
-                {
-                    *end = c
-                }
-                _ => groups.push((c, c, g)),
-            }
-        }
-        f12.extend_from_slice(&12u16.to_be_bytes());
-        f12.extend_from_slice(&0u16.to_be_bytes());
-        f12.extend_from_slice(&((16 + 12 * groups.len()) as u32).to_be_bytes());
-        f12.extend_from_slice(&0u32.to_be_bytes());
-        f12.extend_from_slice(&(groups.len() as u32).to_be_bytes());
-        for (s, e, g) in groups {
-            for v in [s, e, g] {
-                f12.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-    }
-
-    let subtables = if astral { 2u16 } else { 1 };
-    let header = 4 + 8 * subtables as u32;
-    let mut out = Vec::new();
-    out.extend_from_slice(&0u16.to_be_bytes());
-    out.extend_from_slice(&subtables.to_be_bytes());
-    out.extend_from_slice(&[0, 3, 0, 1]); // Windows, Unicode BMP
-    out.extend_from_slice(&header.to_be_bytes());
-    if astral {
-        out.extend_from_slice(&[0, 3, 0, 10]); // Windows, Unicode full repertoire
-        out.extend_from_slice(&(header + f4.len() as u32).to_be_bytes());
-    }
-    out.extend_from_slice(&f4);
-    out.extend_from_slice(&f12);
-    out
-}
-
-fn checksum(data: &[u8]) -> u32 {
-    data.chunks(4).fold(0u32, |sum, chunk| {
-        let mut word = [0u8; 4];
-        word[..chunk.len()].copy_from_slice(chunk);
-        sum.wrapping_add(u32::from_be_bytes(word))
-    })
-}
-
-/// Writes an sfnt: the table directory (tables sorted by tag), then the 4-byte aligned
-/// tables, then the `head` checksum adjustment.
-fn assemble(version: u32, mut tables: Vec<(Tag, Vec<u8>)>) -> Vec<u8> {
-    tables.sort_by_key(|t| t.0);
-    let n = tables.len();
-    let pow = 1usize << (usize::BITS - 1 - n.leading_zeros());
-    let mut out = Vec::new();
-    out.extend_from_slice(&version.to_be_bytes());
-    for v in [n, 16 * pow, pow.trailing_zeros() as usize, 16 * (n - pow)] {
-        out.extend_from_slice(&(v as u16).to_be_bytes());
-    }
-    let mut offset = 12 + 16 * n;
-    let mut head_at = None;
-    for (tag, data) in &tables {
-        out.extend_from_slice(tag);
-        out.extend_from_slice(&checksum(data).to_be_bytes());
-        out.extend_from_slice(&(offset as u32).to_be_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        if tag == b"head" {
-            head_at = Some(offset);
-        }
-        offset += data.len().next_multiple_of(4);
-    }
-    for (_, data) in &tables {
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(4), 0);
-    }
-    if let Some(head) = head_at {
-        let adjustment = 0xB1B0_AFBAu32.wrapping_sub(checksum(&out));
-        out[head + 8..head + 12].copy_from_slice(&adjustment.to_be_bytes());
-    }
-    out
-}
-
 /// The PostScript name (name id 6), reduced to characters allowed in a PDF name.
 fn postscript_name(name: &[u8]) -> Option<String> {
     let count = u16_at(name, 2).ok()? as usize;
@@ -705,56 +366,42 @@ fn postscript_name(name: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_format4_cmap_built_for_a_subset_maps_every_character_back() {
-        let map: BTreeMap<u32, u16> = [
-            (0x20, 1),
-            (0x41, 2),
-            (0x42, 3),
-            (0x43, 4),
-            (0x65e5, 5),
-            (0x672c, 6),
-        ]
-        .into_iter()
-        .collect();
-        let cmap = build_cmap(&map);
-        let Cmap::Segments(off) = find_cmap(&cmap, 0).unwrap() else {
-            panic!("expected a format 4 subtable");
-        };
-        for (&c, &g) in &map {
-            assert_eq!(lookup_format4(&cmap, off, c), Some(g), "U+{c:04X}");
-        }
-        assert_eq!(lookup_format4(&cmap, off, 0x44), None);
-        assert_eq!(lookup_format4(&cmap, off, 0x1F600), None);
+    const IPA_GOTHIC: &str = "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf";
+    const NOTO_CJK: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+
+    fn font(path: &str) -> Sfnt {
+        Sfnt::parse(std::fs::read(path).expect(path)).expect(path)
     }
 
     #[test]
-    fn a_cmap_with_characters_beyond_the_bmp_gets_a_format12_subtable() {
-        let map: BTreeMap<u32, u16> = [(0x41, 1), (0x20B9F, 2), (0x20BA0, 3)]
-            .into_iter()
-            .collect();
-        let cmap = build_cmap(&map);
-        let Cmap::Groups(off) = find_cmap(&cmap, 0).unwrap() else {
-            panic!("expected a format 12 subtable");
-        };
-        for (&c, &g) in &map {
-            assert_eq!(lookup_format12(&cmap, off, c), Some(g), "U+{c:04X}");
+    fn characters_map_to_their_glyphs_and_missing_ones_to_notdef() {
+        for path in [IPA_GOTHIC, NOTO_CJK] {
+            let f = font(path);
+            let (a, day) = (f.glyph_index('A'), f.glyph_index('日'));
+            assert!(a != 0 && day != 0 && a != day, "{path}: {a} {day}");
+            assert_eq!(f.glyph_index('\u{E000}'), 0, "{path}: private use");
+            assert!(f.advance(a) > 0, "{path}");
         }
-        assert_eq!(lookup_format12(&cmap, off, 0x42), None);
+        // Beyond the BMP (a format 12 subtable): U+20B9F, the JIS X 0213 form of 叱.
+        assert_ne!(font(NOTO_CJK).glyph_index('\u{20B9F}'), 0);
     }
 
     #[test]
-    fn a_composite_glyph_lists_its_components_and_where_they_are_written() {
-        // numberOfContours -1, bbox, then two components (word args, then byte args + scale).
-        let mut g = vec![0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0];
-        g.extend_from_slice(&[0x00, 0x21, 0x00, 0x07, 0, 0, 0, 0]); // words + more
-        g.extend_from_slice(&[0x00, 0x08, 0x00, 0x09, 0, 0, 0x40, 0x00]); // scale
-        assert_eq!(components(&g).unwrap(), vec![(12, 7), (20, 9)]);
-        assert!(
-            components(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0])
-                .unwrap()
-                .is_empty()
-        );
+    fn a_subset_numbers_the_used_glyphs_after_notdef_and_keeps_the_outline_format() {
+        let chars = BTreeSet::from(['A', '日', '\u{E000}']);
+        for (path, magic) in [(IPA_GOTHIC, &[0u8, 1, 0, 0][..]), (NOTO_CJK, &b"OTTO"[..])] {
+            let subset = font(path).subset(&chars).unwrap();
+            let ids: BTreeSet<u16> = subset.char_to_glyph.values().copied().collect();
+            assert_eq!(ids, BTreeSet::from([1, 2]), "{path}");
+            assert!(!subset.char_to_glyph.contains_key(&0xE000), "{path}");
+            // TrueType outlines stay TrueType, CFF stays CFF (printpdf embeds its `CFF ` table).
+            assert!(subset.bytes.starts_with(magic), "{path}");
+            assert!(
+                subset.bytes.len() < 64 * 1024,
+                "{path}: {}",
+                subset.bytes.len()
+            );
+        }
     }
 
     #[test]
