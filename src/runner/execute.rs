@@ -1,0 +1,373 @@
+//! Executing one run: export to a staged file, deliver to every target that does not have
+//! the slot yet, record it all in the ledger, update the targets' and the schedule's status,
+//! report to the customer's tickets and to the metrics.
+
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::{Timestamp, Zoned};
+
+use crate::api::{Kind, ResourceKey, Window};
+use crate::export::FormatContext;
+use crate::export::job::{ExportJob, export};
+use crate::filename::{self, TemplateContext};
+use crate::ledger::{Outcome, rfc3339};
+use crate::pipeline::status::{ConditionType, Truth, set_condition};
+use crate::schedule::{self};
+use crate::source::Params;
+use crate::{Error, Result};
+
+use super::decide::{ScheduleView, slot_key};
+use super::engine::{RunReport, RunRequest, Runner};
+
+impl Runner {
+    /// Runs one slot: export, deliver to each target (skipping those that already have this
+    /// slot), record everything, update status. Errors of the run itself end up in the
+    /// ledger and the report; only state-store failures are returned as `Err`.
+    pub async fn execute(&self, view: &ScheduleView, request: RunRequest) -> Result<RunReport> {
+        let started = crate::clock::now()?;
+        let timer = std::time::Instant::now(); // for ferry_run_duration_seconds
+        let slot = &request.slot;
+        let key = slot_key(view, slot);
+        let run_id = match request.resume {
+            Some(id) => {
+                self.ledger.adopt(id).await?;
+                id
+            }
+            None => {
+                self.ledger
+                    .start_run(&key, request.trigger, view.generation, &started.to_string())
+                    .await?
+            }
+        };
+        let file_name = filename::render(
+            &view.spec.file_name,
+            &TemplateContext {
+                slot,
+                schedule: &view.key.name,
+                namespace: &view.key.namespace,
+                extra: &[],
+            },
+        );
+        let mut report = RunReport {
+            schedule: view.key.clone(),
+            slot: rfc3339(slot),
+            run_id,
+            outcome: Outcome::Failed,
+            rows: 0,
+            bytes: 0,
+            file_name: file_name.clone(),
+            targets: Vec::new(),
+            error: None,
+        };
+        let staged_dir = self
+            .staging
+            .join(&view.key.namespace)
+            .join(&view.key.name)
+            .join(run_id.to_string());
+        let staged = staged_dir.join(&file_name);
+        let exported = match self.stage(view, slot, &staged, &staged_dir).await {
+            Ok(out) => out,
+            Err(e) => {
+                // Reported once, by whoever reads the report (the daemon's log, `run-now`'s
+                // output), not here too.
+                let message = e.to_string();
+                tracing::debug!(schedule = %view.key, slot = %rfc3339(slot), "export failed: {message}");
+                self.ledger
+                    .finish_run(
+                        run_id,
+                        Outcome::Failed,
+                        Some(&message),
+                        &crate::clock::now()?.to_string(),
+                    )
+                    .await?;
+                let _ = std::fs::remove_dir_all(&staged_dir);
+                report.error = Some(message);
+                observe_run(view, &request, &report, timer);
+                self.customer_tickets(view, slot, &report).await;
+                self.after_run(view).await?;
+                return Ok(report);
+            }
+        };
+        report.rows = exported.rows;
+        report.bytes = exported.bytes;
+        self.ledger
+            .record_export(
+                run_id,
+                exported.rows,
+                exported.bytes,
+                &exported.sha256,
+                &file_name,
+                &staged.display().to_string(),
+            )
+            .await?;
+        // Every target at once: a slow or retrying target does not hold the others back. Each
+        // delivery is recorded in the ledger on its own, so a crash keeps what succeeded.
+        let deliveries = view.spec.deliver_to.iter().map(|d| {
+            let (key, staged, file_name, exported) = (&key, &staged, &file_name, &exported);
+            async move {
+                let name = d.target.as_str();
+                if !request.resend && self.ledger.delivered(key, name).await? {
+                    return Ok::<_, Error>((name, Ok(None)));
+                }
+                let outcome = match self.target(&view.key.namespace, name).await? {
+                    None => Err(format!("DeliveryTarget `{name}` is not applied")),
+                    Some(spec) => self
+                        .deliver_with_retries(
+                            view,
+                            run_id,
+                            slot,
+                            key,
+                            name,
+                            &spec,
+                            staged,
+                            file_name,
+                            exported,
+                            request.resend,
+                        )
+                        .await?
+                        .map(Some),
+                };
+                Ok((name, outcome))
+            }
+        });
+        let mut succeeded = 0;
+        for result in futures_util::future::join_all(deliveries).await {
+            let (name, outcome) = result?;
+            let label = match &outcome {
+                Ok(Some(_)) => "succeeded",
+                Ok(None) => "already-delivered",
+                Err(_) => "failed",
+            };
+            crate::observe::delivery_finished(
+                &view.key.namespace,
+                &view.key.name,
+                name,
+                label,
+                report.bytes,
+            );
+            match outcome {
+                Ok(None) => {
+                    succeeded += 1;
+                    report
+                        .targets
+                        .push((name.to_string(), "already delivered".into()));
+                }
+                Ok(Some(location)) => {
+                    succeeded += 1;
+                    self.report_target(view, slot, name, Ok(&location)).await?;
+                    report
+                        .targets
+                        .push((name.to_string(), format!("delivered to {location}")));
+                }
+                Err(message) => {
+                    self.report_target(view, slot, name, Err(&message)).await?;
+                    report
+                        .targets
+                        .push((name.to_string(), format!("failed: {message}")))
+                }
+            }
+        }
+        let total = view.spec.deliver_to.len();
+        report.outcome = if succeeded == total {
+            Outcome::Succeeded
+        } else if succeeded > 0 {
+            Outcome::Partial
+        } else {
+            Outcome::Failed
+        };
+        let error = (report.outcome != Outcome::Succeeded).then(|| {
+            report
+                .targets
+                .iter()
+                .filter(|(_, o)| o.starts_with("failed"))
+                .map(|(t, o)| format!("{t}: {o}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        self.ledger
+            .finish_run(
+                run_id,
+                report.outcome,
+                error.as_deref(),
+                &crate::clock::now()?.to_string(),
+            )
+            .await?;
+        report.error = error;
+        observe_run(view, &request, &report, timer);
+        let _ = std::fs::remove_dir_all(&staged_dir);
+        self.customer_tickets(view, slot, &report).await;
+        self.after_run(view).await?;
+        Ok(report)
+    }
+
+    /// A DeliveryTarget's `Synced` condition follows its latest delivery: True `Delivered`
+    /// with where the file went, or False `DeliveryFailed` with why.
+    async fn report_target(
+        &self,
+        view: &ScheduleView,
+        slot: &Zoned,
+        target: &str,
+        outcome: std::result::Result<&str, &str>,
+    ) -> Result<()> {
+        let key = ResourceKey::new(Kind::DeliveryTarget, &view.key.namespace, target);
+        let Some(stored) = self.store.get(&key).await? else {
+            return Ok(());
+        };
+        let mut status = stored.status_object();
+        let what = format!("slot {} of {}", rfc3339(slot), view.key.name);
+        let (value, reason, message) = match outcome {
+            Ok(location) => (Truth::True, "Delivered", format!("{what}: {location}")),
+            Err(error) => (Truth::False, "DeliveryFailed", format!("{what}: {error}")),
+        };
+        let now = crate::clock::now()?.to_string();
+        set_condition(
+            &mut status,
+            ConditionType::Synced,
+            value,
+            reason,
+            &message,
+            &now,
+        );
+        self.store.set_status(&key, &status).await
+    }
+
+    /// Ticket sync for deliveries: a schedule labelled `ferry.dev/customer` reports its run to
+    /// that customer's CustomerMappings, which open a ticket on failure and close it on the
+    /// next success (see [`crate::psa::sync::Syncer::report_delivery`]). Never fails the run.
+    async fn customer_tickets(&self, view: &ScheduleView, slot: &Zoned, report: &RunReport) {
+        let Ok(Some(stored)) = self.store.get(&view.key).await else {
+            return;
+        };
+        let Some(customer) = stored.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL) else {
+            return;
+        };
+        let syncer = crate::psa::sync::Syncer::new(self.store.clone(), self.secrets.clone());
+        match syncer
+            .report_delivery(
+                &view.key.namespace,
+                &view.key.name,
+                customer,
+                report.outcome == Outcome::Succeeded,
+                report.error.as_deref().unwrap_or(""),
+                &rfc3339(slot),
+            )
+            .await
+        {
+            Ok(done) => {
+                for d in done {
+                    tracing::info!(schedule = %view.key, "ticket sync: {d}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(schedule = %view.key, "ticket sync for the delivery failed: {e}")
+            }
+        }
+    }
+
+    /// Exports a slot to its staged file (reusing a complete one left by an interrupted run).
+    async fn stage(
+        &self,
+        view: &ScheduleView,
+        slot: &Zoned,
+        staged: &Path,
+        staged_dir: &Path,
+    ) -> Result<crate::export::job::ExportOutput> {
+        std::fs::create_dir_all(staged_dir).map_err(|e| Error::io(staged_dir, e))?;
+        let sql = &view.spec.source.sql;
+        let url_secret;
+        let url = match (&sql.url, &sql.connection_secret_ref) {
+            (Some(url), _) => url.as_str(),
+            (None, Some(r)) => {
+                url_secret = self.secrets.require(&view.key.namespace, r)?;
+                url_secret.expose_str()?
+            }
+            (None, None) => return Err(Error::Source("no database configured".into())),
+        };
+        let last_success = match view.spec.source.window {
+            Window::SinceLastSuccess => self
+                .ledger
+                .last_success(&view.key.namespace, &view.key.name)
+                .await?
+                .map(|e| Timestamp::from_second(e).map(|t| t.to_zoned(slot.time_zone().clone())))
+                .transpose()
+                .map_err(|e| Error::State(e.to_string()))?,
+            _ => None,
+        };
+        let window = schedule::window(view.spec.source.window, slot, last_success.as_ref());
+        let params = Params {
+            window_start: window.as_ref().map(|w| w.0.clone()),
+            window_end: window.map(|w| w.1),
+            slot: slot.clone(),
+        };
+        let title = match &view.spec.format {
+            crate::api::ReportFormat::Pdf(p) => p.title.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| view.key.name.clone());
+        let context = FormatContext {
+            title,
+            generated_at: crate::clock::now()?.to_zoned(slot.time_zone().clone()),
+            time_zone: slot.time_zone().clone(),
+        };
+        let progress = self.progress_bar(&view.key.name);
+        let tick = progress.clone();
+        let result = export(ExportJob {
+            url,
+            query: &sql.query,
+            params,
+            columns: &view.spec.columns,
+            format: &view.spec.format,
+            context,
+            path: staged.to_path_buf(),
+            progress: tick.map(|bar| {
+                Box::new(move |rows: u64| bar.set_position(rows)) as Box<dyn Fn(u64) + Send + Sync>
+            }),
+        })
+        .await;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        result
+    }
+
+    fn progress_bar(&self, name: &str) -> Option<indicatif::ProgressBar> {
+        use std::io::IsTerminal;
+        if !self.progress || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg}: {human_pos} rows ({per_sec}, {elapsed})",
+            )
+            .expect("a valid progress template"),
+        );
+        bar.set_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    }
+}
+
+/// Records a finished run in the process's metrics.
+fn observe_run(
+    view: &ScheduleView,
+    request: &RunRequest,
+    report: &RunReport,
+    timer: std::time::Instant,
+) {
+    let (namespace, schedule) = (&view.key.namespace, &view.key.name);
+    let (trigger, outcome) = (request.trigger.as_str(), report.outcome.as_str());
+    let finished = Timestamp::now();
+    let took = timer.elapsed();
+    crate::observe::run_finished(
+        namespace,
+        schedule,
+        trigger,
+        outcome,
+        took,
+        report.rows,
+        report.bytes,
+        finished,
+    );
+}
