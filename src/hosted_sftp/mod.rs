@@ -37,6 +37,7 @@ mod session;
 mod sftp;
 mod throttle;
 pub mod users;
+mod wire;
 
 pub use deliver::{Delivered, deliver_into};
 
