@@ -1,0 +1,350 @@
+//! The delivery sequence: the directory (created when missing), the upload under the
+//! temporary name with many writes in flight, the rename over the final name (POSIX rename
+//! where offered), and the size confirmed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use russh::Disconnect;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::Result;
+use crate::deliver::{Outgoing, Receipt};
+
+impl SftpTransport {
+    /// Makes sure `self.directory` exists (creating missing parents) and returns its absolute
+    /// path as the server sees it (`/` is the root of a chroot).
+    pub(super) async fn ensure_directory(&self, sftp: &Sftp) -> Result<String> {
+        let dir = normalize_dir(&self.directory);
+        match sftp.raw.stat(dir.as_str()).await {
+            Ok(a) if a.attrs.is_dir() => {}
+            Ok(_) => {
+                return Err(self.error(format!("{} exists and is not a directory", self.url(&dir))));
+            }
+            Err(_) => self.create_directories(sftp, &dir).await?,
+        }
+        // The absolute path, for the receipt; keep the given one if the server cannot say.
+        let absolute = match sftp.raw.realpath(dir.as_str()).await {
+            Ok(name) => name
+                .files
+                .into_iter()
+                .next()
+                .map(|f| f.filename)
+                .filter(|p| p.starts_with('/')),
+            Err(_) => None,
+        };
+        Ok(absolute.unwrap_or(dir))
+    }
+
+    /// `mkdir -p`: creates each missing component of `dir` in turn.
+    pub(super) async fn create_directories(&self, sftp: &Sftp, dir: &str) -> Result<()> {
+        let mut path = if dir.starts_with('/') {
+            String::from("/")
+        } else {
+            String::new()
+        };
+        for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            if !path.is_empty() && !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(part);
+            match sftp.raw.stat(path.as_str()).await {
+                Ok(a) if a.attrs.is_dir() => continue,
+                Ok(_) => {
+                    return Err(self.error(format!(
+                        "cannot create directory {}: {path} exists and is not a directory",
+                        self.url(dir)
+                    )));
+                }
+                Err(_) => {}
+            }
+            if let Err(e) = sftp.raw.mkdir(path.as_str(), FileAttributes::empty()).await {
+                // Someone else may have created it meanwhile.
+                match sftp.raw.stat(path.as_str()).await {
+                    Ok(a) if a.attrs.is_dir() => {}
+                    _ => {
+                        return Err(self.error(format!(
+                            "cannot create directory {}: {}",
+                            self.url(&path),
+                            describe_sftp_error(&e)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the staged file to `temp`: opened with truncate (a leftover of an earlier
+    /// attempt of the same run is overwritten), written with up to [`MAX_IN_FLIGHT`] requests
+    /// in flight, size checked on the open handle, closed.
+    pub(super) async fn upload(&self, sftp: &Sftp, file: &Outgoing<'_>, temp: &str) -> Result<()> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            self.error(format!("{what} {}: {e}", self.url(temp)))
+        };
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let opened = match sftp.raw.open(temp, flags, FileAttributes::empty()).await {
+            // A leftover we may not write (another owner, read-only) may still be removable.
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::PermissionDenied => {
+                match sftp.raw.remove(temp).await {
+                    Ok(_) => sftp.raw.open(temp, flags, FileAttributes::empty()).await,
+                    Err(_) => Err(SftpError::Status(s)),
+                }
+            }
+            other => other,
+        };
+        let handle = opened
+            .map_err(|e| fail("cannot create", &describe_sftp_error(&e)))?
+            .handle;
+        let written = self.write_all(sftp, &handle, file).await;
+        let written = match written {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = sftp.raw.close(handle.as_str()).await;
+                return Err(fail("upload to", &e));
+            }
+        };
+        let size = sftp.raw.fstat(handle.as_str()).await;
+        let closed = sftp.raw.close(handle.as_str()).await;
+        closed.map_err(|e| fail("cannot finish writing", &describe_sftp_error(&e)))?;
+        if written != file.bytes {
+            return Err(fail(
+                "upload to",
+                &format!(
+                    "the staged file {} has {written} bytes, expected {}",
+                    file.staged.display(),
+                    file.bytes
+                ),
+            ));
+        }
+        if let Ok(attrs) = size
+            && let Some(size) = attrs.attrs.size
+            && size != file.bytes
+        {
+            return Err(fail(
+                "size check of",
+                &format!("the server has {size} bytes, {} were sent", file.bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Streams the staged file into the open `handle`, pipelined. Returns the bytes written.
+    pub(super) async fn write_all(
+        &self,
+        sftp: &Sftp,
+        handle: &str,
+        file: &Outgoing<'_>,
+    ) -> Result<u64, String> {
+        let chunk = sftp.chunk;
+        let depth = MAX_IN_FLIGHT.min(MAX_IN_FLIGHT_BYTES / chunk).max(1);
+        // A reader thread fills buffers ahead of the writes, so disk reads overlap the network.
+        let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(depth);
+        let staged = file.staged.to_path_buf();
+        let reader = tokio::spawn(read_chunks(staged, chunk, tx));
+        let raw = &sftp.raw;
+        let mut in_flight = FuturesUnordered::new();
+        let mut offset = 0u64;
+        let mut eof = false;
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
+                    Ok(_) => {}
+                    Err(SftpError::Status(s)) if s.status_code == StatusCode::Failure => {
+                        break Err(format!(
+                            "the server could not write the data ({}): its disk may be full or \
+                             a quota exceeded",
+                            describe_sftp_error(&SftpError::Status(s))
+                        ));
+                    }
+                    Err(e) => break Err(describe_sftp_error(&e)),
+                },
+                next = rx.recv(), if !eof && in_flight.len() < depth => match next {
+                    Some(Ok(buf)) => {
+                        let at = offset;
+                        offset += buf.len() as u64;
+                        in_flight.push(raw.write(handle, at, buf));
+                    }
+                    Some(Err(e)) => {
+                        break Err(format!("reading {}: {e}", file.staged.display()));
+                    }
+                    None => eof = true,
+                },
+                else => break Ok(offset),
+            }
+        };
+        drop(rx);
+        reader.abort();
+        result
+    }
+
+    /// Renames `temp` to `target`, replacing an existing file: with `posix-rename@openssh.com`
+    /// (an atomic `rename(2)`) when offered, else remove then rename.
+    pub(super) async fn rename(&self, sftp: &Sftp, temp: &str, target: &str) -> Result<()> {
+        let fail = |e: &dyn std::fmt::Display| {
+            self.error(format!(
+                "cannot rename {} to {}: {e}",
+                self.url(temp),
+                self.url(target)
+            ))
+        };
+        if sftp.extensions.contains_key(POSIX_RENAME) {
+            let mut data = Vec::with_capacity(8 + temp.len() + target.len());
+            for s in [temp, target] {
+                data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                data.extend_from_slice(s.as_bytes());
+            }
+            return match sftp.raw.extended(POSIX_RENAME, data).await {
+                Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
+                Ok(Packet::Status(s)) => Err(fail(&describe_sftp_error(&SftpError::Status(s)))),
+                Ok(_) => Err(fail(&"unexpected answer to posix-rename")),
+                Err(e) => Err(fail(&describe_sftp_error(&e))),
+            };
+        }
+        // Plain SFTP v3 rename fails when the target exists.
+        match sftp.raw.remove(target).await {
+            Ok(_) => {}
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {}
+            Err(e) => {
+                // Maybe it did not exist under another code; the rename will tell.
+                tracing::debug!(target = %self.name, "removing {target} before rename: {e}");
+            }
+        }
+        sftp.raw
+            .rename(temp, target)
+            .await
+            .map(drop)
+            .map_err(|e| fail(&describe_sftp_error(&e)))
+    }
+
+    pub(super) async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {
+        let (mut handle, host_key) = self.connect().await?;
+        self.authenticate(&mut handle).await?;
+        let sftp = self.open_sftp(&handle).await?;
+        let result = self.transfer(&sftp, file).await;
+        drop(sftp);
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let (remote_path, bytes) = result?;
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("hostKey".to_string(), host_key);
+        details.insert("remotePath".to_string(), remote_path.clone());
+        Ok(Receipt {
+            location: self.url(&remote_path),
+            bytes,
+            sha256: file.sha256.to_string(),
+            details,
+        })
+    }
+
+    /// Directory, upload, rename, confirm. Returns the final path and its size.
+    pub(super) async fn transfer(&self, sftp: &Sftp, file: &Outgoing<'_>) -> Result<(String, u64)> {
+        let dir = self.ensure_directory(sftp).await?;
+        let temp = join(
+            &dir,
+            &crate::deliver::atomic::partial_name(file.file_name, file.run_id),
+        );
+        let target = join(&dir, file.file_name);
+        let placed = async {
+            self.upload(sftp, file, &temp).await?;
+            self.rename(sftp, &temp, &target).await
+        }
+        .await;
+        if let Err(e) = placed {
+            // Best effort: the connection may be gone.
+            let cleanup = sftp.raw.remove(temp.as_str());
+            let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
+            return Err(e);
+        }
+        let attrs = sftp.raw.stat(target.as_str()).await.map_err(|e| {
+            self.error(format!(
+                "size check of {}: {}",
+                self.url(&target),
+                describe_sftp_error(&e)
+            ))
+        })?;
+        match attrs.attrs.size {
+            Some(size) if size == file.bytes => Ok((target, size)),
+            Some(size) => Err(self.error(format!(
+                "size check of {}: the server has {size} bytes after the rename, {} were sent",
+                self.url(&target),
+                file.bytes
+            ))),
+            None => Err(self.error(format!(
+                "size check of {}: the server did not report a size",
+                self.url(&target)
+            ))),
+        }
+    }
+}
+
+/// Reads `path` in `chunk`-sized buffers into `tx` until the end, on the blocking pool.
+pub(super) async fn read_chunks(
+    path: PathBuf,
+    chunk: usize,
+    tx: mpsc::Sender<std::io::Result<Vec<u8>>>,
+) {
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+    };
+    // Large reads from the file, split into write-sized buffers.
+    let block = (chunk * 16).max(1024 * 1024);
+    let mut big = vec![0u8; block];
+    loop {
+        let mut filled = 0;
+        while filled < block {
+            match file.read(&mut big[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        if filled == 0 {
+            return;
+        }
+        for piece in big[..filled].chunks(chunk) {
+            if tx.send(Ok(piece.to_vec())).await.is_err() {
+                return;
+            }
+        }
+        if filled < block {
+            return;
+        }
+    }
+}
+
+/// An SFTP error in words: the server's status message when it sent one.
+pub(super) fn describe_sftp_error(e: &SftpError) -> String {
+    match e {
+        SftpError::Status(s)
+            if !s.error_message.is_empty()
+                && !s
+                    .error_message
+                    .eq_ignore_ascii_case(&s.status_code.to_string()) =>
+        {
+            format!("{} ({})", s.error_message, s.status_code)
+        }
+        SftpError::Status(s) => s.status_code.to_string(),
+        SftpError::Timeout => format!("no answer from the server within {REQUEST_TIMEOUT_SECS}s"),
+        // The session's reader stopped: the channel or the connection is gone.
+        SftpError::UnexpectedBehavior(m)
+            if m.contains("sender dropped") || m.contains("session closed") =>
+        {
+            "the server closed the connection".into()
+        }
+        other => other.to_string(),
+    }
+}
