@@ -130,8 +130,13 @@ pub struct StoredResource {
     pub key: ResourceKey,
     /// Incremented whenever the spec, metadata or a secret changes.
     pub generation: i64,
-    /// The applied spec, canonical JSON.
+    /// The applied spec, canonical JSON (what plans diff and the store keeps).
     pub spec: Value,
+    /// The same spec as its type, decoded at most once per read and only when asked for
+    /// ([`StoredResource::decoded`]): a plan of 10,000 resources decodes only those it
+    /// describes. Not serialized, not part of equality.
+    #[serde(skip)]
+    pub(crate) typed: SpecCache,
     /// Labels and annotations.
     pub meta: Meta,
     /// Keyed hashes of referenced secret values by field path (`None`: missing at apply).
@@ -146,11 +151,32 @@ pub struct StoredResource {
     pub updated_at: String,
 }
 
+/// A stored resource's decoded spec (or why it could not be decoded), filled on first use.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpecCache(std::sync::OnceLock<std::result::Result<Spec, String>>);
+
+/// A cache says nothing about the resource: two resources are equal by their fields.
+impl PartialEq for SpecCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 impl StoredResource {
-    /// The applied spec as its type. `None` only for a row this version cannot read (written
-    /// by another version of Ferry); callers treat it as absent.
-    pub fn typed_spec(&self) -> Option<Spec> {
-        Spec::from_json(self.key.kind, self.spec.clone()).ok()
+    /// The applied spec as its type, decoded once. An error only for a row this version
+    /// cannot read (written by another version of Ferry).
+    pub fn decoded(&self) -> Result<&Spec> {
+        self.typed
+            .0
+            .get_or_init(|| Spec::from_json(self.key.kind, &self.spec).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::State(format!("stored {}: {e}", self.key)))
+    }
+
+    /// The applied spec as its type; `None` for a row this version cannot read, which
+    /// callers treat as absent.
+    pub fn typed_spec(&self) -> Option<&Spec> {
+        self.decoded().ok()
     }
 
     /// The observed status as a JSON object to update: empty when none was written yet.
@@ -670,6 +696,7 @@ fn row_to_resource(row: &AnyRow) -> Result<StoredResource> {
         ),
         generation: row.get("generation"),
         spec: parse("spec")?,
+        typed: SpecCache::default(),
         meta: serde_json::from_value(parse("meta")?).map_err(|e| corrupt("meta", &e))?,
         secret_digests: serde_json::from_value(parse("secret_digests")?)
             .map_err(|e| corrupt("secret digests", &e))?,

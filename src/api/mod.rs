@@ -172,12 +172,16 @@ impl Spec {
         value.expect("resource specs always serialize to JSON")
     }
 
-    /// Rebuilds a spec of `kind` from canonical JSON (the state store's form).
-    pub fn from_json(kind: Kind, value: serde_json::Value) -> Result<Spec, serde_json::Error> {
+    /// Rebuilds a spec of `kind` from canonical JSON (the state store's form), reading the
+    /// JSON in place (no copy of it).
+    pub fn from_json(kind: Kind, value: &serde_json::Value) -> Result<Spec, serde_json::Error> {
+        use serde::Deserialize;
         Ok(match kind {
-            Kind::DeliveryTarget => Spec::DeliveryTarget(Box::new(serde_json::from_value(value)?)),
-            Kind::ReportSchedule => Spec::ReportSchedule(serde_json::from_value(value)?),
-            Kind::CustomerMapping => Spec::CustomerMapping(serde_json::from_value(value)?),
+            Kind::DeliveryTarget => {
+                Spec::DeliveryTarget(Box::new(Deserialize::deserialize(value)?))
+            }
+            Kind::ReportSchedule => Spec::ReportSchedule(Deserialize::deserialize(value)?),
+            Kind::CustomerMapping => Spec::CustomerMapping(Deserialize::deserialize(value)?),
         })
     }
 }

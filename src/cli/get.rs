@@ -238,7 +238,7 @@ pub(super) async fn get_cmd(
 pub(super) fn detail(r: &state::StoredResource, now: Timestamp) -> String {
     match r.typed_spec() {
         Some(Spec::ReportSchedule(rs)) => {
-            let next = plan::preview_runs(&r.key, &rs, now, 1);
+            let next = plan::preview_runs(&r.key, rs, now, 1);
             let when = next
                 .first()
                 .map(|n| n.at.clone())

@@ -362,7 +362,7 @@ async fn hosted_password<K: FerryObject>(
     let Some(crate::api::Spec::DeliveryTarget(target)) = stored.typed_spec() else {
         return Ok(None);
     };
-    let Some(user) = target.hosted_sftp.map(|h| h.user) else {
+    let Some(user) = target.hosted_sftp.as_ref().map(|h| h.user.clone()) else {
         return Ok(None);
     };
     let connections = ctx.runner.hosted_connections().await?;

@@ -38,13 +38,13 @@ pub(super) fn created(spec: &Spec) -> Vec<String> {
 /// what deleting a CustomerMapping does in its PSA, by its stored `deletionPolicy`.
 pub(super) fn deleted(
     key: &ResourceKey,
-    stored: &serde_json::Value,
+    stored: &crate::state::StoredResource,
     actual: &crate::state::ActualState,
 ) -> Vec<String> {
     if key.kind != Kind::CustomerMapping {
         return Vec::new();
     }
-    let Ok(Spec::CustomerMapping(cm)) = Spec::from_json(key.kind, stored.clone()) else {
+    let Some(Spec::CustomerMapping(cm)) = stored.typed_spec() else {
         return Vec::new();
     };
     if cm.deletion_policy == DeletionPolicy::Orphan {

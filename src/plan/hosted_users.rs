@@ -181,6 +181,7 @@ mod tests {
                     key: key.clone(),
                     generation: 1,
                     spec: spec.to_json(),
+                    typed: Default::default(),
                     meta: Default::default(),
                     secret_digests: Default::default(),
                     external_ids: Default::default(),

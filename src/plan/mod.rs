@@ -74,9 +74,9 @@ pub fn plan(
                     new_change(Action::NoOp, d, fields, Vec::new())
                 } else {
                     summary.update += 1;
-                    let notes = match Spec::from_json(d.key.kind, stored.spec.clone()) {
-                        Ok(old) => describe::updated(&old, &d.spec, &fields),
-                        Err(_) => Vec::new(),
+                    let notes = match stored.typed_spec() {
+                        Some(old) => describe::updated(old, &d.spec, &fields),
+                        None => Vec::new(),
                     };
                     new_change(Action::Update, d, fields, notes)
                 }
@@ -109,7 +109,7 @@ pub fn plan(
             name: key.name.clone(),
             source: None,
             fields,
-            notes: describe::deleted(key, &stored.spec, actual),
+            notes: describe::deleted(key, stored, actual),
             next_runs: Vec::new(),
             suspended: false,
         });
@@ -355,6 +355,7 @@ pub fn writes(
                     key: key.clone(),
                     generation,
                     spec: d.spec_json().clone(),
+                    typed: Default::default(),
                     meta: d.meta.clone(),
                     secret_digests: d.secret_digests.clone(),
                     external_ids: old

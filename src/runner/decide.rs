@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::{Timestamp, Zoned};
 
-use crate::api::{Kind, ReportScheduleSpec, ResourceKey, Spec};
+use crate::api::{ReportScheduleSpec, ResourceKey, Spec};
 use crate::ledger::{SlotKey, Trigger, rfc3339};
 use crate::schedule::{self, CompiledSchedule};
 use crate::state::StoredResource;
@@ -120,14 +120,12 @@ pub struct ScheduleView {
 impl ScheduleView {
     /// Reads a stored ReportSchedule.
     pub fn from_stored(r: &StoredResource) -> Result<ScheduleView> {
-        let Spec::ReportSchedule(spec) = Spec::from_json(Kind::ReportSchedule, r.spec.clone())
-            .map_err(|e| Error::State(format!("stored {}: {e}", r.key)))?
-        else {
+        let Spec::ReportSchedule(spec) = r.decoded()? else {
             return Err(Error::State(format!("{} is not a ReportSchedule", r.key)));
         };
         Ok(ScheduleView {
             key: r.key.clone(),
-            spec,
+            spec: spec.clone(),
             generation: r.generation,
             created_at: r
                 .created_at

@@ -116,8 +116,7 @@ impl Runner {
             .values()
             .filter(|r| r.key.kind == Kind::DeliveryTarget)
         {
-            if let Ok(Spec::DeliveryTarget(spec)) =
-                Spec::from_json(Kind::DeliveryTarget, r.spec.clone())
+            if let Some(Spec::DeliveryTarget(spec)) = r.typed_spec()
                 && let Some(t) = &spec.hosted_sftp
             {
                 connections.push(crate::hosted_sftp::Connection::from_target(

@@ -194,9 +194,8 @@ pub async fn applied_target(
     let Some(stored) = store.get(&key).await? else {
         return Ok(None);
     };
-    match Spec::from_json(Kind::DeliveryTarget, stored.spec) {
-        Ok(Spec::DeliveryTarget(spec)) => Ok(Some(*spec)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(Error::State(format!("stored {key}: {e}"))),
+    match stored.decoded()? {
+        Spec::DeliveryTarget(spec) => Ok(Some((**spec).clone())),
+        _ => Ok(None),
     }
 }

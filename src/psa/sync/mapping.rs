@@ -44,8 +44,7 @@ impl MappingView {
             .values()
             .filter(|r| r.key.kind == Kind::CustomerMapping)
             .filter_map(|r| {
-                let Ok(Spec::CustomerMapping(spec)) = Spec::from_json(r.key.kind, r.spec.clone())
-                else {
+                let Some(Spec::CustomerMapping(spec)) = r.typed_spec() else {
                     return None;
                 };
                 let target_key =
@@ -54,15 +53,15 @@ impl MappingView {
                     .entry(target_key)
                     .or_insert_with_key(|key| {
                         let stored = actual.resources.get(key)?;
-                        match Spec::from_json(Kind::DeliveryTarget, stored.spec.clone()) {
-                            Ok(Spec::DeliveryTarget(t)) => Some(*t),
+                        match stored.typed_spec()? {
+                            Spec::DeliveryTarget(t) => Some((**t).clone()),
                             _ => None,
                         }
                     })
                     .clone()?;
                 Some(MappingView::new(
                     r.key.clone(),
-                    spec,
+                    spec.clone(),
                     target,
                     r.created_at.parse().ok(),
                 ))
