@@ -33,6 +33,7 @@
 //! resident with the built-in font (6 MB file), 2.6 s and 390 MB with an embedded
 //! Japanese font; 200,000 rows: 3.4 s and 615 MB.
 
+mod draw;
 mod fonts;
 mod layout;
 mod sfnt;
@@ -41,14 +42,14 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use printpdf::{
-    Color, Greyscale, Line, LinePoint, Op, PaintMode, PdfDocument, PdfPage, PdfSaveOptions,
-    PdfWarnMsg, Point, Pt, Rect, TextItem, TextMatrix, TextRenderingMode,
-};
+use printpdf::{Op, PdfDocument, PdfPage, PdfSaveOptions, PdfWarnMsg, Pt, Rect, TextRenderingMode};
 
 use super::{ColumnSpec, FormatContext, FormatWriter, Value};
 use crate::api::{Orientation, PageSize, PdfFormat};
 use crate::{Error, Result};
+use draw::{
+    TEXT_SIZE, baseline_offset, fill_color, grey, line, push_fake_bold, rect, show_line, text_width,
+};
 use fonts::{Fonts, Style};
 
 /// The most rows a PDF report may have. The document is held in memory until it is
@@ -68,7 +69,6 @@ const FOOTER_BASELINE: f32 = 20.0;
 const TITLE_SIZE: f32 = 14.0;
 const TITLE_LINE: f32 = 18.0;
 const TITLE_MAX_LINES: usize = 2;
-const TEXT_SIZE: f32 = 8.0;
 const LINE: f32 = 10.0;
 const PAD_X: f32 = 3.0;
 const PAD_Y: f32 = 2.5;
@@ -719,96 +719,6 @@ fn clean_text(text: &str) -> String {
         }
     }
     out
-}
-
-/// Width in points of a character of table text.
-fn text_width(fonts: &Fonts, style: Style) -> impl Fn(char) -> f32 + '_ {
-    move |c| fonts.char_em(c, style) * TEXT_SIZE
-}
-
-/// Distance from the top of a line box to the baseline that centres the text in it.
-fn baseline_offset(line_height: f32, size: f32) -> f32 {
-    (line_height + 0.7 * size) / 2.0
-}
-
-fn grey(level: f32) -> Color {
-    Color::Greyscale(Greyscale::new(level, None))
-}
-
-fn fill_color(level: f32) -> Op {
-    Op::SetFillColor { col: grey(level) }
-}
-
-/// Shows pieces of text on one baseline, each `(x, width, text)` in left-to-right order:
-/// one `Tm` to the first piece, then a single `TJ` whose kerning numbers move the pen from
-/// the end of each piece to the start of the next (widths are measured with the very
-/// metrics the viewer applies: Adobe's for Helvetica, the `/W` array for an embedded font).
-/// One operation per line instead of two per cell keeps a large document small in memory.
-fn show_line(
-    ops: &mut Vec<Op>,
-    fonts: &Fonts,
-    baseline: f32,
-    pieces: impl IntoIterator<Item = (f32, f32, String)>,
-) {
-    let mut items = Vec::new();
-    let mut pen = None;
-    for (x, width, text) in pieces {
-        if text.is_empty() {
-            continue;
-        }
-        match pen {
-            None => ops.push(Op::SetTextMatrix {
-                matrix: TextMatrix::Translate(Pt(x), Pt(baseline)),
-            }),
-            Some(end) => items.push(TextItem::Offset((end - x) / TEXT_SIZE * 1000.0)),
-        }
-        fonts.mark_used(&text);
-        items.push(TextItem::Text(text));
-        pen = Some(x + width);
-    }
-    if !items.is_empty() {
-        // Held until the document is written: no spare capacity.
-        items.shrink_to_fit();
-        ops.push(Op::ShowText { items });
-    }
-}
-
-/// Bold for a font without a bold face: glyphs filled and outlined in black.
-fn push_fake_bold(ops: &mut Vec<Op>, thickness: f32) {
-    ops.push(Op::SetOutlineColor { col: grey(0.0) });
-    ops.push(Op::SetOutlineThickness { pt: Pt(thickness) });
-    ops.push(Op::SetTextRenderingMode {
-        mode: TextRenderingMode::FillStroke,
-    });
-}
-
-/// A rectangle filled with the current fill colour.
-fn rect(x: f32, y: f32, width: f32, height: f32) -> Op {
-    Op::DrawRectangle {
-        rectangle: Rect {
-            x: Pt(x),
-            y: Pt(y),
-            width: Pt(width),
-            height: Pt(height),
-            mode: Some(PaintMode::Fill),
-            winding_order: None,
-        },
-    }
-}
-
-fn line(points: &[(f32, f32)], closed: bool) -> Op {
-    Op::DrawLine {
-        line: Line {
-            points: points
-                .iter()
-                .map(|&(x, y)| LinePoint {
-                    p: Point { x: Pt(x), y: Pt(y) },
-                    bezier: false,
-                })
-                .collect(),
-            is_closed: closed,
-        },
-    }
 }
 
 #[cfg(test)]
