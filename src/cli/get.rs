@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use crate::api::{Kind, ResourceKey, Spec};
 use crate::clock::now;
-use crate::plan::{self};
+use crate::plan;
 use crate::state::{self, StateStore};
 use crate::{Error, Result};
 

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use crate::api::{Kind, ResourceKey};
 use crate::clock::now;
 use crate::ledger::Trigger;
-use crate::plan::{self};
+use crate::plan;
 use crate::runner::{RunRequest, Runner, ScheduleView};
 use crate::state::{self, StateStore};
 use crate::{Error, Result};

@@ -13,7 +13,7 @@ use crate::export::job::{ExportJob, export};
 use crate::filename::{self, TemplateContext};
 use crate::ledger::{Outcome, rfc3339};
 use crate::pipeline::status::{ConditionType, Truth, set_condition};
-use crate::schedule::{self};
+use crate::schedule;
 use crate::source::Params;
 use crate::{Error, Result};
 

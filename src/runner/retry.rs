@@ -10,7 +10,7 @@ use jiff::Zoned;
 use crate::api::{Kind, ResourceKey, Spec};
 use crate::deliver::{self, Outgoing};
 use crate::ledger::SlotKey;
-use crate::schedule::{self};
+use crate::schedule;
 use crate::state::StateStore;
 use crate::{Error, Result};
 

@@ -11,7 +11,7 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::*;
+use super::{Accepted, EmailTransport, MIN_BYTES_PER_SECOND, STEP_TIMEOUT};
 use crate::Result;
 use crate::api::SmtpTls;
 

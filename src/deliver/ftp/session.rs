@@ -17,10 +17,11 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
+use super::{
+    CHUNK, CLEANUP_TIMEOUT, CONNECT_TIMEOUT, Ftp, FtpTransport, IDLE_TIMEOUT, REPLY_TIMEOUT,
+};
 use crate::api::FtpTls;
 use crate::tls::ClientTls;
-
-use super::*;
 
 /// `f` within `limit`, a timeout being a connection error.
 pub(super) async fn within<T>(

@@ -6,13 +6,12 @@ use std::time::Instant;
 
 use tokio::time::timeout;
 
+use super::session::{Session, join_remote, url_path};
+use super::{CLEANUP_TIMEOUT, FtpTransport, check_name};
 use crate::Result;
 use crate::api::FtpTls;
 use crate::deliver::{Outgoing, Receipt};
 use crate::tls::ClientTls;
-
-use super::session::*;
-use super::*;
 
 impl FtpTransport {
     pub(super) async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {

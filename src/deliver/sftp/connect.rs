@@ -8,7 +8,10 @@ use russh::client::{AuthResult, Handle, KeyboardInteractiveAuthResponse};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg};
 use russh_sftp::client::RawSftpSession;
 
-use super::*;
+use super::{
+    CONNECT_TIMEOUT, Credentials, DEFAULT_CHUNK, LIMITS, MAX_CHUNK, REQUEST_TIMEOUT_SECS, Sftp,
+    SftpTransport,
+};
 use crate::ssh::{self, HostKeyCheck, PublicKey};
 use crate::{Error, Result};
 

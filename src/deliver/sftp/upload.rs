@@ -13,7 +13,10 @@ use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::*;
+use super::{
+    MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES, POSIX_RENAME, REQUEST_TIMEOUT_SECS, Sftp, SftpTransport,
+    join, normalize_dir,
+};
 use crate::Result;
 use crate::deliver::{Outgoing, Receipt};
 
