@@ -5,13 +5,22 @@
 //! interrupted upload leaves at most one leftover, replaced by the next attempt. Ferry's own
 //! SFTP server never lists nor serves such names.
 //!
-//! The remote transports (FTP, SFTP) follow the rule over their protocol with
-//! [`partial_name`]; the local ones (a directory, a hosted SFTP jail) hand the whole sequence
-//! to [`place_in_dir`]: leftover removed, file placed, size checked, renamed, directory
-//! synced, temporary file removed on any failure, size confirmed after the rename.
+//! The sequence is written here once, in two flavours, and transports only declare what
+//! their protocol can do:
+//! - remote ones (FTP, SFTP) implement [`RemoteDir`] (upload, size, rename over, remove) and
+//!   hand it to [`place_remote`]: upload under the temporary name, size checked when the
+//!   server can tell, renamed over the final name, size confirmed after the rename, leftover
+//!   removed after any failure before the rename (as rclone writes partial-upload handling
+//!   once, in `fs/operations/copy.go`, and its backends only declare capabilities);
+//! - local ones (a directory, a hosted SFTP jail) hand the whole sequence to
+//!   [`place_in_dir`]: leftover removed, file placed, size checked, renamed, directory
+//!   synced, temporary file removed on any failure, size confirmed after the rename.
 
 use std::io;
 use std::path::Path;
+use std::time::Duration;
+
+use crate::deliver::transport::Outgoing;
 
 /// The temporary name of `file_name` for run `run_id`.
 pub fn partial_name(file_name: &str, run_id: i64) -> String {
@@ -21,6 +30,126 @@ pub fn partial_name(file_name: &str, run_id: i64) -> String {
 /// Whether `name` is one of Ferry's temporary names ([`partial_name`]).
 pub fn is_partial_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(".ferry-partial-")
+}
+
+/// How long removing a failed attempt's temporary file may take, reconnecting included.
+pub const REMOVE_LEFTOVER_WITHIN: Duration = Duration::from_secs(30);
+
+/// Why a server did not give a file's size.
+#[derive(Debug)]
+pub enum SizeUnknown {
+    /// It cannot or will not say (no `SIZE` command, no size attribute, a refusal); the
+    /// connection still works. Before the rename the check is skipped; after it, it fails.
+    NotOffered(String),
+    /// Asking failed (the connection broke, a timeout): the delivery fails.
+    Failed(String),
+}
+
+/// A directory on a remote server, entered and ready: what a remote transport offers to the
+/// one delivery sequence, [`place_remote`]. Names are plain file names in that directory.
+/// Error messages are complete sentences naming the step and the file.
+pub trait RemoteDir {
+    /// The delivery target's name, for logs.
+    fn target(&self) -> &str;
+    /// Where `name` is, for messages: `sftp://user@host:22/dir/name`, `/dir/name on host:21`.
+    fn locate(&self, name: &str) -> String;
+    /// Writes the staged file as `temp`, replacing a leftover of an earlier attempt of the
+    /// run, and returns the bytes sent.
+    fn upload(
+        &mut self,
+        temp: &str,
+        file: &Outgoing<'_>,
+    ) -> impl Future<Output = Result<u64, String>> + Send;
+    /// The size of `name` as the server sees it.
+    fn size(&mut self, name: &str) -> impl Future<Output = Result<u64, SizeUnknown>> + Send;
+    /// Renames `temp` to `name`, replacing an existing `name`.
+    fn rename_over(
+        &mut self,
+        temp: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Deletes `temp`, on a new connection when the current one is broken.
+    fn remove(&mut self, temp: &str) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Delivers `file` into `dir` by the rule above and returns its size after the rename.
+/// After a failure before the rename completes, the temporary file is removed (best effort,
+/// within [`REMOVE_LEFTOVER_WITHIN`]); a leftover is harmless anyway: the run's next attempt
+/// writes the same temporary name.
+pub async fn place_remote(dir: &mut impl RemoteDir, file: &Outgoing<'_>) -> Result<u64, String> {
+    let temp = partial_name(file.file_name, file.run_id);
+    if let Err(e) = upload_and_rename(dir, file, &temp).await {
+        match tokio::time::timeout(REMOVE_LEFTOVER_WITHIN, dir.remove(&temp)).await {
+            Ok(Ok(())) => tracing::debug!(
+                target_name = dir.target(),
+                temp,
+                "removed the partial upload"
+            ),
+            Ok(Err(why)) => tracing::warn!(
+                target_name = dir.target(),
+                temp,
+                "could not remove the partial upload: {why}"
+            ),
+            Err(_) => tracing::warn!(
+                target_name = dir.target(),
+                temp,
+                "could not remove the partial upload: timed out"
+            ),
+        }
+        return Err(e);
+    }
+    match dir.size(file.file_name).await {
+        Ok(bytes) if bytes == file.bytes => Ok(bytes),
+        Ok(bytes) => Err(format!(
+            "size check of {}: the server has {bytes} bytes after the rename, {} were sent",
+            dir.locate(file.file_name),
+            file.bytes
+        )),
+        Err(SizeUnknown::NotOffered(why) | SizeUnknown::Failed(why)) => Err(format!(
+            "size check of {}: {why}",
+            dir.locate(file.file_name)
+        )),
+    }
+}
+
+/// Upload, size check of the temporary file, rename: the steps after which a failure may
+/// leave a temporary file behind.
+async fn upload_and_rename(
+    dir: &mut impl RemoteDir,
+    file: &Outgoing<'_>,
+    temp: &str,
+) -> Result<(), String> {
+    let sent = dir.upload(temp, file).await?;
+    if sent != file.bytes {
+        return Err(format!(
+            "upload of {}: {sent} bytes sent, {} expected",
+            dir.locate(temp),
+            file.bytes
+        ));
+    }
+    // The temporary file must be complete before anyone can see it under its final name. (A
+    // server without SIZE may also leave hidden files out of its listings: then the
+    // transfer's own confirmation has to do, and the size is checked after the rename.)
+    match dir.size(temp).await {
+        Ok(size) if size == file.bytes => {}
+        Ok(size) => {
+            return Err(format!(
+                "size check of {}: the server has {size} bytes, {} were sent",
+                dir.locate(temp),
+                file.bytes
+            ));
+        }
+        Err(SizeUnknown::Failed(why)) => {
+            return Err(format!("size check of {}: {why}", dir.locate(temp)));
+        }
+        Err(SizeUnknown::NotOffered(why)) => {
+            tracing::debug!(
+                "size of {} unknown before the rename: {why}",
+                dir.locate(temp)
+            );
+        }
+    }
+    dir.rename_over(temp, file.file_name).await
 }
 
 /// Places a file in the local directory `dir` as `file_name` by the rule above and returns its
@@ -113,5 +242,132 @@ mod tests {
             .collect();
         assert_eq!(names, ["orders.csv"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A remote directory in memory that can be told to misbehave at one step.
+    #[derive(Default)]
+    struct FakeDir {
+        files: std::collections::BTreeMap<String, u64>,
+        /// Bytes the server keeps of an upload (a truncating disk), when set.
+        keeps: Option<u64>,
+        no_size_command: bool,
+        refuses_rename: bool,
+        removed: Vec<String>,
+    }
+
+    impl RemoteDir for FakeDir {
+        fn target(&self) -> &str {
+            "fake"
+        }
+        fn locate(&self, name: &str) -> String {
+            format!("/out/{name} on fake:21")
+        }
+        async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, String> {
+            let kept = self.keeps.unwrap_or(file.bytes);
+            self.files.insert(temp.to_string(), kept);
+            Ok(file.bytes)
+        }
+        async fn size(&mut self, name: &str) -> Result<u64, SizeUnknown> {
+            if self.no_size_command {
+                return Err(SizeUnknown::NotOffered("500 SIZE not understood".into()));
+            }
+            self.files
+                .get(name)
+                .copied()
+                .ok_or_else(|| SizeUnknown::Failed(format!("{name}: no such file")))
+        }
+        async fn rename_over(&mut self, temp: &str, name: &str) -> Result<(), String> {
+            if self.refuses_rename {
+                return Err(format!("rename of {temp}: 553 not allowed"));
+            }
+            let bytes = self.files.remove(temp).ok_or("no temp")?;
+            self.files.insert(name.to_string(), bytes);
+            Ok(())
+        }
+        async fn remove(&mut self, temp: &str) -> Result<(), String> {
+            self.removed.push(temp.to_string());
+            self.files
+                .remove(temp)
+                .map(drop)
+                .ok_or("no such file".into())
+        }
+    }
+
+    fn deliver_to(dir: &mut FakeDir, bytes: u64) -> Result<u64, String> {
+        let about = crate::deliver::About {
+            namespace: "shop".into(),
+            schedule: "daily".into(),
+            slot: jiff::Zoned::now(),
+            rows: 1,
+        };
+        let file = Outgoing {
+            staged: Path::new("/nonexistent/staged"),
+            file_name: "orders.csv",
+            bytes,
+            sha256: "",
+            run_id: 9,
+            about: &about,
+            sharing: crate::deliver::Sharing::Sole,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(place_remote(dir, &file))
+    }
+
+    #[test]
+    fn a_remote_delivery_renames_a_complete_upload_and_confirms_its_size() {
+        let mut dir = FakeDir::default();
+        assert_eq!(deliver_to(&mut dir, 10), Ok(10));
+        assert_eq!(
+            dir.files.into_iter().collect::<Vec<_>>(),
+            [("orders.csv".to_string(), 10)]
+        );
+        assert!(dir.removed.is_empty());
+    }
+
+    #[test]
+    fn a_short_remote_upload_is_never_renamed_and_its_temporary_file_is_removed() {
+        let mut dir = FakeDir {
+            keeps: Some(4),
+            ..FakeDir::default()
+        };
+        let err = deliver_to(&mut dir, 10).unwrap_err();
+        assert_eq!(
+            err,
+            "size check of /out/.orders.csv.ferry-partial-9 on fake:21: the server has 4 bytes, \
+             10 were sent"
+        );
+        assert!(dir.files.is_empty(), "{:?}", dir.files);
+        assert_eq!(dir.removed, [".orders.csv.ferry-partial-9"]);
+    }
+
+    #[test]
+    fn a_refused_rename_removes_the_temporary_file_and_keeps_the_servers_words() {
+        let mut dir = FakeDir {
+            refuses_rename: true,
+            ..FakeDir::default()
+        };
+        let err = deliver_to(&mut dir, 10).unwrap_err();
+        assert!(err.contains("553 not allowed"), "{err}");
+        assert!(dir.files.is_empty(), "{:?}", dir.files);
+        assert_eq!(dir.removed, [".orders.csv.ferry-partial-9"]);
+    }
+
+    #[test]
+    fn a_server_without_sizes_gets_its_file_renamed_but_the_delivery_cannot_be_confirmed() {
+        let mut dir = FakeDir {
+            no_size_command: true,
+            ..FakeDir::default()
+        };
+        let err = deliver_to(&mut dir, 10).unwrap_err();
+        assert_eq!(
+            err,
+            "size check of /out/orders.csv on fake:21: 500 SIZE not understood"
+        );
+        // Renamed (the transfer's own confirmation had to do), nothing left to remove.
+        assert_eq!(dir.files.keys().collect::<Vec<_>>(), ["orders.csv"]);
+        assert!(dir.removed.is_empty());
     }
 }

@@ -145,16 +145,17 @@ impl FtpTransport {
     /// A delivery error, with the password scrubbed from the message just in case a server
     /// echoes it.
     fn error(&self, message: String) -> Error {
-        let mut message = message;
-        if let Some(p) = self.password.as_ref().and_then(|p| p.expose_str().ok())
-            && p.len() >= 4
-            && message.contains(p)
-        {
-            message = message.replace(p, "(sensitive)");
-        }
         Error::Delivery {
             target: self.name.clone(),
-            message,
+            message: self.scrub(message),
+        }
+    }
+
+    /// `message` with the password replaced, should a server have echoed it.
+    fn scrub(&self, message: String) -> String {
+        match self.password.as_ref().and_then(|p| p.expose_str().ok()) {
+            Some(p) if p.len() >= 4 && message.contains(p) => message.replace(p, "(sensitive)"),
+            _ => message,
         }
     }
 }

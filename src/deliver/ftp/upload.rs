@@ -1,15 +1,15 @@
-//! The delivery sequence: upload under the temporary name, check the size, rename over the
-//! final name, confirm the size; after a failure, remove the leftover on a fresh connection.
+//! FTP's part of the delivery sequence ([`crate::deliver::atomic::place_remote`]): a
+//! directory entered on a control connection, with STOR, SIZE (else a listing), RNFR/RNTO and
+//! DELE; a leftover is removed on a fresh connection when the first one broke.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-use tokio::time::timeout;
 
 use super::session::{Session, join_remote, url_path};
 use super::{CLEANUP_TIMEOUT, FtpTransport, check_name};
 use crate::Result;
 use crate::api::FtpTls;
+use crate::deliver::atomic::{RemoteDir, SizeUnknown, place_remote};
 use crate::deliver::{Outgoing, Receipt};
 use crate::tls::ClientTls;
 
@@ -27,93 +27,25 @@ impl FtpTransport {
         let mut session = Session::open(self, tls.as_ref())
             .await
             .map_err(|e| self.error(e))?;
-        let temp = crate::deliver::atomic::partial_name(file.file_name, file.run_id);
-        match self.place(&mut session, file, &temp).await {
-            Ok(mut receipt) => {
+        let dir = match session.enter_directory(&self.directory).await {
+            Ok(dir) => dir,
+            Err(e) => {
                 session.quit().await;
-                if let Some(fp) = tls.as_ref().and_then(ClientTls::peer_fingerprint) {
-                    receipt.details.insert("certificateSha256".into(), fp);
-                }
-                Ok(receipt)
+                return Err(self.error(e));
             }
-            Err(Failure { message, uploading }) => {
-                if uploading {
-                    self.remove_leftover(session, tls.as_ref(), &temp).await;
-                } else {
-                    session.quit().await;
-                }
-                Err(self.error(message))
-            }
-        }
-    }
+        };
+        let mut remote = FtpDir {
+            transport: self,
+            tls: tls.as_ref(),
+            session,
+            dir,
+        };
+        let placed = place_remote(&mut remote, file).await;
+        let FtpDir { session, dir, .. } = remote;
+        session.quit().await;
+        let bytes = placed.map_err(|e| self.error(e))?;
 
-    /// Enters the directory, uploads under `temp`, checks, renames, confirms.
-    pub(super) async fn place(
-        &self,
-        session: &mut Session,
-        file: &Outgoing<'_>,
-        temp: &str,
-    ) -> std::result::Result<Receipt, Failure> {
-        let dir = session
-            .enter_directory(&self.directory)
-            .await
-            .map_err(Failure::before_upload)?;
         let remote_path = join_remote(&dir, file.file_name);
-        let temp_path = join_remote(&dir, temp);
-        let at = self.endpoint();
-
-        let started = Instant::now();
-        let sent = session
-            .upload(temp, file.staged, file.bytes)
-            .await
-            .map_err(|e| Failure::uploading(format!("upload of {temp_path} to {at}: {e}")))?;
-        let elapsed = started.elapsed().as_secs_f64();
-        tracing::debug!(
-            target_name = %self.name,
-            bytes = sent,
-            seconds = elapsed,
-            mib_per_s = sent as f64 / (1024.0 * 1024.0) / elapsed.max(1e-9),
-            "ftp upload finished"
-        );
-
-        // The temporary file must be complete before anyone can see it under its final name.
-        // (A server without SIZE may also leave hidden files out of its listings: then the
-        // transfer's own confirmation has to do, and the size is checked after the rename.)
-        match session.remote_size(temp).await {
-            Ok(size) if size == file.bytes => {}
-            Ok(size) => {
-                return Err(Failure::uploading(format!(
-                    "size check of {temp_path} on {at}: the server has {size} bytes, {} were sent",
-                    file.bytes
-                )));
-            }
-            Err(e) if session.broken() => {
-                return Err(Failure::uploading(format!(
-                    "size check of {temp_path} on {at}: {e}"
-                )));
-            }
-            Err(e) => tracing::debug!("size of {temp_path} unknown before the rename: {e}"),
-        }
-        session
-            .rename_over(temp, file.file_name)
-            .await
-            .map_err(|e| {
-                Failure::uploading(format!(
-                    "rename of {temp_path} to {remote_path} on {at}: {e}"
-                ))
-            })?;
-        let bytes = session
-            .remote_size(file.file_name)
-            .await
-            .map_err(|e| Failure::placed(format!("size check of {remote_path} on {at}: {e}")))?;
-        if bytes != file.bytes {
-            return Err(Failure::placed(format!(
-                "size check of {remote_path} on {at}: the server has {bytes} bytes after the \
-                 rename, {} were sent",
-                file.bytes
-            )));
-        }
-
         let scheme = match self.tls {
             FtpTls::None => "ftp",
             _ => "ftps",
@@ -121,83 +53,106 @@ impl FtpTransport {
         let mut details = BTreeMap::new();
         details.insert("tls".to_string(), self.tls_name().to_string());
         details.insert("remotePath".to_string(), remote_path.clone());
+        if let Some(fp) = tls.as_ref().and_then(ClientTls::peer_fingerprint) {
+            details.insert("certificateSha256".into(), fp);
+        }
         Ok(Receipt {
-            location: format!("{scheme}://{at}{}", url_path(&remote_path)),
+            location: format!("{scheme}://{}{}", self.endpoint(), url_path(&remote_path)),
             bytes,
             sha256: file.sha256.to_string(),
             details,
         })
     }
+}
 
-    /// Best effort: deletes the temporary file after a failed attempt, on the same control
-    /// connection when it still works, else on a new one. A leftover is harmless anyway: the
-    /// next attempt of the run overwrites it under the same name.
-    pub(super) async fn remove_leftover(
-        &self,
-        mut session: Session,
-        tls: Option<&ClientTls>,
-        temp: &str,
-    ) {
-        let removed = async {
-            let mut removed = session
+/// The target's directory, entered on a logged-in control connection.
+struct FtpDir<'a> {
+    transport: &'a FtpTransport,
+    /// The TLS configuration (and session cache) of the delivery, for a second connection.
+    tls: Option<&'a ClientTls>,
+    session: Session,
+    /// The directory as the server names it.
+    dir: String,
+}
+
+impl FtpDir<'_> {
+    fn path(&self, name: &str) -> String {
+        join_remote(&self.dir, name)
+    }
+}
+
+impl RemoteDir for FtpDir<'_> {
+    fn target(&self) -> &str {
+        &self.transport.name
+    }
+
+    fn locate(&self, name: &str) -> String {
+        format!("{} on {}", self.path(name), self.transport.endpoint())
+    }
+
+    async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, String> {
+        let started = Instant::now();
+        let sent = self
+            .session
+            .upload(temp, file.staged, file.bytes)
+            .await
+            .map_err(|e| {
+                format!(
+                    "upload of {} to {}: {e}",
+                    self.path(temp),
+                    self.transport.endpoint()
+                )
+            })?;
+        let elapsed = started.elapsed().as_secs_f64();
+        tracing::debug!(
+            target_name = %self.transport.name,
+            bytes = sent,
+            seconds = elapsed,
+            mib_per_s = sent as f64 / (1024.0 * 1024.0) / elapsed.max(1e-9),
+            "ftp upload finished"
+        );
+        Ok(sent)
+    }
+
+    async fn size(&mut self, name: &str) -> Result<u64, SizeUnknown> {
+        self.session.remote_size(name).await.map_err(|e| {
+            if self.session.broken() {
+                SizeUnknown::Failed(e)
+            } else {
+                SizeUnknown::NotOffered(e)
+            }
+        })
+    }
+
+    async fn rename_over(&mut self, temp: &str, name: &str) -> Result<(), String> {
+        self.session.rename_over(temp, name).await.map_err(|e| {
+            format!(
+                "rename of {} to {} on {}: {e}",
+                self.path(temp),
+                self.path(name),
+                self.transport.endpoint()
+            )
+        })
+    }
+
+    /// On the same control connection when it still works, else on a new one: some servers
+    /// close the control connection after a failed data connection.
+    async fn remove(&mut self, temp: &str) -> Result<(), String> {
+        let mut removed = self
+            .session
+            .step(CLEANUP_TIMEOUT, async |f| f.rm(temp).await)
+            .await;
+        if self.session.broken() {
+            self.session = Session::open(self.transport, self.tls).await?;
+            self.session
+                .enter_directory(&self.transport.directory)
+                .await?;
+            removed = self
+                .session
                 .step(CLEANUP_TIMEOUT, async |f| f.rm(temp).await)
                 .await;
-            // (Some servers close the control connection after a failed data connection.)
-            if session.broken() {
-                session = Session::open(self, tls).await?;
-                session.enter_directory(&self.directory).await?;
-                removed = session
-                    .step(CLEANUP_TIMEOUT, async |f| f.rm(temp).await)
-                    .await;
-            }
-            session.quit().await;
-            removed
-        };
-        match timeout(CLEANUP_TIMEOUT * 2, removed).await {
-            Ok(Ok(())) => {
-                tracing::debug!(target_name = %self.name, temp, "removed the partial upload")
-            }
-            Ok(Err(e)) => tracing::warn!(
-                target_name = %self.name,
-                temp,
-                "could not remove the partial upload: {}",
-                self.error(e)
-            ),
-            Err(_) => tracing::warn!(
-                target_name = %self.name,
-                temp,
-                "could not remove the partial upload: timed out"
-            ),
         }
-    }
-}
-
-/// Why a delivery stopped, and whether a temporary file may have been left behind.
-pub(super) struct Failure {
-    message: String,
-    uploading: bool,
-}
-
-impl Failure {
-    fn before_upload(message: String) -> Self {
-        Failure {
-            message,
-            uploading: false,
-        }
-    }
-
-    fn uploading(message: String) -> Self {
-        Failure {
-            message,
-            uploading: true,
-        }
-    }
-
-    /// After the rename: the file is in place, nothing temporary is left to remove.
-    fn placed(message: String) -> Self {
-        Failure {
-            message,
-            uploading: false,
-        }
+        // A server may echo what it was sent: never let the password through.
+        removed.map_err(|e| self.transport.scrub(e))
     }
 }

@@ -1,9 +1,8 @@
-//! The delivery sequence: the directory (created when missing), the upload under the
-//! temporary name with many writes in flight, the rename over the final name (POSIX rename
-//! where offered), and the size confirmed.
+//! SFTP's part of the delivery sequence ([`crate::deliver::atomic::place_remote`]): the
+//! directory (created when missing), uploads with many writes in flight, sizes from STAT,
+//! renames over the final name (POSIX rename where offered).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -18,6 +17,7 @@ use super::{
     join, normalize_dir,
 };
 use crate::Result;
+use crate::deliver::atomic::{RemoteDir, SizeUnknown, place_remote};
 use crate::deliver::{Outgoing, Receipt};
 
 impl SftpTransport {
@@ -84,74 +84,60 @@ impl SftpTransport {
         Ok(())
     }
 
-    /// Uploads the staged file to `temp`: opened with truncate (a leftover of an earlier
-    /// attempt of the same run is overwritten), written with up to [`MAX_IN_FLIGHT`] requests
-    /// in flight, size checked on the open handle, closed.
-    pub(super) async fn upload(&self, sftp: &Sftp, file: &Outgoing<'_>, temp: &str) -> Result<()> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            self.error(format!("{what} {}: {e}", self.url(temp)))
-        };
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let opened = match sftp.raw.open(temp, flags, FileAttributes::empty()).await {
-            // A leftover we may not write (another owner, read-only) may still be removable.
-            Err(SftpError::Status(s)) if s.status_code == StatusCode::PermissionDenied => {
-                match sftp.raw.remove(temp).await {
-                    Ok(_) => sftp.raw.open(temp, flags, FileAttributes::empty()).await,
-                    Err(_) => Err(SftpError::Status(s)),
-                }
-            }
-            other => other,
-        };
-        let handle = opened
-            .map_err(|e| fail("cannot create", &describe_sftp_error(&e)))?
-            .handle;
-        let written = self.write_all(sftp, &handle, file).await;
-        let written = match written {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = sftp.raw.close(handle.as_str()).await;
-                return Err(fail("upload to", &e));
-            }
-        };
-        let size = sftp.raw.fstat(handle.as_str()).await;
-        let closed = sftp.raw.close(handle.as_str()).await;
-        closed.map_err(|e| fail("cannot finish writing", &describe_sftp_error(&e)))?;
-        if written != file.bytes {
-            return Err(fail(
-                "upload to",
-                &format!(
-                    "the staged file {} has {written} bytes, expected {}",
-                    file.staged.display(),
-                    file.bytes
-                ),
-            ));
+    pub(super) async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {
+        let (mut handle, host_key) = self.connect().await?;
+        self.authenticate(&mut handle).await?;
+        let sftp = self.open_sftp(&handle).await?;
+        let result = async {
+            let dir = self.ensure_directory(&sftp).await?;
+            let mut remote = SftpDir {
+                transport: self,
+                sftp: &sftp,
+                dir,
+            };
+            let bytes = place_remote(&mut remote, file)
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok::<_, crate::Error>((join(&remote.dir, file.file_name), bytes))
         }
-        if let Ok(attrs) = size
-            && let Some(size) = attrs.attrs.size
-            && size != file.bytes
-        {
-            return Err(fail(
-                "size check of",
-                &format!("the server has {size} bytes, {} were sent", file.bytes),
-            ));
-        }
-        Ok(())
+        .await;
+        drop(sftp);
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        let (remote_path, bytes) = result?;
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("hostKey".to_string(), host_key);
+        details.insert("remotePath".to_string(), remote_path.clone());
+        Ok(Receipt {
+            location: self.url(&remote_path),
+            bytes,
+            sha256: file.sha256.to_string(),
+            details,
+        })
+    }
+}
+
+/// The target's directory on an open SFTP session.
+struct SftpDir<'a> {
+    transport: &'a SftpTransport,
+    sftp: &'a Sftp,
+    /// Its absolute path when the server told it.
+    dir: String,
+}
+
+impl SftpDir<'_> {
+    fn path(&self, name: &str) -> String {
+        join(&self.dir, name)
     }
 
     /// Streams the staged file into the open `handle`, pipelined. Returns the bytes written.
-    pub(super) async fn write_all(
-        &self,
-        sftp: &Sftp,
-        handle: &str,
-        file: &Outgoing<'_>,
-    ) -> Result<u64, String> {
-        let chunk = sftp.chunk;
+    async fn write_all(&self, handle: &str, file: &Outgoing<'_>) -> Result<u64, String> {
+        let chunk = self.sftp.chunk;
         let depth = MAX_IN_FLIGHT.min(MAX_IN_FLIGHT_BYTES / chunk).max(1);
         // A reader thread fills buffers ahead of the writes, so disk reads overlap the network.
         let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(depth);
         let staged = file.staged.to_path_buf();
         let reader = tokio::spawn(read_chunks(staged, chunk, tx));
-        let raw = &sftp.raw;
+        let raw = &self.sftp.raw;
         let mut in_flight = FuturesUnordered::new();
         let mut offset = 0u64;
         let mut eof = false;
@@ -187,24 +173,99 @@ impl SftpTransport {
         reader.abort();
         result
     }
+}
 
-    /// Renames `temp` to `target`, replacing an existing file: with `posix-rename@openssh.com`
-    /// (an atomic `rename(2)`) when offered, else remove then rename.
-    pub(super) async fn rename(&self, sftp: &Sftp, temp: &str, target: &str) -> Result<()> {
-        let fail = |e: &dyn std::fmt::Display| {
-            self.error(format!(
-                "cannot rename {} to {}: {e}",
-                self.url(temp),
-                self.url(target)
-            ))
+impl RemoteDir for SftpDir<'_> {
+    fn target(&self) -> &str {
+        &self.transport.name
+    }
+
+    fn locate(&self, name: &str) -> String {
+        self.transport.url(&self.path(name))
+    }
+
+    /// Opened with truncate (a leftover of an earlier attempt of the same run is overwritten),
+    /// written with up to [`MAX_IN_FLIGHT`] requests in flight, closed.
+    async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, String> {
+        let temp = self.path(temp);
+        let raw = &self.sftp.raw;
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            format!("{what} {}: {e}", self.transport.url(&temp))
         };
-        if sftp.extensions.contains_key(POSIX_RENAME) {
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let opened = match raw
+            .open(temp.as_str(), flags, FileAttributes::empty())
+            .await
+        {
+            // A leftover we may not write (another owner, read-only) may still be removable.
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::PermissionDenied => {
+                match raw.remove(temp.as_str()).await {
+                    Ok(_) => {
+                        raw.open(temp.as_str(), flags, FileAttributes::empty())
+                            .await
+                    }
+                    Err(_) => Err(SftpError::Status(s)),
+                }
+            }
+            other => other,
+        };
+        let handle = opened
+            .map_err(|e| fail("cannot create", &describe_sftp_error(&e)))?
+            .handle;
+        let written = match self.write_all(&handle, file).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = raw.close(handle.as_str()).await;
+                return Err(fail("upload to", &e));
+            }
+        };
+        raw.close(handle.as_str())
+            .await
+            .map_err(|e| fail("cannot finish writing", &describe_sftp_error(&e)))?;
+        if written != file.bytes {
+            return Err(fail(
+                "upload to",
+                &format!(
+                    "the staged file {} has {written} bytes, expected {}",
+                    file.staged.display(),
+                    file.bytes
+                ),
+            ));
+        }
+        Ok(written)
+    }
+
+    /// A refusal (any status) means the server will not say; anything else is a failure.
+    async fn size(&mut self, name: &str) -> Result<u64, SizeUnknown> {
+        match self.sftp.raw.stat(self.path(name)).await {
+            Ok(attrs) => attrs
+                .attrs
+                .size
+                .ok_or_else(|| SizeUnknown::NotOffered("the server did not report a size".into())),
+            Err(e @ SftpError::Status(_)) => Err(SizeUnknown::NotOffered(describe_sftp_error(&e))),
+            Err(e) => Err(SizeUnknown::Failed(describe_sftp_error(&e))),
+        }
+    }
+
+    /// With `posix-rename@openssh.com` (an atomic `rename(2)`) when offered, else remove
+    /// then rename.
+    async fn rename_over(&mut self, temp: &str, name: &str) -> Result<(), String> {
+        let (temp, target) = (self.path(temp), self.path(name));
+        let fail = |e: &dyn std::fmt::Display| {
+            format!(
+                "cannot rename {} to {}: {e}",
+                self.transport.url(&temp),
+                self.transport.url(&target)
+            )
+        };
+        let raw = &self.sftp.raw;
+        if self.sftp.extensions.contains_key(POSIX_RENAME) {
             let mut data = Vec::with_capacity(8 + temp.len() + target.len());
-            for s in [temp, target] {
+            for s in [&temp, &target] {
                 data.extend_from_slice(&(s.len() as u32).to_be_bytes());
                 data.extend_from_slice(s.as_bytes());
             }
-            return match sftp.raw.extended(POSIX_RENAME, data).await {
+            return match raw.extended(POSIX_RENAME, data).await {
                 Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
                 Ok(Packet::Status(s)) => Err(fail(&describe_sftp_error(&SftpError::Status(s)))),
                 Ok(_) => Err(fail(&"unexpected answer to posix-rename")),
@@ -212,78 +273,27 @@ impl SftpTransport {
             };
         }
         // Plain SFTP v3 rename fails when the target exists.
-        match sftp.raw.remove(target).await {
+        match raw.remove(target.as_str()).await {
             Ok(_) => {}
             Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {}
             Err(e) => {
                 // Maybe it did not exist under another code; the rename will tell.
-                tracing::debug!(target = %self.name, "removing {target} before rename: {e}");
+                tracing::debug!(target = %self.transport.name, "removing {target} before rename: {e}");
             }
         }
-        sftp.raw
-            .rename(temp, target)
+        raw.rename(temp.as_str(), target.as_str())
             .await
             .map(drop)
             .map_err(|e| fail(&describe_sftp_error(&e)))
     }
 
-    pub(super) async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {
-        let (mut handle, host_key) = self.connect().await?;
-        self.authenticate(&mut handle).await?;
-        let sftp = self.open_sftp(&handle).await?;
-        let result = self.transfer(&sftp, file).await;
-        drop(sftp);
-        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-        let (remote_path, bytes) = result?;
-        let mut details = std::collections::BTreeMap::new();
-        details.insert("hostKey".to_string(), host_key);
-        details.insert("remotePath".to_string(), remote_path.clone());
-        Ok(Receipt {
-            location: self.url(&remote_path),
-            bytes,
-            sha256: file.sha256.to_string(),
-            details,
-        })
-    }
-
-    /// Directory, upload, rename, confirm. Returns the final path and its size.
-    pub(super) async fn transfer(&self, sftp: &Sftp, file: &Outgoing<'_>) -> Result<(String, u64)> {
-        let dir = self.ensure_directory(sftp).await?;
-        let temp = join(
-            &dir,
-            &crate::deliver::atomic::partial_name(file.file_name, file.run_id),
-        );
-        let target = join(&dir, file.file_name);
-        let placed = async {
-            self.upload(sftp, file, &temp).await?;
-            self.rename(sftp, &temp, &target).await
-        }
-        .await;
-        if let Err(e) = placed {
-            // Best effort: the connection may be gone.
-            let cleanup = sftp.raw.remove(temp.as_str());
-            let _ = tokio::time::timeout(Duration::from_secs(10), cleanup).await;
-            return Err(e);
-        }
-        let attrs = sftp.raw.stat(target.as_str()).await.map_err(|e| {
-            self.error(format!(
-                "size check of {}: {}",
-                self.url(&target),
-                describe_sftp_error(&e)
-            ))
-        })?;
-        match attrs.attrs.size {
-            Some(size) if size == file.bytes => Ok((target, size)),
-            Some(size) => Err(self.error(format!(
-                "size check of {}: the server has {size} bytes after the rename, {} were sent",
-                self.url(&target),
-                file.bytes
-            ))),
-            None => Err(self.error(format!(
-                "size check of {}: the server did not report a size",
-                self.url(&target)
-            ))),
-        }
+    async fn remove(&mut self, temp: &str) -> Result<(), String> {
+        self.sftp
+            .raw
+            .remove(self.path(temp))
+            .await
+            .map(drop)
+            .map_err(|e| describe_sftp_error(&e))
     }
 }
 
