@@ -1,4 +1,10 @@
 //! The crate's one error type. Messages name what failed and never carry secret values.
+//!
+//! A cause is kept as a typed source (`Io`, `StateQuery`) where it cannot hold a credential,
+//! and a variant of its own where callers must tell it apart (`SourceCancelled`, `Locked`,
+//! `StalePlan`). Causes that can echo a credential (a PSA reply, an FTP server's echo, a
+//! database URL in a connection error) are kept only as scrubbed text: a source object would
+//! carry the unscrubbed value past every scrub to whoever walks the chain.
 
 use std::path::PathBuf;
 
@@ -21,9 +27,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The state store failed.
+    /// The state store failed (a stored value it cannot read, a lost task, a failed
+    /// connection: the message is scrubbed of the store's URL).
     #[error("state store: {0}")]
     State(String),
+    /// A state store query failed; the database's own error is kept as the source, so a
+    /// caller can tell e.g. a unique violation from a dropped connection.
+    #[error("state store: {0}")]
+    StateQuery(#[from] sqlx::Error),
     /// Another process holds the state lock.
     #[error("state is locked by another ferry process ({0}); try again when it has finished")]
     Locked(String),
@@ -36,6 +47,10 @@ pub enum Error {
     /// A data source (database, query) failed. Never carries credentials.
     #[error("source: {0}")]
     Source(String),
+    /// A source stopped because the consumer of its rows went away (the file writer failed,
+    /// or the run was cancelled): the consumer's error, if any, is the cause to report.
+    #[error("source: export cancelled")]
+    SourceCancelled,
     /// Writing a report file failed (e.g. a character the encoding cannot represent).
     #[error("export: {0}")]
     Export(String),
@@ -90,8 +105,35 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::State(e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_failed_state_query_reads_as_before_and_keeps_the_database_error() {
+        let e = Error::from(sqlx::Error::RowNotFound);
+        assert_eq!(
+            e.to_string(),
+            format!("state store: {}", sqlx::Error::RowNotFound)
+        );
+        let source = e.source().expect("the sqlx error is kept");
+        assert!(matches!(
+            source.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::RowNotFound)
+        ));
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn a_cancelled_source_is_a_kind_of_its_own_not_a_message() {
+        assert_eq!(
+            Error::SourceCancelled.to_string(),
+            "source: export cancelled"
+        );
+        assert!(!matches!(
+            Error::Source("export cancelled".into()),
+            Error::SourceCancelled
+        ));
     }
 }

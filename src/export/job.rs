@@ -11,9 +11,6 @@ use crate::api::{Column, ReportFormat};
 use crate::source::{self, Params, SourceEvent};
 use crate::{Error, Result};
 
-/// What a source reports when its consumer went away.
-pub const CANCELLED: &str = "export cancelled";
-
 /// Everything one export needs.
 pub struct ExportJob<'a> {
     /// Database URL (already resolved from its Secret).
@@ -64,7 +61,7 @@ pub async fn export(job: ExportJob<'_>) -> Result<ExportOutput> {
     // A writer failure makes the source stop on a closed channel (then the writer's error is
     // the cause); a source failure leaves the writer without input (then the source's is).
     let result = match (read, written) {
-        (Err(e), Err(w)) if e.to_string() == Error::Source(CANCELLED.into()).to_string() => Err(w),
+        (Err(Error::SourceCancelled), Err(w)) => Err(w),
         (Err(e), _) => Err(e),
         (Ok(_), Err(w)) => Err(w),
         (Ok(_), Ok(out)) => Ok(out),

@@ -190,7 +190,7 @@ unsafe extern "C" fn progress(arg: *mut c_void) -> c_int {
 }
 
 fn cancelled() -> Error {
-    Error::Source("export cancelled".into())
+    Error::SourceCancelled
 }
 
 /// An open connection, closed on drop.

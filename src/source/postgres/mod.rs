@@ -195,7 +195,7 @@ enum Pumped {
 }
 
 fn cancelled() -> Error {
-    Error::Source("export cancelled".into())
+    Error::SourceCancelled
 }
 
 struct Run<'a> {
