@@ -24,7 +24,8 @@ pub(super) async fn applied_delivery_target(
             "`{target}`: expected deliverytarget/NAME"
         )));
     };
-    let store = StateStore::open(&ctx.state_path).await?;
+    // Read-only: a delivery by hand is recorded nowhere.
+    let store = StateStore::open_read_only(&ctx.state_path).await?;
     let spec = crate::runner::applied_target(&store, namespace, &name)
         .await?
         .ok_or_else(|| {
@@ -92,12 +93,7 @@ pub(super) async fn deliver_cmd(
         &ctx.secrets,
         &crate::hosted_sftp::data_dir_for_state(&ctx.state_path),
     )?;
-    let about = crate::deliver::About {
-        namespace: namespace.to_string(),
-        schedule: file_name.clone(),
-        slot: now.to_zoned(jiff::tz::TimeZone::UTC),
-        rows: 0,
-    };
+    let about = crate::deliver::About::by_hand(namespace, now.to_zoned(jiff::tz::TimeZone::UTC));
     // The receipt's SHA-256: hashed while the upload runs, except for email, which stores the
     // digest with the object and so needs it first.
     let path = file.to_path_buf();

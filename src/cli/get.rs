@@ -77,7 +77,7 @@ pub(super) async fn get_cmd(
             "--sync-status and --usage-sync filter customermappings only".into(),
         ));
     }
-    let store = StateStore::open(&ctx.state_path).await?;
+    let store = StateStore::open_read_only(&ctx.state_path).await?;
     let actual = store.snapshot().await?;
     let views: std::collections::HashMap<ResourceKey, crate::psa::sync::MappingView> =
         if kind == Kind::CustomerMapping {

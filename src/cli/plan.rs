@@ -97,7 +97,8 @@ pub(super) async fn plan_cmd(
     out: Option<PathBuf>,
     refresh: bool,
 ) -> Result<u8> {
-    let store = StateStore::open(&ctx.state_path).await?;
+    // A plan leaves no trace: the state is read, never created nor written.
+    let store = StateStore::open_read_only(&ctx.state_path).await?;
     let (mut plan, desired, actual) = make_plan(ctx, &store, loaded).await?;
     if refresh {
         refresh_psa(ctx, &mut plan, &desired, &actual).await;
@@ -244,7 +245,10 @@ pub(super) async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
             plan::PLAN_FORMAT_VERSION
         )));
     }
-    if !state::is_postgres_url(&ctx.state_path) && !ctx.state_path.exists() {
+    // A plan made where no state existed yet has no lineage: it applies to a state that has
+    // still nothing applied (created now if missing), with the secret digests keyed anew.
+    let against_nothing = saved.plan.lineage.is_empty();
+    if !against_nothing && !state::is_postgres_url(&ctx.state_path) && !ctx.state_path.exists() {
         return Err(Error::StalePlan(format!(
             "saved plan {} was made for state lineage {}, but {} does not exist",
             file.display(),
@@ -254,6 +258,28 @@ pub(super) async fn apply_saved(ctx: &Ctx, file: &PathBuf) -> Result<u8> {
     }
     let store = StateStore::open(&ctx.state_path).await?;
     let actual = store.snapshot().await?;
+    let mut saved = saved;
+    if against_nothing {
+        if actual.serial != 0 || !actual.resources.is_empty() {
+            return Err(Error::StalePlan(format!(
+                "saved plan {} was made when no state existed (no lineage), but {} is another \
+                 state by now (lineage {}, serial {}); run `ferry plan --out` again against this \
+                 state and review the new plan",
+                file.display(),
+                state::display_location(&ctx.state_path),
+                actual.lineage,
+                actual.serial
+            )));
+        }
+        let hash_key = store.secret_hash_key().await?;
+        crate::pipeline::desired::redigest(&mut saved.desired, |ns, r| {
+            Ok(ctx
+                .secrets
+                .get(ns, r)?
+                .map(|value| secrets::digest(&hash_key, &value)))
+        })?;
+        saved.plan.lineage.clone_from(&actual.lineage);
+    }
     if actual.lineage != saved.plan.lineage {
         return Err(Error::StalePlan(format!(
             "saved plan {} was made for another state (lineage {}, this state {} has lineage {}); \

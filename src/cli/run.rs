@@ -210,7 +210,7 @@ pub(super) async fn history_cmd(
     receipts: bool,
     output: ListOutput,
 ) -> Result<u8> {
-    let store = StateStore::open(&ctx.state_path).await?;
+    let store = StateStore::open_read_only(&ctx.state_path).await?;
     if parse_resource(resource, None)?.0 == Kind::CustomerMapping {
         return psa_history(&store, resource, namespace, limit, output).await;
     }

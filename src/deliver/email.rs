@@ -251,7 +251,7 @@ impl EmailTransport {
         let subject_tokens = [("fileName", file.file_name)];
         let ctx = TemplateContext {
             slot: &file.about.slot,
-            schedule: &file.about.schedule,
+            schedule: file.about.schedule_label(),
             namespace: &file.about.namespace,
             extra: &subject_tokens,
         };

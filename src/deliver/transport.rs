@@ -51,12 +51,47 @@ pub enum Sharing {
 pub struct About {
     /// Namespace of the ReportSchedule.
     pub namespace: String,
-    /// Name of the ReportSchedule.
+    /// Name of the ReportSchedule; empty for a file sent by hand ([`About::by_hand`]).
     pub schedule: String,
     /// The slot the run is for, in the schedule's time zone (date tokens render from it).
     pub slot: jiff::Zoned,
     /// Data rows in the file.
     pub rows: u64,
+}
+
+/// What `{schedule}` says of a file sent by hand.
+pub const BY_HAND_LABEL: &str = "ferry deliver";
+/// The object-path segment of files sent by hand: no schedule's name can hold `_`.
+pub const BY_HAND_SEGMENT: &str = "_deliver";
+
+impl About {
+    /// A file sent by hand (`ferry deliver`): no schedule, no row count, the slot is `now`.
+    pub fn by_hand(namespace: &str, now: jiff::Zoned) -> About {
+        About {
+            namespace: namespace.to_string(),
+            schedule: String::new(),
+            slot: now,
+            rows: 0,
+        }
+    }
+
+    /// The schedule's name for people (`{schedule}` in an email's subject and body).
+    pub fn schedule_label(&self) -> &str {
+        if self.schedule.is_empty() {
+            BY_HAND_LABEL
+        } else {
+            &self.schedule
+        }
+    }
+
+    /// The schedule's segment in an object path, never mistaken for a schedule's own.
+    pub fn schedule_segment(&self) -> &str {
+        if self.schedule.is_empty() {
+            BY_HAND_SEGMENT
+        } else {
+            &self.schedule
+        }
+    }
 }
 
 /// What the destination confirmed.

@@ -87,6 +87,22 @@ pub fn problems_by_resource(
     by_key
 }
 
+/// Computes the secret digests of `desired` again with `digest`: for a saved plan made where
+/// no state (so no digest key) existed yet, applied to the state created for it.
+pub fn redigest(
+    desired: &mut [DesiredResource],
+    mut digest: impl FnMut(&str, &SecretRef) -> crate::Result<Option<String>>,
+) -> crate::Result<()> {
+    for d in desired {
+        let mut digests = BTreeMap::new();
+        for (path, sref) in secret_refs(d.spec_json(), "spec") {
+            digests.insert(path, digest(&d.key.namespace, &sref)?);
+        }
+        d.secret_digests = digests;
+    }
+    Ok(())
+}
+
 /// Builds the desired state. `digest` resolves a secret reference to the keyed hash of its
 /// value (`None` when it does not exist); missing secrets become warnings, not errors, so a
 /// plan can be reviewed where the secrets are not available (e.g. in pull-request CI).

@@ -22,6 +22,7 @@ use crate::api::{Kind, ResourceKey, Spec};
 use crate::load::Meta;
 use crate::{Error, Result};
 
+mod read_only;
 mod schema;
 
 use schema::{MIGRATIONS, postgres_dialect};
@@ -180,6 +181,19 @@ pub struct StateStore {
     backend: Backend,
     location: String,
     work_dir: PathBuf,
+    /// The private copy a read-only open of an older state reads from, removed with the
+    /// store's last clone.
+    scratch: Option<std::sync::Arc<Scratch>>,
+}
+
+/// A private directory, removed on drop.
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// PostgreSQL advisory locks on the state are keyed by this and the state's schema (several
@@ -209,6 +223,7 @@ impl StateStore {
                 backend: Backend::Postgres,
                 location,
                 work_dir,
+                scratch: None,
             };
             store.migrate().await?;
             return Ok(store);
@@ -260,6 +275,7 @@ impl StateStore {
             backend: Backend::Sqlite,
             location,
             work_dir,
+            scratch: None,
         };
         store.migrate().await?;
         Ok(store)

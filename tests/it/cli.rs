@@ -1269,3 +1269,97 @@ fn apply_fails_fast_while_the_state_is_locked_and_succeeds_once_released() {
         applied.stdout
     );
 }
+
+/// Every file and directory under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            out.push(
+                path.strip_prefix(root)
+                    .expect("under root")
+                    .display()
+                    .to_string(),
+            );
+            if path.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn reading_commands_on_a_missing_state_leave_no_file_and_a_plan_saved_there_still_applies() {
+    let sb = Sandbox::new();
+    if sb.state.to_string_lossy().starts_with("postgres://") {
+        return; // about the SQLite file; the PostgreSQL side is in state_postgres
+    }
+    sb.write_secret("default", "partner-ftp", "password", "Sup3r-secret");
+    let files = sb.write(
+        "resources.yaml",
+        &stream(&[
+            local_dir("out"),
+            ftp_with_password("partner-ftp"),
+            report_schedule("daily", "out"),
+        ]),
+    );
+    let plan_file = sb.root().join("review.plan");
+    let before = tree(sb.root());
+
+    sb.ferry(["validate", "-f", s(&files)]).success();
+    let plan = sb.plan_json(&[&files]);
+    assert_eq!(counts(&plan), (3, 0, 0));
+    assert_eq!(plan["lineage"], "", "planned against no state: {plan}");
+    sb.ferry(["plan", "-f", s(&files), "--out", s(&plan_file)])
+        .success();
+    let listed = sb.ferry(["get", "dt", "-A", "-o", "json"]).success().json();
+    assert_eq!(listed, json!([]));
+    sb.ferry(["history", "rs/daily"]).failure();
+    sb.ferry(["next", "rs/daily", "-f", s(&files)]).success();
+
+    let mut after = tree(sb.root());
+    after.retain(|f| f != "review.plan");
+    assert_eq!(after, before, "no state, no state directory, no lock");
+    assert!(!sb.state.exists());
+
+    // The saved plan creates the state; its secret digests are keyed with the new state's
+    // key, so the next plan has nothing to change.
+    sb.ferry(["apply", s(&plan_file)]).success();
+    assert!(sb.state.exists());
+    assert_eq!(counts(&sb.plan_json(&[&files])), (0, 0, 0));
+}
+
+#[test]
+fn reading_commands_on_an_existing_state_leave_its_bytes_unchanged() {
+    let sb = Sandbox::new();
+    if sb.state.to_string_lossy().starts_with("postgres://") {
+        return; // about the SQLite file; the PostgreSQL side is in state_postgres
+    }
+    let files = write_schedule(&sb, "00:30");
+    sb.apply(&[&files]);
+    let bytes = std::fs::read(&sb.state).expect("state");
+    let changed = write_schedule(&sb, "01:30");
+
+    let plan = sb.plan_json(&[&changed]);
+    assert_eq!(counts(&plan), (0, 1, 0));
+    sb.ferry(["plan", "-f", s(&changed), "--out", s(&sb.root().join("p"))])
+        .success();
+    sb.ferry(["get", "rs", "-A", "-o", "json"]).success();
+    sb.ferry(["history", "rs/daily"]).success();
+    sb.ferry(["validate", "-f", s(&changed)]).success();
+    // An invalid file: refused, and still nothing written.
+    let broken = sb.write(
+        "broken.yaml",
+        "apiVersion: ferry.dev/v1alpha1\nkind: Nope\n",
+    );
+    sb.ferry(["plan", "-f", s(&broken)]).failure();
+
+    assert!(
+        std::fs::read(&sb.state).expect("state") == bytes,
+        "the state file's bytes changed"
+    );
+}

@@ -1051,3 +1051,37 @@ async fn a_link_lifetime_beyond_seven_days_is_refused() {
         .to_string();
     assert!(err.contains("expiresIn `8d` is out of range"), "{err}");
 }
+
+#[tokio::test]
+async fn a_file_sent_by_hand_is_named_as_such_not_after_its_file() {
+    let s3 = start_s3().await;
+    let world = World::new();
+    let staged = world.stage("handmade.csv", CSV);
+    let transport = world
+        .transport(
+            "mail-by-hand",
+            json!({
+                "smtp": smtp_spec(&world, "starttls", true, true),
+                "from": "reports@ferry.example",
+                "to": ["ops@customer.example"],
+                "subject": "{schedule}: {fileName}",
+                "body": "{fileName} from {schedule}: {link}",
+                "link": link_spec(&world, &s3, "1d"),
+            }),
+        )
+        .expect("transport");
+    // What `ferry deliver` describes its file with.
+    let about = About::by_hand(NS, SLOT.parse().expect("slot"));
+    let receipt = deliver(&transport, &staged, "handmade.csv", &about, 301)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        receipt.details["object"], "s3://reports/partner/shop/_deliver/301/handmade.csv",
+        "a segment no schedule's name can take"
+    );
+    let got = captured(&receipt.details["messageId"]);
+    assert_eq!(
+        got.mail.header("Subject"),
+        Some("ferry deliver: handmade.csv")
+    );
+}

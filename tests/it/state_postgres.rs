@@ -123,3 +123,52 @@ fn a_wrong_password_is_a_clear_error_that_does_not_show_it() {
         run.stderr
     );
 }
+
+/// The tables of the schema a `postgres_state()` URL uses.
+fn tables_of(state: &std::path::Path) -> u64 {
+    let url = state.to_string_lossy();
+    let schema = url.rsplit("search_path%3D").next().unwrap().to_string();
+    let out = std::process::Command::new("psql")
+        .arg(common::pg_url())
+        .args(["-tA", "-c"])
+        .arg(format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"
+        ))
+        .output()
+        .expect("psql runs");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_plan_creates_no_tables_and_cannot_write_an_existing_state() {
+    let state = common::postgres_state();
+    let mut sb = Sandbox::new();
+    sb.state = state.clone();
+    let files = sb.write("a.yaml", &stream(&[common::local_dir("out")]));
+    let plan = sb.plan_json(&[&files]);
+    assert_eq!(plan["summary"]["create"], 1);
+    sb.ferry(["get", "dt", "-A"]).success();
+    assert_eq!(tables_of(&state), 0, "a plan leaves an empty schema empty");
+
+    sb.apply(&[&files]);
+    let reader = StateStore::open_read_only(&state).await.unwrap();
+    let base = reader.snapshot().await.unwrap();
+    assert_eq!(base.serial, 1);
+    let stored = base.resources.values().next().unwrap().clone();
+    let refused = reader
+        .commit(
+            &base.lineage,
+            base.serial,
+            &[ferry::state::StateWrite::Upsert(Box::new(stored))],
+        )
+        .await;
+    let message = refused.unwrap_err().to_string();
+    assert!(message.contains("read-only transaction"), "{message}");
+    let again = StateStore::open(&state)
+        .await
+        .unwrap()
+        .snapshot()
+        .await
+        .unwrap();
+    assert_eq!(again.serial, 1);
+}

@@ -195,7 +195,7 @@ impl LinkStore {
             .map(String::as_str)
             .chain([
                 file.about.namespace.as_str(),
-                file.about.schedule.as_str(),
+                file.about.schedule_segment(),
                 run.as_str(),
                 file.file_name,
             ])
