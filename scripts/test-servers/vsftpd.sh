@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Private vsftpd servers for the FTP/FTPS integration tests, bound to 127.0.0.1 only, never the
-# system's vsftpd service. Three processes, one per TLS flavour the tests must cover:
+# system's vsftpd service. Four processes, one per TLS flavour the tests must cover and one
+# that refuses names starting with a dot:
 #   2121  plain FTP and explicit FTPS (AUTH TLS), require_ssl_reuse=YES   passive 30000-30049
 #   2990  implicit FTPS,                          require_ssl_reuse=YES   passive 30050-30099
 #         (and SIZE refused, so clients' listing fallback and three resumed TLS data
 #         connections in one session get exercised)
 #   2122  explicit FTPS only,                     require_ssl_reuse=NO    passive 30100-30149
+#   2123  explicit FTPS only, deny_file={.*}: no name may start with a dot (like pure-ftpd
+#         -x and hardened servers), so hidden temporary names are refused   passive 30150-30199
 # require_ssl_reuse=YES is vsftpd's default (and common on customer servers): a data connection
 # that does not resume the control connection's TLS session is refused.
 #
@@ -13,7 +16,7 @@
 #   start   install vsftpd when missing, create the account, CA and configs (first time), start
 #           the servers that are not running (idempotent)
 #   stop    stop the servers this script started (by their recorded PIDs)
-#   status  exit 0 when all three run
+#   status  exit 0 when all four run
 #   env     print KEY=VALUE lines for the tests (ports, user, password, CA file, FTP root)
 #
 # State lives in target/test-servers/vsftpd/ in the repository (configs, CA and certificate,
@@ -30,11 +33,12 @@ HOST=127.0.0.1
 FTP_USER=ferryftp
 # A throwaway password for a local test account that only these loopback servers accept.
 FTP_PASSWORD='ferry-ftp-test-Pw-7c1e'
-# name port pasv_min pasv_max mode reuse denied-commands
+# name port pasv_min pasv_max mode reuse denied-commands denied-files
 SERVERS=(
-  "explicit 2121 30000 30049 explicit YES -"
-  "implicit 2990 30050 30099 implicit YES SIZE"
-  "noreuse 2122 30100 30149 explicit NO -"
+  "explicit 2121 30000 30049 explicit YES - -"
+  "implicit 2990 30050 30099 implicit YES SIZE -"
+  "noreuse 2122 30100 30149 explicit NO - -"
+  "nodot 2123 30150 30199 explicit YES - {.*}"
 )
 
 usage() {
@@ -66,6 +70,7 @@ if [ "$cmd" = env ]; then
   echo "FTP_PORT=2121"
   echo "FTPS_IMPLICIT_PORT=2990"
   echo "FTPS_NO_REUSE_PORT=2122"
+  echo "FTPS_NO_DOT_FILES_PORT=2123"
   echo "FTPS_IMPLICIT_DENIES=SIZE"
   echo "FTP_USER=$FTP_USER"
   echo "FTP_PASSWORD=$FTP_PASSWORD"
@@ -187,7 +192,7 @@ if [ ! -s "$TLS/server.pem" ] || [ ! -s "$TLS/ca.pem" ]; then
 fi
 
 write_config() {
-  local name="$1" port="$2" pmin="$3" pmax="$4" mode="$5" reuse="$6" denied="$7"
+  local name="$1" port="$2" pmin="$3" pmax="$4" mode="$5" reuse="$6" denied="$7" files="$8"
   local force=NO implicit=NO
   [ "$mode" = implicit ] && implicit=YES
   [ "$name" != explicit ] && force=YES # the 2121 server also serves plain FTP
@@ -232,11 +237,12 @@ ssl_ciphers=HIGH
 debug_ssl=YES
 EOF
   [ "$denied" = - ] || echo "cmds_denied=$denied" >>"$BASE/$name.conf"
+  [ "$files" = - ] || echo "deny_file=$files" >>"$BASE/$name.conf"
 }
 
 started=()
 for s in "${SERVERS[@]}"; do
-  read -r name port pmin pmax mode reuse denied <<<"$s"
+  read -r name port pmin pmax mode reuse denied files <<<"$s"
   if running "$name"; then
     echo "vsftpd $name: already running (pid $(cat "$(pid_file "$name")")) at $HOST:$port"
     continue
@@ -255,7 +261,7 @@ for s in "${SERVERS[@]}"; do
       exit 1
     fi
   fi
-  write_config "$name" "$port" "$pmin" "$pmax" "$mode" "$reuse" "$denied"
+  write_config "$name" "$port" "$pmin" "$pmax" "$mode" "$reuse" "$denied" "$files"
   log="$BASE/$name.log"
   # vsftpd reports start-up errors ("500 OOPS: ...") on descriptor 0: point it at the log too.
   setsid "$VSFTPD" "$BASE/$name.conf" 0>>"$log" >>"$log" 2>&1 9>&- &

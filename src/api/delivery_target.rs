@@ -177,6 +177,44 @@ pub enum FtpTls {
     Implicit,
 }
 
+/// How a file is named on a server while it is being written (rclone's `--partial-suffix`
+/// and `--inplace`). Every mode but `none` renames the complete file to its final name, so a
+/// consumer never sees a part of it there.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PartialNaming {
+    /// `.<file>.ferry-partial-<run id>` beside the final file: hidden (the default).
+    #[default]
+    Hidden,
+    /// `<file>.ferry-partial-<run id>` beside the final file, for servers that refuse names
+    /// starting with a dot.
+    Suffix,
+    /// `ferry-partial/<file>.ferry-partial-<run id>`: a staging directory inside the target
+    /// directory (created when missing), for consumers that pick up every file they see.
+    Directory,
+    /// The final name from the first byte, for servers that cannot rename: a consumer may
+    /// see a partial file, and a failed upload's remains are deleted.
+    #[serde(rename = "none")]
+    InPlace,
+}
+
+impl PartialNaming {
+    /// Whether this is the default (left out of stored specs, so plans stay as they were).
+    pub fn is_default(&self) -> bool {
+        *self == PartialNaming::Hidden
+    }
+
+    /// The word the resource files use.
+    pub fn key(&self) -> &'static str {
+        match self {
+            PartialNaming::Hidden => "hidden",
+            PartialNaming::Suffix => "suffix",
+            PartialNaming::Directory => "directory",
+            PartialNaming::InPlace => "none",
+        }
+    }
+}
+
 /// An FTP or FTPS server. Passive mode; uploads go to a temporary name and are renamed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -201,6 +239,14 @@ pub struct FtpTarget {
     /// server certificate). Certificates are always verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretRef>,
+    /// The name a file has while it is uploaded, before the rename to its final name:
+    /// `hidden` (default: `.<file>.ferry-partial-<run id>`), `suffix`
+    /// (`<file>.ferry-partial-<run id>`, for servers that refuse names starting with a dot),
+    /// `directory` (`ferry-partial/<file>.ferry-partial-<run id>`, a staging subdirectory) or
+    /// `none` (the final name from the first byte, for servers that cannot rename: a
+    /// consumer may see a partial file).
+    #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
+    pub partial: PartialNaming,
 }
 
 impl FtpTarget {
@@ -243,6 +289,14 @@ pub struct SftpTarget {
     /// Pinned server host keys as OpenSSH public key lines (`ssh-ed25519 AAAA...`), e.g. from
     /// `ferry keyscan`. Required: a server offering any other key is refused.
     pub host_keys: Vec<String>,
+    /// The name a file has while it is uploaded, before the rename to its final name:
+    /// `hidden` (default: `.<file>.ferry-partial-<run id>`), `suffix`
+    /// (`<file>.ferry-partial-<run id>`, for servers that refuse names starting with a dot),
+    /// `directory` (`ferry-partial/<file>.ferry-partial-<run id>`, a staging subdirectory) or
+    /// `none` (the final name from the first byte, for servers that cannot rename: a
+    /// consumer may see a partial file).
+    #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
+    pub partial: PartialNaming,
 }
 
 fn default_ssh_port() -> u16 {

@@ -12,11 +12,13 @@ use super::context::*;
 use super::view::receipt_lines;
 
 /// The applied DeliveryTarget named by `deliverytarget/NAME` (with the opened state and its
-/// name), or a usage error saying what to do.
+/// name), or a usage error saying what to do. The state is opened for writing only when
+/// `writes` (`rotate-password`); `deliver` records nothing.
 pub(super) async fn applied_delivery_target(
     ctx: &Ctx,
     target: &str,
     namespace: &str,
+    writes: bool,
 ) -> Result<(StateStore, String, crate::api::DeliveryTargetSpec)> {
     let (kind, name) = parse_resource(target, None)?;
     let Some(name) = name.filter(|_| kind == Kind::DeliveryTarget) else {
@@ -24,8 +26,11 @@ pub(super) async fn applied_delivery_target(
             "`{target}`: expected deliverytarget/NAME"
         )));
     };
-    // Read-only: a delivery by hand is recorded nowhere.
-    let store = StateStore::open_read_only(&ctx.state_path).await?;
+    let store = if writes {
+        StateStore::open(&ctx.state_path).await?
+    } else {
+        StateStore::open_read_only(&ctx.state_path).await?
+    };
     let spec = crate::runner::applied_target(&store, namespace, &name)
         .await?
         .ok_or_else(|| {
@@ -62,7 +67,8 @@ pub(super) async fn deliver_cmd(
     namespace: &str,
     output: ListOutput,
 ) -> Result<u8> {
-    let (_, name, spec) = applied_delivery_target(ctx, target, namespace).await?;
+    // A delivery by hand is recorded nowhere: the state is only read.
+    let (_, name, spec) = applied_delivery_target(ctx, target, namespace, false).await?;
     if spec.kind().is_some_and(|k| k.is_psa()) {
         return Err(Error::Usage(format!(
             "DeliveryTarget `{name}` is a PSA connection: it receives report files only from \

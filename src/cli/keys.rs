@@ -105,7 +105,7 @@ pub(super) fn split_host_port(address: &str) -> Result<(String, u16)> {
 }
 
 pub(super) async fn rotate_password_cmd(ctx: &Ctx, target: &str, namespace: &str) -> Result<u8> {
-    let (store, name, spec) = applied_delivery_target(ctx, target, namespace).await?;
+    let (store, name, spec) = applied_delivery_target(ctx, target, namespace, true).await?;
     let Some(hosted) = &spec.hosted_sftp else {
         return Err(Error::Usage(format!(
             "DeliveryTarget `{name}` is not a hostedSftp connection: only hosted SFTP users have \

@@ -20,11 +20,51 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::api::PartialNaming;
 use crate::deliver::transport::Outgoing;
 
 /// The temporary name of `file_name` for run `run_id`.
 pub fn partial_name(file_name: &str, run_id: i64) -> String {
     format!(".{file_name}.ferry-partial-{run_id}")
+}
+
+/// The staging directory of [`PartialNaming::Directory`], inside the target directory.
+pub const PARTIAL_DIR: &str = "ferry-partial";
+
+/// The temporary name (a path relative to the target directory) of `file_name` for run
+/// `run_id` under `naming`; `None` when the file is written in place.
+pub fn temporary_name(naming: PartialNaming, file_name: &str, run_id: i64) -> Option<String> {
+    match naming {
+        PartialNaming::Hidden => Some(partial_name(file_name, run_id)),
+        PartialNaming::Suffix => Some(format!("{file_name}.ferry-partial-{run_id}")),
+        PartialNaming::Directory => {
+            Some(format!("{PARTIAL_DIR}/{file_name}.ferry-partial-{run_id}"))
+        }
+        PartialNaming::InPlace => None,
+    }
+}
+
+/// What a plan says of a naming other than the default, after a target's one-line summary.
+pub fn naming_summary(naming: PartialNaming) -> String {
+    match naming {
+        PartialNaming::Hidden => String::new(),
+        PartialNaming::InPlace => {
+            ", written in place (partial: none): a consumer may see a partial file".into()
+        }
+        other => format!(", partial: {}", other.key()),
+    }
+}
+
+/// The plan notes of a naming change.
+pub fn naming_change_notes(old: PartialNaming, new: PartialNaming, notes: &mut Vec<String>) {
+    if old != new {
+        notes.push(format!("partial {} -> {}", old.key(), new.key()));
+        if new == PartialNaming::InPlace {
+            notes.push(
+                "WARNING: files are written in place: a consumer may see a partial file".into(),
+            );
+        }
+    }
 }
 
 /// Whether `name` is one of Ferry's temporary names ([`partial_name`]).
@@ -34,6 +74,34 @@ pub fn is_partial_name(name: &str) -> bool {
 
 /// How long removing a failed attempt's temporary file may take, reconnecting included.
 pub const REMOVE_LEFTOVER_WITHIN: Duration = Duration::from_secs(30);
+
+/// Why an upload failed, and whether the server may hold something under the name written.
+#[derive(Debug)]
+pub struct UploadFailed {
+    /// A complete sentence naming the step and the file.
+    pub message: String,
+    /// `false` when the server refused before any file was created (e.g. STOR refused, an
+    /// OPEN refused): there is nothing to remove and nothing to warn about.
+    pub may_have_written: bool,
+}
+
+impl UploadFailed {
+    /// Refused before anything was created.
+    pub fn refused(message: String) -> Self {
+        UploadFailed {
+            message,
+            may_have_written: false,
+        }
+    }
+
+    /// Failed once a file may exist.
+    pub fn written(message: String) -> Self {
+        UploadFailed {
+            message,
+            may_have_written: true,
+        }
+    }
+}
 
 /// Why a server did not give a file's size.
 #[derive(Debug)]
@@ -53,13 +121,13 @@ pub trait RemoteDir {
     fn target(&self) -> &str;
     /// Where `name` is, for messages: `sftp://user@host:22/dir/name`, `/dir/name on host:21`.
     fn locate(&self, name: &str) -> String;
-    /// Writes the staged file as `temp`, replacing a leftover of an earlier attempt of the
-    /// run, and returns the bytes sent.
+    /// Writes the staged file as `name` (a temporary name, or the final one when written in
+    /// place), replacing what is there, and returns the bytes sent.
     fn upload(
         &mut self,
-        temp: &str,
+        name: &str,
         file: &Outgoing<'_>,
-    ) -> impl Future<Output = Result<u64, String>> + Send;
+    ) -> impl Future<Output = Result<u64, UploadFailed>> + Send;
     /// The size of `name` as the server sees it.
     fn size(&mut self, name: &str) -> impl Future<Output = Result<u64, SizeUnknown>> + Send;
     /// Renames `temp` to `name`, replacing an existing `name`.
@@ -70,33 +138,36 @@ pub trait RemoteDir {
     ) -> impl Future<Output = Result<(), String>> + Send;
     /// Deletes `temp`, on a new connection when the current one is broken.
     fn remove(&mut self, temp: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Creates the directory `name` in this directory unless it exists ([`PARTIAL_DIR`]).
+    fn make_dir(&mut self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// Delivers `file` into `dir` by the rule above and returns its size after the rename.
-/// After a failure before the rename completes, the temporary file is removed (best effort,
-/// within [`REMOVE_LEFTOVER_WITHIN`]); a leftover is harmless anyway: the run's next attempt
-/// writes the same temporary name.
-pub async fn place_remote(dir: &mut impl RemoteDir, file: &Outgoing<'_>) -> Result<u64, String> {
-    let temp = partial_name(file.file_name, file.run_id);
-    if let Err(e) = upload_and_rename(dir, file, &temp).await {
-        match tokio::time::timeout(REMOVE_LEFTOVER_WITHIN, dir.remove(&temp)).await {
-            Ok(Ok(())) => tracing::debug!(
-                target_name = dir.target(),
-                temp,
-                "removed the partial upload"
-            ),
-            Ok(Err(why)) => tracing::warn!(
-                target_name = dir.target(),
-                temp,
-                "could not remove the partial upload: {why}"
-            ),
-            Err(_) => tracing::warn!(
-                target_name = dir.target(),
-                temp,
-                "could not remove the partial upload: timed out"
-            ),
+/// Delivers `file` into `dir` by the rule above, its temporary name chosen by `naming`, and
+/// returns its size after the rename. After a failure before the rename completes, what the
+/// attempt wrote is removed (best effort, within [`REMOVE_LEFTOVER_WITHIN`]); a leftover is
+/// harmless anyway: the run's next attempt writes the same temporary name. Written in place
+/// ([`PartialNaming::InPlace`]), a failed upload's remains under the final name are removed
+/// the same way.
+pub async fn place_remote(
+    dir: &mut impl RemoteDir,
+    file: &Outgoing<'_>,
+    naming: PartialNaming,
+) -> Result<u64, String> {
+    let temp = temporary_name(naming, file.file_name, file.run_id);
+    let written = temp.as_deref().unwrap_or(file.file_name);
+    if naming == PartialNaming::Directory {
+        dir.make_dir(PARTIAL_DIR).await.map_err(|e| {
+            format!(
+                "cannot create the staging directory {}: {e}",
+                dir.locate(PARTIAL_DIR)
+            )
+        })?;
+    }
+    if let Err(failed) = upload_and_rename(dir, file, written, temp.is_some()).await {
+        if failed.may_have_written {
+            remove_leftover(dir, written).await;
         }
-        return Err(e);
+        return Err(failed.message);
     }
     match dir.size(file.file_name).await {
         Ok(bytes) if bytes == file.bytes => Ok(bytes),
@@ -112,44 +183,75 @@ pub async fn place_remote(dir: &mut impl RemoteDir, file: &Outgoing<'_>) -> Resu
     }
 }
 
-/// Upload, size check of the temporary file, rename: the steps after which a failure may
-/// leave a temporary file behind.
+/// Best effort: deletes what a failed attempt wrote, with a warning when that fails.
+async fn remove_leftover(dir: &mut impl RemoteDir, written: &str) {
+    match tokio::time::timeout(REMOVE_LEFTOVER_WITHIN, dir.remove(written)).await {
+        Ok(Ok(())) => tracing::debug!(
+            target_name = dir.target(),
+            file = written,
+            "removed the partial upload"
+        ),
+        Ok(Err(why)) => tracing::warn!(
+            target_name = dir.target(),
+            file = written,
+            "could not remove the partial upload: {why}"
+        ),
+        Err(_) => tracing::warn!(
+            target_name = dir.target(),
+            file = written,
+            "could not remove the partial upload: timed out"
+        ),
+    }
+}
+
+/// Upload, size check of what was written, rename when `rename`: the steps after which a
+/// failure may leave a file behind.
 async fn upload_and_rename(
     dir: &mut impl RemoteDir,
     file: &Outgoing<'_>,
-    temp: &str,
-) -> Result<(), String> {
-    let sent = dir.upload(temp, file).await?;
+    written: &str,
+    rename: bool,
+) -> Result<(), UploadFailed> {
+    let sent = dir.upload(written, file).await?;
     if sent != file.bytes {
-        return Err(format!(
+        return Err(UploadFailed::written(format!(
             "upload of {}: {sent} bytes sent, {} expected",
-            dir.locate(temp),
+            dir.locate(written),
             file.bytes
-        ));
+        )));
     }
-    // The temporary file must be complete before anyone can see it under its final name. (A
-    // server without SIZE may also leave hidden files out of its listings: then the
-    // transfer's own confirmation has to do, and the size is checked after the rename.)
-    match dir.size(temp).await {
+    // The temporary file must be complete before anyone can see it under its final name (and
+    // a file written in place is removed when it is not). A server without SIZE may also leave
+    // hidden files out of its listings: then the transfer's own confirmation has to do, and
+    // the size is checked after the rename.
+    match dir.size(written).await {
         Ok(size) if size == file.bytes => {}
         Ok(size) => {
-            return Err(format!(
+            return Err(UploadFailed::written(format!(
                 "size check of {}: the server has {size} bytes, {} were sent",
-                dir.locate(temp),
+                dir.locate(written),
                 file.bytes
-            ));
+            )));
         }
         Err(SizeUnknown::Failed(why)) => {
-            return Err(format!("size check of {}: {why}", dir.locate(temp)));
+            return Err(UploadFailed::written(format!(
+                "size check of {}: {why}",
+                dir.locate(written)
+            )));
         }
         Err(SizeUnknown::NotOffered(why)) => {
             tracing::debug!(
                 "size of {} unknown before the rename: {why}",
-                dir.locate(temp)
+                dir.locate(written)
             );
         }
     }
-    dir.rename_over(temp, file.file_name).await
+    if rename {
+        dir.rename_over(written, file.file_name)
+            .await
+            .map_err(UploadFailed::written)?;
+    }
+    Ok(())
 }
 
 /// Places a file in the local directory `dir` as `file_name` by the rule above and returns its
@@ -252,7 +354,10 @@ mod tests {
         keeps: Option<u64>,
         no_size_command: bool,
         refuses_rename: bool,
+        /// Refuses to create names starting with a dot (pure-ftpd `-x`).
+        refuses_dot_files: bool,
         removed: Vec<String>,
+        dirs: Vec<String>,
     }
 
     impl RemoteDir for FakeDir {
@@ -262,7 +367,12 @@ mod tests {
         fn locate(&self, name: &str) -> String {
             format!("/out/{name} on fake:21")
         }
-        async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, String> {
+        async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, UploadFailed> {
+            if self.refuses_dot_files && temp.starts_with('.') {
+                return Err(UploadFailed::refused(format!(
+                    "upload of {temp}: 550 dot files are not allowed"
+                )));
+            }
             let kept = self.keeps.unwrap_or(file.bytes);
             self.files.insert(temp.to_string(), kept);
             Ok(file.bytes)
@@ -291,9 +401,17 @@ mod tests {
                 .map(drop)
                 .ok_or("no such file".into())
         }
+        async fn make_dir(&mut self, name: &str) -> Result<(), String> {
+            self.dirs.push(name.to_string());
+            Ok(())
+        }
     }
 
     fn deliver_to(dir: &mut FakeDir, bytes: u64) -> Result<u64, String> {
+        deliver_named(dir, bytes, PartialNaming::Hidden)
+    }
+
+    fn deliver_named(dir: &mut FakeDir, bytes: u64, naming: PartialNaming) -> Result<u64, String> {
         let about = crate::deliver::About {
             namespace: "shop".into(),
             schedule: "daily".into(),
@@ -313,7 +431,7 @@ mod tests {
             .enable_time()
             .build()
             .unwrap()
-            .block_on(place_remote(dir, &file))
+            .block_on(place_remote(dir, &file, naming))
     }
 
     #[test]
@@ -369,5 +487,62 @@ mod tests {
         // Renamed (the transfer's own confirmation had to do), nothing left to remove.
         assert_eq!(dir.files.keys().collect::<Vec<_>>(), ["orders.csv"]);
         assert!(dir.removed.is_empty());
+    }
+
+    #[test]
+    fn a_refusal_before_anything_was_written_leaves_nothing_to_remove() {
+        let mut dir = FakeDir {
+            refuses_dot_files: true,
+            ..FakeDir::default()
+        };
+        let err = deliver_to(&mut dir, 10).unwrap_err();
+        assert!(err.contains("550 dot files are not allowed"), "{err}");
+        assert!(dir.removed.is_empty(), "no removal, so no false warning");
+    }
+
+    #[test]
+    fn each_naming_writes_its_own_temporary_name_and_ends_with_the_final_name_only() {
+        for (naming, written) in [
+            (PartialNaming::Suffix, "orders.csv.ferry-partial-9"),
+            (
+                PartialNaming::Directory,
+                "ferry-partial/orders.csv.ferry-partial-9",
+            ),
+            (PartialNaming::InPlace, "orders.csv"),
+        ] {
+            assert_eq!(
+                temporary_name(naming, "orders.csv", 9)
+                    .as_deref()
+                    .unwrap_or("orders.csv"),
+                written
+            );
+            let mut dir = FakeDir {
+                refuses_dot_files: true,
+                ..FakeDir::default()
+            };
+            assert_eq!(deliver_named(&mut dir, 10, naming), Ok(10), "{naming:?}");
+            assert_eq!(
+                dir.files.keys().collect::<Vec<_>>(),
+                ["orders.csv"],
+                "{naming:?}"
+            );
+            let staging = usize::from(naming == PartialNaming::Directory);
+            assert_eq!(dir.dirs.len(), staging, "{naming:?}");
+        }
+    }
+
+    #[test]
+    fn a_short_file_written_in_place_is_removed_from_under_its_final_name() {
+        let mut dir = FakeDir {
+            keeps: Some(4),
+            ..FakeDir::default()
+        };
+        let err = deliver_named(&mut dir, 10, PartialNaming::InPlace).unwrap_err();
+        assert!(
+            err.contains("the server has 4 bytes, 10 were sent"),
+            "{err}"
+        );
+        assert!(dir.files.is_empty(), "{:?}", dir.files);
+        assert_eq!(dir.removed, ["orders.csv"]);
     }
 }

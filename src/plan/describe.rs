@@ -211,6 +211,7 @@ mod tests {
                 passphrase_secret_ref: None,
                 password_secret_ref: None,
                 host_keys: host_keys.iter().map(|k| k.to_string()).collect(),
+                partial: Default::default(),
             }),
             ..Default::default()
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use ferry::api::{FtpTarget, FtpTls, SecretRef};
+use ferry::api::{FtpTarget, FtpTls, PartialNaming, SecretRef};
 use ferry::deliver::ftp::FtpTransport;
 use ferry::deliver::{About, Outgoing, Receipt, Transport};
 use ferry::secrets::FileSecrets;
@@ -26,6 +26,8 @@ struct Servers {
     implicit_port: u16,
     /// Explicit FTPS, session reuse not required.
     no_reuse_port: u16,
+    /// Refuses names starting with a dot (`deny_file={.*}`).
+    no_dot_files_port: u16,
     user: String,
     password: String,
     ca_cert: PathBuf,
@@ -71,6 +73,7 @@ fn servers() -> &'static Servers {
             port: port("FTP_PORT"),
             implicit_port: port("FTPS_IMPLICIT_PORT"),
             no_reuse_port: port("FTPS_NO_REUSE_PORT"),
+            no_dot_files_port: port("FTPS_NO_DOT_FILES_PORT"),
             user: get("FTP_USER"),
             password: get("FTP_PASSWORD"),
             ca_cert: get("FTP_CA_CERT").into(),
@@ -122,6 +125,7 @@ fn target(port: u16, tls: FtpTls, directory: &str) -> Setup {
             username: s.user.clone(),
             password_secret_ref: Some(password),
             ca_secret_ref: Some(ca),
+            partial: Default::default(),
         },
         secrets,
         staging: tempfile::tempdir().unwrap(),
@@ -595,4 +599,43 @@ async fn a_missing_password_secret_is_reported_before_connecting() {
         .to_string();
 
     assert!(err.contains("nope/password"), "{err}");
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_dot_files_takes_every_other_temporary_naming() {
+    let s = servers();
+    let (dir, local) = fresh_dir("no-dot-files");
+    let mut setup = target(s.no_dot_files_port, FtpTls::Explicit, &dir);
+
+    // The default hidden name is refused before anything is written.
+    let refused = setup
+        .deliver("orders.csv", REPORT, 21)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("upload of /ferry-tests/no-dot-files/.orders.csv.ferry-partial-21"),
+        "{refused}"
+    );
+    assert!(refused.contains("the server refused it: 550"), "{refused}");
+    assert_eq!(names_in(&local), Vec::<String>::new());
+
+    for (run, naming) in [
+        (22, PartialNaming::Suffix),
+        (23, PartialNaming::Directory),
+        (24, PartialNaming::InPlace),
+    ] {
+        setup.target.partial = naming;
+        let content = format!("run {run}\n").into_bytes();
+        let receipt = setup.deliver("orders.csv", &content, run).await.unwrap();
+        assert_eq!(receipt.bytes, content.len() as u64, "{naming:?}");
+        assert_eq!(std::fs::read(local.join("orders.csv")).unwrap(), content);
+        let staging = local.join("ferry-partial");
+        if staging.exists() {
+            assert_eq!(names_in(&staging), Vec::<String>::new(), "{naming:?}");
+        }
+        let mut names = names_in(&local);
+        names.retain(|n| n != "ferry-partial");
+        assert_eq!(names, ["orders.csv"], "{naming:?}");
+    }
 }

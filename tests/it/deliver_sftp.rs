@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ferry::api::{SecretRef, SftpTarget};
+use ferry::api::{PartialNaming, SecretRef, SftpTarget};
 use ferry::deliver::sftp::SftpTransport;
 use ferry::deliver::{About, Outgoing, Receipt, Transport};
 use ferry::secrets::FileSecrets;
@@ -109,6 +109,7 @@ impl Setup {
                 passphrase_secret_ref: None,
                 password_secret_ref: None,
                 host_keys: vec![env("SFTP_HOST_KEY_ED25519")],
+                partial: Default::default(),
             },
         }
     }
@@ -747,4 +748,35 @@ async fn a_generated_key_installed_in_authorized_keys_logs_in() {
         .passphrase("s3cret phrase");
     delivered(setup.deliver("orders.csv", CSV, 1).await);
     assert_eq!(listing(&dir), ["orders.csv"]);
+}
+
+#[tokio::test]
+async fn every_temporary_naming_ends_with_the_final_file_alone() {
+    let dir = fresh_dir_of("SFTP_KEY_USER_HOME", "namings");
+    let mut setup = Setup::new(&env("SFTP_KEY_USER"), "namings").key_file(&env("SFTP_KEY_ED25519"));
+    for (run, naming) in [
+        (31, PartialNaming::Suffix),
+        (32, PartialNaming::Directory),
+        (33, PartialNaming::InPlace),
+    ] {
+        setup.target.partial = naming;
+        let content = format!("run {run}\n").into_bytes();
+        let receipt = delivered(setup.deliver("orders.csv", &content, run).await);
+        assert_eq!(receipt.bytes, content.len() as u64, "{naming:?}");
+        assert_eq!(
+            std::fs::read(dir.join("orders.csv")).expect("delivered"),
+            content
+        );
+        let staging = dir.join("ferry-partial");
+        if staging.exists() {
+            assert!(
+                listing(&staging).is_empty(),
+                "{naming:?}: {:?}",
+                listing(&staging)
+            );
+        }
+        let mut names = listing(&dir);
+        names.retain(|n| n != "ferry-partial");
+        assert_eq!(names, ["orders.csv"], "{naming:?}");
+    }
 }

@@ -33,7 +33,7 @@ use suppaftp::tokio::AsyncRustlsFtpStream;
 use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Transport};
 use crate::api::TargetKind;
-use crate::api::{FtpTarget, FtpTls};
+use crate::api::{FtpTarget, FtpTls, PartialNaming};
 use crate::secrets::{FileSecrets, SecretValue};
 use crate::tls::parse_pem_certificates;
 use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_remote_dir};
@@ -65,6 +65,8 @@ pub struct FtpTransport {
     username: String,
     password: Option<SecretValue>,
     ca_pem: Option<SecretValue>,
+    /// The name a file has while it is uploaded.
+    partial: PartialNaming,
 }
 
 impl fmt::Debug for FtpTransport {
@@ -119,6 +121,7 @@ impl FtpTransport {
             port: target.effective_port(),
             tls: target.tls,
             directory: target.directory.clone(),
+            partial: target.partial,
             username: target.username.clone(),
             password,
             ca_pem,
@@ -189,7 +192,7 @@ impl TargetSpec for FtpTarget {
 
     fn summary(&self) -> String {
         format!(
-            "FTP{} {}@{}:{}{}",
+            "FTP{} {}@{}:{}{}{}",
             match self.tls {
                 FtpTls::None => "",
                 FtpTls::Explicit => "S (explicit TLS)",
@@ -198,7 +201,8 @@ impl TargetSpec for FtpTarget {
             self.username,
             self.host,
             self.effective_port(),
-            self.directory
+            self.directory,
+            crate::deliver::atomic::naming_summary(self.partial)
         )
     }
 
@@ -230,6 +234,7 @@ impl TargetSpec for FtpTarget {
         if x.ca_secret_ref != y.ca_secret_ref {
             notes.push("trusted CA certificate changed".into());
         }
+        crate::deliver::atomic::naming_change_notes(x.partial, y.partial, notes);
     }
 }
 

@@ -21,6 +21,7 @@ use super::{
     CHUNK, CLEANUP_TIMEOUT, CONNECT_TIMEOUT, Ftp, FtpTransport, IDLE_TIMEOUT, REPLY_TIMEOUT,
 };
 use crate::api::FtpTls;
+use crate::deliver::atomic::UploadFailed;
 use crate::tls::ClientTls;
 
 /// `f` within `limit`, a timeout being a connection error.
@@ -303,13 +304,14 @@ impl Session {
         }
     }
 
-    /// Uploads the staged file as `name` (in the current directory). Returns the bytes sent.
+    /// Uploads the staged file as `name` (in the current directory). Returns the bytes sent;
+    /// a refused STOR is an error that wrote nothing.
     pub(super) async fn upload(
         &mut self,
         name: &str,
         staged: &Path,
         expected: u64,
-    ) -> std::result::Result<u64, String> {
+    ) -> std::result::Result<u64, UploadFailed> {
         let store = async |f: &mut Ftp| f.put_with_stream(name).await;
         let opened = match self.step(REPLY_TIMEOUT, store).await {
             Err(refused) if !self.broken() => {
@@ -320,7 +322,9 @@ impl Session {
                     .await
                     .is_err()
                 {
-                    return Err(format!("the server refused it: {refused}"));
+                    return Err(UploadFailed::refused(format!(
+                        "the server refused it: {refused}"
+                    )));
                 }
                 self.step(REPLY_TIMEOUT, store).await
             }
@@ -332,31 +336,37 @@ impl Session {
                 // A failed data connection's reason comes on the control connection (e.g.
                 // vsftpd's `522 SSL connection failed: session reuse required`).
                 let said = within(Duration::from_secs(5), self.ftp.read_response_in(&[])).await;
-                return Err(match said {
+                return Err(UploadFailed::written(match said {
                     Err(reply @ FtpError::UnexpectedResponse(_)) => {
                         format!("{e}; the server said: {}", describe(&reply))
                     }
                     _ => e,
-                });
+                }));
             }
-            Err(refused) => return Err(format!("the server refused it: {refused}")),
+            Err(refused) => {
+                return Err(UploadFailed::refused(format!(
+                    "the server refused it: {refused}"
+                )));
+            }
         };
         let sent = match send_file(staged, &mut data).await {
             Ok(sent) if sent == expected => sent,
             // Dropping the data connection without finishing aborts the transfer; suppaftp reads
             // its reply before the next command.
             Ok(sent) => {
-                return Err(format!(
+                return Err(UploadFailed::written(format!(
                     "{} has {sent} bytes, expected {expected} (did it change after staging?)",
                     staged.display()
-                ));
+                )));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(UploadFailed::written(e)),
         };
         // End of data (TLS close_notify, then FIN) and the server's confirmation.
         self.step(IDLE_TIMEOUT, async |_| data.finish().await)
             .await
-            .map_err(|e| format!("the server did not confirm the transfer: {e}"))?;
+            .map_err(|e| {
+                UploadFailed::written(format!("the server did not confirm the transfer: {e}"))
+            })?;
         Ok(sent)
     }
 

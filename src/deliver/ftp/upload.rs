@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::session::{Session, join_remote, url_path};
-use super::{CLEANUP_TIMEOUT, FtpTransport, check_name};
+use super::{CLEANUP_TIMEOUT, FtpTransport, REPLY_TIMEOUT, check_name};
 use crate::Result;
 use crate::api::FtpTls;
-use crate::deliver::atomic::{RemoteDir, SizeUnknown, place_remote};
+use crate::deliver::atomic::{RemoteDir, SizeUnknown, UploadFailed, place_remote};
 use crate::deliver::{Outgoing, Receipt};
 use crate::tls::ClientTls;
 
@@ -40,7 +40,7 @@ impl FtpTransport {
             session,
             dir,
         };
-        let placed = place_remote(&mut remote, file).await;
+        let placed = place_remote(&mut remote, file, self.partial).await;
         let FtpDir { session, dir, .. } = remote;
         session.quit().await;
         let bytes = placed.map_err(|e| self.error(e))?;
@@ -90,18 +90,20 @@ impl RemoteDir for FtpDir<'_> {
         format!("{} on {}", self.path(name), self.transport.endpoint())
     }
 
-    async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, String> {
+    async fn upload(&mut self, name: &str, file: &Outgoing<'_>) -> Result<u64, UploadFailed> {
         let started = Instant::now();
         let sent = self
             .session
-            .upload(temp, file.staged, file.bytes)
+            .upload(name, file.staged, file.bytes)
             .await
-            .map_err(|e| {
-                format!(
-                    "upload of {} to {}: {e}",
-                    self.path(temp),
-                    self.transport.endpoint()
-                )
+            .map_err(|mut failed| {
+                failed.message = format!(
+                    "upload of {} to {}: {}",
+                    self.path(name),
+                    self.transport.endpoint(),
+                    failed.message
+                );
+                failed
             })?;
         let elapsed = started.elapsed().as_secs_f64();
         tracing::debug!(
@@ -154,5 +156,24 @@ impl RemoteDir for FtpDir<'_> {
         }
         // A server may echo what it was sent: never let the password through.
         removed.map_err(|e| self.transport.scrub(e))
+    }
+
+    /// MKD; a refusal is fine when the directory is there (CWD into it and back succeeds).
+    async fn make_dir(&mut self, name: &str) -> Result<(), String> {
+        let made = self
+            .session
+            .step(REPLY_TIMEOUT, async |f| f.mkdir(name).await)
+            .await;
+        let Err(refused) = made else { return Ok(()) };
+        if self.session.broken() {
+            return Err(refused);
+        }
+        self.session
+            .step(REPLY_TIMEOUT, async |f| f.cwd(name).await)
+            .await
+            .map_err(|_| refused)?;
+        self.session
+            .step(REPLY_TIMEOUT, async |f| f.cdup().await)
+            .await
     }
 }

@@ -20,7 +20,7 @@ use russh_sftp::client::RawSftpSession;
 use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Transport};
 use crate::api::TargetKind;
-use crate::api::{SecretRef, SftpTarget};
+use crate::api::{PartialNaming, SecretRef, SftpTarget};
 use crate::secrets::{FileSecrets, SecretValue};
 use crate::ssh::{self, PublicKey};
 use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_remote_dir};
@@ -68,6 +68,8 @@ pub struct SftpTransport {
     username: String,
     credentials: Credentials,
     pinned: Arc<Vec<PublicKey>>,
+    /// The name a file has while it is uploaded.
+    partial: PartialNaming,
 }
 
 impl std::fmt::Debug for SftpTransport {
@@ -148,6 +150,7 @@ impl SftpTransport {
             username: target.username.clone(),
             credentials,
             pinned: Arc::new(pinned),
+            partial: target.partial,
         })
     }
 
@@ -318,12 +321,13 @@ impl TargetSpec for SftpTarget {
 
     fn summary(&self) -> String {
         format!(
-            "SFTP {}@{}:{} {} ({} pinned host key(s))",
+            "SFTP {}@{}:{} {} ({} pinned host key(s)){}",
             self.username,
             self.host,
             self.port,
             self.directory,
-            self.host_keys.len()
+            self.host_keys.len(),
+            crate::deliver::atomic::naming_summary(self.partial)
         )
     }
 
@@ -331,6 +335,7 @@ impl TargetSpec for SftpTarget {
         let (TargetKind::Sftp(x), y) = (old, self) else {
             return;
         };
+        crate::deliver::atomic::naming_change_notes(x.partial, y.partial, notes);
         if x.host != y.host || x.port != y.port {
             notes.push(format!(
                 "server {}:{} -> {}:{}",

@@ -17,7 +17,7 @@ use super::{
     join, normalize_dir,
 };
 use crate::Result;
-use crate::deliver::atomic::{RemoteDir, SizeUnknown, place_remote};
+use crate::deliver::atomic::{RemoteDir, SizeUnknown, UploadFailed, place_remote};
 use crate::deliver::{Outgoing, Receipt};
 
 impl SftpTransport {
@@ -95,7 +95,7 @@ impl SftpTransport {
                 sftp: &sftp,
                 dir,
             };
-            let bytes = place_remote(&mut remote, file)
+            let bytes = place_remote(&mut remote, file, self.partial)
                 .await
                 .map_err(|e| self.error(e))?;
             Ok::<_, crate::Error>((join(&remote.dir, file.file_name), bytes))
@@ -186,8 +186,8 @@ impl RemoteDir for SftpDir<'_> {
 
     /// Opened with truncate (a leftover of an earlier attempt of the same run is overwritten),
     /// written with up to [`MAX_IN_FLIGHT`] requests in flight, closed.
-    async fn upload(&mut self, temp: &str, file: &Outgoing<'_>) -> Result<u64, String> {
-        let temp = self.path(temp);
+    async fn upload(&mut self, name: &str, file: &Outgoing<'_>) -> Result<u64, UploadFailed> {
+        let temp = self.path(name);
         let raw = &self.sftp.raw;
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             format!("{what} {}: {e}", self.transport.url(&temp))
@@ -209,28 +209,29 @@ impl RemoteDir for SftpDir<'_> {
             }
             other => other,
         };
+        // Refused to open: nothing was created.
         let handle = opened
-            .map_err(|e| fail("cannot create", &describe_sftp_error(&e)))?
+            .map_err(|e| UploadFailed::refused(fail("cannot create", &describe_sftp_error(&e))))?
             .handle;
         let written = match self.write_all(&handle, file).await {
             Ok(n) => n,
             Err(e) => {
                 let _ = raw.close(handle.as_str()).await;
-                return Err(fail("upload to", &e));
+                return Err(UploadFailed::written(fail("upload to", &e)));
             }
         };
-        raw.close(handle.as_str())
-            .await
-            .map_err(|e| fail("cannot finish writing", &describe_sftp_error(&e)))?;
+        raw.close(handle.as_str()).await.map_err(|e| {
+            UploadFailed::written(fail("cannot finish writing", &describe_sftp_error(&e)))
+        })?;
         if written != file.bytes {
-            return Err(fail(
+            return Err(UploadFailed::written(fail(
                 "upload to",
                 &format!(
                     "the staged file {} has {written} bytes, expected {}",
                     file.staged.display(),
                     file.bytes
                 ),
-            ));
+            )));
         }
         Ok(written)
     }
@@ -294,6 +295,22 @@ impl RemoteDir for SftpDir<'_> {
             .await
             .map(drop)
             .map_err(|e| describe_sftp_error(&e))
+    }
+
+    async fn make_dir(&mut self, name: &str) -> Result<(), String> {
+        let path = self.path(name);
+        match self.sftp.raw.stat(path.as_str()).await {
+            Ok(a) if a.attrs.is_dir() => Ok(()),
+            Ok(_) => Err(format!("{path} exists and is not a directory")),
+            Err(_) => self
+                .transport
+                .create_directories(self.sftp, &path)
+                .await
+                .map_err(|e| match e {
+                    crate::Error::Delivery { message, .. } => message,
+                    other => other.to_string(),
+                }),
+        }
     }
 }
 
