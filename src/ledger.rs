@@ -377,6 +377,51 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Takes over the interrupted run of this slot, if there is one (left `running` by a
+    /// process that is gone), so that running the slot again continues it: the same run id,
+    /// so the same staged file and the same temporary names at the destinations, and one run
+    /// in the history. The owner is compared and set in one statement: of two processes
+    /// reaching for the same run, one gets it.
+    pub async fn adopt_interrupted(&self, key: &SlotKey<'_>) -> Result<Option<i64>> {
+        let rows = sqlx::query(
+            "SELECT id, owner FROM runs WHERE namespace = $1 AND schedule = $2 \
+             AND slot_epoch = $3 AND outcome = 'running' ORDER BY id DESC",
+        )
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(key.slot.timestamp().as_second())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let id: i64 = row.get("id");
+            let was: Option<String> = row.get("owner");
+            if was.as_deref().is_some_and(owner_alive) {
+                continue;
+            }
+            let taken = match &was {
+                Some(was) => {
+                    sqlx::query("UPDATE runs SET owner = $1 WHERE id = $2 AND owner = $3")
+                        .bind(owner())
+                        .bind(id)
+                        .bind(was)
+                        .execute(&self.pool)
+                        .await?
+                }
+                None => {
+                    sqlx::query("UPDATE runs SET owner = $1 WHERE id = $2 AND owner IS NULL")
+                        .bind(owner())
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?
+                }
+            };
+            if taken.rows_affected() == 1 {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
     /// Marks a run as taken over by this process (after a crash of its previous owner).
     pub async fn adopt(&self, run: i64) -> Result<()> {
         sqlx::query("UPDATE runs SET owner = $1 WHERE id = $2")

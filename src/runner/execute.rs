@@ -34,10 +34,29 @@ impl Runner {
                 self.ledger.adopt(id).await?;
                 id
             }
+            // A slot whose run was interrupted continues that run, with its run id (a
+            // `--resend` is a delivery of its own).
             None => {
-                self.ledger
-                    .start_run(&key, request.trigger, view.generation, &started.to_string())
-                    .await?
+                let adopted = match request.resend {
+                    false => self.ledger.adopt_interrupted(&key).await?,
+                    true => None,
+                };
+                match adopted {
+                    Some(id) => {
+                        tracing::info!(
+                            schedule = %view.key,
+                            slot = %rfc3339(slot),
+                            run = id,
+                            "continuing the interrupted run of this slot"
+                        );
+                        id
+                    }
+                    None => {
+                        self.ledger
+                            .start_run(&key, request.trigger, view.generation, &started.to_string())
+                            .await?
+                    }
+                }
             }
         };
         let file_name = filename::render(

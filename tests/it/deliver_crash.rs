@@ -1,6 +1,7 @@
-//! A kill -9 of Ferry in the middle of a large SFTP upload, then a restart: exactly one complete
-//! file at the destination, and no partial file is ever listed under the final name. Runs
-//! against the private OpenSSH sshd of `scripts/test-servers/sshd.sh`, through the binary.
+//! A kill -9 of Ferry in the middle of a large SFTP upload, then a restart or the same slot
+//! run again by hand: exactly one complete file at the destination, no leftover, one run in the
+//! history, and no partial file is ever listed under the final name. Runs against the private
+//! OpenSSH sshd of `scripts/test-servers/sshd.sh`, through the binary.
 
 use crate::common;
 
@@ -85,9 +86,46 @@ fn listing(dir: &Path) -> Vec<(String, u64)> {
     out
 }
 
-#[test]
-fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_file() {
-    let mut sb = Sandbox::new();
+/// The slot every test here runs.
+const SLOT: &str = "2026-07-31T00:30:00+09:00";
+
+/// `ferry run-now rs/big --slot SLOT`, killed with SIGKILL once the temporary file at
+/// `local_dir` holds some MiB. Returns that temporary file's name and size.
+fn run_and_kill_mid_upload(sb: &Sandbox, local_dir: &Path) -> (String, u64) {
+    let mut child = common::ferry_command()
+        .args(["run-now", "rs/big", "--slot", SLOT])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferry starts");
+    // Kill -9 once the upload is under way: the temporary file holds some MiB.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let partial = loop {
+        let under_way = listing(local_dir)
+            .into_iter()
+            .find(|(name, size)| name.contains(".ferry-partial-") && *size > 4 << 20);
+        if let Some(p) = under_way {
+            break p;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ferry finished before the upload could be interrupted: make the file larger"
+        );
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    partial
+}
+
+/// A directory of its own under the key user's home: (remote, local).
+fn unique_dir() -> (String, PathBuf) {
     let unique = format!(
         "crash-{}-{}",
         std::process::id(),
@@ -98,6 +136,49 @@ fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_
     );
     let remote_dir = format!("upload/{unique}");
     let local_dir = Path::new(var("SFTP_KEY_USER_HOME")).join(&remote_dir);
+    (remote_dir, local_dir)
+}
+
+#[test]
+fn a_slot_run_again_by_hand_after_a_kill_continues_the_interrupted_run_and_leaves_no_partial() {
+    let mut sb = Sandbox::new();
+    let (remote_dir, local_dir) = unique_dir();
+    let files = big_sftp_export(&sb, &remote_dir, 2_500_000);
+    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    let final_name = "big_20260731.csv";
+    let (partial, _) = run_and_kill_mid_upload(&sb, &local_dir);
+
+    // Run by hand again, the slot's interrupted run is continued: same run id, so the same
+    // temporary name, overwritten and renamed; nothing of the first attempt is left.
+    let again = sb.ferry(["run-now", "rs/big", "--slot", SLOT]).success();
+    assert!(again.stdout.contains(": succeeded,"), "{again:#?}");
+    // A later start finds nothing left to resume.
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+
+    let runs = sb
+        .ferry(["history", "rs/big", "-o", "json"])
+        .success()
+        .json();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "one run for the slot: {runs:#?}");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    let deliveries = runs[0]["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{runs:#?}");
+    assert_eq!(deliveries[0]["outcome"], "succeeded");
+    let bytes = runs[0]["bytes"].as_u64().unwrap();
+    assert_eq!(
+        listing(&local_dir),
+        [(final_name.to_string(), bytes)],
+        "the complete file and no leftover of {partial}"
+    );
+    let _ = std::fs::remove_dir_all(&local_dir);
+}
+
+#[test]
+fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_file() {
+    let mut sb = Sandbox::new();
+    let (remote_dir, local_dir) = unique_dir();
     let files = big_sftp_export(&sb, &remote_dir, 2_500_000);
     sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
     sb.apply(&[&files]);
@@ -121,35 +202,7 @@ fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_
         })
     };
 
-    let mut child = common::ferry_command()
-        .args(["run-now", "rs/big", "--slot", "2026-07-31T00:30:00+09:00"])
-        .arg("--state")
-        .arg(&sb.state)
-        .arg("--secrets-dir")
-        .arg(&sb.secrets)
-        .current_dir(sb.root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferry starts");
-    // Kill -9 once the upload is under way: the temporary file holds some MiB.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let partial = loop {
-        let under_way = listing(&local_dir)
-            .into_iter()
-            .find(|(name, size)| name.contains(".ferry-partial-") && *size > 4 << 20);
-        if let Some(p) = under_way {
-            break p;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ferry finished before the upload could be interrupted: make the file larger"
-        );
-        assert!(Instant::now() < deadline, "the upload never started");
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    child.kill().expect("kill -9");
-    child.wait().unwrap();
+    let partial = run_and_kill_mid_upload(&sb, &local_dir);
     let after_kill = listing(&local_dir);
     assert!(
         after_kill.iter().all(|(name, _)| name != final_name),
