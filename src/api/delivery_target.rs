@@ -430,6 +430,13 @@ pub struct LocalDirTarget {
     /// Directory path, created when missing; relative paths are relative to the working
     /// directory.
     pub path: String,
+    /// The name a file has while it is written, before the rename to its final name:
+    /// `hidden` (default: `.<file>.ferry-partial-<run id>`), `suffix`
+    /// (`<file>.ferry-partial-<run id>`), `directory` (`ferry-partial/<file>.ferry-partial-<run
+    /// id>`, a staging subdirectory) or `none` (the final name from the first byte: a consumer
+    /// may see a partial file).
+    #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
+    pub partial: PartialNaming,
 }
 
 /// Access granted to a hosted SFTP connection.

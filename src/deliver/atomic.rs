@@ -254,21 +254,33 @@ async fn upload_and_rename(
     Ok(())
 }
 
-/// Places a file in the local directory `dir` as `file_name` by the rule above and returns its
-/// size after the rename. `write_temp` puts the bytes at the temporary path it is given (a
-/// copy, a reflink or a hard link) and returns how many it placed; `before_rename` may refuse
-/// the final path (e.g. a symbolic link someone put there). Fails, leaving no temporary file,
-/// when either size is not `expected_bytes`.
+/// Places a file in the local directory `dir` as `file_name` by the rule above, its temporary
+/// name chosen by `naming`, and returns its size after the rename. `write_temp` puts the bytes
+/// at the temporary path it is given (a copy, a reflink or a hard link; a path that does not
+/// exist) and returns how many it placed; `before_rename` may refuse the final path (e.g. a
+/// symbolic link someone put there). Fails, leaving no temporary file, when either size is not
+/// `expected_bytes`. Written in place, the previous file goes first and a failed placement
+/// leaves nothing under the final name.
 pub fn place_in_dir(
     dir: &Path,
     file_name: &str,
     run_id: i64,
+    naming: PartialNaming,
     expected_bytes: u64,
     write_temp: impl FnOnce(&Path) -> io::Result<u64>,
     before_rename: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<u64> {
     let final_path = dir.join(file_name);
-    let temp = dir.join(partial_name(file_name, run_id));
+    let temp = match temporary_name(naming, file_name, run_id) {
+        Some(name) => dir.join(name),
+        None => {
+            before_rename(&final_path)?;
+            return place_in_place(dir, &final_path, expected_bytes, write_temp);
+        }
+    };
+    if naming == PartialNaming::Directory {
+        std::fs::create_dir_all(dir.join(PARTIAL_DIR))?;
+    }
     let _ = std::fs::remove_file(&temp); // a leftover of an interrupted attempt
     let placed = write_temp(&temp).and_then(|placed| {
         if placed != expected_bytes {
@@ -297,6 +309,38 @@ pub fn place_in_dir(
     Ok(bytes)
 }
 
+/// [`place_in_dir`] without a temporary name ([`PartialNaming::InPlace`]).
+fn place_in_place(
+    dir: &Path,
+    final_path: &Path,
+    expected_bytes: u64,
+    write: impl FnOnce(&Path) -> io::Result<u64>,
+) -> io::Result<u64> {
+    match std::fs::remove_file(final_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let placed = write(final_path).and_then(|placed| match placed == expected_bytes {
+        true => Ok(placed),
+        false => Err(io::Error::other(format!(
+            "placed {placed} bytes, expected {expected_bytes}"
+        ))),
+    });
+    match placed {
+        Ok(bytes) => {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(bytes)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(final_path);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +362,7 @@ mod tests {
             &dir,
             "orders.csv",
             7,
+            PartialNaming::Hidden,
             10,
             |temp| std::fs::write(temp, b"12345").map(|()| 5),
             |_| Ok(()),
@@ -333,6 +378,7 @@ mod tests {
             &dir,
             "orders.csv",
             7,
+            PartialNaming::Hidden,
             5,
             |temp| std::fs::write(temp, b"12345").map(|()| 5),
             |_| Ok(()),
@@ -544,5 +590,58 @@ mod tests {
         );
         assert!(dir.files.is_empty(), "{:?}", dir.files);
         assert_eq!(dir.removed, ["orders.csv"]);
+    }
+
+    #[test]
+    fn a_local_placement_by_every_naming_leaves_the_final_file_alone() {
+        let dir = std::env::temp_dir().join(format!("ferry-namings-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for naming in [
+            PartialNaming::Hidden,
+            PartialNaming::Suffix,
+            PartialNaming::Directory,
+            PartialNaming::InPlace,
+        ] {
+            let mut written_at = None;
+            let placed = place_in_dir(
+                &dir,
+                "orders.csv",
+                8,
+                naming,
+                5,
+                |at| {
+                    written_at = Some(at.strip_prefix(&dir).unwrap().to_path_buf());
+                    std::fs::write(at, b"12345").map(|()| 5)
+                },
+                |_| Ok(()),
+            );
+            assert_eq!(placed.unwrap(), 5, "{naming:?}");
+            let expected =
+                temporary_name(naming, "orders.csv", 8).unwrap_or_else(|| "orders.csv".into());
+            assert_eq!(written_at.unwrap(), Path::new(&expected), "{naming:?}");
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != PARTIAL_DIR)
+                .collect();
+            names.sort();
+            assert_eq!(names, ["orders.csv"], "{naming:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.join(PARTIAL_DIR)).unwrap().count(), 0);
+
+        // Written in place and short: nothing is left under the final name.
+        let short = place_in_dir(
+            &dir,
+            "orders.csv",
+            9,
+            PartialNaming::InPlace,
+            10,
+            |at| std::fs::write(at, b"12345").map(|()| 5),
+            |_| Ok(()),
+        );
+        assert!(short.is_err());
+        assert!(!dir.join("orders.csv").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,4 +1,5 @@
-//! Delivery to a directory on this machine: copy under a hidden temporary name, fsync, rename.
+//! Delivery to a directory on this machine: copy under a temporary name (hidden unless the
+//! target's `partial` says otherwise), fsync, rename.
 //! A reader of the directory sees either no file or the complete file, never a partial one.
 //!
 //! The file is the staged file itself (a hard link, no bytes copied) only when this directory
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::spec::TargetSpec;
 use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
-use crate::api::{LocalDirTarget, TargetKind};
+use crate::api::{LocalDirTarget, PartialNaming, TargetKind};
 use crate::fsutil::{Placement, copy_private};
 use crate::validate::fields::Problems;
 use crate::{Error, Result};
@@ -19,12 +20,21 @@ use crate::{Error, Result};
 #[derive(Clone, Debug)]
 pub struct LocalDir {
     dir: PathBuf,
+    partial: PartialNaming,
 }
 
 impl LocalDir {
-    /// Delivers into `dir` (created when missing).
+    /// Delivers into `dir` (created when missing), under the hidden temporary name.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        LocalDir { dir: dir.into() }
+        LocalDir {
+            dir: dir.into(),
+            partial: PartialNaming::Hidden,
+        }
+    }
+
+    /// The same with another temporary naming.
+    pub fn with_naming(self, partial: PartialNaming) -> Self {
+        LocalDir { partial, ..self }
     }
 
     fn deliver_blocking(&self, file: &Outgoing<'_>) -> std::io::Result<Receipt> {
@@ -35,6 +45,7 @@ impl LocalDir {
             &self.dir,
             file.file_name,
             file.run_id,
+            self.partial,
             file.bytes,
             |temp| {
                 let (copied, how) = place(file.staged, temp, file.sharing)?;
@@ -109,8 +120,16 @@ impl TargetSpec for LocalDirTarget {
     }
 
     fn summary(&self) -> String {
-        format!("local directory {}", self.path)
+        format!(
+            "local directory {}{}",
+            self.path,
+            super::atomic::naming_summary(self.partial)
+        )
     }
 
-    fn change_notes(&self, _old: &TargetKind<'_>, _notes: &mut Vec<String>) {}
+    fn change_notes(&self, old: &TargetKind<'_>, notes: &mut Vec<String>) {
+        if let TargetKind::LocalDir(x) = old {
+            super::atomic::naming_change_notes(x.partial, self.partial, notes);
+        }
+    }
 }

@@ -35,7 +35,9 @@ pub fn transport_for(
     hosted_sftp_data: &std::path::Path,
 ) -> Result<Box<dyn Transport>> {
     match spec.kind() {
-        Some(TargetKind::LocalDir(t)) => Ok(Box::new(local_dir::LocalDir::new(&t.path))),
+        Some(TargetKind::LocalDir(t)) => Ok(Box::new(
+            local_dir::LocalDir::new(&t.path).with_naming(t.partial),
+        )),
         Some(TargetKind::Ftp(t)) => Ok(Box::new(ftp::FtpTransport::new(
             namespace, name, t, secrets,
         )?)),

@@ -88,6 +88,8 @@ pub fn deliver_into(
         &dir,
         file_name,
         run_id,
+        // Ferry's own server never lists nor serves the hidden temporary name.
+        crate::api::PartialNaming::Hidden,
         expected_bytes,
         |temp| {
             let (copied, how) = place(staged, temp, link_allowed)?;

@@ -186,6 +186,20 @@ pub struct StateStore {
     scratch: Option<std::sync::Arc<Scratch>>,
 }
 
+/// Pool options for a SQLite state: every connection waits up to 10 s for another writer
+/// (the Any driver does not carry the typed driver's busy timeout).
+fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                Ok(())
+            })
+        })
+}
+
 /// A private directory, removed on drop.
 #[derive(Debug)]
 struct Scratch(PathBuf);
@@ -252,15 +266,7 @@ impl StateStore {
         }
         let options = AnyConnectOptions::from_url(&url)
             .map_err(|e| Error::State(format!("{location}: {e}")))?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    Ok(())
-                })
-            })
+        let pool = sqlite_pool(4)
             .connect_with(options)
             .await
             .map_err(|e| Error::State(format!("{location}: {e}")))?;

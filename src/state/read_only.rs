@@ -20,7 +20,8 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use super::schema::MIGRATIONS;
 use super::{
-    Backend, Scratch, StateStore, display_location, is_postgres_url, scrub_url, work_dir_for,
+    Backend, Scratch, StateStore, display_location, is_postgres_url, scrub_url, sqlite_pool,
+    work_dir_for,
 };
 use crate::{Error, Result};
 
@@ -79,17 +80,7 @@ async fn sqlite_read_only(path: &Path, location: &str) -> Result<AnyPool> {
         let url = options.to_url_lossy();
         async move {
             let options = AnyConnectOptions::from_url(&url)?;
-            AnyPoolOptions::new()
-                .max_connections(2)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        use sqlx::Executor;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(options)
-                .await
+            sqlite_pool(2).connect_with(options).await
         }
     };
     let opened = match connect(&options).await {
