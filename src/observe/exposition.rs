@@ -33,6 +33,14 @@ impl<const N: usize, V: Default> Family<N, V> {
         let _ = writeln!(out, "# HELP {} {}", self.name, escape_help(self.help));
         let _ = writeln!(out, "# TYPE {} {kind}", self.name);
     }
+
+    /// The header and one sample per series, its value written by `value` (counters, gauges).
+    fn render_single(&self, out: &mut String, kind: &str, value: impl Fn(&V) -> String) {
+        self.header(out, kind);
+        for (values, v) in lock(&self.series).iter() {
+            sample(out, self.name, "", &self.labels, values, None, &value(v));
+        }
+    }
 }
 
 /// A monotonic counter of whole numbers.
@@ -52,18 +60,7 @@ impl<const N: usize> Counter<N> {
     }
 
     pub(super) fn render(&self, out: &mut String) {
-        self.0.header(out, "counter");
-        for (values, v) in lock(&self.0.series).iter() {
-            sample(
-                out,
-                self.0.name,
-                "",
-                &self.0.labels,
-                values,
-                None,
-                &v.to_string(),
-            );
-        }
+        self.0.render_single(out, "counter", u64::to_string);
     }
 }
 
@@ -84,18 +81,7 @@ impl<const N: usize> Gauge<N> {
     }
 
     pub(super) fn render(&self, out: &mut String) {
-        self.0.header(out, "gauge");
-        for (values, v) in lock(&self.0.series).iter() {
-            sample(
-                out,
-                self.0.name,
-                "",
-                &self.0.labels,
-                values,
-                None,
-                &number(*v),
-            );
-        }
+        self.0.render_single(out, "gauge", |v| number(*v));
     }
 }
 

@@ -37,9 +37,10 @@ impl Runner {
             // A slot whose run was interrupted continues that run, with its run id (a
             // `--resend` is a delivery of its own).
             None => {
-                let adopted = match request.resend {
-                    false => self.ledger.adopt_interrupted(&key).await?,
-                    true => None,
+                let adopted = if request.resend {
+                    None
+                } else {
+                    self.ledger.adopt_interrupted(&key).await?
                 };
                 match adopted {
                     Some(id) => {

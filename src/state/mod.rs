@@ -186,6 +186,32 @@ pub struct StateStore {
     scratch: Option<std::sync::Arc<Scratch>>,
 }
 
+/// Pool options for a PostgreSQL state: `max_connections`, waiting up to 30 s for one.
+fn postgres_pool_options(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+}
+
+/// Connects to the PostgreSQL state at `path` with `options`; errors name the state without
+/// its password.
+async fn postgres_pool(path: &Path, location: &str, options: AnyPoolOptions) -> Result<AnyPool> {
+    let url = path.to_string_lossy().into_owned();
+    let connect = AnyConnectOptions::from_str(&url)
+        .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
+    options
+        .connect_with(connect)
+        .await
+        .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))
+}
+
+/// The error for a state whose schema is newer than this ferry's.
+fn newer_schema(location: &str, version: usize) -> Error {
+    Error::State(format!(
+        "{location} was written by a newer ferry (schema {version}); upgrade ferry"
+    ))
+}
+
 /// Pool options for a SQLite state: every connection waits up to 10 s for another writer
 /// (the Any driver does not carry the typed driver's busy timeout).
 fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
@@ -223,15 +249,7 @@ impl StateStore {
         let location = display_location(path);
         let work_dir = work_dir_for(path);
         if is_postgres_url(path) {
-            let url = path.to_string_lossy().into_owned();
-            let options = AnyConnectOptions::from_str(&url)
-                .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
-            let pool = AnyPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(options)
-                .await
-                .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
+            let pool = postgres_pool(path, &location, postgres_pool_options(8)).await?;
             let store = StateStore {
                 pool,
                 backend: Backend::Postgres,
@@ -329,10 +347,7 @@ impl StateStore {
                 .await?;
         let version: usize = version.and_then(|v| v.parse().ok()).unwrap_or(0);
         if version > MIGRATIONS.len() {
-            return Err(Error::State(format!(
-                "{} was written by a newer ferry (schema {version}); upgrade ferry",
-                self.location
-            )));
+            return Err(newer_schema(&self.location, version));
         }
         for m in &MIGRATIONS[version.max(1)..] {
             // Later migrations are static SQL from this file.

@@ -20,8 +20,8 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use super::schema::MIGRATIONS;
 use super::{
-    Backend, Scratch, StateStore, display_location, is_postgres_url, scrub_url, sqlite_pool,
-    work_dir_for,
+    Backend, Scratch, StateStore, display_location, is_postgres_url, newer_schema, postgres_pool,
+    postgres_pool_options, sqlite_pool, work_dir_for,
 };
 use crate::{Error, Result};
 
@@ -38,7 +38,7 @@ impl StateStore {
             return empty(location, work_dir).await;
         }
         let pool = sqlite_read_only(path, &location).await?;
-        let version = schema_version(&pool).await?;
+        let version = schema_version(&pool, Backend::Sqlite).await?;
         if version == Some(MIGRATIONS.len()) {
             return Ok(StateStore {
                 pool,
@@ -48,8 +48,8 @@ impl StateStore {
                 scratch: None,
             });
         }
-        if version.is_some_and(|v| v > MIGRATIONS.len()) {
-            return Err(newer(&location, version));
+        if let Some(v) = version.filter(|&v| v > MIGRATIONS.len()) {
+            return Err(newer_schema(&location, v));
         }
         // Written by an older ferry: read a migrated private copy, the original untouched.
         let scratch = scratch_dir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -117,31 +117,27 @@ fn wal_companion(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The state's schema version; `None` when it has no tables yet.
-async fn schema_version(pool: &AnyPool) -> Result<Option<usize>> {
+/// The state's schema version; `None` when it has no `meta` table yet (a file or schema no
+/// ferry has finished creating).
+async fn schema_version(pool: &AnyPool, backend: Backend) -> Result<Option<usize>> {
+    let has_meta = match backend {
+        Backend::Sqlite => {
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        }
+        Backend::Postgres => {
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'meta'"
+        }
+    };
+    let tables: i64 = sqlx::query_scalar(has_meta).fetch_one(pool).await?;
+    if tables == 0 {
+        return Ok(None);
+    }
     let version: Option<String> =
-        match sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
             .fetch_optional(pool)
-            .await
-        {
-            Ok(v) => v,
-            // No `meta` table: a state file no ferry has finished creating.
-            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => {
-                return Ok(None);
-            }
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
-        };
+            .await?;
     Ok(Some(version.and_then(|v| v.parse().ok()).unwrap_or(0)))
-}
-
-fn newer(location: &str, version: Option<usize>) -> Error {
-    Error::State(format!(
-        "{location} was written by a newer ferry (schema {}); upgrade ferry",
-        version.unwrap_or_default()
-    ))
 }
 
 /// An empty state in memory: migrated, then without a lineage (nothing was ever applied).
@@ -172,24 +168,16 @@ async fn empty(location: String, work_dir: PathBuf) -> Result<StateStore> {
 /// PostgreSQL with every transaction read-only; an empty in-memory state when the schema
 /// holds no state yet.
 async fn open_postgres(path: &Path, location: String, work_dir: PathBuf) -> Result<StateStore> {
-    let url = path.to_string_lossy().into_owned();
-    let options = AnyConnectOptions::from_str(&url)
-        .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                use sqlx::Executor;
-                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-                    .await?;
-                Ok(())
-            })
+    let read_only = postgres_pool_options(4).after_connect(|conn, _| {
+        Box::pin(async move {
+            use sqlx::Executor;
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                .await?;
+            Ok(())
         })
-        .connect_with(options)
-        .await
-        .map_err(|e| Error::State(format!("{location}: {}", scrub_url(&e, &url))))?;
-    match schema_version(&pool).await? {
+    });
+    let pool = postgres_pool(path, &location, read_only).await?;
+    match schema_version(&pool, Backend::Postgres).await? {
         None => {
             pool.close().await;
             empty(location, work_dir).await
@@ -201,7 +189,7 @@ async fn open_postgres(path: &Path, location: String, work_dir: PathBuf) -> Resu
             work_dir,
             scratch: None,
         }),
-        Some(v) if v > MIGRATIONS.len() => Err(newer(&location, Some(v))),
+        Some(v) if v > MIGRATIONS.len() => Err(newer_schema(&location, v)),
         Some(v) => Err(Error::State(format!(
             "{location} has state schema {v}, written by an older ferry; this one reads schema \
              {}: run `ferry apply` (or `ferry run`) once to upgrade it, then plan again",

@@ -124,6 +124,17 @@ fn run_and_kill_mid_upload(sb: &Sandbox, local_dir: &Path) -> (String, u64) {
     partial
 }
 
+/// A sandbox with the big export applied (the slot's day is "tomorrow"), its resource file
+/// and the destination directory on this machine.
+fn applied_big_export() -> (Sandbox, PathBuf, PathBuf) {
+    let mut sb = Sandbox::new();
+    let (remote_dir, local_dir) = unique_dir();
+    let files = big_sftp_export(&sb, &remote_dir, 2_500_000);
+    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    (sb, files, local_dir)
+}
+
 /// A directory of its own under the key user's home: (remote, local).
 fn unique_dir() -> (String, PathBuf) {
     let unique = format!(
@@ -141,11 +152,7 @@ fn unique_dir() -> (String, PathBuf) {
 
 #[test]
 fn a_slot_run_again_by_hand_after_a_kill_continues_the_interrupted_run_and_leaves_no_partial() {
-    let mut sb = Sandbox::new();
-    let (remote_dir, local_dir) = unique_dir();
-    let files = big_sftp_export(&sb, &remote_dir, 2_500_000);
-    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
-    sb.apply(&[&files]);
+    let (sb, files, local_dir) = applied_big_export();
     let final_name = "big_20260731.csv";
     let (partial, _) = run_and_kill_mid_upload(&sb, &local_dir);
 
@@ -177,11 +184,7 @@ fn a_slot_run_again_by_hand_after_a_kill_continues_the_interrupted_run_and_leave
 
 #[test]
 fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_file() {
-    let mut sb = Sandbox::new();
-    let (remote_dir, local_dir) = unique_dir();
-    let files = big_sftp_export(&sb, &remote_dir, 2_500_000);
-    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
-    sb.apply(&[&files]);
+    let (sb, files, local_dir) = applied_big_export();
     let final_name = "big_20260731.csv";
 
     // A watcher lists the destination the whole time, as a consumer polling it would, and
