@@ -37,7 +37,7 @@ struct Servers {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/test-servers/vsftpd.sh")
+    crate::common::servers_root().join("scripts/test-servers/vsftpd.sh")
 }
 
 /// Starts the servers (once per test binary) and reads their settings. Fails the test loudly

@@ -18,15 +18,11 @@ use sha2::{Digest, Sha256};
 
 // ---- the server ------------------------------------------------------------------------------
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// The `KEY=VALUE` settings of the test sshd, started on first use.
 fn server() -> &'static HashMap<String, String> {
     static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let script = repo().join("scripts/test-servers/sshd.sh");
+        let script = crate::common::servers_root().join("scripts/test-servers/sshd.sh");
         let out = Command::new(&script)
             .arg("start")
             .output()

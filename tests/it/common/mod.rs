@@ -22,11 +22,20 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The checkout whose `scripts/test-servers` start the test servers: this one, or the one
+/// `FERRY_TEST_SERVERS_FROM` names, so that several worktrees share one set of servers (their
+/// ports are fixed; each checkout starting its own would collide).
+pub fn servers_root() -> PathBuf {
+    std::env::var_os("FERRY_TEST_SERVERS_FROM")
+        .map(PathBuf::from)
+        .unwrap_or_else(repo)
+}
+
 /// The test PostgreSQL's URL (`scripts/test-servers/postgres.sh`), started once per binary.
 pub fn pg_url() -> &'static str {
     static START: std::sync::Once = std::sync::Once::new();
     static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let script = repo().join("scripts/test-servers/postgres.sh");
+    let script = servers_root().join("scripts/test-servers/postgres.sh");
     START.call_once(|| {
         let out = Command::new(&script)
             .arg("start")
@@ -582,7 +591,7 @@ pub fn test_server(server: &str) -> &'static std::collections::BTreeMap<String, 
     if let Some(env) = servers.get(server) {
         return env;
     }
-    let script = repo().join(format!("scripts/test-servers/{server}.sh"));
+    let script = servers_root().join(format!("scripts/test-servers/{server}.sh"));
     let start = Command::new("bash")
         .arg(&script)
         .arg("start")
