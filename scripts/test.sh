@@ -77,7 +77,7 @@ cargo test --locked
 step "tests again, on the PostgreSQL state backend"
 # The suites that run ferry end to end, each sandbox with its own schema in the test database
 # (the ones that read the SQLite file itself stay on SQLite).
-FERRY_TEST_STATE=postgres cargo test --locked --test it -- runs:: psa_sync:: deliver_crash:: \
+FERRY_TEST_STATE=postgres cargo test --locked --test it -- runs:: psa_sync:: deliver_crash:: deliver_exactly_once:: \
   deliver_e2e:: validation:: secrets_in_logs::
 
 step "every example validates"

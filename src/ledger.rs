@@ -55,6 +55,10 @@ pub enum Outcome {
     Skipped,
     /// Cancelled (a newer run replaced it, or ferry was stopped); nothing partial is visible.
     Cancelled,
+    /// Every target that did not fail may have received the file, but for at least one
+    /// Ferry cannot tell: it stopped while handing an email over. Nothing is sent again
+    /// unless asked (`ferry run-now --slot ... --resend`).
+    Unknown,
 }
 
 impl Outcome {
@@ -68,6 +72,7 @@ impl Outcome {
             Outcome::Missed => "missed",
             Outcome::Skipped => "skipped",
             Outcome::Cancelled => "cancelled",
+            Outcome::Unknown => "unknown",
         }
     }
 
@@ -80,6 +85,7 @@ impl Outcome {
             "missed" => Outcome::Missed,
             "skipped" => Outcome::Skipped,
             "cancelled" => Outcome::Cancelled,
+            "unknown" => Outcome::Unknown,
             other => return Err(Error::State(format!("unknown run outcome `{other}`"))),
         })
     }
@@ -90,7 +96,9 @@ impl Outcome {
 pub struct DeliveryRecord {
     /// The DeliveryTarget.
     pub target: String,
-    /// `succeeded`, `failed` or `pending`.
+    /// `succeeded`, `failed`, `delivering` (at the point of no return: the file complete
+    /// under its temporary name, or an email's DATA) or `unknown` (Ferry stopped there and
+    /// the destination cannot say whether it arrived).
     pub outcome: String,
     /// Attempts made.
     pub attempts: u32,
@@ -168,6 +176,26 @@ pub struct SlotKey<'a> {
     /// The slot.
     pub slot: &'a jiff::Zoned,
 }
+
+/// What an earlier run did for a (slot, target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prior {
+    /// Nothing delivered yet.
+    None,
+    /// Run `run` delivered it.
+    Delivered {
+        /// The run.
+        run: i64,
+    },
+    /// Run `run` may have (an email handed over when Ferry stopped).
+    Unknown {
+        /// The run.
+        run: i64,
+    },
+}
+
+/// How many earlier runs' leftovers a delivery looks for ([`Ledger::stale_runs`]).
+pub const STALE_RUNS: usize = 16;
 
 /// The ledger, in the state database.
 #[derive(Clone, Debug)]
@@ -280,19 +308,110 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether `target` already received this slot (outside explicit re-sends).
-    pub async fn delivered(&self, key: &SlotKey<'_>, target: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM deliveries WHERE namespace = $1 AND schedule = $2 AND slot_epoch = $3 \
-             AND target = $4 AND resend = 0 AND outcome = 'succeeded'",
+    /// Whether `target` already received this slot (outside explicit re-sends), or may have.
+    pub async fn prior_delivery(&self, key: &SlotKey<'_>, target: &str) -> Result<Prior> {
+        let rows = sqlx::query(
+            "SELECT run_id, outcome FROM deliveries WHERE namespace = $1 AND schedule = $2 \
+             AND slot_epoch = $3 AND target = $4 AND resend = 0 \
+             AND outcome IN ('succeeded', 'unknown') ORDER BY run_id DESC",
         )
         .bind(key.namespace)
         .bind(key.schedule)
         .bind(key.slot.timestamp().as_second())
         .bind(target)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(n > 0)
+        let mut prior = Prior::None;
+        for row in rows {
+            let run: i64 = row.get("run_id");
+            match row.get::<String, _>("outcome").as_str() {
+                "succeeded" => return Ok(Prior::Delivered { run }),
+                _ => prior = Prior::Unknown { run },
+            }
+        }
+        Ok(prior)
+    }
+
+    /// The outcome of run `run`'s delivery to `target` so far (`delivering` after a crash at
+    /// the point of no return).
+    pub async fn delivery_outcome(&self, run: i64, target: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT outcome FROM deliveries WHERE run_id = $1 AND target = $2")
+                .bind(run)
+                .bind(target)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records that run `run`'s delivery to `target` reached its point of no return, with the
+    /// transport's evidence (an email's Message-ID): after a crash, the destination is asked
+    /// before anything is sent again. The attempt count stays as it is.
+    pub async fn mark_delivering(
+        &self,
+        run: i64,
+        key: &SlotKey<'_>,
+        target: &str,
+        resend: bool,
+        evidence: &serde_json::Value,
+        now: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deliveries (run_id, namespace, schedule, slot_epoch, target, resend, outcome, \
+             attempts, receipt, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'delivering', 0, $7, $8) \
+             ON CONFLICT (run_id, target) DO UPDATE SET outcome = excluded.outcome, \
+             receipt = excluded.receipt, error = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(run)
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(key.slot.timestamp().as_second())
+        .bind(target)
+        .bind(if resend { run } else { 0 })
+        .bind(evidence.to_string())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Earlier runs of `schedule` that wrote `file_name` and may have left a temporary file at
+    /// `target`: not in flight in a live process, not delivered there, started in the last
+    /// week (at most [`STALE_RUNS`], newest first). Their temporary names are exact, so
+    /// removing them can never touch anything but Ferry's own leftovers.
+    pub async fn stale_runs(
+        &self,
+        namespace: &str,
+        schedule: &str,
+        file_name: &str,
+        target: &str,
+        except: i64,
+        since: &str,
+    ) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.outcome, r.owner FROM runs r WHERE r.namespace = $1 \
+             AND r.schedule = $2 AND r.file_name = $3 AND r.id <> $4 AND r.started_at >= $5 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.id \
+             AND d.target = $6 AND d.outcome = 'succeeded') ORDER BY r.id DESC",
+        )
+        .bind(namespace)
+        .bind(schedule)
+        .bind(file_name)
+        .bind(except)
+        .bind(since)
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| {
+                let running = row.get::<String, _>("outcome") == "running";
+                let owner: Option<String> = row.get("owner");
+                !(running && owner.as_deref().is_some_and(owner_alive))
+            })
+            .map(|row| row.get::<i64, _>("id"))
+            .take(STALE_RUNS)
+            .collect())
     }
 
     /// Records one delivery attempt's result. A second success for the same

@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod diagnostic;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod filename;
 pub mod fsutil;
 pub mod hosted_sftp;

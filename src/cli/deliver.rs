@@ -123,6 +123,9 @@ pub(super) async fn deliver_cmd(
         run_id: now.as_millisecond(),
         about: &about,
         sharing: crate::deliver::Sharing::Foreign,
+        delivery_key: None,
+        stale_runs: &[],
+        commit: crate::deliver::CommitHook::default(),
     };
     let started = std::time::Instant::now();
     let mut receipt = match hashing {

@@ -167,7 +167,19 @@ pub(super) async fn run_now_cmd(
             },
         )
         .await?;
-    if report.targets.is_empty() && report.error.is_some() {
+    if report.run_id == 0 {
+        // Every target had the slot already (or may have): nothing was exported or sent.
+        outln!(
+            "{}: slot {} ({}): {}, nothing to deliver (--resend delivers again)",
+            view.key,
+            crate::ledger::rfc3339(&slot),
+            trigger.as_str(),
+            report.outcome.as_str(),
+        );
+        for (target, outcome) in &report.targets {
+            outln!("  {target}: {outcome}");
+        }
+    } else if report.targets.is_empty() && report.error.is_some() {
         // The export failed: there is no file, only the error (printed once, below).
         outln!(
             "{}: slot {} ({}): {}, no file written",
@@ -195,10 +207,10 @@ pub(super) async fn run_now_cmd(
             outln!("  {target}: {outcome}");
         }
     }
-    Ok(if report.outcome == crate::ledger::Outcome::Succeeded {
-        0
-    } else {
-        1
+    use crate::ledger::Outcome;
+    Ok(match report.outcome {
+        Outcome::Succeeded | Outcome::Skipped => 0,
+        _ => 1,
     })
 }
 

@@ -16,12 +16,15 @@ use crate::runner::RunReport;
 const NOTE_LIMIT: usize = 1024;
 
 /// The Events of one finished run: the run itself (Normal `RunSucceeded`, or Warning
-/// `RunPartial` / `RunFailed`), then one per target (`Delivered` or `DeliveryFailed`; targets
+/// `RunPartial` / `RunOutcomeUnknown` / `RunFailed`), then one per target (`Delivered`,
+/// `DeliveryFailed` or `DeliveryOutcomeUnknown`; targets
 /// that already had the slot get none).
 pub fn run_events(report: &RunReport) -> Vec<Event> {
     let (type_, reason) = match report.outcome {
         Outcome::Succeeded => (EventType::Normal, "RunSucceeded"),
         Outcome::Partial => (EventType::Warning, "RunPartial"),
+        Outcome::Unknown => (EventType::Warning, "RunOutcomeUnknown"),
+        Outcome::Skipped => (EventType::Normal, "RunSkipped"),
         _ => (EventType::Warning, "RunFailed"),
     };
     let mut note = format!(
@@ -47,6 +50,13 @@ pub fn run_events(report: &RunReport) -> Vec<Event> {
                 "DeliveryFailed",
                 "Deliver",
                 format!("slot {} to {target}: {error}", report.slot),
+            ));
+        } else if let Some(why) = outcome.strip_prefix("outcome unknown: ") {
+            events.push(event(
+                EventType::Warning,
+                "DeliveryOutcomeUnknown",
+                "Deliver",
+                format!("slot {} to {target}: {why}", report.slot),
             ));
         }
     }

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::api::PartialNaming;
-use crate::deliver::transport::Outgoing;
+use crate::deliver::transport::{Confirmation, Outgoing, Receipt};
 
 /// The temporary name of `file_name` for run `run_id`.
 pub fn partial_name(file_name: &str, run_id: i64) -> String {
@@ -140,6 +140,12 @@ pub trait RemoteDir {
     fn remove(&mut self, temp: &str) -> impl Future<Output = Result<(), String>> + Send;
     /// Creates the directory `name` in this directory unless it exists ([`PARTIAL_DIR`]).
     fn make_dir(&mut self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// The SHA-256 (hex) of `name`, read back; `Ok(None)` when the server refuses to let it
+    /// be read (a drop box) or it is not there, the connection still working.
+    fn read_sha256(
+        &mut self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
 /// Delivers `file` into `dir` by the rule above, its temporary name chosen by `naming`, and
@@ -163,13 +169,16 @@ pub async fn place_remote(
             )
         })?;
     }
+    if temp.is_none() {
+        commit(file).await.map_err(|e| e.message)?;
+    }
     if let Err(failed) = upload_and_rename(dir, file, written, temp.is_some()).await {
         if failed.may_have_written {
             remove_leftover(dir, written).await;
         }
         return Err(failed.message);
     }
-    match dir.size(file.file_name).await {
+    let confirmed = match dir.size(file.file_name).await {
         Ok(bytes) if bytes == file.bytes => Ok(bytes),
         Ok(bytes) => Err(format!(
             "size check of {}: the server has {bytes} bytes after the rename, {} were sent",
@@ -180,6 +189,131 @@ pub async fn place_remote(
             "size check of {}: {why}",
             dir.locate(file.file_name)
         )),
+    };
+    if confirmed.is_ok() {
+        remove_stale(dir, file, naming).await;
+    }
+    confirmed
+}
+
+/// Tells the delivery's [`crate::deliver::CommitHook`]; a failure fails the attempt before
+/// anything is visible under the final name.
+async fn commit(file: &Outgoing<'_>) -> Result<(), UploadFailed> {
+    file.commit
+        .reached(Default::default())
+        .await
+        .map_err(|e| UploadFailed::written(format!("recording the delivery: {e}")))
+}
+
+/// The temporary names earlier runs of this file may have left here ([`Outgoing::stale_runs`]):
+/// exact names, never a pattern, so nothing but Ferry's own leftovers can match.
+pub fn stale_names(file: &Outgoing<'_>, naming: PartialNaming) -> Vec<String> {
+    file.stale_runs
+        .iter()
+        .filter(|run| **run != file.run_id)
+        .filter_map(|run| temporary_name(naming, file.file_name, *run))
+        .collect()
+}
+
+/// Best effort, after a delivery: removes what earlier runs of this file left behind.
+async fn remove_stale(dir: &mut impl RemoteDir, file: &Outgoing<'_>, naming: PartialNaming) {
+    for name in stale_names(file, naming) {
+        match tokio::time::timeout(REMOVE_LEFTOVER_WITHIN, dir.remove(&name)).await {
+            Ok(Ok(())) => tracing::info!(
+                target_name = dir.target(),
+                file = %name,
+                "removed an earlier run's partial upload"
+            ),
+            // Usually: not there (that run's own cleanup removed it).
+            Ok(Err(why)) => tracing::debug!(target_name = dir.target(), file = %name, "{why}"),
+            Err(_) => return,
+        }
+    }
+}
+
+/// How a delivery found at its destination was recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recognised {
+    /// Read back: the same SHA-256.
+    Sha256,
+    /// Same size; the server would not let it be read back.
+    Size,
+}
+
+impl Recognised {
+    /// The receipt's spelling (`details.confirmedBy`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recognised::Sha256 => "sha256",
+            Recognised::Size => "size",
+        }
+    }
+}
+
+/// A found delivery's [`Confirmation`], its receipt saying how it was recognised.
+pub fn present(mut receipt: Receipt, how: Recognised) -> Confirmation {
+    receipt
+        .details
+        .insert("confirmedBy".into(), how.as_str().into());
+    Confirmation::Present(receipt)
+}
+
+/// After a crash at the point of no return: whether the final file in `dir` is this
+/// delivery's (its size, then its SHA-256 read back where the server allows reading).
+/// `Ok(None)`: it is not there, or it is another file. `Err`: the server could not be asked.
+/// A found delivery also gets earlier runs' leftovers removed.
+pub async fn confirm_remote(
+    dir: &mut impl RemoteDir,
+    file: &Outgoing<'_>,
+    naming: PartialNaming,
+) -> Result<Option<Recognised>, String> {
+    let size_matches = match dir.size(file.file_name).await {
+        Ok(bytes) if bytes != file.bytes => return Ok(None),
+        Ok(_) => true,
+        Err(SizeUnknown::NotOffered(_)) => false,
+        Err(SizeUnknown::Failed(why)) => return Err(why),
+    };
+    let found = match dir.read_sha256(file.file_name).await? {
+        Some(hash) if hash.eq_ignore_ascii_case(file.sha256) => Some(Recognised::Sha256),
+        Some(_) => None,
+        None if size_matches => Some(Recognised::Size),
+        None => None,
+    };
+    if found.is_some() {
+        remove_stale(dir, file, naming).await;
+    }
+    Ok(found)
+}
+
+/// [`confirm_remote`] for a file on this machine.
+pub fn confirm_local(
+    dir: &Path,
+    file: &Outgoing<'_>,
+    naming: PartialNaming,
+) -> io::Result<Option<Recognised>> {
+    let path = dir.join(file.file_name);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_file() || meta.len() != file.bytes {
+        return Ok(None);
+    }
+    let (hash, _) = crate::export::hash_file(&path).map_err(|e| io::Error::other(e.to_string()))?;
+    if !hex::encode(hash).eq_ignore_ascii_case(file.sha256) {
+        return Ok(None);
+    }
+    remove_stale_local(dir, file, naming);
+    Ok(Some(Recognised::Sha256))
+}
+
+/// Best effort, after a delivery on this machine: removes what earlier runs left behind.
+pub fn remove_stale_local(dir: &Path, file: &Outgoing<'_>, naming: PartialNaming) {
+    for name in stale_names(file, naming) {
+        if std::fs::remove_file(dir.join(&name)).is_ok() {
+            tracing::info!(file = %name, dir = %dir.display(), "removed an earlier run's partial file");
+        }
     }
 }
 
@@ -247,6 +381,7 @@ async fn upload_and_rename(
         }
     }
     if rename {
+        commit(file).await?;
         dir.rename_over(written, file.file_name)
             .await
             .map_err(UploadFailed::written)?;
@@ -344,6 +479,7 @@ fn place_in_place(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::CommitHook;
 
     #[test]
     fn a_temporary_name_is_hidden_per_run_and_recognized() {
@@ -430,7 +566,8 @@ mod tests {
             self.files
                 .get(name)
                 .copied()
-                .ok_or_else(|| SizeUnknown::Failed(format!("{name}: no such file")))
+                // As FTP's 550 and SFTP's NoSuchFile: a refusal, the connection still works.
+                .ok_or_else(|| SizeUnknown::NotOffered(format!("{name}: no such file")))
         }
         async fn rename_over(&mut self, temp: &str, name: &str) -> Result<(), String> {
             if self.refuses_rename {
@@ -451,6 +588,9 @@ mod tests {
             self.dirs.push(name.to_string());
             Ok(())
         }
+        async fn read_sha256(&mut self, name: &str) -> Result<Option<String>, String> {
+            Ok(self.files.get(name).map(|_| "ab".repeat(32)))
+        }
     }
 
     fn deliver_to(dir: &mut FakeDir, bytes: u64) -> Result<u64, String> {
@@ -458,26 +598,132 @@ mod tests {
     }
 
     fn deliver_named(dir: &mut FakeDir, bytes: u64, naming: PartialNaming) -> Result<u64, String> {
-        let about = crate::deliver::About {
+        deliver_with(dir, bytes, naming, &[], CommitHook::default())
+    }
+
+    fn about() -> crate::deliver::About {
+        crate::deliver::About {
             namespace: "shop".into(),
             schedule: "daily".into(),
             slot: jiff::Zoned::now(),
             rows: 1,
-        };
-        let file = Outgoing {
+        }
+    }
+
+    fn outgoing<'a>(
+        about: &'a crate::deliver::About,
+        bytes: u64,
+        stale_runs: &'a [i64],
+        commit: CommitHook,
+    ) -> Outgoing<'a> {
+        Outgoing {
             staged: Path::new("/nonexistent/staged"),
             file_name: "orders.csv",
             bytes,
-            sha256: "",
+            sha256: "abababababababababababababababababababababababababababababababab",
             run_id: 9,
-            about: &about,
+            about,
             sharing: crate::deliver::Sharing::Sole,
-        };
+            delivery_key: Some("shop/daily/0/fake"),
+            stale_runs,
+            commit,
+        }
+    }
+
+    fn block_on<T>(f: impl Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap()
-            .block_on(place_remote(dir, &file, naming))
+            .block_on(f)
+    }
+
+    fn deliver_with(
+        dir: &mut FakeDir,
+        bytes: u64,
+        naming: PartialNaming,
+        stale_runs: &[i64],
+        commit: CommitHook,
+    ) -> Result<u64, String> {
+        let about = about();
+        let file = outgoing(&about, bytes, stale_runs, commit);
+        block_on(place_remote(dir, &file, naming))
+    }
+
+    #[test]
+    fn the_commit_hook_runs_before_the_rename_and_its_failure_leaves_nothing_visible() {
+        let mut dir = FakeDir::default();
+        let refusing = CommitHook::new(|_| {
+            Box::pin(async { Err(crate::Error::State("the ledger is gone".into())) })
+        });
+        let failed = deliver_with(&mut dir, 10, PartialNaming::Hidden, &[], refusing).unwrap_err();
+        assert!(failed.contains("recording the delivery"), "{failed}");
+        assert!(dir.files.is_empty(), "{:?}", dir.files);
+        assert_eq!(dir.removed, [".orders.csv.ferry-partial-9"]);
+
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = calls.clone();
+        let counting = CommitHook::new(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        });
+        assert_eq!(
+            deliver_with(&mut dir, 10, PartialNaming::Hidden, &[], counting),
+            Ok(10)
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_delivery_removes_earlier_runs_leftovers_by_their_exact_names_only() {
+        let mut dir = FakeDir::default();
+        for name in [
+            ".orders.csv.ferry-partial-3",
+            ".orders.csv.ferry-partial-5",
+            ".orders.csv.ferry-partial-77",
+            ".other.csv.ferry-partial-3",
+        ] {
+            dir.files.insert(name.into(), 1);
+        }
+        let placed = deliver_with(
+            &mut dir,
+            10,
+            PartialNaming::Hidden,
+            &[3, 5, 9],
+            CommitHook::default(),
+        );
+        assert_eq!(placed, Ok(10));
+        let left: Vec<_> = dir.files.keys().cloned().collect();
+        // Run 77 is not one the ledger named (in flight elsewhere, or not ours): kept.
+        assert_eq!(
+            left,
+            [
+                ".orders.csv.ferry-partial-77",
+                ".other.csv.ferry-partial-3",
+                "orders.csv"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interrupted_delivery_is_recognised_by_size_and_hash_and_nothing_else() {
+        let about = about();
+        let file = outgoing(&about, 10, &[], CommitHook::default());
+        let mut dir = FakeDir::default();
+        let absent = block_on(confirm_remote(&mut dir, &file, PartialNaming::Hidden));
+        assert_eq!(absent, Ok(None));
+        dir.files.insert("orders.csv".into(), 7);
+        let other_size = block_on(confirm_remote(&mut dir, &file, PartialNaming::Hidden));
+        assert_eq!(other_size, Ok(None));
+        dir.files.insert("orders.csv".into(), 10);
+        let found = block_on(confirm_remote(&mut dir, &file, PartialNaming::Hidden));
+        assert_eq!(found, Ok(Some(Recognised::Sha256)));
+        let other_hash = Outgoing {
+            sha256: "cd",
+            ..outgoing(&about, 10, &[], CommitHook::default())
+        };
+        let found = block_on(confirm_remote(&mut dir, &other_hash, PartialNaming::Hidden));
+        assert_eq!(found, Ok(None));
     }
 
     #[test]

@@ -41,7 +41,7 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use sha2::{Digest, Sha256};
 
 use super::spec::TargetSpec;
-use super::{BoxFuture, Outgoing, Receipt, Transport};
+use super::{BoxFuture, Confirmation, Outgoing, Receipt, Transport};
 use crate::api::TargetKind;
 use crate::api::{EmailTarget, SmtpTls};
 use crate::filename;
@@ -274,7 +274,7 @@ impl EmailTransport {
             },
         );
 
-        let message_id = self.message_id(file.run_id)?;
+        let message_id = self.message_id(file)?;
         let message = self.build_message(
             &subject,
             body,
@@ -282,8 +282,15 @@ impl EmailTransport {
             attachment.map(|data| (file.file_name, content_type, data)),
         )?;
         drop(link_text);
+        let mut evidence = BTreeMap::new();
+        evidence.insert("messageId".to_string(), message_id.clone());
         let accepted = self
-            .send(message.envelope(), &message.formatted())
+            .send(
+                message.envelope(),
+                &message.formatted(),
+                &file.commit,
+                evidence,
+            )
             .await
             .map_err(|m| self.fail(m))?;
 
@@ -340,14 +347,24 @@ impl EmailTransport {
         Ok(data)
     }
 
-    /// `<ferry.<runId>.<random>@<sender's domain>>`: unique, and traceable to the run.
-    fn message_id(&self, run_id: i64) -> Result<String> {
-        let mut random = [0u8; 12];
-        getrandom::fill(&mut random)
-            .map_err(|e| self.fail(format!("no randomness for a Message-ID: {e}")))?;
+    /// `<ferry.<runId>.<id>@<sender's domain>>`, traceable to the run. `<id>` derives from the
+    /// delivery's key (state lineage, namespace, schedule, slot, target): every attempt and resume of one
+    /// delivery sends the same Message-ID, so a message that did go twice (a connection lost
+    /// after the server took it) is recognisably one, and mail clients fold it. A file sent
+    /// by hand gets a random one.
+    fn message_id(&self, file: &Outgoing<'_>) -> Result<String> {
+        let id = match file.delivery_key {
+            Some(key) => hex::encode(&Sha256::digest(key.as_bytes())[..12]),
+            None => {
+                let mut random = [0u8; 12];
+                getrandom::fill(&mut random)
+                    .map_err(|e| self.fail(format!("no randomness for a Message-ID: {e}")))?;
+                hex::encode(random)
+            }
+        };
         Ok(format!(
-            "<ferry.{run_id}.{}@{}>",
-            hex::encode(random),
+            "<ferry.{}.{id}@{}>",
+            file.run_id,
             self.from.email.domain()
         ))
     }
@@ -388,6 +405,19 @@ impl EmailTransport {
 impl Transport for EmailTransport {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
         Box::pin(self.deliver_file(file))
+    }
+
+    /// A mailbox cannot be asked whether a message arrived: after a crash once the message
+    /// was handed over (DATA), the outcome is unknown and only `--resend` sends it again.
+    fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
+        Box::pin(async move {
+            let message_id = self.message_id(file)?;
+            Ok(Confirmation::Unknown(format!(
+                "Ferry stopped while the SMTP server {} was taking the message {message_id}: \
+                 it may have been delivered; not sent again (`--resend` sends it again)",
+                self.smtp.at()
+            )))
+        })
     }
 }
 

@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::atomic::{confirm_local, present, remove_stale_local};
 use super::spec::TargetSpec;
-use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
-use crate::api::TargetKind;
+use super::transport::OwnedOutgoing;
+use super::{BoxFuture, Confirmation, Outgoing, Receipt, Sharing, Transport};
 use crate::api::{HostedAccess, HostedSftpTarget};
+use crate::api::{PartialNaming, TargetKind};
 use crate::ssh;
 use crate::validate::fields::{Problems, check_jail_dir, check_login_user};
 use crate::{Error, Result};
@@ -46,8 +48,9 @@ impl Transport for HostedSftp {
                 Sharing::Several => self.target.access == HostedAccess::Read,
                 Sharing::Foreign => false,
             };
+            let commit = file.commit.clone();
             let delivered = tokio::task::spawn_blocking(move || {
-                crate::hosted_sftp::deliver_into(
+                crate::hosted_sftp::deliver_into_with(
                     &data_dir,
                     &user,
                     &directory,
@@ -56,6 +59,7 @@ impl Transport for HostedSftp {
                     run_id,
                     bytes,
                     link_allowed,
+                    || commit.reached_blocking(Default::default()),
                 )
             })
             .await
@@ -63,21 +67,76 @@ impl Transport for HostedSftp {
                 target: self.name.clone(),
                 message: format!("delivery task failed: {e}"),
             })??;
-            let mut details = std::collections::BTreeMap::new();
-            details.insert("connection".into(), self.target.connection_name.clone());
-            details.insert("remotePath".into(), delivered.remote_path.clone());
-            details.insert("localPath".into(), delivered.path.display().to_string());
-            details.insert("placement".into(), delivered.placement.as_str().into());
-            Ok(Receipt {
-                location: format!(
-                    "hosted-sftp://{}{}",
-                    self.target.user, delivered.remote_path
-                ),
-                bytes: delivered.bytes,
-                sha256: file.sha256.to_string(),
-                details,
+            if let Some(dir) = delivered.path.parent() {
+                remove_stale_local(dir, file, PartialNaming::Hidden);
+            }
+            Ok(self.receipt(&delivered, file, delivered.placement.as_str()))
+        })
+    }
+
+    /// The connection's directory holds the file already (same size and SHA-256)?
+    fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
+        Box::pin(async move {
+            let (path, remote_path) = crate::hosted_sftp::delivery_path(
+                &self.data_dir,
+                &self.target.user,
+                &self.target.directory,
+                file.file_name,
+            )?;
+            let Some(dir) = path.parent() else {
+                return Ok(Confirmation::Absent);
+            };
+            let (dir, owned) = (dir.to_path_buf(), OwnedOutgoing::of(file));
+            let found = tokio::task::spawn_blocking(move || {
+                owned.with(|file| confirm_local(&dir, file, PartialNaming::Hidden))
+            })
+            .await
+            .map_err(|e| self.fail(format!("confirmation task failed: {e}")))?
+            .map_err(|e| self.fail(format!("looking for {}: {e}", path.display())))?;
+            Ok(match found {
+                Some(how) => {
+                    let delivered = crate::hosted_sftp::Delivered {
+                        path,
+                        remote_path,
+                        bytes: file.bytes,
+                        placement: crate::fsutil::Placement::Copy,
+                    };
+                    present(self.receipt(&delivered, file, "found"), how)
+                }
+                None => Confirmation::Absent,
             })
         })
+    }
+}
+
+impl HostedSftp {
+    fn fail(&self, message: String) -> Error {
+        Error::Delivery {
+            target: self.name.clone(),
+            message,
+        }
+    }
+
+    fn receipt(
+        &self,
+        delivered: &crate::hosted_sftp::Delivered,
+        file: &Outgoing<'_>,
+        placement: &str,
+    ) -> Receipt {
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("connection".into(), self.target.connection_name.clone());
+        details.insert("remotePath".into(), delivered.remote_path.clone());
+        details.insert("localPath".into(), delivered.path.display().to_string());
+        details.insert("placement".into(), placement.into());
+        Receipt {
+            location: format!(
+                "hosted-sftp://{}{}",
+                self.target.user, delivered.remote_path
+            ),
+            bytes: delivered.bytes,
+            sha256: file.sha256.to_string(),
+            details,
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use super::spec::TargetSpec;
-use super::{BoxFuture, Outgoing, Receipt, Sharing, Transport};
+use super::transport::OwnedOutgoing;
+use super::{BoxFuture, Confirmation, Outgoing, Receipt, Sharing, Transport};
 use crate::api::{LocalDirTarget, PartialNaming, TargetKind};
 use crate::fsutil::{Placement, copy_private};
 use crate::validate::fields::Problems;
@@ -39,7 +40,6 @@ impl LocalDir {
 
     fn deliver_blocking(&self, file: &Outgoing<'_>) -> std::io::Result<Receipt> {
         std::fs::create_dir_all(&self.dir)?;
-        let final_path = self.dir.join(file.file_name);
         let mut placement = Placement::Copy;
         let bytes = super::atomic::place_in_dir(
             &self.dir,
@@ -52,17 +52,43 @@ impl LocalDir {
                 placement = how;
                 Ok(copied)
             },
-            |_| Ok(()),
+            |_| file.commit.reached_blocking(Default::default()),
         )?;
+        super::atomic::remove_stale_local(&self.dir, file, self.partial);
+        Ok(self.receipt(file, bytes, placement.as_str()))
+    }
+
+    fn receipt(&self, file: &Outgoing<'_>, bytes: u64, placement: &str) -> Receipt {
+        let final_path = self.dir.join(file.file_name);
         let location = std::path::absolute(&final_path).unwrap_or(final_path);
         let mut details = std::collections::BTreeMap::new();
-        details.insert("placement".into(), placement.as_str().into());
-        Ok(Receipt {
+        details.insert("placement".into(), placement.into());
+        Receipt {
             location: location.display().to_string(),
             bytes,
             sha256: file.sha256.to_string(),
             details,
-        })
+        }
+    }
+
+    /// Runs `f` on a blocking thread, its errors as the target's.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        file: &Outgoing<'_>,
+        f: impl FnOnce(&LocalDir, &Outgoing<'_>) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let this = self.clone();
+        let owned = OwnedOutgoing::of(file);
+        tokio::task::spawn_blocking(move || owned.with(|file| f(&this, file)))
+            .await
+            .map_err(|e| Error::Delivery {
+                target: self.dir.display().to_string(),
+                message: format!("delivery task failed: {e}"),
+            })?
+            .map_err(|e| Error::Delivery {
+                target: self.dir.display().to_string(),
+                message: e.to_string(),
+            })
     }
 }
 
@@ -78,39 +104,21 @@ fn place(staged: &Path, to: &Path, sharing: Sharing) -> std::io::Result<(u64, Pl
 
 impl Transport for LocalDir {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
-        Box::pin(async move {
-            let this = self.clone();
-            let staged = file.staged.to_path_buf();
-            let owned = (
-                file.file_name.to_string(),
-                file.bytes,
-                file.sha256.to_string(),
-                file.run_id,
-                file.about.clone(),
-                file.sharing,
-            );
-            tokio::task::spawn_blocking(move || {
-                let (file_name, bytes, sha256, run_id, about, sharing) = owned;
-                this.deliver_blocking(&Outgoing {
-                    staged: &staged,
-                    file_name: &file_name,
-                    bytes,
-                    sha256: &sha256,
-                    run_id,
-                    about: &about,
-                    sharing,
-                })
-            })
-            .await
-            .map_err(|e| Error::Delivery {
-                target: self.dir.display().to_string(),
-                message: format!("delivery task failed: {e}"),
-            })?
-            .map_err(|e| Error::Delivery {
-                target: self.dir.display().to_string(),
-                message: e.to_string(),
-            })
-        })
+        Box::pin(self.blocking(file, |this, file| this.deliver_blocking(file)))
+    }
+
+    /// The directory holds the file already (same size and SHA-256)?
+    fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
+        Box::pin(self.blocking(file, |this, file| {
+            Ok(
+                match super::atomic::confirm_local(&this.dir, file, this.partial)? {
+                    Some(how) => {
+                        super::atomic::present(this.receipt(file, file.bytes, "found"), how)
+                    }
+                    None => Confirmation::Absent,
+                },
+            )
+        }))
     }
 }
 

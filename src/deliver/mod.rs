@@ -18,7 +18,9 @@ pub mod spec;
 pub mod transport;
 
 pub use spec::TargetSpec;
-pub use transport::{About, BoxFuture, Outgoing, Receipt, Sharing, Transport};
+pub use transport::{
+    About, BoxFuture, CommitHook, Confirmation, Outgoing, Receipt, Sharing, Transport,
+};
 
 use crate::api::{DeliveryTargetSpec, TargetKind};
 use crate::secrets::FileSecrets;

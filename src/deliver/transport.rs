@@ -1,9 +1,11 @@
 //! The one small trait every transport implements, and what passes through it: a staged file
 //! ([`Outgoing`]) in, a [`Receipt`] out. A leaf: transports build on it, `deliver` picks one.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,122 @@ pub struct Outgoing<'a> {
     /// Who else holds the staged file: whether a destination on this machine may take the
     /// file itself (a hard link) or needs a copy of its own.
     pub sharing: Sharing,
+    /// Names this delivery across retries, resumes and processes: the state's lineage,
+    /// namespace, schedule, slot and target (and the run, for a `--resend`). An email's Message-ID derives from it, so a
+    /// message sent twice is recognisably the same. `None` for a file sent by hand.
+    pub delivery_key: Option<&'a str>,
+    /// Earlier runs of this file that ended without delivering it here: their temporary files
+    /// (under this target's naming) are removed once this delivery succeeded.
+    pub stale_runs: &'a [i64],
+    /// Told when the delivery reaches its point of no return (see [`CommitHook`]).
+    pub commit: CommitHook,
+}
+
+/// The callback of [`CommitHook`]: evidence in, a future that records it.
+type CommitFn = dyn Fn(BTreeMap<String, String>) -> BoxFuture<'static, Result<()>> + Send + Sync;
+
+/// Called by a transport at the point of no return of a delivery: the file is complete
+/// under its temporary name and the rename comes next (or, written in place, the first byte;
+/// or, for email, DATA). The runner records `delivering` in the ledger there, so that after a
+/// crash it knows to look at the destination ([`Transport::confirm`]) before sending again.
+/// A failed hook fails the delivery before anything becomes visible.
+#[derive(Clone, Default)]
+pub struct CommitHook(Option<Arc<CommitFn>>);
+
+impl std::fmt::Debug for CommitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CommitHook(set)"
+        } else {
+            "CommitHook(none)"
+        })
+    }
+}
+
+impl CommitHook {
+    /// A hook that calls `f` with the transport's evidence (e.g. an email's Message-ID).
+    pub fn new(
+        f: impl Fn(BTreeMap<String, String>) -> BoxFuture<'static, Result<()>> + Send + Sync + 'static,
+    ) -> Self {
+        CommitHook(Some(Arc::new(f)))
+    }
+
+    /// Tells the hook, if any.
+    pub async fn reached(&self, evidence: BTreeMap<String, String>) -> Result<()> {
+        match &self.0 {
+            Some(f) => f(evidence).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`CommitHook::reached`] from blocking code (a `spawn_blocking` thread), as an I/O error.
+    pub fn reached_blocking(&self, evidence: BTreeMap<String, String>) -> std::io::Result<()> {
+        let Some(f) = &self.0 else { return Ok(()) };
+        tokio::runtime::Handle::current()
+            .block_on(f(evidence))
+            .map_err(|e| std::io::Error::other(format!("recording the delivery: {e}")))
+    }
+}
+
+/// What the destination holds of a delivery interrupted at its point of no return.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Confirmation {
+    /// The file is there, complete: it is recorded as delivered and not sent again.
+    Present(Receipt),
+    /// It is not (or something else is): it is delivered again.
+    Absent,
+    /// The destination cannot be asked (a sent email): the outcome stays unknown, and only
+    /// an explicit `--resend` sends again. The text says why.
+    Unknown(String),
+}
+
+/// An [`Outgoing`] that owns its parts, to move into a blocking task.
+#[derive(Clone, Debug)]
+pub struct OwnedOutgoing {
+    staged: std::path::PathBuf,
+    file_name: String,
+    bytes: u64,
+    sha256: String,
+    run_id: i64,
+    about: About,
+    sharing: Sharing,
+    delivery_key: Option<String>,
+    stale_runs: Vec<i64>,
+    commit: CommitHook,
+}
+
+impl OwnedOutgoing {
+    /// A copy of `file`.
+    pub fn of(file: &Outgoing<'_>) -> Self {
+        OwnedOutgoing {
+            staged: file.staged.to_path_buf(),
+            file_name: file.file_name.to_string(),
+            bytes: file.bytes,
+            sha256: file.sha256.to_string(),
+            run_id: file.run_id,
+            about: file.about.clone(),
+            sharing: file.sharing,
+            delivery_key: file.delivery_key.map(str::to_string),
+            stale_runs: file.stale_runs.to_vec(),
+            commit: file.commit.clone(),
+        }
+    }
+
+    /// `f` of the file as an [`Outgoing`].
+    pub fn with<T>(&self, f: impl FnOnce(&Outgoing<'_>) -> T) -> T {
+        f(&Outgoing {
+            staged: &self.staged,
+            file_name: &self.file_name,
+            bytes: self.bytes,
+            sha256: &self.sha256,
+            run_id: self.run_id,
+            about: &self.about,
+            sharing: self.sharing,
+            delivery_key: self.delivery_key.as_deref(),
+            stale_runs: &self.stale_runs,
+            commit: self.commit.clone(),
+        })
+    }
 }
 
 /// Who else holds a staged file. A hard link puts the same inode in two places, so whoever can
@@ -105,12 +223,21 @@ pub struct Receipt {
     /// SHA-256 of what was sent.
     pub sha256: String,
     /// Transport-specific evidence (host key or certificate fingerprint, message id, ...).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub details: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
 }
 
 /// Puts files somewhere.
 pub trait Transport: Send + Sync {
     /// Delivers one file atomically and confirms it.
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>>;
+
+    /// After a crash at the point of no return: whether `file` already arrived (same name,
+    /// same size, same SHA-256 where the destination lets it be read back). The default,
+    /// for a destination that cannot be asked, is [`Confirmation::Absent`]: sent again
+    /// (at least once).
+    fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
+        let _ = file;
+        Box::pin(async { Ok(Confirmation::Absent) })
+    }
 }

@@ -57,6 +57,33 @@ pub fn deliver_into(
     expected_bytes: u64,
     link_allowed: bool,
 ) -> Result<Delivered> {
+    deliver_into_with(
+        data_dir,
+        user,
+        directory,
+        staged,
+        file_name,
+        run_id,
+        expected_bytes,
+        link_allowed,
+        || Ok(()),
+    )
+}
+
+/// [`deliver_into`], calling `commit` once the file is complete under its temporary name,
+/// just before the rename (the delivery's point of no return); its error fails the delivery.
+#[allow(clippy::too_many_arguments)]
+pub fn deliver_into_with(
+    data_dir: &Path,
+    user: &str,
+    directory: &str,
+    staged: &Path,
+    file_name: &str,
+    run_id: i64,
+    expected_bytes: u64,
+    link_allowed: bool,
+    commit: impl FnOnce() -> io::Result<()>,
+) -> Result<Delivered> {
     let fail = |message: String| Error::Delivery {
         target: format!("hostedSftp user {user}"),
         message,
@@ -100,7 +127,7 @@ pub fn deliver_into(
             // rename() would replace the link itself, but refuse anyway: someone put a link
             // where a report goes.
             Ok(m) if m.file_type().is_symlink() => Err(jail::symlink_error()),
-            _ => Ok(()),
+            _ => commit(),
         },
     )
     .map_err(|e| io_fail("placing the file", e))?;
@@ -116,6 +143,32 @@ pub fn deliver_into(
         bytes,
         placement,
     })
+}
+
+/// Where [`deliver_into`] puts `file_name` for `user`'s `directory`: the path on disk and the
+/// path the SFTP user sees. Creates nothing.
+pub fn delivery_path(
+    data_dir: &Path,
+    user: &str,
+    directory: &str,
+    file_name: &str,
+) -> Result<(PathBuf, String)> {
+    let fail = |message: String| Error::Delivery {
+        target: format!("hostedSftp user {user}"),
+        message,
+    };
+    check_user_name(user).map_err(&fail)?;
+    let components =
+        directory_components(directory).map_err(|e| fail(format!("directory: {e}")))?;
+    let mut path = data_dir.join("users").join(user);
+    let mut remote_path = String::from("/");
+    for c in &components {
+        path.push(c);
+        remote_path.push_str(c);
+        remote_path.push('/');
+    }
+    remote_path.push_str(file_name);
+    Ok((path.join(file_name), remote_path))
 }
 
 /// A hard link of `staged` (made read-only first) when `link_allowed` and on the same file

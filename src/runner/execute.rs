@@ -11,7 +11,7 @@ use crate::api::{Kind, ResourceKey, Window};
 use crate::export::FormatContext;
 use crate::export::job::{ExportJob, export};
 use crate::filename::{self, TemplateContext};
-use crate::ledger::{Outcome, rfc3339};
+use crate::ledger::{Outcome, Prior, SlotKey, rfc3339};
 use crate::pipeline::status::{ConditionType, Truth, set_condition};
 use crate::schedule;
 use crate::source::Params;
@@ -19,6 +19,15 @@ use crate::{Error, Result};
 
 use super::decide::{ScheduleView, slot_key};
 use super::engine::{RunReport, RunRequest, Runner};
+use super::retry::TargetOutcome;
+
+/// Why a target whose delivery by run `run` is unknown is not sent to again.
+fn unknown_since(run: i64) -> String {
+    format!(
+        "run {run} may have delivered it (Ferry stopped while handing it over); not sent \
+         again without --resend"
+    )
+}
 
 impl Runner {
     /// Runs one slot: export, deliver to each target (skipping those that already have this
@@ -38,6 +47,7 @@ impl Runner {
             // `--resend` is a delivery of its own).
             None => {
                 let adopted = if request.resend {
+                    self.supersede_interrupted(view, &key).await?;
                     None
                 } else {
                     self.ledger.adopt_interrupted(&key).await?
@@ -53,6 +63,11 @@ impl Runner {
                         id
                     }
                     None => {
+                        if !request.resend
+                            && let Some(report) = self.nothing_to_deliver(view, &request).await?
+                        {
+                            return Ok(report);
+                        }
                         self.ledger
                             .start_run(&key, request.trigger, view.generation, &started.to_string())
                             .await?
@@ -127,13 +142,26 @@ impl Runner {
             let (key, staged, file_name, exported) = (&key, &staged, &file_name, &exported);
             async move {
                 let name = d.target.as_str();
-                if !request.resend && self.ledger.delivered(key, name).await? {
-                    return Ok::<_, Error>((name, Ok(None)));
+                if !request.resend {
+                    match self.ledger.prior_delivery(key, name).await? {
+                        Prior::None => {}
+                        Prior::Delivered { run } if run == run_id => {
+                            return Ok::<_, Error>((name, TargetOutcome::Already(None)));
+                        }
+                        Prior::Delivered { run } => {
+                            return Ok((name, TargetOutcome::Already(Some(run))));
+                        }
+                        Prior::Unknown { run } => {
+                            return Ok((name, TargetOutcome::Unknown(unknown_since(run))));
+                        }
+                    }
                 }
                 let outcome = match self.target(&view.key.namespace, name).await? {
-                    None => Err(format!("DeliveryTarget `{name}` is not applied")),
-                    Some(spec) => self
-                        .deliver_with_retries(
+                    None => {
+                        TargetOutcome::Failed(format!("DeliveryTarget `{name}` is not applied"))
+                    }
+                    Some(spec) => {
+                        self.deliver_with_retries(
                             view,
                             run_id,
                             slot,
@@ -146,52 +174,43 @@ impl Runner {
                             request.resend,
                         )
                         .await?
-                        .map(Some),
+                    }
                 };
                 Ok((name, outcome))
             }
         });
-        let mut succeeded = 0;
+        let (mut failed, mut unknown) = (0, 0);
         for result in futures_util::future::join_all(deliveries).await {
             let (name, outcome) = result?;
-            let label = match &outcome {
-                Ok(Some(_)) => "succeeded",
-                Ok(None) => "already-delivered",
-                Err(_) => "failed",
-            };
             crate::observe::delivery_finished(
                 &view.key.namespace,
                 &view.key.name,
                 name,
-                label,
+                outcome.label(),
                 report.bytes,
             );
-            match outcome {
-                Ok(None) => {
-                    succeeded += 1;
-                    report
-                        .targets
-                        .push((name.to_string(), "already delivered".into()));
+            match &outcome {
+                TargetOutcome::Delivered(location) | TargetOutcome::Found(location) => {
+                    self.report_target(view, slot, name, Ok(location)).await?;
                 }
-                Ok(Some(location)) => {
-                    succeeded += 1;
-                    self.report_target(view, slot, name, Ok(&location)).await?;
-                    report
-                        .targets
-                        .push((name.to_string(), format!("delivered to {location}")));
+                TargetOutcome::Failed(message) | TargetOutcome::Unknown(message) => {
+                    self.report_target(view, slot, name, Err(message)).await?;
                 }
-                Err(message) => {
-                    self.report_target(view, slot, name, Err(&message)).await?;
-                    report
-                        .targets
-                        .push((name.to_string(), format!("failed: {message}")))
-                }
+                TargetOutcome::Already(_) => {}
             }
+            match &outcome {
+                TargetOutcome::Failed(_) => failed += 1,
+                TargetOutcome::Unknown(_) => unknown += 1,
+                _ => {}
+            }
+            report.targets.push((name.to_string(), outcome.describe()));
         }
         let total = view.spec.deliver_to.len();
-        report.outcome = if succeeded == total {
+        report.outcome = if failed == 0 && unknown == 0 {
             Outcome::Succeeded
-        } else if succeeded > 0 {
+        } else if failed == 0 {
+            Outcome::Unknown
+        } else if failed < total {
             Outcome::Partial
         } else {
             Outcome::Failed
@@ -200,7 +219,7 @@ impl Runner {
             report
                 .targets
                 .iter()
-                .filter(|(_, o)| o.starts_with("failed"))
+                .filter(|(_, o)| o.starts_with("failed") || o.starts_with("outcome unknown"))
                 .map(|(t, o)| format!("{t}: {o}"))
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -219,6 +238,84 @@ impl Runner {
         self.customer_tickets(view, slot, &report).await;
         self.after_run(view).await?;
         Ok(report)
+    }
+
+    /// A `--resend` of a slot whose run was interrupted replaces that run: it is cancelled
+    /// (its staged file removed, its temporary files left to the new run's cleanup) instead
+    /// of being resumed later to deliver a second time.
+    async fn supersede_interrupted(&self, view: &ScheduleView, key: &SlotKey<'_>) -> Result<()> {
+        while let Some(id) = self.ledger.adopt_interrupted(key).await? {
+            let now = crate::clock::now()?.to_string();
+            self.ledger
+                .finish_run(
+                    id,
+                    Outcome::Cancelled,
+                    Some("interrupted, then superseded by a --resend of its slot"),
+                    &now,
+                )
+                .await?;
+            let staged_dir = self
+                .staging
+                .join(&view.key.namespace)
+                .join(&view.key.name)
+                .join(id.to_string());
+            let _ = std::fs::remove_dir_all(staged_dir);
+            tracing::info!(schedule = %view.key, run = id, "interrupted run superseded by --resend");
+        }
+        Ok(())
+    }
+
+    /// When every target already has this slot (or may have: an unknown outcome), a run
+    /// would deliver nothing: it is recorded as skipped, with why, instead of an empty
+    /// "succeeded", and nothing is exported. The report's run id is 0 (no run), its outcome
+    /// `skipped`, or `unknown` when a target's outcome is.
+    async fn nothing_to_deliver(
+        &self,
+        view: &ScheduleView,
+        request: &RunRequest,
+    ) -> Result<Option<RunReport>> {
+        let slot = &request.slot;
+        let key = slot_key(view, slot);
+        let mut targets = Vec::new();
+        let mut outcome = Outcome::Skipped;
+        for d in &view.spec.deliver_to {
+            let prior = match self.ledger.prior_delivery(&key, &d.target).await? {
+                Prior::None => return Ok(None),
+                Prior::Delivered { run } => TargetOutcome::Already(Some(run)),
+                Prior::Unknown { run } => {
+                    outcome = Outcome::Unknown;
+                    TargetOutcome::Unknown(unknown_since(run))
+                }
+            };
+            targets.push((d.target.clone(), prior.describe()));
+        }
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let reason = format!(
+            "nothing to deliver: {}; `--resend` delivers again",
+            targets
+                .iter()
+                .map(|(t, o)| format!("{t} {o}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let now = crate::clock::now()?.to_string();
+        self.ledger
+            .record_unrun(&key, request.trigger, Outcome::Skipped, &reason, &now)
+            .await?;
+        tracing::info!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
+        Ok(Some(RunReport {
+            schedule: view.key.clone(),
+            slot: rfc3339(slot),
+            run_id: 0,
+            outcome,
+            rows: 0,
+            bytes: 0,
+            file_name: String::new(),
+            targets,
+            error: Some(reason),
+        }))
     }
 
     /// A DeliveryTarget's `Synced` condition follows its latest delivery: True `Delivered`

@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::Zoned;
 
 use crate::api::{Kind, ResourceKey, Spec};
-use crate::deliver::{self, Outgoing};
+use crate::deliver::{self, CommitHook, Confirmation, Outgoing};
 use crate::ledger::SlotKey;
 use crate::schedule;
 use crate::state::StateStore;
@@ -27,8 +27,10 @@ impl Runner {
         applied_target(&self.store, namespace, name).await
     }
 
-    /// Delivers with `retry.attempts` attempts and exponential backoff with jitter. Returns
-    /// `Ok(Ok(location))` or `Ok(Err(message))`; `Err` only for ledger failures.
+    /// Delivers with `retry.attempts` attempts and exponential backoff with jitter. A
+    /// delivery this run left at its point of no return (`delivering`, after a crash) is first
+    /// looked for at the destination ([`deliver::Transport::confirm`]). `Err` only for ledger
+    /// failures.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn deliver_with_retries(
         &self,
@@ -42,7 +44,7 @@ impl Runner {
         file_name: &str,
         exported: &crate::export::job::ExportOutput,
         resend: bool,
-    ) -> Result<std::result::Result<String, String>> {
+    ) -> Result<TargetOutcome> {
         let attempts = view.spec.retry.attempts.max(1);
         let mut backoff =
             schedule::parse_duration(&view.spec.retry.backoff).unwrap_or(Duration::from_secs(30));
@@ -80,8 +82,38 @@ impl Runner {
             Err(e) => {
                 let message = e.to_string();
                 record("failed", 0, None, Some(message.clone())).await?;
-                return Ok(Err(message));
+                return Ok(TargetOutcome::Failed(message));
             }
+        };
+        let mut interrupted =
+            self.ledger.delivery_outcome(run_id, name).await?.as_deref() == Some("delivering");
+        let week_ago = crate::clock::now()?
+            .checked_sub(jiff::SignedDuration::from_hours(24 * 7))
+            .map_err(|e| Error::State(e.to_string()))?;
+        let stale_runs = self
+            .ledger
+            .stale_runs(
+                &view.key.namespace,
+                &view.key.name,
+                file_name,
+                name,
+                run_id,
+                &week_ago.to_string(),
+            )
+            .await?;
+        // Unique across installations (the state's lineage), stable across attempts.
+        let delivery_key = {
+            let mut k = format!(
+                "{}/{}/{}/{}/{name}",
+                self.store.lineage().await?,
+                key.namespace,
+                key.schedule,
+                key.slot.timestamp().as_second()
+            );
+            if resend {
+                k.push_str(&format!("/resend-{run_id}"));
+            }
+            k
         };
         let outgoing = Outgoing {
             staged,
@@ -100,11 +132,45 @@ impl Runner {
             } else {
                 deliver::Sharing::Several
             },
+            delivery_key: Some(&delivery_key),
+            stale_runs: &stale_runs,
+            commit: self.commit_hook(run_id, key, name, resend),
         };
         let mut last_error = String::new();
         for attempt in 1..=attempts {
+            if interrupted {
+                match transport.confirm(&outgoing).await {
+                    Ok(Confirmation::Present(receipt)) => {
+                        let location = receipt.location.clone();
+                        let receipt = serde_json::to_value(&receipt).expect("receipts serialize");
+                        record("succeeded", attempt, Some(receipt), None).await?;
+                        tracing::info!(schedule = %view.key, target = name, "found delivered after the interruption; not sent again");
+                        return Ok(TargetOutcome::Found(location));
+                    }
+                    Ok(Confirmation::Absent) => interrupted = false,
+                    Ok(Confirmation::Unknown(why)) => {
+                        record("unknown", attempt, None, Some(why.clone())).await?;
+                        return Ok(TargetOutcome::Unknown(why));
+                    }
+                    Err(e) => {
+                        last_error =
+                            format!("cannot tell whether the interrupted delivery arrived: {e}");
+                        if attempt < attempts {
+                            tracing::warn!(schedule = %view.key, target = name, attempt, attempts, "{last_error}; retrying");
+                            tokio::time::sleep(jitter(backoff)).await;
+                            backoff = backoff.saturating_mul(2);
+                            continue;
+                        }
+                        record("failed", attempt, None, Some(last_error.clone())).await?;
+                        break;
+                    }
+                }
+            }
             match transport.deliver(&outgoing).await {
                 Ok(receipt) => {
+                    // Tests stop here with kill -9: the file is at its destination, the
+                    // ledger does not know yet.
+                    crate::failpoint::hit("delivered-unrecorded");
                     let location = receipt.location.clone();
                     let receipt = serde_json::to_value(&receipt).expect("receipts serialize");
                     if !record("succeeded", attempt, Some(receipt), None).await? {
@@ -114,7 +180,7 @@ impl Runner {
                         );
                     }
                     tracing::info!(schedule = %view.key, target = name, attempt, "delivered");
-                    return Ok(Ok(location));
+                    return Ok(TargetOutcome::Delivered(location));
                 }
                 Err(e) => {
                     last_error = e.to_string();
@@ -131,7 +197,49 @@ impl Runner {
                 }
             }
         }
-        Ok(Err(last_error))
+        Ok(TargetOutcome::Failed(last_error))
+    }
+
+    /// The hook a transport calls at its point of no return: records `delivering` (with the
+    /// transport's evidence) so that a crash from here on is resolved by asking the
+    /// destination, not by sending again.
+    fn commit_hook(
+        &self,
+        run_id: i64,
+        key: &SlotKey<'_>,
+        target: &str,
+        resend: bool,
+    ) -> CommitHook {
+        let ledger = self.ledger.clone();
+        let (namespace, schedule, slot, target) = (
+            key.namespace.to_string(),
+            key.schedule.to_string(),
+            key.slot.clone(),
+            target.to_string(),
+        );
+        CommitHook::new(move |evidence| {
+            let (ledger, namespace, schedule, slot, target) = (
+                ledger.clone(),
+                namespace.clone(),
+                schedule.clone(),
+                slot.clone(),
+                target.clone(),
+            );
+            Box::pin(async move {
+                let key = SlotKey {
+                    namespace: &namespace,
+                    schedule: &schedule,
+                    slot: &slot,
+                };
+                let evidence = serde_json::to_value(evidence).expect("strings serialize");
+                let now = crate::clock::now()?.to_string();
+                ledger
+                    .mark_delivering(run_id, &key, &target, resend, &evidence, &now)
+                    .await?;
+                crate::failpoint::hit("delivering-recorded");
+                Ok(())
+            })
+        })
     }
 
     /// The delivery of a schedule's file to PSA target `name`: the customer is the
@@ -175,6 +283,47 @@ impl Runner {
             mapping.spec,
             &self.secrets,
         )?))
+    }
+}
+
+/// How one target's part of a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetOutcome {
+    /// Delivered now, to this location.
+    Delivered(String),
+    /// Found complete at this location after an interruption; not sent again.
+    Found(String),
+    /// Delivered before: by this run (`None`) or by run N.
+    Already(Option<i64>),
+    /// May have been delivered (an email handed over when Ferry stopped): not sent again.
+    Unknown(String),
+    /// Not delivered, with why.
+    Failed(String),
+}
+
+impl TargetOutcome {
+    /// The metrics label (`ferry_deliveries_total{outcome}`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            TargetOutcome::Delivered(_) | TargetOutcome::Found(_) => "succeeded",
+            TargetOutcome::Already(_) => "already-delivered",
+            TargetOutcome::Unknown(_) => "unknown",
+            TargetOutcome::Failed(_) => "failed",
+        }
+    }
+
+    /// The run report's words for it.
+    pub fn describe(&self) -> String {
+        match self {
+            TargetOutcome::Delivered(location) => format!("delivered to {location}"),
+            TargetOutcome::Found(location) => format!(
+                "delivered to {location} (found complete after the interruption, not sent again)"
+            ),
+            TargetOutcome::Already(None) => "already delivered".into(),
+            TargetOutcome::Already(Some(run)) => format!("already delivered by run {run}"),
+            TargetOutcome::Unknown(why) => format!("outcome unknown: {why}"),
+            TargetOutcome::Failed(why) => format!("failed: {why}"),
+        }
     }
 }
 

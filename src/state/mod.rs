@@ -367,6 +367,18 @@ impl StateStore {
         Ok(())
     }
 
+    /// This state's lineage: random, set when the state was created, the same for all its
+    /// life. It tells one Ferry installation's deliveries from another's (an email's
+    /// Message-ID derives from it).
+    pub async fn lineage(&self) -> Result<String> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'lineage'")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default(),
+        )
+    }
+
     /// The key of the keyed hashes kept for secret values.
     pub async fn secret_hash_key(&self) -> Result<Vec<u8>> {
         let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret_hash_key'")

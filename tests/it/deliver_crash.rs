@@ -258,3 +258,42 @@ fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_
     );
     let _ = std::fs::remove_dir_all(&local_dir);
 }
+
+#[test]
+fn a_resend_after_a_kill_supersedes_the_interrupted_run_and_removes_its_partial_upload() {
+    let (sb, files, local_dir) = applied_big_export();
+    let final_name = "big_20260731.csv";
+    let (partial, _) = run_and_kill_mid_upload(&sb, &local_dir);
+
+    // A re-send is a run of its own (a new run id, so a new temporary name): once it has
+    // delivered, the interrupted run's partial upload is removed, and that run is cancelled
+    // rather than resumed later to deliver a second time.
+    let resent = sb
+        .ferry(["run-now", "rs/big", "--slot", SLOT, "--resend"])
+        .success();
+    assert!(resent.stdout.contains(": succeeded,"), "{resent:#?}");
+    sb.ferry(["run", "--once", "-f", s(&files)]).success();
+
+    let runs = sb
+        .ferry(["history", "rs/big", "-o", "json"])
+        .success()
+        .json();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[0]["outcome"], "succeeded", "the re-send: {runs:#?}");
+    assert_eq!(
+        runs[1]["outcome"], "cancelled",
+        "the interrupted run: {runs:#?}"
+    );
+    assert!(
+        runs[1]["error"].as_str().unwrap().contains("superseded"),
+        "{runs:#?}"
+    );
+    let bytes = runs[0]["bytes"].as_u64().unwrap();
+    assert_eq!(
+        listing(&local_dir),
+        [(final_name.to_string(), bytes)],
+        "the complete file, and {partial} removed"
+    );
+    let _ = std::fs::remove_dir_all(&local_dir);
+}

@@ -131,6 +131,9 @@ async fn deliver(
         run_id,
         about,
         sharing: ferry::deliver::Sharing::Several,
+        delivery_key: None,
+        stale_runs: &[],
+        commit: Default::default(),
     };
     transport.deliver(&outgoing).await
 }

@@ -190,6 +190,9 @@ impl Setup {
             run_id,
             about: &about,
             sharing: ferry::deliver::Sharing::Several,
+            delivery_key: None,
+            stale_runs: &[],
+            commit: Default::default(),
         };
         transport.deliver(&file).await
     }

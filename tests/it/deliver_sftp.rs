@@ -197,6 +197,9 @@ async fn deliver_with(
         run_id,
         about: &about,
         sharing: ferry::deliver::Sharing::Several,
+        delivery_key: None,
+        stale_runs: &[],
+        commit: Default::default(),
     };
     transport.deliver(&file).await
 }
@@ -613,6 +616,9 @@ async fn a_failed_upload_publishes_nothing_and_removes_its_partial_file() {
         run_id: 9,
         about: &about,
         sharing: ferry::deliver::Sharing::Several,
+        delivery_key: None,
+        stale_runs: &[],
+        commit: Default::default(),
     };
     let message = refused(transport.deliver(&file).await);
     assert!(

@@ -15,6 +15,7 @@ mod controller;
 mod deliver_crash;
 mod deliver_e2e;
 mod deliver_email;
+mod deliver_exactly_once;
 mod deliver_ftp;
 mod deliver_sftp;
 mod failover;

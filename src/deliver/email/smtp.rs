@@ -1,6 +1,7 @@
 //! One SMTP session, step by step (lettre's connection, not its all-in-one transport), so
 //! that a failure names its step: connect, TLS, STARTTLS, AUTH, MAIL, each RCPT, DATA, QUIT.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter,
 use super::{Accepted, EmailTransport, MIN_BYTES_PER_SECOND, STEP_TIMEOUT};
 use crate::Result;
 use crate::api::SmtpTls;
+use crate::deliver::CommitHook;
 
 impl EmailTransport {
     /// One SMTP session: connect (TLS), STARTTLS, AUTH, MAIL, RCPT for each recipient, DATA.
@@ -22,6 +24,8 @@ impl EmailTransport {
         &self,
         envelope: &Envelope,
         message: &[u8],
+        commit: &CommitHook,
+        evidence: BTreeMap<String, String>,
     ) -> Result<Accepted, String> {
         let s = &self.smtp;
         let at = s.at();
@@ -46,7 +50,9 @@ impl EmailTransport {
             e => format!("SMTP connection to {at} failed: {e}"),
         })?;
 
-        let result = self.session(&mut conn, envelope, message, &hello).await;
+        let result = self
+            .session(&mut conn, envelope, message, &hello, commit, evidence)
+            .await;
         let close = Duration::from_secs(10);
         match result {
             Ok(accepted) => {
@@ -68,6 +74,8 @@ impl EmailTransport {
         envelope: &Envelope,
         message: &[u8],
         hello: &ClientId,
+        commit: &CommitHook,
+        evidence: BTreeMap<String, String>,
     ) -> Result<Accepted, Halt> {
         let s = &self.smtp;
         let at = s.at();
@@ -151,6 +159,11 @@ impl EmailTransport {
                 .await
                 .map_err(|e| format!("SMTP server {at} refused recipient {rcpt}: {e}"))?;
         }
+        // Every recipient accepted: from DATA on, the message may reach them.
+        commit
+            .reached(evidence)
+            .await
+            .map_err(|e| Halt::Abort(format!("recording the delivery: {e}")))?;
         step(conn.command(Data), STEP_TIMEOUT)
             .await
             .map_err(|e| format!("SMTP server {at} refused DATA: {e}"))?;

@@ -31,7 +31,7 @@ use std::time::Duration;
 use suppaftp::tokio::AsyncRustlsFtpStream;
 
 use super::spec::TargetSpec;
-use super::{BoxFuture, Outgoing, Receipt, Transport};
+use super::{BoxFuture, Confirmation, Outgoing, Receipt, Transport};
 use crate::api::TargetKind;
 use crate::api::{FtpTarget, FtpTls, PartialNaming};
 use crate::secrets::{FileSecrets, SecretValue};
@@ -166,6 +166,10 @@ impl FtpTransport {
 impl Transport for FtpTransport {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
         Box::pin(self.deliver_file(file))
+    }
+
+    fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
+        Box::pin(self.confirm_file(file))
     }
 }
 

@@ -370,6 +370,49 @@ impl Session {
         Ok(sent)
     }
 
+    /// The SHA-256 (hex) of `name` in the current directory, read back with `RETR`.
+    /// `Ok(None)` when the server refuses (missing, or a write-only drop box).
+    pub(super) async fn read_sha256(
+        &mut self,
+        name: &str,
+    ) -> std::result::Result<Option<String>, String> {
+        use sha2::{Digest, Sha256};
+        use tokio::io::AsyncReadExt;
+        let mut data = match self
+            .step(REPLY_TIMEOUT, async |f| f.retr_as_stream(name).await)
+            .await
+        {
+            Ok(data) => data,
+            Err(_) if !self.broken() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match timeout(IDLE_TIMEOUT, data.read(&mut buf)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => hasher.update(&buf[..n]),
+                Ok(Err(e)) => {
+                    let message = format!("reading {name} back failed: {e}");
+                    self.failed = Some(message.clone());
+                    return Err(message);
+                }
+                Err(_) => {
+                    let message = format!(
+                        "reading {name} back stalled for {} s",
+                        IDLE_TIMEOUT.as_secs()
+                    );
+                    self.failed = Some(message.clone());
+                    return Err(message);
+                }
+            }
+        }
+        self.step(IDLE_TIMEOUT, async |_| data.finish().await)
+            .await
+            .map_err(|e| format!("reading {name} back: {e}"))?;
+        Ok(Some(hex::encode(hasher.finalize())))
+    }
+
     /// The size of `name` in the current directory: `SIZE`, else a listing.
     pub(super) async fn remote_size(&mut self, name: &str) -> std::result::Result<u64, String> {
         let size_error = match self.step(REPLY_TIMEOUT, async |f| f.size(name).await).await {

@@ -9,12 +9,51 @@ use super::session::{Session, join_remote, url_path};
 use super::{CLEANUP_TIMEOUT, FtpTransport, REPLY_TIMEOUT, check_name};
 use crate::Result;
 use crate::api::FtpTls;
-use crate::deliver::atomic::{RemoteDir, SizeUnknown, UploadFailed, place_remote};
-use crate::deliver::{Outgoing, Receipt};
+use crate::deliver::atomic::{
+    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, place_remote, present,
+};
+use crate::deliver::{Confirmation, Outgoing, Receipt};
 use crate::tls::ClientTls;
 
 impl FtpTransport {
     pub(super) async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {
+        let naming = self.partial;
+        let (receipt, bytes) = self
+            .in_directory(file, async |remote| {
+                place_remote(remote, file, naming).await
+            })
+            .await?;
+        Ok(Receipt { bytes, ..receipt })
+    }
+
+    /// After a crash at the point of no return: is the file there (its size, then its
+    /// SHA-256 read back when the login may read)?
+    pub(super) async fn confirm_file(&self, file: &Outgoing<'_>) -> Result<Confirmation> {
+        let naming = self.partial;
+        let (receipt, found) = self
+            .in_directory(file, async |remote| {
+                confirm_remote(remote, file, naming).await
+            })
+            .await?;
+        Ok(match found {
+            Some(how) => present(
+                Receipt {
+                    bytes: file.bytes,
+                    ..receipt
+                },
+                how,
+            ),
+            None => Confirmation::Absent,
+        })
+    }
+
+    /// Connects, enters the target's directory, runs `op` there and says goodbye. Returns
+    /// the receipt of `file` there (its `bytes` left for the caller) and `op`'s result.
+    async fn in_directory<T>(
+        &self,
+        file: &Outgoing<'_>,
+        op: impl AsyncFnOnce(&mut FtpDir<'_>) -> std::result::Result<T, String>,
+    ) -> Result<(Receipt, T)> {
         check_name(file.file_name).map_err(|e| self.error(e))?;
         // One TLS configuration, so one session cache, for every connection of this delivery.
         let tls = match self.tls {
@@ -40,10 +79,10 @@ impl FtpTransport {
             session,
             dir,
         };
-        let placed = place_remote(&mut remote, file, self.partial).await;
+        let done = op(&mut remote).await;
         let FtpDir { session, dir, .. } = remote;
         session.quit().await;
-        let bytes = placed.map_err(|e| self.error(e))?;
+        let value = done.map_err(|e| self.error(e))?;
 
         let remote_path = join_remote(&dir, file.file_name);
         let scheme = match self.tls {
@@ -56,12 +95,13 @@ impl FtpTransport {
         if let Some(fp) = tls.as_ref().and_then(ClientTls::peer_fingerprint) {
             details.insert("certificateSha256".into(), fp);
         }
-        Ok(Receipt {
+        let receipt = Receipt {
             location: format!("{scheme}://{}{}", self.endpoint(), url_path(&remote_path)),
-            bytes,
+            bytes: 0,
             sha256: file.sha256.to_string(),
             details,
-        })
+        };
+        Ok((receipt, value))
     }
 }
 
@@ -156,6 +196,13 @@ impl RemoteDir for FtpDir<'_> {
         }
         // A server may echo what it was sent: never let the password through.
         removed.map_err(|e| self.transport.scrub(e))
+    }
+
+    async fn read_sha256(&mut self, name: &str) -> Result<Option<String>, String> {
+        self.session
+            .read_sha256(name)
+            .await
+            .map_err(|e| self.transport.scrub(e))
     }
 
     /// MKD; a refusal is fine when the directory is there (CWD into it and back succeeds).

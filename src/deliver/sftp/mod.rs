@@ -18,7 +18,7 @@ use russh::keys::PrivateKey;
 use russh_sftp::client::RawSftpSession;
 
 use super::spec::TargetSpec;
-use super::{BoxFuture, Outgoing, Receipt, Transport};
+use super::{BoxFuture, Confirmation, Outgoing, Receipt, Transport};
 use crate::api::TargetKind;
 use crate::api::{PartialNaming, SecretRef, SftpTarget};
 use crate::secrets::{FileSecrets, SecretValue};
@@ -184,6 +184,10 @@ impl SftpTransport {
 impl Transport for SftpTransport {
     fn deliver<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
         Box::pin(self.deliver_file(file))
+    }
+
+    fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
+        Box::pin(self.confirm_file(file))
     }
 }
 

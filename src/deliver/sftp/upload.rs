@@ -17,8 +17,10 @@ use super::{
     join, normalize_dir,
 };
 use crate::Result;
-use crate::deliver::atomic::{RemoteDir, SizeUnknown, UploadFailed, place_remote};
-use crate::deliver::{Outgoing, Receipt};
+use crate::deliver::atomic::{
+    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, place_remote, present,
+};
+use crate::deliver::{Confirmation, Outgoing, Receipt};
 
 impl SftpTransport {
     /// Makes sure `self.directory` exists (creating missing parents) and returns its absolute
@@ -85,6 +87,44 @@ impl SftpTransport {
     }
 
     pub(super) async fn deliver_file(&self, file: &Outgoing<'_>) -> Result<Receipt> {
+        let naming = self.partial;
+        let (receipt, bytes) = self
+            .in_directory(file, async |remote| {
+                place_remote(remote, file, naming).await
+            })
+            .await?;
+        Ok(Receipt { bytes, ..receipt })
+    }
+
+    /// After a crash at the point of no return: is the file there (its size, then its
+    /// SHA-256 read back when the login may read)?
+    pub(super) async fn confirm_file(&self, file: &Outgoing<'_>) -> Result<Confirmation> {
+        let naming = self.partial;
+        let (receipt, found) = self
+            .in_directory(file, async |remote| {
+                confirm_remote(remote, file, naming).await
+            })
+            .await?;
+        Ok(match found {
+            Some(how) => present(
+                Receipt {
+                    bytes: file.bytes,
+                    ..receipt
+                },
+                how,
+            ),
+            None => Confirmation::Absent,
+        })
+    }
+
+    /// Connects, opens the target's directory (creating it), runs `op` there and
+    /// disconnects. Returns the receipt of `file` there (its `bytes` left for the caller)
+    /// and `op`'s result.
+    async fn in_directory<T>(
+        &self,
+        file: &Outgoing<'_>,
+        op: impl AsyncFnOnce(&mut SftpDir<'_>) -> std::result::Result<T, String>,
+    ) -> Result<(Receipt, T)> {
         let (mut handle, host_key) = self.connect().await?;
         self.authenticate(&mut handle).await?;
         let sftp = self.open_sftp(&handle).await?;
@@ -95,24 +135,23 @@ impl SftpTransport {
                 sftp: &sftp,
                 dir,
             };
-            let bytes = place_remote(&mut remote, file, self.partial)
-                .await
-                .map_err(|e| self.error(e))?;
-            Ok::<_, crate::Error>((join(&remote.dir, file.file_name), bytes))
+            let value = op(&mut remote).await.map_err(|e| self.error(e))?;
+            Ok::<_, crate::Error>((join(&remote.dir, file.file_name), value))
         }
         .await;
         drop(sftp);
         let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
-        let (remote_path, bytes) = result?;
+        let (remote_path, value) = result?;
         let mut details = std::collections::BTreeMap::new();
         details.insert("hostKey".to_string(), host_key);
         details.insert("remotePath".to_string(), remote_path.clone());
-        Ok(Receipt {
+        let receipt = Receipt {
             location: self.url(&remote_path),
-            bytes,
+            bytes: 0,
             sha256: file.sha256.to_string(),
             details,
-        })
+        };
+        Ok((receipt, value))
     }
 }
 
@@ -295,6 +334,38 @@ impl RemoteDir for SftpDir<'_> {
             .await
             .map(drop)
             .map_err(|e| describe_sftp_error(&e))
+    }
+
+    /// Read back in [`REQUEST_TIMEOUT_SECS`]-bounded requests; a refused OPEN is `None`.
+    async fn read_sha256(&mut self, name: &str) -> Result<Option<String>, String> {
+        use sha2::{Digest, Sha256};
+        let raw = &self.sftp.raw;
+        let path = self.path(name);
+        let handle = match raw
+            .open(path.as_str(), OpenFlags::READ, FileAttributes::empty())
+            .await
+        {
+            Ok(h) => h.handle,
+            Err(SftpError::Status(_)) => return Ok(None),
+            Err(e) => return Err(describe_sftp_error(&e)),
+        };
+        let chunk = self.sftp.chunk as u32;
+        let mut hasher = Sha256::new();
+        let mut offset = 0u64;
+        let read = loop {
+            match raw.read(handle.as_str(), offset, chunk).await {
+                Ok(data) if data.data.is_empty() => break Ok(()),
+                Ok(data) => {
+                    offset += data.data.len() as u64;
+                    hasher.update(&data.data);
+                }
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+                Err(e) => break Err(describe_sftp_error(&e)),
+            }
+        };
+        let _ = raw.close(handle.as_str()).await;
+        read.map(|()| Some(hex::encode(hasher.finalize())))
+            .map_err(|e| format!("reading {} back: {e}", self.transport.url(&path)))
     }
 
     async fn make_dir(&mut self, name: &str) -> Result<(), String> {
