@@ -541,6 +541,28 @@ impl Ledger {
         Ok(None)
     }
 
+    /// A run of this slot in flight in a live process (this one or another), if any: a second
+    /// run of the slot would race it to the same destinations.
+    pub async fn in_flight(&self, key: &SlotKey<'_>) -> Result<Option<i64>> {
+        let rows = sqlx::query(
+            "SELECT id, owner FROM runs WHERE namespace = $1 AND schedule = $2 \
+             AND slot_epoch = $3 AND outcome = 'running' ORDER BY id DESC",
+        )
+        .bind(key.namespace)
+        .bind(key.schedule)
+        .bind(key.slot.timestamp().as_second())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .find(|row| {
+                row.get::<Option<String>, _>("owner")
+                    .as_deref()
+                    .is_some_and(owner_alive)
+            })
+            .map(|row| row.get("id")))
+    }
+
     /// Marks a run as taken over by this process (after a crash of its previous owner).
     pub async fn adopt(&self, run: i64) -> Result<()> {
         sqlx::query("UPDATE runs SET owner = $1 WHERE id = $2")

@@ -167,7 +167,20 @@ pub(super) async fn run_now_cmd(
             },
         )
         .await?;
-    if report.run_id == 0 {
+    if report.run_id == 0 && report.targets.is_empty() {
+        // Another process runs this slot right now.
+        outln!(
+            "{}: slot {} ({}): {}",
+            view.key,
+            crate::ledger::rfc3339(&slot),
+            trigger.as_str(),
+            report.outcome.as_str(),
+        );
+        if let Some(e) = &report.error {
+            eprintln!("Error: {e}");
+        }
+        return Ok(1);
+    } else if report.run_id == 0 {
         // Every target had the slot already (or may have): nothing was exported or sent.
         outln!(
             "{}: slot {} ({}): {}, nothing to deliver (--resend delivers again)",

@@ -63,10 +63,13 @@ impl Runner {
                         id
                     }
                     None => {
-                        if !request.resend
-                            && let Some(report) = self.nothing_to_deliver(view, &request).await?
-                        {
-                            return Ok(report);
+                        if !request.resend {
+                            if let Some(report) = self.in_flight(view, &request).await? {
+                                return Ok(report);
+                            }
+                            if let Some(report) = self.nothing_to_deliver(view, &request).await? {
+                                return Ok(report);
+                            }
                         }
                         self.ledger
                             .start_run(&key, request.trigger, view.generation, &started.to_string())
@@ -263,6 +266,41 @@ impl Runner {
             tracing::info!(schedule = %view.key, run = id, "interrupted run superseded by --resend");
         }
         Ok(())
+    }
+
+    /// One run per (schedule, slot) in flight: while a live process runs this slot, another
+    /// run of it is recorded as skipped (no targets in the report, the reason as its error)
+    /// instead of racing it to the same destinations. `--resend` is the explicit exception.
+    async fn in_flight(
+        &self,
+        view: &ScheduleView,
+        request: &RunRequest,
+    ) -> Result<Option<RunReport>> {
+        let slot = &request.slot;
+        let key = slot_key(view, slot);
+        let Some(run) = self.ledger.in_flight(&key).await? else {
+            return Ok(None);
+        };
+        let reason = format!(
+            "run {run} of this slot is in flight in a live Ferry process: not run twice at once \
+             (wait for it, or --resend)"
+        );
+        let now = crate::clock::now()?.to_string();
+        self.ledger
+            .record_unrun(&key, request.trigger, Outcome::Skipped, &reason, &now)
+            .await?;
+        tracing::warn!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
+        Ok(Some(RunReport {
+            schedule: view.key.clone(),
+            slot: rfc3339(slot),
+            run_id: 0,
+            outcome: Outcome::Skipped,
+            rows: 0,
+            bytes: 0,
+            file_name: String::new(),
+            targets: Vec::new(),
+            error: Some(reason),
+        }))
     }
 
     /// When every target already has this slot (or may have: an unknown outcome), a run

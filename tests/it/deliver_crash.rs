@@ -297,3 +297,47 @@ fn a_resend_after_a_kill_supersedes_the_interrupted_run_and_removes_its_partial_
     );
     let _ = std::fs::remove_dir_all(&local_dir);
 }
+
+#[test]
+fn a_slot_run_by_hand_while_another_process_runs_it_is_skipped_not_raced() {
+    let (sb, _files, local_dir) = applied_big_export();
+    let final_name = "big_20260731.csv";
+    let mut first = common::ferry_command()
+        .args(["run-now", "rs/big", "--slot", SLOT])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ferry starts");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !listing(&local_dir)
+        .iter()
+        .any(|(name, size)| name.contains(".ferry-partial-") && *size > 1 << 20)
+    {
+        assert!(first.try_wait().unwrap().is_none(), "finished too early");
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    let second = sb.ferry(["run-now", "rs/big", "--slot", SLOT]).failure();
+    assert!(second.stderr.contains("in flight"), "{second:#?}");
+    assert!(first.wait().unwrap().success(), "the first run completes");
+
+    let runs = sb
+        .ferry(["history", "rs/big", "-o", "json"])
+        .success()
+        .json();
+    let runs = runs.as_array().unwrap();
+    let outcomes: Vec<&str> = runs
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["skipped", "succeeded"], "{runs:#?}");
+    let bytes = runs[1]["bytes"].as_u64().unwrap();
+    assert_eq!(listing(&local_dir), [(final_name.to_string(), bytes)]);
+    let _ = std::fs::remove_dir_all(&local_dir);
+}
