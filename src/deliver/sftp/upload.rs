@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use russh::Disconnect;
+use russh::client::Handle;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::AsyncReadExt;
@@ -17,6 +18,7 @@ use super::{
     join, normalize_dir,
 };
 use crate::Result;
+use crate::ssh::HostKeyCheck;
 use crate::deliver::atomic::{
     RemoteDir, SizeUnknown, UploadFailed, confirm_remote, place_remote, present,
 };
@@ -132,6 +134,7 @@ impl SftpTransport {
             let dir = self.ensure_directory(&sftp).await?;
             let mut remote = SftpDir {
                 transport: self,
+                ssh: &handle,
                 sftp: &sftp,
                 dir,
             };
@@ -158,6 +161,8 @@ impl SftpTransport {
 /// The target's directory on an open SFTP session.
 struct SftpDir<'a> {
     transport: &'a SftpTransport,
+    /// The SSH connection, watched: see [`SftpDir::unless_closed`].
+    ssh: &'a Handle<HostKeyCheck>,
     sftp: &'a Sftp,
     /// Its absolute path when the server told it.
     dir: String,
@@ -166,6 +171,24 @@ struct SftpDir<'a> {
 impl SftpDir<'_> {
     fn path(&self, name: &str) -> String {
         join(&self.dir, name)
+    }
+
+    /// `op`, or an error as soon as the SSH connection is gone. russh does not wake a write
+    /// waiting for window space when its connection dies (a reset, a cut), so a request in
+    /// flight would otherwise only fail at [`REQUEST_TIMEOUT_SECS`].
+    async fn unless_closed<T>(&self, op: impl Future<Output = T>) -> Result<T, String> {
+        let closed = async {
+            while !self.ssh.is_closed() {
+                tokio::time::sleep(CLOSED_POLL).await;
+            }
+        };
+        tokio::select! {
+            done = op => Ok(done),
+            () = closed => Err(format!(
+                "the connection to {} was lost",
+                self.transport.host_port()
+            )),
+        }
     }
 
     /// Streams the staged file into the open `handle`, pipelined. Returns the bytes written.
@@ -232,9 +255,10 @@ impl RemoteDir for SftpDir<'_> {
             format!("{what} {}: {e}", self.transport.url(&temp))
         };
         let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let opened = match raw
-            .open(temp.as_str(), flags, FileAttributes::empty())
+        let opened = match self
+            .unless_closed(raw.open(temp.as_str(), flags, FileAttributes::empty()))
             .await
+            .map_err(|e| UploadFailed::refused(fail("cannot create", &e)))?
         {
             // A leftover we may not write (another owner, read-only) may still be removable.
             Err(SftpError::Status(s)) if s.status_code == StatusCode::PermissionDenied => {
@@ -252,16 +276,17 @@ impl RemoteDir for SftpDir<'_> {
         let handle = opened
             .map_err(|e| UploadFailed::refused(fail("cannot create", &describe_sftp_error(&e))))?
             .handle;
-        let written = match self.write_all(&handle, file).await {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = raw.close(handle.as_str()).await;
+        let written = match self.unless_closed(self.write_all(&handle, file)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) | Err(e) => {
+                let _ = self.unless_closed(raw.close(handle.as_str())).await;
                 return Err(UploadFailed::written(fail("upload to", &e)));
             }
         };
-        raw.close(handle.as_str()).await.map_err(|e| {
-            UploadFailed::written(fail("cannot finish writing", &describe_sftp_error(&e)))
-        })?;
+        self.unless_closed(raw.close(handle.as_str()))
+            .await
+            .and_then(|closed| closed.map_err(|e| describe_sftp_error(&e)))
+            .map_err(|e| UploadFailed::written(fail("cannot finish writing", &e)))?;
         if written != file.bytes {
             return Err(UploadFailed::written(fail(
                 "upload to",
@@ -277,7 +302,11 @@ impl RemoteDir for SftpDir<'_> {
 
     /// A refusal (any status) means the server will not say; anything else is a failure.
     async fn size(&mut self, name: &str) -> Result<u64, SizeUnknown> {
-        match self.sftp.raw.stat(self.path(name)).await {
+        let stat = self
+            .unless_closed(self.sftp.raw.stat(self.path(name)))
+            .await
+            .map_err(SizeUnknown::Failed)?;
+        match stat {
             Ok(attrs) => attrs
                 .attrs
                 .size
@@ -305,7 +334,11 @@ impl RemoteDir for SftpDir<'_> {
                 data.extend_from_slice(&(s.len() as u32).to_be_bytes());
                 data.extend_from_slice(s.as_bytes());
             }
-            return match raw.extended(POSIX_RENAME, data).await {
+            let renamed = self
+                .unless_closed(raw.extended(POSIX_RENAME, data))
+                .await
+                .map_err(|e| fail(&e))?;
+            return match renamed {
                 Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
                 Ok(Packet::Status(s)) => Err(fail(&describe_sftp_error(&SftpError::Status(s)))),
                 Ok(_) => Err(fail(&"unexpected answer to posix-rename")),
@@ -321,19 +354,38 @@ impl RemoteDir for SftpDir<'_> {
                 tracing::debug!(target = %self.transport.name, "removing {target} before rename: {e}");
             }
         }
-        raw.rename(temp.as_str(), target.as_str())
+        self.unless_closed(raw.rename(temp.as_str(), target.as_str()))
             .await
+            .map_err(|e| fail(&e))?
             .map(drop)
             .map_err(|e| fail(&describe_sftp_error(&e)))
     }
 
+    /// On this session while it works, else on a new connection (as FTP does): a cut
+    /// connection must not leave the temporary file behind.
     async fn remove(&mut self, temp: &str) -> Result<(), String> {
-        self.sftp
-            .raw
-            .remove(self.path(temp))
-            .await
-            .map(drop)
-            .map_err(|e| describe_sftp_error(&e))
+        let path = self.path(temp);
+        if let Ok(removed) = self.unless_closed(self.sftp.raw.remove(path.as_str())).await {
+            return removed.map(drop).map_err(|e| describe_sftp_error(&e));
+        }
+        let t = self.transport;
+        let message = |e: crate::Error| match e {
+            crate::Error::Delivery { message, .. } => message,
+            other => other.to_string(),
+        };
+        let (mut handle, _) = t.connect().await.map_err(message)?;
+        let removed = async {
+            t.authenticate(&mut handle).await.map_err(message)?;
+            let sftp = t.open_sftp(&handle).await.map_err(message)?;
+            sftp.raw
+                .remove(path.as_str())
+                .await
+                .map(drop)
+                .map_err(|e| describe_sftp_error(&e))
+        }
+        .await;
+        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        removed
     }
 
     /// Read back in [`REQUEST_TIMEOUT_SECS`]-bounded requests; a refused OPEN is `None`.
@@ -341,10 +393,10 @@ impl RemoteDir for SftpDir<'_> {
         use sha2::{Digest, Sha256};
         let raw = &self.sftp.raw;
         let path = self.path(name);
-        let handle = match raw
-            .open(path.as_str(), OpenFlags::READ, FileAttributes::empty())
-            .await
-        {
+        let opened = self
+            .unless_closed(raw.open(path.as_str(), OpenFlags::READ, FileAttributes::empty()))
+            .await?;
+        let handle = match opened {
             Ok(h) => h.handle,
             Err(SftpError::Status(_)) => return Ok(None),
             Err(e) => return Err(describe_sftp_error(&e)),
@@ -353,7 +405,10 @@ impl RemoteDir for SftpDir<'_> {
         let mut hasher = Sha256::new();
         let mut offset = 0u64;
         let read = loop {
-            match raw.read(handle.as_str(), offset, chunk).await {
+            let data = self
+                .unless_closed(raw.read(handle.as_str(), offset, chunk))
+                .await?;
+            match data {
                 Ok(data) if data.data.is_empty() => break Ok(()),
                 Ok(data) => {
                     offset += data.data.len() as u64;
@@ -363,7 +418,7 @@ impl RemoteDir for SftpDir<'_> {
                 Err(e) => break Err(describe_sftp_error(&e)),
             }
         };
-        let _ = raw.close(handle.as_str()).await;
+        let _ = self.unless_closed(raw.close(handle.as_str())).await;
         read.map(|()| Some(hex::encode(hasher.finalize())))
             .map_err(|e| format!("reading {} back: {e}", self.transport.url(&path)))
     }
@@ -384,6 +439,9 @@ impl RemoteDir for SftpDir<'_> {
         }
     }
 }
+
+/// How often a waiting request looks whether the SSH connection is still there.
+const CLOSED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Reads `path` in `chunk`-sized buffers into `tx` until the end, on the blocking pool.
 pub(super) async fn read_chunks(
