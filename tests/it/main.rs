@@ -18,6 +18,7 @@ mod deliver_email;
 mod deliver_ftp;
 mod deliver_sftp;
 mod failover;
+mod fault_proxy;
 mod first_hour;
 mod formats_csv_xlsx;
 mod formats_pdf;
