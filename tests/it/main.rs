@@ -19,6 +19,7 @@ mod deliver_exactly_once;
 mod deliver_ftp;
 mod deliver_sftp;
 mod failover;
+mod fault_proxy;
 mod first_hour;
 mod formats_csv_xlsx;
 mod formats_pdf;
