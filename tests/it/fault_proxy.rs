@@ -11,12 +11,11 @@
 //! consumer polling it would. Each test checks on the proxy's records how many connections
 //! reached the server and what was done to each. No wall-clock duration is asserted.
 //!
-//! Not here (it fails): SFTP with every connection cut. The failed run leaves its temporary
-//! file (`.big_20260731.csv.ferry-partial-1`) on the server, because the SFTP transport
-//! removes a leftover on the connection that just died and does not reconnect (FTP does).
-//! SFTP cuts are also slow to notice when the SSH send window is exhausted at the cut (always
-//! after a stall): the attempt then fails only after the SFTP request timeout (300 s) and the
-//! leftover removal's 30 s.
+//! This suite found two SFTP faults, since mended: a cut connection was noticed only at the
+//! SFTP request timeout (300 s) when russh's send window was exhausted at the cut (always after
+//! a stall), and a cut attempt's temporary file was left on the server (its removal was tried
+//! on the dead connection). Now each cut SFTP attempt is followed by a short connection of its
+//! own that removes the temporary file, which the tests count.
 
 use crate::common;
 
@@ -470,7 +469,7 @@ fn first_connection_cut(kind: Kind) {
     let world = World::new(kind, Faults::first(1, Fault::Cut { after_bytes: AT }));
     let (run, seen) = world.run();
     world.assert_delivered(&run, &seen, 2);
-    let faulted = world.faulted();
+    let faulted = world.attempts(1);
     assert_eq!(
         faulted.len(),
         2,
@@ -488,7 +487,7 @@ fn every_connection_cut(kind: Kind) {
     let world = World::new(kind, Faults::all(Fault::Cut { after_bytes: AT }));
     let (run, seen) = world.run();
     world.assert_failed(&run, &seen);
-    let faulted = world.faulted();
+    let faulted = world.attempts(3);
     assert_eq!(
         faulted.len(),
         3,
@@ -510,7 +509,7 @@ fn first_connection_stalled(kind: Kind) {
     let world = World::new(kind, Faults::first(1, stall));
     let (run, seen) = world.run();
     world.assert_delivered(&run, &seen, 2);
-    let faulted = world.faulted();
+    let faulted = world.attempts(1);
     assert_eq!(
         faulted.len(),
         2,
@@ -539,6 +538,29 @@ fn every_connection_slow(kind: Kind) {
 }
 
 impl World {
+    /// The connections that carried an attempt (at least [`AT`] bytes up), in order, after
+    /// checking the others: for SFTP, each of the `cut` cut attempts is followed by a short
+    /// connection of its own that removes its temporary file (the cut one is dead), ended
+    /// cleanly; FTP removes it on its control connection, SMTP has nothing to remove.
+    #[track_caller]
+    fn attempts(&self, cut: usize) -> Vec<Record> {
+        let (attempts, cleanups): (Vec<Record>, Vec<Record>) =
+            self.faulted().into_iter().partition(|r| r.up >= AT);
+        let expected = match self.kind {
+            Kind::Sftp => cut,
+            Kind::Ftp | Kind::Email => 0,
+        };
+        assert_eq!(
+            cleanups.len(),
+            expected,
+            "cleanup connections: {cleanups:#?}"
+        );
+        for r in &cleanups {
+            assert_eq!(r.ended, Ended::Closed, "{cleanups:#?}");
+        }
+        attempts
+    }
+
     /// The connection that delivered carried the whole file: exactly its bytes on an FTP data
     /// connection, more than them on SSH or SMTP (protocol, encryption, base64).
     #[track_caller]
@@ -574,6 +596,11 @@ fn ftp_slow_data_connection_delivers_whole() {
 #[test]
 fn sftp_first_connection_cut_mid_transfer_is_retried_and_delivered_whole() {
     first_connection_cut(Kind::Sftp);
+}
+
+#[test]
+fn sftp_every_connection_cut_is_a_recorded_failure_leaving_nothing() {
+    every_connection_cut(Kind::Sftp);
 }
 
 #[test]

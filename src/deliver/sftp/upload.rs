@@ -18,11 +18,11 @@ use super::{
     join, normalize_dir,
 };
 use crate::Result;
-use crate::ssh::HostKeyCheck;
 use crate::deliver::atomic::{
     RemoteDir, SizeUnknown, UploadFailed, confirm_remote, place_remote, present,
 };
 use crate::deliver::{Confirmation, Outgoing, Receipt};
+use crate::ssh::HostKeyCheck;
 
 impl SftpTransport {
     /// Makes sure `self.directory` exists (creating missing parents) and returns its absolute
@@ -365,8 +365,15 @@ impl RemoteDir for SftpDir<'_> {
     /// connection must not leave the temporary file behind.
     async fn remove(&mut self, temp: &str) -> Result<(), String> {
         let path = self.path(temp);
-        if let Ok(removed) = self.unless_closed(self.sftp.raw.remove(path.as_str())).await {
-            return removed.map(drop).map_err(|e| describe_sftp_error(&e));
+        match self
+            .unless_closed(self.sftp.raw.remove(path.as_str()))
+            .await
+        {
+            Ok(Ok(_)) => return Ok(()),
+            // The server's answer (no such file, permission denied): final.
+            Ok(Err(e @ SftpError::Status(_))) => return Err(describe_sftp_error(&e)),
+            // No answer: the session is gone.
+            Ok(Err(_)) | Err(_) => {}
         }
         let t = self.transport;
         let message = |e: crate::Error| match e {
