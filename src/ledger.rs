@@ -502,18 +502,7 @@ impl Ledger {
     /// in the history. The owner is compared and set in one statement: of two processes
     /// reaching for the same run, one gets it.
     pub async fn adopt_interrupted(&self, key: &SlotKey<'_>) -> Result<Option<i64>> {
-        let rows = sqlx::query(
-            "SELECT id, owner FROM runs WHERE namespace = $1 AND schedule = $2 \
-             AND slot_epoch = $3 AND outcome = 'running' ORDER BY id DESC",
-        )
-        .bind(key.namespace)
-        .bind(key.schedule)
-        .bind(key.slot.timestamp().as_second())
-        .fetch_all(&self.pool)
-        .await?;
-        for row in rows {
-            let id: i64 = row.get("id");
-            let was: Option<String> = row.get("owner");
+        for (id, was) in self.running(key).await? {
             if was.as_deref().is_some_and(owner_alive) {
                 continue;
             }
@@ -544,6 +533,16 @@ impl Ledger {
     /// A run of this slot in flight in a live process (this one or another), if any: a second
     /// run of the slot would race it to the same destinations.
     pub async fn in_flight(&self, key: &SlotKey<'_>) -> Result<Option<i64>> {
+        Ok(self
+            .running(key)
+            .await?
+            .into_iter()
+            .find(|(_, owner)| owner.as_deref().is_some_and(owner_alive))
+            .map(|(id, _)| id))
+    }
+
+    /// The runs of a slot recorded as running, newest first, with their owners.
+    async fn running(&self, key: &SlotKey<'_>) -> Result<Vec<(i64, Option<String>)>> {
         let rows = sqlx::query(
             "SELECT id, owner FROM runs WHERE namespace = $1 AND schedule = $2 \
              AND slot_epoch = $3 AND outcome = 'running' ORDER BY id DESC",
@@ -555,12 +554,8 @@ impl Ledger {
         .await?;
         Ok(rows
             .into_iter()
-            .find(|row| {
-                row.get::<Option<String>, _>("owner")
-                    .as_deref()
-                    .is_some_and(owner_alive)
-            })
-            .map(|row| row.get("id")))
+            .map(|row| (row.get("id"), row.get("owner")))
+            .collect())
     }
 
     /// Marks a run as taken over by this process (after a crash of its previous owner).

@@ -258,6 +258,25 @@ pub fn present(mut receipt: Receipt, how: Recognised) -> Confirmation {
     Confirmation::Present(receipt)
 }
 
+/// What [`confirm_remote`] found, as a transport's [`Confirmation`]; `receipt` names the
+/// final file at the destination.
+pub fn confirmation(
+    receipt: Receipt,
+    file: &Outgoing<'_>,
+    found: Option<Recognised>,
+) -> Confirmation {
+    match found {
+        Some(how) => present(
+            Receipt {
+                bytes: file.bytes,
+                ..receipt
+            },
+            how,
+        ),
+        None => Confirmation::Absent,
+    }
+}
+
 /// After a crash at the point of no return: whether the final file in `dir` is this
 /// delivery's (its size, then its SHA-256 read back where the server allows reading).
 /// `Ok(None)`: it is not there, or it is another file. `Err`: the server could not be asked.

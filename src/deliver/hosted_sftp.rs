@@ -50,7 +50,7 @@ impl Transport for HostedSftp {
             };
             let commit = file.commit.clone();
             let delivered = tokio::task::spawn_blocking(move || {
-                crate::hosted_sftp::deliver_into_with(
+                crate::hosted_sftp::deliver_into(
                     &data_dir,
                     &user,
                     &directory,

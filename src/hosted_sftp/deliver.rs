@@ -46,6 +46,14 @@ pub const DELIVERED_MODE: u32 = 0o440;
 /// no one else receives it, so it may be a hard link of `staged` (made read-only). The
 /// directory is created when missing, never through a symbolic link. Fails when the size
 /// after the rename is not `expected_bytes`.
+/// Puts `staged` into the directory `directory` of `user`'s jail under `data_dir` (the
+/// server's data directory, which need not be running) as `file_name`, atomically, and
+/// returns where it is and its size. `link_allowed`: nobody can write where the file goes or
+/// no one else receives it, so it may be a hard link of `staged` (made read-only). The
+/// directory is created when missing, never through a symbolic link. Fails when the size
+/// after the rename is not `expected_bytes`. `commit` is called once the file is complete
+/// under its temporary name, just before the rename (the delivery's point of no return);
+/// its error fails the delivery.
 #[allow(clippy::too_many_arguments)]
 pub fn deliver_into(
     data_dir: &Path,
@@ -56,41 +64,10 @@ pub fn deliver_into(
     run_id: i64,
     expected_bytes: u64,
     link_allowed: bool,
-) -> Result<Delivered> {
-    deliver_into_with(
-        data_dir,
-        user,
-        directory,
-        staged,
-        file_name,
-        run_id,
-        expected_bytes,
-        link_allowed,
-        || Ok(()),
-    )
-}
-
-/// [`deliver_into`], calling `commit` once the file is complete under its temporary name,
-/// just before the rename (the delivery's point of no return); its error fails the delivery.
-#[allow(clippy::too_many_arguments)]
-pub fn deliver_into_with(
-    data_dir: &Path,
-    user: &str,
-    directory: &str,
-    staged: &Path,
-    file_name: &str,
-    run_id: i64,
-    expected_bytes: u64,
-    link_allowed: bool,
     commit: impl FnOnce() -> io::Result<()>,
 ) -> Result<Delivered> {
-    let fail = |message: String| Error::Delivery {
-        target: format!("hostedSftp user {user}"),
-        message,
-    };
-    check_user_name(user).map_err(&fail)?;
-    let components =
-        directory_components(directory).map_err(|e| fail(format!("directory: {e}")))?;
+    let fail = failure(user);
+    let components = checked_components(user, directory)?;
     if file_name.is_empty()
         || file_name == "."
         || file_name == ".."
@@ -145,6 +122,21 @@ pub fn deliver_into_with(
     })
 }
 
+/// An error of a delivery to `user`.
+fn failure(user: &str) -> impl Fn(String) -> Error + '_ {
+    move |message| Error::Delivery {
+        target: format!("hostedSftp user {user}"),
+        message,
+    }
+}
+
+/// The path components of `user`'s `directory`, both checked.
+fn checked_components(user: &str, directory: &str) -> Result<Vec<String>> {
+    let fail = failure(user);
+    check_user_name(user).map_err(&fail)?;
+    directory_components(directory).map_err(|e| fail(format!("directory: {e}")))
+}
+
 /// Where [`deliver_into`] puts `file_name` for `user`'s `directory`: the path on disk and the
 /// path the SFTP user sees. Creates nothing.
 pub fn delivery_path(
@@ -153,13 +145,7 @@ pub fn delivery_path(
     directory: &str,
     file_name: &str,
 ) -> Result<(PathBuf, String)> {
-    let fail = |message: String| Error::Delivery {
-        target: format!("hostedSftp user {user}"),
-        message,
-    };
-    check_user_name(user).map_err(&fail)?;
-    let components =
-        directory_components(directory).map_err(|e| fail(format!("directory: {e}")))?;
+    let components = checked_components(user, directory)?;
     let mut path = data_dir.join("users").join(user);
     let mut remote_path = String::from("/");
     for c in &components {
@@ -203,6 +189,7 @@ mod tests {
             7,
             8,
             true,
+            || Ok(()),
         )
         .expect("deliver");
         assert_eq!(d.remote_path, "/reports/r.csv");
@@ -222,6 +209,7 @@ mod tests {
             8,
             4,
             false,
+            || Ok(()),
         )
         .expect("deliver again");
         assert_eq!(std::fs::read_to_string(&d.path).expect("read"), "new\n");
@@ -238,10 +226,30 @@ mod tests {
         let data = tempfile::tempdir().expect("tempdir");
         let staged = data.path().join("staged.csv");
         std::fs::write(&staged, "a\n").expect("write");
-        let linked =
-            deliver_into(data.path(), "bob", "in", &staged, "r.csv", 1, 2, true).expect("bob");
-        let copied =
-            deliver_into(data.path(), "carol", "in", &staged, "r.csv", 1, 2, false).expect("carol");
+        let linked = deliver_into(
+            data.path(),
+            "bob",
+            "in",
+            &staged,
+            "r.csv",
+            1,
+            2,
+            true,
+            || Ok(()),
+        )
+        .expect("bob");
+        let copied = deliver_into(
+            data.path(),
+            "carol",
+            "in",
+            &staged,
+            "r.csv",
+            1,
+            2,
+            false,
+            || Ok(()),
+        )
+        .expect("carol");
         assert_eq!(linked.placement, Placement::HardLink);
         assert_ne!(copied.placement, Placement::HardLink);
         let ino = |p: &Path| std::fs::metadata(p).expect("meta").ino();
@@ -259,8 +267,18 @@ mod tests {
         let staging = tempfile::tempdir().expect("tempdir");
         let staged = staging.path().join("r.csv");
         std::fs::write(&staged, "abc").expect("write");
-        let e =
-            deliver_into(data.path(), "bob", "", &staged, "r.csv", 1, 99, false).expect_err("size");
+        let e = deliver_into(
+            data.path(),
+            "bob",
+            "",
+            &staged,
+            "r.csv",
+            1,
+            99,
+            false,
+            || Ok(()),
+        )
+        .expect_err("size");
         assert!(e.to_string().contains("expected 99"), "{e}");
         let root = data.path().join("users/bob");
         assert_eq!(std::fs::read_dir(root).expect("list").count(), 0);
@@ -272,9 +290,21 @@ mod tests {
         let staged = data.path().join("x");
         std::fs::write(&staged, "x").expect("write");
         for name in ["", "..", "a/b", ".a.ferry-partial-1"] {
-            assert!(deliver_into(data.path(), "u", "d", &staged, name, 1, 1, false).is_err());
+            assert!(
+                deliver_into(data.path(), "u", "d", &staged, name, 1, 1, false, || Ok(())).is_err()
+            );
         }
-        assert!(deliver_into(data.path(), "../u", "d", &staged, "f", 1, 1, false).is_err());
-        assert!(deliver_into(data.path(), "u", "../d", &staged, "f", 1, 1, false).is_err());
+        assert!(
+            deliver_into(data.path(), "../u", "d", &staged, "f", 1, 1, false, || Ok(
+                ()
+            ))
+            .is_err()
+        );
+        assert!(
+            deliver_into(data.path(), "u", "../d", &staged, "f", 1, 1, false, || Ok(
+                ()
+            ))
+            .is_err()
+        );
     }
 }

@@ -39,7 +39,7 @@ mod throttle;
 pub mod users;
 mod wire;
 
-pub use deliver::{Delivered, deliver_into, deliver_into_with, delivery_path};
+pub use deliver::{Delivered, deliver_into, delivery_path};
 
 use std::path::{Path, PathBuf};
 

@@ -21,6 +21,27 @@ use super::decide::{ScheduleView, slot_key};
 use super::engine::{RunReport, RunRequest, Runner};
 use super::retry::TargetOutcome;
 
+/// The report of a slot that was not run (recorded as skipped): run id 0, no file.
+fn not_run(
+    view: &ScheduleView,
+    slot: &Zoned,
+    outcome: Outcome,
+    targets: Vec<(String, String)>,
+    reason: String,
+) -> RunReport {
+    RunReport {
+        schedule: view.key.clone(),
+        slot: rfc3339(slot),
+        run_id: 0,
+        outcome,
+        rows: 0,
+        bytes: 0,
+        file_name: String::new(),
+        targets,
+        error: Some(reason),
+    }
+}
+
 /// Why a target whose delivery by run `run` is unknown is not sent to again.
 fn unknown_since(run: i64) -> String {
     format!(
@@ -290,17 +311,13 @@ impl Runner {
             .record_unrun(&key, request.trigger, Outcome::Skipped, &reason, &now)
             .await?;
         tracing::warn!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
-        Ok(Some(RunReport {
-            schedule: view.key.clone(),
-            slot: rfc3339(slot),
-            run_id: 0,
-            outcome: Outcome::Skipped,
-            rows: 0,
-            bytes: 0,
-            file_name: String::new(),
-            targets: Vec::new(),
-            error: Some(reason),
-        }))
+        Ok(Some(not_run(
+            view,
+            slot,
+            Outcome::Skipped,
+            Vec::new(),
+            reason,
+        )))
     }
 
     /// When every target already has this slot (or may have: an unknown outcome), a run
@@ -343,17 +360,7 @@ impl Runner {
             .record_unrun(&key, request.trigger, Outcome::Skipped, &reason, &now)
             .await?;
         tracing::info!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
-        Ok(Some(RunReport {
-            schedule: view.key.clone(),
-            slot: rfc3339(slot),
-            run_id: 0,
-            outcome,
-            rows: 0,
-            bytes: 0,
-            file_name: String::new(),
-            targets,
-            error: Some(reason),
-        }))
+        Ok(Some(not_run(view, slot, outcome, targets, reason)))
     }
 
     /// A DeliveryTarget's `Synced` condition follows its latest delivery: True `Delivered`

@@ -26,10 +26,8 @@ fn big_sftp_export(sb: &Sandbox, dir: &str, rows: u32) -> PathBuf {
     sb.write_secret("default", "sftp-key", "id_ed25519", &key);
     // An empty database file: the rows come from a recursive query.
     std::fs::write(sb.root().join("empty.db"), "").unwrap();
-    sb.write(
-        "big.yaml",
-        &format!(
-            r#"apiVersion: ferry.dev/v1alpha1
+    let target = format!(
+        r#"apiVersion: ferry.dev/v1alpha1
 kind: DeliveryTarget
 metadata: {{name: partner}}
 spec:
@@ -40,33 +38,20 @@ spec:
     username: {user}
     privateKeySecretRef: {{name: sftp-key, key: id_ed25519}}
     hostKeys: ["{host_key}"]
----
-apiVersion: ferry.dev/v1alpha1
-kind: ReportSchedule
-metadata: {{name: big}}
-spec:
-  schedule: {{daily: {{at: "00:30"}}}}
-  timeZone: Asia/Tokyo
-  source:
-    sql:
-      url: "sqlite://empty.db"
-      query: |
-        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-        SELECT i AS id,
-               printf('row %09d of a report that is large enough to be killed mid-upload', i) AS payload
-        FROM n
-  columns: [{{name: id}}, {{name: payload}}]
-  format: {{csv: {{}}}}
-  fileName: "big_{{yyyyMMdd}}.csv"
-  deliverTo: [{{target: partner}}]
-  retry: {{attempts: 1, backoff: 1s}}
 "#,
-            host = var("SFTP_HOST"),
-            port = var("SFTP_PORT"),
-            user = var("SFTP_KEY_USER"),
-            host_key = var("SFTP_HOST_KEY_ED25519"),
-        ),
-    )
+        host = var("SFTP_HOST"),
+        port = var("SFTP_PORT"),
+        user = var("SFTP_KEY_USER"),
+        host_key = var("SFTP_HOST_KEY_ED25519"),
+    );
+    let schedule = common::generated_export(
+        "big",
+        rows,
+        "row %09d of a report that is large enough to be killed mid-upload",
+        "partner",
+        1,
+    );
+    sb.write("big.yaml", &format!("{target}---\n{schedule}"))
 }
 
 /// Every entry of `dir` with its size.
@@ -92,7 +77,17 @@ const SLOT: &str = "2026-07-31T00:30:00+09:00";
 /// `ferry run-now rs/big --slot SLOT`, killed with SIGKILL once the temporary file at
 /// `local_dir` holds some MiB. Returns that temporary file's name and size.
 fn run_and_kill_mid_upload(sb: &Sandbox, local_dir: &Path) -> (String, u64) {
-    let mut child = common::ferry_command()
+    let mut child = spawn_run_now(sb);
+    // Kill -9 once the upload is under way: the temporary file holds some MiB.
+    let partial = upload_under_way(&mut child, local_dir, 4 << 20);
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    partial
+}
+
+/// `ferry run-now rs/big --slot SLOT`, started in the background.
+fn spawn_run_now(sb: &Sandbox) -> std::process::Child {
+    common::ferry_command()
         .args(["run-now", "rs/big", "--slot", SLOT])
         .arg("--state")
         .arg(&sb.state)
@@ -102,26 +97,31 @@ fn run_and_kill_mid_upload(sb: &Sandbox, local_dir: &Path) -> (String, u64) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("ferry starts");
-    // Kill -9 once the upload is under way: the temporary file holds some MiB.
+        .expect("ferry starts")
+}
+
+/// Waits until a temporary file at `local_dir` holds more than `bytes`; returns its name and
+/// size.
+fn upload_under_way(
+    child: &mut std::process::Child,
+    local_dir: &Path,
+    bytes: u64,
+) -> (String, u64) {
     let deadline = Instant::now() + Duration::from_secs(240);
-    let partial = loop {
+    loop {
         let under_way = listing(local_dir)
             .into_iter()
-            .find(|(name, size)| name.contains(".ferry-partial-") && *size > 4 << 20);
+            .find(|(name, size)| name.contains(".ferry-partial-") && *size > bytes);
         if let Some(p) = under_way {
-            break p;
+            return p;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
-            "ferry finished before the upload could be interrupted: make the file larger"
+            "ferry finished before the upload could be caught: make the file larger"
         );
         assert!(Instant::now() < deadline, "the upload never started");
         std::thread::sleep(Duration::from_millis(2));
-    };
-    child.kill().expect("kill -9");
-    child.wait().unwrap();
-    partial
+    }
 }
 
 /// A sandbox with the big export applied (the slot's day is "tomorrow"), its resource file
@@ -137,15 +137,7 @@ fn applied_big_export() -> (Sandbox, PathBuf, PathBuf) {
 
 /// A directory of its own under the key user's home: (remote, local).
 fn unique_dir() -> (String, PathBuf) {
-    let unique = format!(
-        "crash-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let remote_dir = format!("upload/{unique}");
+    let remote_dir = format!("upload/{}", common::unique_name("crash"));
     let local_dir = Path::new(var("SFTP_KEY_USER_HOME")).join(&remote_dir);
     (remote_dir, local_dir)
 }
@@ -302,26 +294,8 @@ fn a_resend_after_a_kill_supersedes_the_interrupted_run_and_removes_its_partial_
 fn a_slot_run_by_hand_while_another_process_runs_it_is_skipped_not_raced() {
     let (sb, _files, local_dir) = applied_big_export();
     let final_name = "big_20260731.csv";
-    let mut first = common::ferry_command()
-        .args(["run-now", "rs/big", "--slot", SLOT])
-        .arg("--state")
-        .arg(&sb.state)
-        .arg("--secrets-dir")
-        .arg(&sb.secrets)
-        .current_dir(sb.root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ferry starts");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !listing(&local_dir)
-        .iter()
-        .any(|(name, size)| name.contains(".ferry-partial-") && *size > 1 << 20)
-    {
-        assert!(first.try_wait().unwrap().is_none(), "finished too early");
-        assert!(Instant::now() < deadline, "the upload never started");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut first = spawn_run_now(&sb);
+    upload_under_way(&mut first, &local_dir, 1 << 20);
 
     let second = sb.ferry(["run-now", "rs/big", "--slot", SLOT]).failure();
     assert!(second.stderr.contains("in flight"), "{second:#?}");

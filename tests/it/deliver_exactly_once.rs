@@ -25,39 +25,9 @@ fn server(name: &str, key: &str) -> String {
         .clone()
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 /// A ReportSchedule `eo` exporting 20,000 generated rows (about 1 MB) to `target`.
 fn schedule(target: &str) -> String {
-    format!(
-        r#"apiVersion: ferry.dev/v1alpha1
-kind: ReportSchedule
-metadata: {{name: eo}}
-spec:
-  schedule: {{daily: {{at: "00:30"}}}}
-  timeZone: Asia/Tokyo
-  source:
-    sql:
-      url: "sqlite://empty.db"
-      query: |
-        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
-        SELECT i AS id, printf('row %09d, delivered exactly once', i) AS payload FROM n
-  columns: [{{name: id}}, {{name: payload}}]
-  format: {{csv: {{}}}}
-  fileName: "eo_{{yyyyMMdd}}.csv"
-  deliverTo: [{{target: {target}}}]
-  retry: {{attempts: 2, backoff: 1s}}
-"#
-    )
+    common::generated_export("eo", 20_000, "row %09d, delivered exactly once", target, 2)
 }
 
 /// A sandbox with `target_yaml` (a DeliveryTarget named `dest`) and the schedule applied.
@@ -212,7 +182,7 @@ fn sftp_secrets(sb: &Sandbox) {
 
 #[test]
 fn ftp_a_kill_between_the_rename_and_the_ledger_write_sends_nothing_again() {
-    let dir = unique("eo-ftp");
+    let dir = common::unique_name("eo-ftp");
     let (sb, files) = applied(&ftp_target(&dir), ftp_secrets);
     let delivered = Path::new(&server("vsftpd", "FTP_ROOT"))
         .join(&dir)
@@ -223,7 +193,7 @@ fn ftp_a_kill_between_the_rename_and_the_ledger_write_sends_nothing_again() {
 
 #[test]
 fn sftp_a_kill_between_the_rename_and_the_ledger_write_sends_nothing_again() {
-    let dir = format!("upload/{}", unique("eo-sftp"));
+    let dir = format!("upload/{}", common::unique_name("eo-sftp"));
     let (sb, files) = applied(&sftp_target(&dir), sftp_secrets);
     let delivered = Path::new(&server("sshd", "SFTP_KEY_USER_HOME"))
         .join(&dir)
@@ -256,7 +226,7 @@ fn hosted_sftp_a_kill_between_the_rename_and_the_ledger_write_sends_nothing_agai
 
 #[test]
 fn sftp_a_kill_before_the_rename_delivers_on_resume_and_leaves_no_temporary() {
-    let dir = format!("upload/{}", unique("eo-sftp-pre"));
+    let dir = format!("upload/{}", common::unique_name("eo-sftp-pre"));
     let (sb, files) = applied(&sftp_target(&dir), sftp_secrets);
     let local = Path::new(&server("sshd", "SFTP_KEY_USER_HOME")).join(&dir);
     killed_at(&sb, "delivering-recorded");
@@ -299,7 +269,7 @@ fn messages_with(needle: &str) -> usize {
 
 #[test]
 fn email_a_kill_once_the_message_was_handed_over_is_unknown_and_never_sent_twice_unasked() {
-    let subject = unique("eo-mail");
+    let subject = common::unique_name("eo-mail");
     let target = format!(
         r#"apiVersion: ferry.dev/v1alpha1
 kind: DeliveryTarget

@@ -81,44 +81,21 @@ struct World {
 }
 
 fn unique(kind: Kind) -> String {
-    format!(
-        "fault-{kind:?}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-    .to_lowercase()
+    common::unique_name(&format!("fault-{kind:?}")).to_lowercase()
 }
 
 fn loopback(port: &str) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port.parse::<u16>().expect("a port")))
 }
 
-/// The schedule: a large CSV from an empty SQLite database, to `target`, three attempts.
+/// The schedule: a large CSV from an empty SQLite database, to `partner`, three attempts.
 fn schedule() -> String {
-    format!(
-        r#"apiVersion: ferry.dev/v1alpha1
-kind: ReportSchedule
-metadata: {{name: big}}
-spec:
-  schedule: {{daily: {{at: "00:30"}}}}
-  timeZone: Asia/Tokyo
-  source:
-    sql:
-      url: "sqlite://empty.db"
-      query: |
-        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
-        SELECT i AS id,
-               printf('row %09d of a report large enough to be cut mid-transfer', i) AS payload
-        FROM n
-  columns: [{{name: id}}, {{name: payload}}]
-  format: {{csv: {{}}}}
-  fileName: "big_{{yyyyMMdd}}.csv"
-  deliverTo: [{{target: partner}}]
-  retry: {{attempts: 3, backoff: 1s}}
-"#
+    common::generated_export(
+        "big",
+        ROWS,
+        "row %09d of a report large enough to be cut mid-transfer",
+        "partner",
+        3,
     )
 }
 

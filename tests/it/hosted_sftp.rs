@@ -1034,6 +1034,7 @@ fn a_delivered_file_appears_atomically_and_its_temporary_name_is_never_listed() 
             run_id,
             versions[i].len() as u64,
             true,
+            || Ok(()),
         )
         .expect("deliver");
         assert_eq!(delivered.remote_path, "/reports/orders.csv");

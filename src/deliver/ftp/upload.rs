@@ -10,7 +10,7 @@ use super::{CLEANUP_TIMEOUT, FtpTransport, REPLY_TIMEOUT, check_name};
 use crate::Result;
 use crate::api::FtpTls;
 use crate::deliver::atomic::{
-    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, place_remote, present,
+    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote,
 };
 use crate::deliver::{Confirmation, Outgoing, Receipt};
 use crate::tls::ClientTls;
@@ -35,16 +35,7 @@ impl FtpTransport {
                 confirm_remote(remote, file, naming).await
             })
             .await?;
-        Ok(match found {
-            Some(how) => present(
-                Receipt {
-                    bytes: file.bytes,
-                    ..receipt
-                },
-                how,
-            ),
-            None => Confirmation::Absent,
-        })
+        Ok(confirmation(receipt, file, found))
     }
 
     /// Connects, enters the target's directory, runs `op` there and says goodbye. Returns

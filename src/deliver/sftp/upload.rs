@@ -19,7 +19,7 @@ use super::{
 };
 use crate::Result;
 use crate::deliver::atomic::{
-    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, place_remote, present,
+    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote,
 };
 use crate::deliver::{Confirmation, Outgoing, Receipt};
 use crate::ssh::HostKeyCheck;
@@ -107,16 +107,7 @@ impl SftpTransport {
                 confirm_remote(remote, file, naming).await
             })
             .await?;
-        Ok(match found {
-            Some(how) => present(
-                Receipt {
-                    bytes: file.bytes,
-                    ..receipt
-                },
-                how,
-            ),
-            None => Confirmation::Absent,
-        })
+        Ok(confirmation(receipt, file, found))
     }
 
     /// Connects, opens the target's directory (creating it), runs `op` there and

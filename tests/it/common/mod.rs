@@ -23,6 +23,53 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A daily (00:30 Asia/Tokyo) ReportSchedule `name` exporting `rows` generated rows from the
+/// SQLite file `empty.db` the caller writes (empty: the rows come from a recursive query):
+/// columns `id` and `payload`, the SQL `printf` of `payload` with the row number (so its
+/// length sets the file's size), as CSV `<name>_{yyyyMMdd}.csv` to `target`, with `attempts`
+/// attempts 1 s apart.
+pub fn generated_export(
+    name: &str,
+    rows: u32,
+    payload: &str,
+    target: &str,
+    attempts: u32,
+) -> String {
+    format!(
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: {name}}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  timeZone: Asia/Tokyo
+  source:
+    sql:
+      url: "sqlite://empty.db"
+      query: |
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+        SELECT i AS id, printf('{payload}', i) AS payload FROM n
+  columns: [{{name: id}}, {{name: payload}}]
+  format: {{csv: {{}}}}
+  fileName: "{name}_{{yyyyMMdd}}.csv"
+  deliverTo: [{{target: {target}}}]
+  retry: {{attempts: {attempts}, backoff: 1s}}
+"#
+    )
+}
+
+/// A name no other test (of this process or another) uses: `<prefix>-<pid>-<nanoseconds>`,
+/// for directories on the shared test servers.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos()
+    )
+}
+
 /// The checkout whose `scripts/test-servers` start the test servers: this one, or the one
 /// `FERRY_TEST_SERVERS_FROM` names, so that several worktrees share one set of servers (their
 /// ports are fixed; each checkout starting its own would collide).
