@@ -15,6 +15,50 @@ use crate::ledger::Outcome;
 use crate::runner::{RunReport, Runner, ScheduleView};
 use crate::{Error, Result};
 
+/// The run slots of `--max-concurrent-runs`: a due run waits for one (fairly, in the order
+/// runs came due) before it exports, and counts in `ferry_runs_queued` meanwhile.
+#[derive(Clone)]
+struct RunSlots {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RunSlots {
+    fn new(max: u32) -> Self {
+        RunSlots {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max as usize)),
+            queued: Default::default(),
+        }
+    }
+
+    /// Waits for a slot for `view`'s run of `request`; records how long after its slot it
+    /// starts.
+    async fn wait(
+        &self,
+        view: &ScheduleView,
+        request: &crate::runner::RunRequest,
+    ) -> tokio::sync::OwnedSemaphorePermit {
+        use std::sync::atomic::Ordering;
+        crate::observe::runs_queued(self.queued.fetch_add(1, Ordering::SeqCst) + 1);
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        crate::observe::runs_queued(self.queued.fetch_sub(1, Ordering::SeqCst) - 1);
+        if let Ok(now) = crate::clock::now() {
+            let late = now.duration_since(request.slot.timestamp());
+            crate::observe::run_started(
+                &view.key.namespace,
+                &view.key.name,
+                Duration::try_from(late).unwrap_or_default(),
+            );
+        }
+        slot
+    }
+}
+
 /// How long files must stay unchanged before a reload reads them.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -43,7 +87,15 @@ pub struct Options {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Told of every finished run and PSA sync (the controller turns them into Events).
     pub notify: Option<tokio::sync::mpsc::UnboundedSender<Happened>>,
+    /// How many runs may go at once; due runs beyond wait their turn in order (0: the
+    /// default, [`DEFAULT_MAX_CONCURRENT_RUNS`]).
+    pub max_concurrent_runs: u32,
 }
+
+/// `--max-concurrent-runs` when not given: enough to keep a few databases and servers busy,
+/// few enough that thousands of schedules due at one slot do not open thousands of
+/// connections and staged files at once.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: u32 = 16;
 
 /// Something the daemon did that others may want to report.
 #[derive(Clone, Debug)]
@@ -93,6 +145,10 @@ where
         count(&mut summary, &report, &options.notify);
     }
     let mut tasks: JoinSet<(ResourceKey, Result<RunReport>)> = JoinSet::new();
+    let run_slots = RunSlots::new(match options.max_concurrent_runs {
+        0 => DEFAULT_MAX_CONCURRENT_RUNS,
+        n => n,
+    });
     let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
     let mut retry_reload: Option<std::time::Instant> = None;
     let mut signals = Signals::new()?;
@@ -174,9 +230,10 @@ where
                     ConcurrencyPolicy::Allow => {}
                 }
             }
-            let (r, v) = (runner.clone(), view.clone());
+            let (r, v, slots) = (runner.clone(), view.clone(), run_slots.clone());
             let handle = tasks.spawn(async move {
                 let key = v.key.clone();
+                let _slot = slots.wait(&v, &request).await;
                 (key, r.execute(&v, request).await)
             });
             running.entry(view.key.clone()).or_default().push(handle);

@@ -123,7 +123,25 @@ impl TargetKind<'_> {
     pub fn is_psa(&self) -> bool {
         matches!(self, TargetKind::ConnectWise(_) | TargetKind::Autotask(_))
     }
+
+    /// How many deliveries to this target may run at once ([`DEFAULT_MAX_CONNECTIONS`] for
+    /// a server that counts logins); `None`: no limit (a directory on this machine, a hosted
+    /// connection, a PSA API with its own rate limits).
+    pub fn max_connections(&self) -> Option<u32> {
+        let set = match self {
+            TargetKind::Ftp(t) => t.max_connections,
+            TargetKind::Sftp(t) => t.max_connections,
+            TargetKind::Email(t) => t.max_connections,
+            _ => return None,
+        };
+        Some(set.unwrap_or(DEFAULT_MAX_CONNECTIONS))
+    }
 }
+
+/// `maxConnections` when not given.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4;
+/// The largest `maxConnections`.
+pub const MAX_MAX_CONNECTIONS: u32 = 256;
 
 impl DeliveryTargetSpec {
     /// Every variant that is set, in declaration order. A valid spec has exactly one.
@@ -247,6 +265,13 @@ pub struct FtpTarget {
     /// consumer may see a partial file).
     #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
     pub partial: PartialNaming,
+    /// At most this many deliveries to this target at once, across every run of this Ferry
+    /// process (default 4, as rclone's `--transfers`): servers cap logins (OpenSSH's
+    /// `MaxStartups 10:30:100` refuses unauthenticated connections beyond 10), so when many
+    /// schedules fall due together, the others wait their turn, in order. 1 to 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_connections: Option<u32>,
 }
 
 impl FtpTarget {
@@ -297,6 +322,13 @@ pub struct SftpTarget {
     /// consumer may see a partial file).
     #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
     pub partial: PartialNaming,
+    /// At most this many deliveries to this target at once, across every run of this Ferry
+    /// process (default 4, as rclone's `--transfers`): servers cap logins (OpenSSH's
+    /// `MaxStartups 10:30:100` refuses unauthenticated connections beyond 10), so when many
+    /// schedules fall due together, the others wait their turn, in order. 1 to 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_connections: Option<u32>,
 }
 
 fn default_ssh_port() -> u16 {
@@ -377,6 +409,13 @@ pub struct EmailTarget {
     /// Attach the file to the mail instead of sending a link.
     #[serde(default)]
     pub attach: bool,
+    /// At most this many SMTP sessions to this target at once, across every run of this Ferry
+    /// process (default 4, as rclone's `--transfers`): servers cap logins (OpenSSH's
+    /// `MaxStartups 10:30:100` refuses unauthenticated connections beyond 10), so when many
+    /// schedules fall due together, the others wait their turn, in order. 1 to 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_connections: Option<u32>,
 }
 
 fn default_body() -> String {

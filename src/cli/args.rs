@@ -116,6 +116,12 @@ pub struct RunArgs {
     /// previous ones and warns.
     #[arg(long)]
     pub allow_empty: bool,
+    /// How many runs may export and deliver at once; due runs beyond wait in order, each
+    /// keeping its slot, window and file name (the wait does not count against
+    /// `startingDeadline`). Deliveries to one target are limited apart, by its
+    /// `maxConnections`.
+    #[arg(long, env = "FERRY_MAX_CONCURRENT_RUNS", default_value_t = crate::daemon::DEFAULT_MAX_CONCURRENT_RUNS, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
+    pub max_concurrent_runs: u32,
 }
 
 // `ferry controller`'s flags (the subcommand's help is the `Controller` variant's doc).
@@ -159,6 +165,12 @@ pub struct ControllerArgs {
     /// How long the Lease stays valid without renewal (renewed every third of it).
     #[arg(long, default_value = "15s", value_name = "DURATION")]
     pub lease_duration: String,
+    /// How many runs may export and deliver at once; due runs beyond wait in order, each
+    /// keeping its slot, window and file name (the wait does not count against
+    /// `startingDeadline`). Deliveries to one target are limited apart, by its
+    /// `maxConnections`.
+    #[arg(long, env = "FERRY_MAX_CONCURRENT_RUNS", default_value_t = crate::daemon::DEFAULT_MAX_CONCURRENT_RUNS, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
+    pub max_concurrent_runs: u32,
     /// Ferry's SFTP server.
     #[command(flatten)]
     pub sftp: SftpArgs,

@@ -26,6 +26,7 @@ pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         sftp: _,
         metrics_listen,
         allow_empty,
+        max_concurrent_runs,
     } = args;
     let options = crate::daemon::Options {
         files: files.clone(),
@@ -36,6 +37,7 @@ pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         health: None,
         metrics_listen,
         notify: None,
+        max_concurrent_runs,
     };
     // Invalid or empty files stop the start here, before the state is locked or created.
     discard(load_valid(&files, allow_empty)?);
@@ -326,6 +328,7 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
         lease_namespace,
         lease_duration,
         sftp: _,
+        max_concurrent_runs,
     } = args;
     let leader_election = if leader_elect {
         Some(crate::controller::lease::LeaseConfig {
@@ -357,6 +360,7 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
             metrics_listen,
             leader_election,
             lock_when_elected: shared.then(|| ctx.state_path.clone()),
+            max_concurrent_runs,
         },
     )
     .await?;

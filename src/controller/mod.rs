@@ -63,6 +63,8 @@ pub struct Options {
     pub leader_election: Option<lease::LeaseConfig>,
     /// Once elected, take this (shared PostgreSQL) state's lock before running anything.
     pub lock_when_elected: Option<std::path::PathBuf>,
+    /// Runs at once (see [`crate::daemon::Options::max_concurrent_runs`]).
+    pub max_concurrent_runs: u32,
 }
 
 /// Runs the three controllers and the scheduler until SIGTERM.
@@ -155,6 +157,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             sftp: options.sftp.clone(),
             health: Some(health.clone()),
             notify: Some(notify),
+            max_concurrent_runs: options.max_concurrent_runs,
             ..Default::default()
         },
         || async { Ok(()) },

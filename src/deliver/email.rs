@@ -48,7 +48,9 @@ use crate::filename;
 use crate::filename::{TemplateContext, render};
 use crate::schedule;
 use crate::secrets::{FileSecrets, SecretValue};
-use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_http_url, check_mailbox};
+use crate::validate::fields::{
+    PORT_ZERO, Problems, check_host, check_http_url, check_mailbox, check_max_connections,
+};
 use crate::{Error, Result};
 
 /// Largest file sent as an attachment. Base64 adds a third, and most mail servers refuse
@@ -480,6 +482,10 @@ impl Header for AutoSubmitted {
 impl TargetSpec for EmailTarget {
     fn check(&self, p: &mut Problems) {
         p.check("spec.email.smtp.host", check_host(&self.smtp.host));
+        p.check(
+            "spec.email.maxConnections",
+            check_max_connections(self.max_connections),
+        );
         if self.smtp.port == Some(0) {
             p.error("spec.email.smtp.port", PORT_ZERO);
         }
@@ -588,6 +594,7 @@ impl TargetSpec for EmailTarget {
         let (TargetKind::Email(x), y) = (old, self) else {
             return;
         };
+        super::spec::max_connections_notes(x.max_connections, y.max_connections, notes);
         let old: BTreeSet<String> = x.to.iter().map(|s| s.to_ascii_lowercase()).collect();
         let new: BTreeSet<String> = y.to.iter().map(|s| s.to_ascii_lowercase()).collect();
         for r in new.difference(&old) {

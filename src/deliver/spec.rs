@@ -17,3 +17,12 @@ pub trait TargetSpec {
     /// beyond the field diff the plan prints anyway.
     fn change_notes(&self, old: &TargetKind<'_>, notes: &mut Vec<String>);
 }
+
+/// The plan's note for a change of `maxConnections` (unset means the default).
+pub fn max_connections_notes(old: Option<u32>, new: Option<u32>, notes: &mut Vec<String>) {
+    let default = crate::api::DEFAULT_MAX_CONNECTIONS;
+    let (old, new) = (old.unwrap_or(default), new.unwrap_or(default));
+    if old != new {
+        notes.push(format!("at most {new} deliveries at once (was {old})"));
+    }
+}

@@ -80,6 +80,10 @@ impl<const N: usize> Gauge<N> {
         self.0.update(values, |v| *v = value);
     }
 
+    pub(super) fn add(&self, values: [&str; N], change: f64) {
+        self.0.update(values, |v| *v += change);
+    }
+
     pub(super) fn render(&self, out: &mut String) {
         self.0.render_single(out, "gauge", |v| number(*v));
     }

@@ -53,6 +53,26 @@ pub fn slot_missed(namespace: &str, schedule: &str) {
     METRICS.slots_missed.add([namespace, schedule], 1);
 }
 
+/// Counts deliveries waiting for a turn at DeliveryTarget `namespace/target`
+/// (`maxConnections`): `change` is +1 when one starts waiting, -1 when it gets its turn.
+pub fn delivery_waiting(namespace: &str, target: &str, change: i64) {
+    METRICS
+        .deliveries_waiting
+        .add([namespace, target], change as f64);
+}
+
+/// Sets how many due runs wait for a run slot (`--max-concurrent-runs`).
+pub fn runs_queued(n: usize) {
+    METRICS.runs_queued.set([], n as f64);
+}
+
+/// Records how long after its slot a run started (the queue and the scheduler's tick).
+pub fn run_started(namespace: &str, schedule: &str, delay: Duration) {
+    METRICS
+        .run_start_delay
+        .observe([namespace, schedule], delay.as_secs_f64());
+}
+
 /// Records the result of delivering one run of `namespace/schedule` to DeliveryTarget
 /// `target`, after its retries: `outcome` is `succeeded`, `failed` or `already-delivered`.
 /// `bytes` (the file's size) count as delivered only for `succeeded`.
@@ -132,7 +152,10 @@ pub fn render() -> String {
     m.bytes.render(&mut out);
     m.last_success.render(&mut out);
     m.slots_missed.render(&mut out);
+    m.runs_queued.render(&mut out);
+    m.run_start_delay.render(&mut out);
     m.deliveries.render(&mut out);
+    m.deliveries_waiting.render(&mut out);
     m.delivered_bytes.render(&mut out);
     m.psa_syncs.render(&mut out);
     m.psa_last_success.render(&mut out);
@@ -171,6 +194,9 @@ struct Metrics {
     last_success: Gauge<2>,
     slots_missed: Counter<2>,
     deliveries: Counter<4>,
+    deliveries_waiting: Gauge<2>,
+    runs_queued: Gauge<0>,
+    run_start_delay: Histogram<2>,
     delivered_bytes: Counter<2>,
     psa_syncs: Counter<4>,
     psa_last_success: Gauge<3>,
@@ -220,6 +246,22 @@ static METRICS: Metrics = Metrics {
         "ferry_deliveries_total",
         "Deliveries of a run to a DeliveryTarget, after retries, by outcome.",
         ["namespace", "schedule", "target", "outcome"],
+    ),
+    deliveries_waiting: Gauge::new(
+        "ferry_deliveries_waiting",
+        "Deliveries waiting for a turn at a DeliveryTarget (maxConnections).",
+        ["namespace", "target"],
+    ),
+    runs_queued: Gauge::new(
+        "ferry_runs_queued",
+        "Due runs waiting for a run slot (--max-concurrent-runs).",
+        [],
+    ),
+    run_start_delay: Histogram::new(
+        "ferry_run_start_delay_seconds",
+        "How long after its slot a run started (queueing included).",
+        ["namespace", "schedule"],
+        RUN_DURATION_BUCKETS,
     ),
     delivered_bytes: Counter::new(
         "ferry_delivered_bytes_total",

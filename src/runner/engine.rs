@@ -60,6 +60,8 @@ pub struct Runner {
     pub(super) secrets: FileSecrets,
     pub(super) staging: PathBuf,
     pub(super) hosted_sftp_data: PathBuf,
+    /// Deliveries at once per target (`maxConnections`), shared by the clones of this runner.
+    pub(super) limits: std::sync::Arc<super::limits::TargetLimits>,
     /// Show a progress line on the terminal while exporting (it redraws itself with escape
     /// codes: off with `--no-color`).
     pub progress: bool,
@@ -77,6 +79,7 @@ impl Runner {
             secrets,
             staging,
             hosted_sftp_data,
+            limits: Default::default(),
             progress: false,
         }
     }

@@ -4,11 +4,12 @@
 //! reporting status. The scheduling decision is a pure function; everything else is I/O.
 //!
 //! Bottom up: [`decide`] (pure), [`engine`] (the [`Runner`] and its types), [`execute`] (one
-//! run) and [`retry`] (one delivery with retries).
+//! run), [`retry`] (one delivery with retries) and [`limits`] (deliveries at once per target).
 
 mod decide;
 mod engine;
 mod execute;
+mod limits;
 mod retry;
 
 pub use decide::{Decision, MAX_SLOTS_PER_DECISION, ON_TIME, ScheduleView, decide, missed_summary};

@@ -136,8 +136,14 @@ impl Runner {
             stale_runs: &stale_runs,
             commit: self.commit_hook(run_id, key, name, resend),
         };
+        let limit = spec.kind().and_then(|k| k.max_connections());
         let mut last_error = String::new();
         for attempt in 1..=attempts {
+            // A turn per attempt (`maxConnections`), given back before the backoff.
+            let turn = match limit {
+                Some(max) => Some(self.limits.turn(&view.key.namespace, name, max).await),
+                None => None,
+            };
             if interrupted {
                 match transport.confirm(&outgoing).await {
                     Ok(Confirmation::Present(receipt)) => {
@@ -153,6 +159,7 @@ impl Runner {
                         return Ok(TargetOutcome::Unknown(why));
                     }
                     Err(e) => {
+                        drop(turn);
                         last_error =
                             format!("cannot tell whether the interrupted delivery arrived: {e}");
                         if attempt < attempts {
@@ -166,7 +173,9 @@ impl Runner {
                     }
                 }
             }
-            match transport.deliver(&outgoing).await {
+            let delivered = transport.deliver(&outgoing).await;
+            drop(turn);
+            match delivered {
                 Ok(receipt) => {
                     // Tests stop here with kill -9: the file is at its destination, the
                     // ledger does not know yet.

@@ -32,6 +32,15 @@ impl Problems {
 /// Port 0, in the words a port out of range gets when the YAML is read.
 pub const PORT_ZERO: &str = "expected a port number from 1 to 65535, found `0`";
 
+/// `maxConnections`: unset, or 1 to [`crate::api::MAX_MAX_CONNECTIONS`].
+pub fn check_max_connections(n: Option<u32>) -> Result<(), String> {
+    let max = crate::api::MAX_MAX_CONNECTIONS;
+    match n {
+        Some(n) if n == 0 || n > max => Err(format!("must be between 1 and {max}, got {n}")),
+        _ => Ok(()),
+    }
+}
+
 /// A host to connect to: a host name (RFC 1123: labels of letters, digits and `-`, at most
 /// 63 characters each and 253 in all) or an IP address. A URL, a port or a path written into
 /// the host gets a hint saying where it goes instead.

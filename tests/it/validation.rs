@@ -896,3 +896,22 @@ fn smtp_auth_is_refused_over_an_unencrypted_connection_and_without_a_password() 
     );
     assert_eq!(stderr.lines().count(), 2, "{stderr}");
 }
+
+#[test]
+fn a_max_connections_of_zero_is_refused_at_its_line() {
+    let sb = sandbox_with_applied_state();
+    let text = ftp_with_password("partner")
+        .set(
+            "ftp",
+            "host: ftp.partner.example\nusername: partner\npasswordSecretRef: {name: partner, key: password}\nmaxConnections: 0\n",
+        )
+        .render();
+    let path = sb.write("zero.yaml", &text);
+    let stderr = rejected(&sb, &[&path]);
+    let (line, col) = line_col(&text, "0\n");
+    let message = diag_at(&stderr, &path, line, col);
+    assert!(
+        message.contains("spec.ftp.maxConnections: must be between 1 and 256, got 0"),
+        "{stderr}"
+    );
+}

@@ -36,7 +36,9 @@ use crate::api::TargetKind;
 use crate::api::{FtpTarget, FtpTls, PartialNaming};
 use crate::secrets::{FileSecrets, SecretValue};
 use crate::tls::parse_pem_certificates;
-use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_remote_dir};
+use crate::validate::fields::{
+    PORT_ZERO, Problems, check_host, check_max_connections, check_remote_dir,
+};
 use crate::{Error, Result};
 
 mod session;
@@ -187,6 +189,10 @@ pub(super) fn check_name(name: &str) -> std::result::Result<(), String> {
 impl TargetSpec for FtpTarget {
     fn check(&self, p: &mut Problems) {
         p.check("spec.ftp.host", check_host(&self.host));
+        p.check(
+            "spec.ftp.maxConnections",
+            check_max_connections(self.max_connections),
+        );
         p.non_empty("spec.ftp.username", &self.username);
         if self.port == Some(0) {
             p.error("spec.ftp.port", PORT_ZERO);
@@ -214,6 +220,7 @@ impl TargetSpec for FtpTarget {
         let (TargetKind::Ftp(x), y) = (old, self) else {
             return;
         };
+        super::spec::max_connections_notes(x.max_connections, y.max_connections, notes);
         if x.tls != y.tls {
             notes.push(format!("TLS mode {:?} -> {:?}", x.tls, y.tls));
             if y.tls == FtpTls::None {

@@ -23,7 +23,9 @@ use crate::api::TargetKind;
 use crate::api::{PartialNaming, SecretRef, SftpTarget};
 use crate::secrets::{FileSecrets, SecretValue};
 use crate::ssh::{self, PublicKey};
-use crate::validate::fields::{PORT_ZERO, Problems, check_host, check_remote_dir};
+use crate::validate::fields::{
+    PORT_ZERO, Problems, check_host, check_max_connections, check_remote_dir,
+};
 use crate::{Error, Result};
 
 mod connect;
@@ -287,6 +289,10 @@ fn percent_encode(s: &str, path: bool) -> String {
 impl TargetSpec for SftpTarget {
     fn check(&self, p: &mut Problems) {
         p.check("spec.sftp.host", check_host(&self.host));
+        p.check(
+            "spec.sftp.maxConnections",
+            check_max_connections(self.max_connections),
+        );
         p.non_empty("spec.sftp.username", &self.username);
         if self.port == 0 {
             p.error("spec.sftp.port", PORT_ZERO);
@@ -339,6 +345,7 @@ impl TargetSpec for SftpTarget {
         let (TargetKind::Sftp(x), y) = (old, self) else {
             return;
         };
+        super::spec::max_connections_notes(x.max_connections, y.max_connections, notes);
         crate::deliver::atomic::naming_change_notes(x.partial, y.partial, notes);
         if x.host != y.host || x.port != y.port {
             notes.push(format!(

@@ -3,6 +3,7 @@
 //! renames over the final name (POSIX rename where offered).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -134,7 +135,7 @@ impl SftpTransport {
         }
         .await;
         drop(sftp);
-        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        hang_up(handle).await;
         let (remote_path, value) = result?;
         let mut details = std::collections::BTreeMap::new();
         details.insert("hostKey".to_string(), host_key);
@@ -382,7 +383,7 @@ impl RemoteDir for SftpDir<'_> {
                 .map_err(|e| describe_sftp_error(&e))
         }
         .await;
-        let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+        hang_up(handle).await;
         removed
     }
 
@@ -438,8 +439,20 @@ impl RemoteDir for SftpDir<'_> {
     }
 }
 
+/// Says goodbye and waits (at most [`HANG_UP_WITHIN`]) until the connection is closed, so
+/// that a delivery's turn at the target (`maxConnections`) ends with its session.
+async fn hang_up(handle: Handle<HostKeyCheck>) {
+    let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    // The handle resolves when russh's session task has ended: its socket shut down and
+    // closed (the task closes its command channel first, so `is_closed` is too early).
+    let _ = tokio::time::timeout(HANG_UP_WITHIN, handle).await;
+}
+
+/// How long [`hang_up`] waits for the server to close the connection.
+const HANG_UP_WITHIN: Duration = Duration::from_secs(2);
+
 /// How often a waiting request looks whether the SSH connection is still there.
-const CLOSED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+const CLOSED_POLL: Duration = Duration::from_millis(250);
 
 /// Reads `path` in `chunk`-sized buffers into `tx` until the end, on the blocking pool.
 pub(super) async fn read_chunks(

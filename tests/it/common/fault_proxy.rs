@@ -31,6 +31,9 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 /// Proxied connections (plain or FTP control) open at once; the next waits to be accepted.
 pub const MAX_CONNECTIONS: usize = 16;
+/// How long a connection over [`FaultProxy::start_limited`]'s limit may wait for another to
+/// finish closing before it is refused.
+pub const LIMIT_GRACE: Duration = Duration::from_millis(250);
 /// One direction's buffer.
 const BUFFER: usize = 64 * 1024;
 /// The longest FTP control reply line kept whole for rewriting; longer ones pass as they are.
@@ -126,6 +129,11 @@ pub struct Record {
 struct Stats {
     accepted: AtomicUsize,
     data_accepted: AtomicUsize,
+    /// Connections on the proxy's port open now, and the most ever open at once.
+    open: AtomicUsize,
+    peak_open: AtomicUsize,
+    /// Connections turned away by [`FaultProxy::start_limited`]'s limit.
+    refused: AtomicUsize,
     records: Mutex<Vec<Record>>,
 }
 
@@ -148,6 +156,23 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on 127.0.0.1 forwarding to `upstream` (a loopback address).
     pub fn start(upstream: SocketAddr, protocol: Protocol, faults: Faults) -> FaultProxy {
+        Self::start_with(upstream, protocol, faults, None)
+    }
+
+    /// The same, with a server's connection limit: a connection that finds `limit` others
+    /// open, and still does after [`LIMIT_GRACE`] (the others' teardown, which reaches this
+    /// proxy a little after their client finished), is refused (closed at once), as a server
+    /// with `MaxStartups` or a per-user cap does. [`FaultProxy::refused`] counts them.
+    pub fn start_limited(upstream: SocketAddr, faults: Faults, limit: usize) -> FaultProxy {
+        Self::start_with(upstream, Protocol::Tcp, faults, Some(limit))
+    }
+
+    fn start_with(
+        upstream: SocketAddr,
+        protocol: Protocol,
+        faults: Faults,
+        limit: Option<usize>,
+    ) -> FaultProxy {
         assert!(
             upstream.ip().is_loopback(),
             "the fault proxy only forwards to the loopback"
@@ -167,6 +192,7 @@ impl FaultProxy {
             upstream,
             protocol,
             faults,
+            limit,
             stats: stats.clone(),
         });
         runtime.spawn(accept_loop(listener, shared));
@@ -185,6 +211,16 @@ impl FaultProxy {
     /// Connections accepted on the proxy's port (for FTP, control connections).
     pub fn connections(&self) -> usize {
         self.stats.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The most connections (on the proxy's port) ever open at once.
+    pub fn peak_open(&self) -> usize {
+        self.stats.peak_open.load(Ordering::SeqCst)
+    }
+
+    /// Connections refused by the limit of [`FaultProxy::start_limited`].
+    pub fn refused(&self) -> usize {
+        self.stats.refused.load(Ordering::SeqCst)
     }
 
     /// FTP data connections accepted (always 0 for [`Protocol::Tcp`]).
@@ -222,6 +258,7 @@ struct Shared {
     upstream: SocketAddr,
     protocol: Protocol,
     faults: Faults,
+    limit: Option<usize>,
     stats: Arc<Stats>,
 }
 
@@ -233,10 +270,26 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             sleep(Duration::from_millis(50)).await;
             continue;
         };
+        if let Some(limit) = shared.limit {
+            let deadline = tokio::time::Instant::now() + LIMIT_GRACE;
+            while shared.stats.open.load(Ordering::SeqCst) >= limit
+                && tokio::time::Instant::now() < deadline
+            {
+                sleep(Duration::from_millis(2)).await;
+            }
+            if shared.stats.open.load(Ordering::SeqCst) >= limit {
+                shared.stats.refused.fetch_add(1, Ordering::SeqCst);
+                drop(client);
+                continue;
+            }
+        }
         let index = shared.stats.accepted.fetch_add(1, Ordering::SeqCst);
+        let open = shared.stats.open.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.stats.peak_open.fetch_max(open, Ordering::SeqCst);
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = OpenConnection(shared.stats.clone());
             match shared.protocol {
                 Protocol::Tcp => {
                     let fault = shared.faults.for_connection(index);
@@ -254,6 +307,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 }
             }
         });
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<Stats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
