@@ -169,58 +169,45 @@ pub(super) async fn run_now_cmd(
             },
         )
         .await?;
+    // One line for the run, then what it says of itself.
+    let head = format!(
+        "{}: slot {} ({}): {}",
+        view.key,
+        crate::ledger::rfc3339(&slot),
+        trigger.as_str(),
+        report.outcome.as_str(),
+    );
+    let print_targets = || {
+        for (target, outcome) in &report.targets {
+            outln!("  {target}: {outcome}");
+        }
+    };
     if report.run_id == 0 && report.targets.is_empty() {
         // Another process runs this slot right now.
-        outln!(
-            "{}: slot {} ({}): {}",
-            view.key,
-            crate::ledger::rfc3339(&slot),
-            trigger.as_str(),
-            report.outcome.as_str(),
-        );
+        outln!("{head}");
         if let Some(e) = &report.error {
             eprintln!("Error: {e}");
         }
         return Ok(1);
     } else if report.run_id == 0 {
         // Every target had the slot already (or may have): nothing was exported or sent.
-        outln!(
-            "{}: slot {} ({}): {}, nothing to deliver (--resend delivers again)",
-            view.key,
-            crate::ledger::rfc3339(&slot),
-            trigger.as_str(),
-            report.outcome.as_str(),
-        );
-        for (target, outcome) in &report.targets {
-            outln!("  {target}: {outcome}");
-        }
+        outln!("{head}, nothing to deliver (--resend delivers again)");
+        print_targets();
     } else if report.targets.is_empty() && report.error.is_some() {
         // The export failed: there is no file, only the error (printed once, below).
-        outln!(
-            "{}: slot {} ({}): {}, no file written",
-            view.key,
-            crate::ledger::rfc3339(&slot),
-            trigger.as_str(),
-            report.outcome.as_str(),
-        );
+        outln!("{head}, no file written");
         if let Some(e) = &report.error {
             eprintln!("Error: {e}");
         }
     } else {
         // Each target's line says how it went (a failure with its error).
         outln!(
-            "{}: slot {} ({}): {}, {} rows, {} bytes, file {}",
-            view.key,
-            crate::ledger::rfc3339(&slot),
-            trigger.as_str(),
-            report.outcome.as_str(),
+            "{head}, {} rows, {} bytes, file {}",
             report.rows,
             report.bytes,
             report.file_name
         );
-        for (target, outcome) in &report.targets {
-            outln!("  {target}: {outcome}");
-        }
+        print_targets();
     }
     use crate::ledger::Outcome;
     Ok(match report.outcome {

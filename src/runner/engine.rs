@@ -60,6 +60,8 @@ pub struct Runner {
     pub(super) secrets: FileSecrets,
     pub(super) staging: PathBuf,
     pub(super) hosted_sftp_data: PathBuf,
+    /// The state's lineage, read once (it never changes), for delivery keys.
+    pub(super) lineage: std::sync::Arc<tokio::sync::OnceCell<String>>,
     /// Deliveries at once per target (`maxConnections`), shared by the clones of this runner.
     pub(super) limits: std::sync::Arc<super::limits::TargetLimits>,
     /// Show a progress line on the terminal while exporting (it redraws itself with escape
@@ -79,6 +81,7 @@ impl Runner {
             secrets,
             staging,
             hosted_sftp_data,
+            lineage: Default::default(),
             limits: Default::default(),
             progress: false,
         }

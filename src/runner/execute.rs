@@ -21,27 +21,6 @@ use super::decide::{ScheduleView, slot_key};
 use super::engine::{RunReport, RunRequest, Runner};
 use super::retry::TargetOutcome;
 
-/// The report of a slot that was not run (recorded as skipped): run id 0, no file.
-fn not_run(
-    view: &ScheduleView,
-    slot: &Zoned,
-    outcome: Outcome,
-    targets: Vec<(String, String)>,
-    reason: String,
-) -> RunReport {
-    RunReport {
-        schedule: view.key.clone(),
-        slot: rfc3339(slot),
-        run_id: 0,
-        outcome,
-        rows: 0,
-        bytes: 0,
-        file_name: String::new(),
-        targets,
-        error: Some(reason),
-    }
-}
-
 /// Why a target whose delivery by run `run` is unknown is not sent to again.
 fn unknown_since(run: i64) -> String {
     format!(
@@ -306,18 +285,9 @@ impl Runner {
             "run {run} of this slot is in flight in a live Ferry process: not run twice at once \
              (wait for it, or --resend)"
         );
-        let now = crate::clock::now()?.to_string();
-        self.ledger
-            .record_unrun(&key, request.trigger, Outcome::Skipped, &reason, &now)
-            .await?;
         tracing::warn!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
-        Ok(Some(not_run(
-            view,
-            slot,
-            Outcome::Skipped,
-            Vec::new(),
-            reason,
-        )))
+        let report = self.skip(view, request, Outcome::Skipped, Vec::new(), reason);
+        Ok(Some(report.await?))
     }
 
     /// When every target already has this slot (or may have: an unknown outcome), a run
@@ -355,12 +325,38 @@ impl Runner {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        tracing::info!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
+        Ok(Some(
+            self.skip(view, request, outcome, targets, reason).await?,
+        ))
+    }
+
+    /// Records `request`'s slot as skipped with `reason`, and its report: run id 0 (no run),
+    /// no file, `outcome`, what each target in `targets` has.
+    async fn skip(
+        &self,
+        view: &ScheduleView,
+        request: &RunRequest,
+        outcome: Outcome,
+        targets: Vec<(String, String)>,
+        reason: String,
+    ) -> Result<RunReport> {
+        let key = slot_key(view, &request.slot);
         let now = crate::clock::now()?.to_string();
         self.ledger
             .record_unrun(&key, request.trigger, Outcome::Skipped, &reason, &now)
             .await?;
-        tracing::info!(schedule = %view.key, slot = %rfc3339(slot), "{reason}");
-        Ok(Some(not_run(view, slot, outcome, targets, reason)))
+        Ok(RunReport {
+            schedule: view.key.clone(),
+            slot: rfc3339(&request.slot),
+            run_id: 0,
+            outcome,
+            rows: 0,
+            bytes: 0,
+            file_name: String::new(),
+            targets,
+            error: Some(reason),
+        })
     }
 
     /// A DeliveryTarget's `Synced` condition follows its latest delivery: True `Delivered`

@@ -105,7 +105,9 @@ impl Runner {
         let delivery_key = {
             let mut k = format!(
                 "{}/{}/{}/{}/{name}",
-                self.store.lineage().await?,
+                self.lineage
+                    .get_or_try_init(|| self.store.lineage())
+                    .await?,
                 key.namespace,
                 key.schedule,
                 key.slot.timestamp().as_second()

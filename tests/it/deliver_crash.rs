@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, s};
+use common::{Sandbox, listing, s};
 
 fn var(key: &str) -> &'static str {
     common::test_server("sshd")
@@ -54,21 +54,13 @@ spec:
     sb.write("big.yaml", &format!("{target}---\n{schedule}"))
 }
 
-/// Every entry of `dir` with its size.
-fn listing(dir: &Path) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                e.metadata().map(|m| m.len()).unwrap_or(0),
-            )
-        })
-        .collect();
-    out.sort();
-    out
+/// The runs of `rs/big`, newest first (`ferry history -o json`).
+fn history(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let runs = sb
+        .ferry(["history", "rs/big", "-o", "json"])
+        .success()
+        .json();
+    runs.as_array().expect("a list of runs").clone()
 }
 
 /// The slot every test here runs.
@@ -155,11 +147,7 @@ fn a_slot_run_again_by_hand_after_a_kill_continues_the_interrupted_run_and_leave
     // A later start finds nothing left to resume.
     sb.ferry(["run", "--once", "-f", s(&files)]).success();
 
-    let runs = sb
-        .ferry(["history", "rs/big", "-o", "json"])
-        .success()
-        .json();
-    let runs = runs.as_array().unwrap();
+    let runs = history(&sb);
     assert_eq!(runs.len(), 1, "one run for the slot: {runs:#?}");
     assert_eq!(runs[0]["outcome"], "succeeded");
     let deliveries = runs[0]["deliveries"].as_array().unwrap();
@@ -212,11 +200,7 @@ fn a_kill_during_a_large_sftp_upload_then_a_restart_leaves_exactly_one_complete_
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
 
-    let runs = sb
-        .ferry(["history", "rs/big", "-o", "json"])
-        .success()
-        .json();
-    let runs = runs.as_array().unwrap();
+    let runs = history(&sb);
     assert_eq!(runs.len(), 1, "one run for the slot: {runs:#?}");
     assert_eq!(runs[0]["outcome"], "succeeded");
     assert_eq!(runs[0]["trigger"], "backfill");
@@ -266,11 +250,7 @@ fn a_resend_after_a_kill_supersedes_the_interrupted_run_and_removes_its_partial_
     assert!(resent.stdout.contains(": succeeded,"), "{resent:#?}");
     sb.ferry(["run", "--once", "-f", s(&files)]).success();
 
-    let runs = sb
-        .ferry(["history", "rs/big", "-o", "json"])
-        .success()
-        .json();
-    let runs = runs.as_array().unwrap();
+    let runs = history(&sb);
     assert_eq!(runs.len(), 2, "{runs:#?}");
     assert_eq!(runs[0]["outcome"], "succeeded", "the re-send: {runs:#?}");
     assert_eq!(
@@ -301,11 +281,7 @@ fn a_slot_run_by_hand_while_another_process_runs_it_is_skipped_not_raced() {
     assert!(second.stderr.contains("in flight"), "{second:#?}");
     assert!(first.wait().unwrap().success(), "the first run completes");
 
-    let runs = sb
-        .ferry(["history", "rs/big", "-o", "json"])
-        .success()
-        .json();
-    let runs = runs.as_array().unwrap();
+    let runs = history(&sb);
     let outcomes: Vec<&str> = runs
         .iter()
         .map(|r| r["outcome"].as_str().unwrap())

@@ -80,12 +80,10 @@ fn the_run(sb: &Sandbox) -> serde_json::Value {
 
 /// Names in `dir`, sorted.
 fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
+    common::listing(dir)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Killed between the rename and the ledger write, then started again: the file at

@@ -31,7 +31,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use common::fault_proxy::{Ended, Fault, FaultProxy, Faults, Protocol, Record};
-use common::{Run, Sandbox, test_server};
+use common::{Run, Sandbox, listing, test_server};
 
 /// The slot every test runs, and the file name it gets.
 const SLOT: &str = "2026-07-31T00:30:00+09:00";
@@ -367,23 +367,6 @@ impl World {
             }
         }
     }
-}
-
-/// Every entry of `dir` with its size (none when `dir` does not exist).
-fn listing(dir: &Path) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                e.metadata().map(|m| m.len()).unwrap_or(0),
-            )
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// The numbers of the captured messages (`<n>.eml`).

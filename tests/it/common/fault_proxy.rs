@@ -129,9 +129,8 @@ pub struct Record {
 struct Stats {
     accepted: AtomicUsize,
     data_accepted: AtomicUsize,
-    /// Connections on the proxy's port open now, and the most ever open at once.
+    /// Connections on the proxy's port open now.
     open: AtomicUsize,
-    peak_open: AtomicUsize,
     /// Connections turned away by [`FaultProxy::start_limited`]'s limit.
     refused: AtomicUsize,
     records: Mutex<Vec<Record>>,
@@ -213,11 +212,6 @@ impl FaultProxy {
         self.stats.accepted.load(Ordering::SeqCst)
     }
 
-    /// The most connections (on the proxy's port) ever open at once.
-    pub fn peak_open(&self) -> usize {
-        self.stats.peak_open.load(Ordering::SeqCst)
-    }
-
     /// Connections refused by the limit of [`FaultProxy::start_limited`].
     pub fn refused(&self) -> usize {
         self.stats.refused.load(Ordering::SeqCst)
@@ -284,8 +278,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         }
         let index = shared.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        let open = shared.stats.open.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.stats.peak_open.fetch_max(open, Ordering::SeqCst);
+        shared.stats.open.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -57,6 +57,23 @@ spec:
     )
 }
 
+/// Every entry of `dir` with its size (none when `dir` does not exist).
+pub fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().map(|m| m.len()).unwrap_or(0),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// A name no other test (of this process or another) uses: `<prefix>-<pid>-<nanoseconds>`,
 /// for directories on the shared test servers.
 pub fn unique_name(prefix: &str) -> String {
