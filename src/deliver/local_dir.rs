@@ -40,6 +40,10 @@ impl LocalDir {
 
     fn deliver_blocking(&self, file: &Outgoing<'_>) -> std::io::Result<Receipt> {
         std::fs::create_dir_all(&self.dir)?;
+        // On this machine the point of no return is taken before placing: a ledger write
+        // between the (instant) placement and the rename would only hold the temporary name
+        // in sight longer. A crash before the rename still finds no final file, and resends.
+        file.commit.reached_blocking(Default::default())?;
         let mut placement = Placement::Copy;
         let bytes = super::atomic::place_in_dir(
             &self.dir,
@@ -52,7 +56,7 @@ impl LocalDir {
                 placement = how;
                 Ok(copied)
             },
-            |_| file.commit.reached_blocking(Default::default()),
+            |_| Ok(()),
         )?;
         super::atomic::remove_stale_local(&self.dir, file, self.partial);
         Ok(self.receipt(file, bytes, placement.as_str()))

@@ -51,9 +51,8 @@ pub const DELIVERED_MODE: u32 = 0o440;
 /// returns where it is and its size. `link_allowed`: nobody can write where the file goes or
 /// no one else receives it, so it may be a hard link of `staged` (made read-only). The
 /// directory is created when missing, never through a symbolic link. Fails when the size
-/// after the rename is not `expected_bytes`. `commit` is called once the file is complete
-/// under its temporary name, just before the rename (the delivery's point of no return);
-/// its error fails the delivery.
+/// after the rename is not `expected_bytes`. `commit` is called just before the file is
+/// placed (the delivery's point of no return); its error fails the delivery.
 #[allow(clippy::too_many_arguments)]
 pub fn deliver_into(
     data_dir: &Path,
@@ -87,6 +86,8 @@ pub fn deliver_into(
         .map_err(|e| io_fail("creating the connection directory", e))?;
 
     let final_path = dir.join(file_name);
+    // The point of no return, before placing (see `deliver::local_dir`).
+    commit().map_err(|e| io_fail("placing the file", e))?;
     let mut placement = Placement::Copy;
     let bytes = crate::deliver::atomic::place_in_dir(
         &dir,
@@ -104,7 +105,7 @@ pub fn deliver_into(
             // rename() would replace the link itself, but refuse anyway: someone put a link
             // where a report goes.
             Ok(m) if m.file_type().is_symlink() => Err(jail::symlink_error()),
-            _ => commit(),
+            _ => Ok(()),
         },
     )
     .map_err(|e| io_fail("placing the file", e))?;
