@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use jiff::Timestamp;
@@ -12,8 +13,38 @@ use tokio::task::JoinSet;
 
 use crate::api::{ConcurrencyPolicy, ResourceKey};
 use crate::ledger::Outcome;
-use crate::runner::{RunReport, Runner, ScheduleView};
+use crate::runner::{RunReport, RunRequest, Runner, ScheduleView, Timetable};
 use crate::{Error, Result};
+
+/// Where a due or resumed run executes once it has a run slot: in this process
+/// ([`InProcess`], `ferry run` and the controller's default), or handed to something that
+/// executes it elsewhere and reports back (the controller's Kubernetes Job executor). The
+/// daemon decides, queues and counts the same way for all of them.
+pub trait Executor: Send + Sync + std::fmt::Debug {
+    /// Executes `request` for `view` to its end and reports it; only state-store failures
+    /// are `Err` (see [`Runner::execute`]).
+    fn execute(
+        &self,
+        runner: Runner,
+        view: Arc<ScheduleView>,
+        request: RunRequest,
+    ) -> futures_util::future::BoxFuture<'static, Result<RunReport>>;
+}
+
+/// Runs execute in this process.
+#[derive(Debug, Default)]
+pub struct InProcess;
+
+impl Executor for InProcess {
+    fn execute(
+        &self,
+        runner: Runner,
+        view: Arc<ScheduleView>,
+        request: RunRequest,
+    ) -> futures_util::future::BoxFuture<'static, Result<RunReport>> {
+        Box::pin(async move { runner.execute(&view, request).await })
+    }
+}
 
 /// The run slots of `--max-concurrent-runs`: a due run waits for one (fairly, in the order
 /// runs came due) before it exports, and counts in `ferry_runs_queued` meanwhile.
@@ -36,7 +67,7 @@ impl RunSlots {
     async fn wait(
         &self,
         view: &ScheduleView,
-        request: &crate::runner::RunRequest,
+        request: &RunRequest,
     ) -> tokio::sync::OwnedSemaphorePermit {
         use std::sync::atomic::Ordering;
         crate::observe::runs_queued(self.queued.fetch_add(1, Ordering::SeqCst) + 1);
@@ -90,6 +121,8 @@ pub struct Options {
     /// How many runs may go at once; due runs beyond wait their turn in order (0: the
     /// default, [`DEFAULT_MAX_CONCURRENT_RUNS`]).
     pub max_concurrent_runs: u32,
+    /// Where runs execute (none: [`InProcess`]).
+    pub executor: Option<Arc<dyn Executor>>,
 }
 
 /// `--max-concurrent-runs` when not given: enough to keep a few databases and servers busy,
@@ -141,19 +174,28 @@ where
         _ => None,
     };
     let mut summary = Summary::default();
-    for report in runner.resume_interrupted().await? {
-        count(&mut summary, &report, &options.notify);
-    }
-    let mut tasks: JoinSet<(ResourceKey, Result<RunReport>)> = JoinSet::new();
+    let executor: Arc<dyn Executor> = options.executor.clone().unwrap_or(Arc::new(InProcess));
     let run_slots = RunSlots::new(match options.max_concurrent_runs {
         0 => DEFAULT_MAX_CONCURRENT_RUNS,
         n => n,
     });
+    let mut tasks: Tasks = JoinSet::new();
+    // Interrupted runs are completed before anything new is decided (as many at once as
+    // the run slots allow), so a schedule's next slot never races its resumed one.
+    for (view, request) in runner.interrupted_requests().await? {
+        let launch = Launch::new(&runner, &executor, &run_slots);
+        launch.spawn(&mut tasks, Arc::new(view), request);
+    }
+    while let Some(joined) = tasks.join_next().await {
+        collect(joined, &mut summary, &options.notify);
+    }
     let mut running: HashMap<ResourceKey, Vec<tokio::task::AbortHandle>> = HashMap::new();
     let mut retry_reload: Option<std::time::Instant> = None;
     let mut signals = Signals::new()?;
-    // Specs change only by an apply (which moves the serial): decode them again only then.
-    let mut schedules = runner.schedules().await?;
+    // When each schedule next needs a decision. Specs change only by an apply (which moves
+    // the serial): they are decoded and (re)timed only then.
+    let mut timetable = Timetable::new();
+    runner.retime(&mut timetable).await?;
     // CustomerMapping syncs: one cycle at a time, in the background; due syncs are looked up
     // again when a cycle ends, after an apply, or when the next slot or retry may have come.
     let syncer = std::sync::Arc::new(crate::psa::sync::Syncer::new(
@@ -170,7 +212,7 @@ where
         let now = crate::clock::now()?;
         let (current, current_credentials) = runner.store().change_marks().await?;
         if current != serial {
-            schedules = runner.schedules().await?;
+            runner.retime(&mut timetable).await?;
             mappings = crate::psa::sync::MappingView::all(&runner.store().snapshot().await?);
             next_sync_check = Timestamp::MIN;
         }
@@ -199,8 +241,10 @@ where
                 sync_sftp_users(&runner, server).await;
             }
         }
-        for view in &schedules {
-            let Some(request) = runner.plan_due(view, now).await? else {
+        for view in timetable.due(now) {
+            let decided = runner.plan_due(&view, now).await?;
+            timetable.settled(&view.key, now);
+            let Some(request) = decided else {
                 continue;
             };
             let busy = running
@@ -210,7 +254,7 @@ where
                 match view.spec.concurrency_policy {
                     ConcurrencyPolicy::Forbid => {
                         tracing::warn!(schedule = %view.key, "previous run still going: slot skipped");
-                        runner.record_skipped(view, &request, now).await?;
+                        runner.record_skipped(&view, &request, now).await?;
                         continue;
                     }
                     ConcurrencyPolicy::Replace => {
@@ -230,13 +274,10 @@ where
                     ConcurrencyPolicy::Allow => {}
                 }
             }
-            let (r, v, slots) = (runner.clone(), view.clone(), run_slots.clone());
-            let handle = tasks.spawn(async move {
-                let key = v.key.clone();
-                let _slot = slots.wait(&v, &request).await;
-                (key, r.execute(&v, request).await)
-            });
-            running.entry(view.key.clone()).or_default().push(handle);
+            let key = view.key.clone();
+            let handle =
+                Launch::new(&runner, &executor, &run_slots).spawn(&mut tasks, view, request);
+            running.entry(key).or_default().push(handle);
         }
         if options.once {
             while let Some(joined) = tasks.join_next().await {
@@ -251,7 +292,7 @@ where
             }
             return Ok(summary);
         }
-        let wake = next_wake(&schedules, now).min(options.poll);
+        let wake = next_wake(&mut timetable, now).min(options.poll);
         tokio::select! {
             _ = tokio::time::sleep(wake) => {}
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => collect(joined, &mut summary, &options.notify),
@@ -499,18 +540,45 @@ fn count(summary: &mut Summary, report: &RunReport, notify: &Notify) {
     }
 }
 
-/// Time until the earliest next slot of any active schedule.
-fn next_wake(schedules: &[ScheduleView], now: Timestamp) -> Duration {
-    schedules
-        .iter()
-        .filter(|s| !s.spec.suspend)
-        .filter_map(|s| s.compiled().ok()?.next_after(now))
-        .map(|next| {
-            let secs = next.timestamp().duration_since(now).as_secs_f64().max(0.0);
-            Duration::from_secs_f64(secs)
+/// Time until the earliest time in the timetable (an hour when it is empty).
+fn next_wake(timetable: &mut Timetable, now: Timestamp) -> Duration {
+    timetable.next_at().map_or(Duration::from_secs(3600), |at| {
+        Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0))
+    })
+}
+
+/// The daemon's runs in flight, each telling its schedule and report when joined.
+type Tasks = JoinSet<(ResourceKey, Result<RunReport>)>;
+
+/// What starting a run needs: it waits for a run slot, then goes to the executor.
+struct Launch {
+    runner: Runner,
+    executor: Arc<dyn Executor>,
+    slots: RunSlots,
+}
+
+impl Launch {
+    fn new(runner: &Runner, executor: &Arc<dyn Executor>, slots: &RunSlots) -> Launch {
+        Launch {
+            runner: runner.clone(),
+            executor: executor.clone(),
+            slots: slots.clone(),
+        }
+    }
+
+    fn spawn(
+        self,
+        tasks: &mut Tasks,
+        view: Arc<ScheduleView>,
+        request: RunRequest,
+    ) -> tokio::task::AbortHandle {
+        tasks.spawn(async move {
+            let key = view.key.clone();
+            let _slot = self.slots.wait(&view, &request).await;
+            let report = self.executor.execute(self.runner, view, request).await;
+            (key, report)
         })
-        .min()
-        .unwrap_or(Duration::from_secs(3600))
+    }
 }
 
 /// Paths, sizes and modification times of the YAML files, to notice edits. The files are

@@ -467,6 +467,20 @@ impl Ledger {
         .await?)
     }
 
+    /// The newest slot of every schedule with runs, in one query: what the daemon's
+    /// timetable starts from, without one query per schedule.
+    pub async fn last_slots(&self) -> Result<std::collections::HashMap<(String, String), i64>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT namespace, schedule, MAX(slot_epoch) FROM runs GROUP BY namespace, schedule",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(namespace, schedule, slot)| ((namespace, schedule), slot))
+            .collect())
+    }
+
     /// The most recent successful slot of a schedule (for `sinceLastSuccess` windows).
     pub async fn last_success(&self, namespace: &str, schedule: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(

@@ -38,6 +38,7 @@ pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         metrics_listen,
         notify: None,
         max_concurrent_runs,
+        executor: None,
     };
     // Invalid or empty files stop the start here, before the state is locked or created.
     discard(load_valid(&files, allow_empty)?);

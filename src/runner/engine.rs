@@ -146,18 +146,11 @@ impl Runner {
             return Ok(None);
         }
         let compiled = view.compiled()?;
-        // Slots before the schedule was applied never run: a backfill of an older slot
-        // (`run-now --slot`) must not make the years before it look missed.
-        let reference = match self
+        let last = self
             .ledger
             .last_slot(&view.key.namespace, &view.key.name)
-            .await?
-        {
-            Some(epoch) => Timestamp::from_second(epoch)
-                .map_err(|e| Error::State(e.to_string()))?
-                .max(view.created_at),
-            None => view.created_at,
-        };
+            .await?;
+        let reference = decision_reference(view, last);
         let decision = decide(&compiled, reference, view.deadline()?, now);
         let now_s = now.to_string();
         let reason = match view.spec.starting_deadline.as_deref() {
@@ -210,11 +203,23 @@ impl Runner {
         Ok(())
     }
 
-    /// Completes runs that a crash or kill left unfinished: the same slot, the same file
-    /// name, only to the targets that do not have it yet.
-    pub async fn resume_interrupted(&self) -> Result<Vec<RunReport>> {
+    /// Brings `timetable` to the applied schedules, timing new and changed ones from their
+    /// ledgers (one query for all). Returns how many were (re)timed.
+    pub async fn retime(&self, timetable: &mut super::Timetable) -> Result<usize> {
+        let views = self.schedules().await?;
+        let last = self.ledger.last_slots().await?;
+        Ok(timetable.sync(views, |view| {
+            let key = (view.key.namespace.clone(), view.key.name.clone());
+            decision_reference(view, last.get(&key).copied())
+        }))
+    }
+
+    /// The runs a crash or kill left unfinished, as requests that complete them: the same
+    /// slot, the same file name, only to the targets that do not have it yet. Runs of
+    /// deleted schedules are cancelled instead.
+    pub async fn interrupted_requests(&self) -> Result<Vec<(ScheduleView, RunRequest)>> {
         let schedules = self.schedules().await?;
-        let mut reports = Vec::new();
+        let mut requests = Vec::new();
         for run in self.ledger.interrupted().await? {
             let Some(view) = schedules
                 .iter()
@@ -235,20 +240,17 @@ impl Runner {
                 .map_err(|e| Error::State(e.to_string()))?
                 .to_zoned(tz);
             tracing::info!(schedule = %view.key, slot = %rfc3339(&slot), "resuming an interrupted run");
-            let report = self
-                .execute(
-                    view,
-                    RunRequest {
-                        slot,
-                        trigger: Trigger::Resume,
-                        resend: false,
-                        resume: Some(run.id),
-                    },
-                )
-                .await?;
-            reports.push(report);
+            requests.push((
+                view.clone(),
+                RunRequest {
+                    slot,
+                    trigger: Trigger::Resume,
+                    resend: false,
+                    resume: Some(run.id),
+                },
+            ));
         }
-        Ok(reports)
+        Ok(requests)
     }
 
     /// Prunes history and refreshes the schedule's status.
@@ -342,4 +344,13 @@ impl Runner {
         }
         self.store.set_status(&view.key, &status).await
     }
+}
+
+/// The instant after which a schedule's slots are still to decide: its newest slot in the
+/// ledger, and never before it was applied (a backfill of an older slot with `run-now
+/// --slot` must not make the years before it look missed).
+fn decision_reference(view: &ScheduleView, last_slot: Option<i64>) -> Timestamp {
+    last_slot
+        .and_then(|epoch| Timestamp::from_second(epoch).ok())
+        .map_or(view.created_at, |last| last.max(view.created_at))
 }

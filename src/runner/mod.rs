@@ -4,14 +4,17 @@
 //! reporting status. The scheduling decision is a pure function; everything else is I/O.
 //!
 //! Bottom up: [`decide`] (pure), [`engine`] (the [`Runner`] and its types), [`execute`] (one
-//! run), [`retry`] (one delivery with retries) and [`limits`] (deliveries at once per target).
+//! run), [`retry`] (one delivery with retries), [`limits`] (deliveries at once per target)
+//! and [`timetable`] (when each schedule next needs a decision).
 
 mod decide;
 mod engine;
 mod execute;
 mod limits;
 mod retry;
+mod timetable;
 
 pub use decide::{Decision, MAX_SLOTS_PER_DECISION, ON_TIME, ScheduleView, decide, missed_summary};
 pub use engine::{RunReport, RunRequest, Runner};
 pub use retry::applied_target;
+pub use timetable::Timetable;
