@@ -131,6 +131,11 @@ pub struct RunRecord {
     pub outcome: Outcome,
     /// When it started.
     pub started_at: String,
+    /// Seconds from its slot to its start, for runs the scheduler started (`schedule`,
+    /// `catch-up`, `resume`): how long a due run waited (Ferry down, `--max-concurrent-runs`
+    /// full). None for manual runs and for slots that never started (missed, skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_delay_seconds: Option<i64>,
     /// When it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
@@ -687,6 +692,12 @@ fn run_from_row(row: &sqlx::any::AnyRow) -> Result<RunRecord> {
         trigger: row.get("trigger"),
         generation: row.get("generation"),
         outcome: Outcome::parse(&outcome)?,
+        start_delay_seconds: start_delay(
+            row.get("slot_epoch"),
+            &row.get::<String, _>("started_at"),
+            &row.get::<String, _>("trigger"),
+            &outcome,
+        ),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
         rows: row.get::<Option<i64>, _>("rows").map(|v| v as u64),
@@ -697,6 +708,17 @@ fn run_from_row(row: &sqlx::any::AnyRow) -> Result<RunRecord> {
         error: row.get("error"),
         deliveries: Vec::new(),
     })
+}
+
+/// Seconds from a run's slot to its start, for runs the scheduler started.
+fn start_delay(slot_epoch: i64, started_at: &str, trigger: &str, outcome: &str) -> Option<i64> {
+    let scheduled = matches!(trigger, "schedule" | "catch-up" | "resume");
+    let started = !matches!(outcome, "missed" | "skipped");
+    if !(scheduled && started) {
+        return None;
+    }
+    let started: jiff::Timestamp = started_at.parse().ok()?;
+    Some((started.as_second() - slot_epoch).max(0))
 }
 
 /// RFC 3339 with the zone's offset, as slots are shown everywhere.
@@ -748,4 +770,42 @@ pub(crate) fn owner_alive(owner: &str) -> bool {
         return true;
     }
     std::path::Path::new("/proc").join(pid).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_delay_is_shown_only_for_runs_the_scheduler_started() {
+        let slot = 1_785_425_400; // 2026-07-30T15:30:00Z
+        assert_eq!(
+            start_delay(slot, "2026-07-30T15:30:10Z", "schedule", "succeeded"),
+            Some(10)
+        );
+        assert_eq!(
+            start_delay(slot, "2026-07-30T17:30:00Z", "catch-up", "failed"),
+            Some(7200)
+        );
+        assert_eq!(
+            start_delay(slot, "2026-07-30T15:31:00Z", "resume", "running"),
+            Some(60)
+        );
+        assert_eq!(
+            start_delay(slot, "2026-08-02T00:00:00Z", "run-now", "succeeded"),
+            None
+        );
+        assert_eq!(
+            start_delay(slot, "2026-08-02T00:00:00Z", "backfill", "succeeded"),
+            None
+        );
+        assert_eq!(
+            start_delay(slot, "2026-08-02T00:00:00Z", "catch-up", "missed"),
+            None
+        );
+        assert_eq!(
+            start_delay(slot, "2026-07-30T15:30:00Z", "schedule", "skipped"),
+            None
+        );
+    }
 }

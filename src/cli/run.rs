@@ -244,6 +244,7 @@ pub(super) async fn history_cmd(
                 [
                     "SLOT",
                     "TRIGGER",
+                    "STARTED",
                     "OUTCOME",
                     "ROWS",
                     "BYTES",
@@ -263,6 +264,8 @@ pub(super) async fn history_cmd(
                 rows.push(vec![
                     r.slot.clone(),
                     r.trigger.clone(),
+                    r.start_delay_seconds
+                        .map_or_else(|| "-".into(), |s| format!("+{}", human_seconds(s))),
                     r.outcome.as_str().to_string(),
                     r.rows.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
                     r.bytes.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
@@ -301,6 +304,16 @@ pub(super) async fn history_cmd(
         }
     }
     Ok(0)
+}
+
+/// A delay as `ferry history` shows it: `4s`, `2m05s`, `3h02m`, `2d04h`.
+fn human_seconds(s: i64) -> String {
+    match s {
+        ..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
 }
 
 /// `ferry controller`: reconciles the three kinds from a cluster (see [`crate::controller`]).
@@ -353,4 +366,18 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
     )
     .await?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_seconds;
+
+    #[test]
+    fn delays_read_at_a_glance() {
+        assert_eq!(human_seconds(0), "0s");
+        assert_eq!(human_seconds(59), "59s");
+        assert_eq!(human_seconds(125), "2m05s");
+        assert_eq!(human_seconds(3 * 3600 + 125), "3h02m");
+        assert_eq!(human_seconds(2 * 86400 + 4 * 3600 + 59), "2d04h");
+    }
 }

@@ -70,7 +70,7 @@ fn due_at_once(
     max_connections: u32,
     runs: &str,
     server_limit: usize,
-) -> (FaultProxy, common::Run, std::path::PathBuf) {
+) -> (FaultProxy, common::Run, std::path::PathBuf, Sandbox) {
     let mut sb = Sandbox::new();
     let upstream: SocketAddr = format!("127.0.0.1:{}", server("SFTP_PORT"))
         .parse()
@@ -91,7 +91,7 @@ fn due_at_once(
         s(&files),
     ]);
     let local = Path::new(&server("SFTP_KEY_USER_HOME")).join(&dir);
-    (proxy, run, local)
+    (proxy, run, local, sb)
 }
 
 /// The files in `dir` (then removes it).
@@ -103,7 +103,7 @@ fn delivered(dir: &Path) -> usize {
 
 #[test]
 fn thirty_runs_due_at_once_stay_within_max_connections_and_all_deliver() {
-    let (proxy, run, dir) = due_at_once(3, "30", 3);
+    let (proxy, run, dir, _sb) = due_at_once(3, "30", 3);
     let run = run.success();
     assert!(
         run.stdout.contains(&format!("{SCHEDULES} succeeded"))
@@ -126,7 +126,7 @@ fn thirty_runs_due_at_once_stay_within_max_connections_and_all_deliver() {
 #[test]
 fn without_a_low_enough_max_connections_the_same_server_refuses_sessions() {
     // The control experiment: the same runs allowed 12 sessions at once.
-    let (proxy, _run, dir) = due_at_once(12, "30", 3);
+    let (proxy, _run, dir, _sb) = due_at_once(12, "30", 3);
     assert!(
         proxy.refused() > 0,
         "more than 3 sessions at once reached the server: {} refused",
@@ -138,8 +138,20 @@ fn without_a_low_enough_max_connections_the_same_server_refuses_sessions() {
 #[test]
 fn runs_beyond_max_concurrent_runs_wait_their_turn_and_all_run() {
     // maxConnections above the limit: the run limit is what keeps the sessions within it.
-    let (proxy, run, dir) = due_at_once(16, "2", 2);
+    let (proxy, run, dir, sb) = due_at_once(16, "2", 2);
     run.success();
     assert_eq!(proxy.refused(), 0, "two runs at a time");
     assert_eq!(delivered(&dir), SCHEDULES);
+    // History tells how long after its slot each run started: `ferry run` came ten seconds
+    // after the slot (FERRY_NOW holds the clock there, so queueing adds nothing visible).
+    let history = sb.ferry(["history", "rs/r00"]).success();
+    assert!(history.stdout.contains("STARTED"), "{}", history.stdout);
+    assert!(history.stdout.contains("+10s"), "{}", history.stdout);
+    let json = sb.ferry(["history", "rs/r29", "-o", "json"]).success();
+    let runs: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(runs[0]["trigger"], "schedule");
+    assert!(
+        runs[0]["start_delay_seconds"].as_i64().unwrap() >= 10,
+        "{runs}"
+    );
 }
