@@ -443,6 +443,11 @@ fn a_kill_during_an_export_leaves_no_partial_file_and_the_next_start_completes_t
 
 /// Starts `ferry run -f FILES` as a daemon at the sandbox's clock.
 fn daemon(sb: &Sandbox, files: &Path, grace: &str) -> std::process::Child {
+    daemon_at(sb, files, grace, Some("2026-07-30T15:30:05Z"))
+}
+
+/// Starts `ferry run -f FILES` as a daemon at `now`, or on the real clock.
+fn daemon_at(sb: &Sandbox, files: &Path, grace: &str, now: Option<&str>) -> std::process::Child {
     let mut cmd = common::ferry_command();
     cmd.args(["run", "-f"])
         .arg(files)
@@ -454,7 +459,10 @@ fn daemon(sb: &Sandbox, files: &Path, grace: &str) -> std::process::Child {
         .current_dir(sb.root())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(sb.root().join("daemon.log")).expect("a log file"));
-    cmd.env("FERRY_NOW", "2026-07-30T15:30:05Z");
+    match now {
+        Some(now) => cmd.env("FERRY_NOW", now),
+        None => cmd.env_remove("FERRY_NOW"),
+    };
     cmd.spawn().expect("ferry run starts")
 }
 
@@ -551,6 +559,62 @@ fn the_daemon_applies_an_edited_file_without_a_restart_and_keeps_running_on_inva
     let got = sb.ferry(["get", "rs/items", "-o", "json"]).success().json();
     assert_eq!(got[0]["spec"]["schedule"]["daily"]["at"], "01:30");
     assert!(terminate(&mut child).success());
+}
+
+#[test]
+fn a_live_daemon_runs_each_slot_as_it_comes_once_and_a_suspend_stops_it_at_once() {
+    // On the real clock: the daemon sleeps until each slot of an `every: 2s` schedule.
+    let sb = Sandbox::new();
+    shop_db(&sb);
+    let files = resources(&sb, "");
+    let every = std::fs::read_to_string(&files).unwrap().replace(
+        r#"schedule: {daily: {at: "00:30"}}"#,
+        "schedule: {every: 2s}",
+    );
+    std::fs::write(&files, &every).unwrap();
+    let mut child = daemon_at(&sb, &files, "5s", None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out_files(&sb).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "three slots never came: {:?}\n{}",
+            out_files(&sb),
+            std::fs::read_to_string(sb.root().join("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A suspend takes the schedule out of the timetable: no slot runs after it is applied.
+    std::fs::write(
+        &files,
+        every.replace("  retry:", "  suspend: true\n  retry:"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.ferry(["get", "rs/items", "-o", "json"]).success().json()[0]["metadata"]["generation"]
+        != 2
+    {
+        assert!(Instant::now() < deadline, "the suspend was never applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let delivered = out_files(&sb);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(out_files(&sb), delivered, "a suspended schedule ran");
+    assert!(terminate(&mut child).success());
+    let runs = history(&sb);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), delivered.len(), "one run per file: {runs:#?}");
+    let mut slots: Vec<&str> = runs.iter().map(|r| r["slot"].as_str().unwrap()).collect();
+    for r in runs {
+        assert_eq!(r["outcome"], "succeeded", "{r:#}");
+        assert!(
+            r["trigger"] == "schedule" || r["trigger"] == "catch-up",
+            "{r:#}"
+        );
+    }
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), runs.len(), "no slot ran twice");
 }
 
 #[test]
