@@ -1,0 +1,627 @@
+//! Scale-out on Kubernetes itself: `ferry controller --executor job` runs each export as a
+//! Kubernetes Job whose one pod runs `ferry exec-run` against the shared PostgreSQL state.
+//!
+//! The API server is the in-memory one of tests/it/common/fake_api.rs, which keeps batch/v1
+//! Jobs like any other collection. A test kubelet below plays the Job controller and the
+//! kubelet: it watches Jobs, runs each pod's container as a local process (the `ferry` binary,
+//! the image's entrypoint, with the container's arguments and environment: FERRY_STATE from
+//! the Secret its `secretKeyRef` names, and a private work directory and secrets mirror per
+//! pod, as emptyDirs), replaces a pod that dies while `backoffLimit` allows, honours the pod
+//! failure policy, and writes the Job's status. A pod is killed with SIGKILL in the middle of
+//! its export (`pg_sleep` in the query): the Job's next pod resumes the same run, and the slot
+//! reaches the target once.
+
+use crate::common;
+use crate::common::fake_api::{Controller, FakeApi};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+const JOBS: &str = "batch/v1/jobs";
+
+// ---- A test kubelet ------------------------------------------------------------------------
+
+/// One pod the kubelet started for a Job.
+struct Pod {
+    job: String,
+    child: Child,
+    dir: PathBuf,
+    /// How it ended: `Some(code)`, `Some(None)` when killed by a signal.
+    ended: Option<Option<i32>>,
+}
+
+/// Runs the pods of the Jobs in the fake API as local processes and reports their end in the
+/// Jobs' status. Stops (killing its pods) when dropped.
+struct Kubelet {
+    pods: Arc<Mutex<Vec<Pod>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Kubelet {
+    fn start(api: FakeApi, kubeconfig: PathBuf, root: PathBuf) -> Kubelet {
+        let pods: Arc<Mutex<Vec<Pod>>> = Arc::default();
+        let shared = pods.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tick(&api, &kubeconfig, &root, &shared);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Kubelet { pods, task }
+    }
+
+    /// The process id of `job`'s running pod, if one runs.
+    fn running_pid(&self, job: &str) -> Option<u32> {
+        let pods = self.pods.lock().unwrap();
+        pods.iter()
+            .find(|p| p.job == job && p.ended.is_none())
+            .map(|p| p.child.id())
+    }
+
+    /// The pods started so far: Job, how each ended, its directory.
+    fn pods(&self) -> Vec<(String, Option<Option<i32>>, PathBuf)> {
+        let pods = self.pods.lock().unwrap();
+        pods.iter()
+            .map(|p| (p.job.clone(), p.ended, p.dir.clone()))
+            .collect()
+    }
+
+    /// Every pod's log, for a failure message.
+    fn logs(&self) -> String {
+        self.pods()
+            .iter()
+            .map(|(job, _, dir)| {
+                format!(
+                    "pod of {job}:\n{}",
+                    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.task.abort();
+        for pod in self.pods.lock().unwrap().iter_mut() {
+            let _ = pod.child.kill();
+            let _ = pod.child.wait();
+        }
+    }
+}
+
+fn condition(job: &Value, type_: &str) -> bool {
+    job["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    })
+}
+
+fn finished(job: &Value) -> bool {
+    condition(job, "Complete") || condition(job, "Failed")
+}
+
+/// One look at the Jobs and pods: reap ended pods into their Job's status, start a pod for a
+/// Job that has none running and may have one more.
+fn tick(api: &FakeApi, kubeconfig: &Path, root: &Path, pods: &Mutex<Vec<Pod>>) {
+    let mut pods = pods.lock().unwrap();
+    let jobs: BTreeMap<String, Value> = api
+        .list(JOBS)
+        .into_iter()
+        .map(|j| (j["metadata"]["name"].as_str().unwrap().to_string(), j))
+        .collect();
+    for pod in pods.iter_mut().filter(|p| p.ended.is_none()) {
+        match pod.child.try_wait().unwrap() {
+            Some(status) => pod.ended = Some(status.code()),
+            // A deleted Job's pods go with it.
+            None if !jobs.contains_key(&pod.job) => {
+                let _ = pod.child.kill();
+                pod.ended = Some(pod.child.wait().unwrap().code());
+            }
+            None => {}
+        }
+    }
+    for (name, job) in &jobs {
+        if finished(job) {
+            continue;
+        }
+        let ns = job["metadata"]["namespace"].as_str().unwrap_or("default");
+        let mine: Vec<&Pod> = pods.iter().filter(|p| &p.job == name).collect();
+        let failed = mine
+            .iter()
+            .filter(|p| p.ended.is_some_and(|code| code != Some(0)))
+            .count();
+        let fail_job_codes: Vec<i64> = job["spec"]["podFailurePolicy"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["action"] == "FailJob" && r["onExitCodes"]["operator"] == "In")
+            .flat_map(|r| {
+                r["onExitCodes"]["values"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|v| v.as_i64())
+            .collect();
+        let status = if mine.iter().any(|p| p.ended == Some(Some(0))) {
+            Some(json!({"succeeded": 1, "failed": failed,
+                        "conditions": [{"type": "Complete", "status": "True"}]}))
+        } else if let Some(code) = mine.iter().find_map(|p| {
+            p.ended
+                .flatten()
+                .filter(|c| fail_job_codes.contains(&i64::from(*c)))
+        }) {
+            Some(
+                json!({"failed": failed, "conditions": [{"type": "Failed", "status": "True",
+                        "reason": "PodFailurePolicy",
+                        "message": format!("container exited with code {code}")}]}),
+            )
+        } else if failed as i64 > job["spec"]["backoffLimit"].as_i64().unwrap_or(6) {
+            Some(
+                json!({"failed": failed, "conditions": [{"type": "Failed", "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit"}]}),
+            )
+        } else {
+            None
+        };
+        if let Some(status) = status {
+            api.set_status(JOBS, ns, name, status);
+            continue;
+        }
+        if mine.iter().any(|p| p.ended.is_none()) {
+            continue;
+        }
+        api.set_status(JOBS, ns, name, json!({"active": 1, "failed": failed}));
+        let dir = root.join(format!("{name}-pod{}", mine.len() + 1));
+        pods.push(start_pod(api, kubeconfig, name, ns, job, dir));
+    }
+}
+
+/// Starts a Job's pod: the image's entrypoint (`ferry`) with the container's arguments and
+/// environment; its emptyDirs (work directory, secrets mirror) and log in `dir`.
+fn start_pod(
+    api: &FakeApi,
+    kubeconfig: &Path,
+    job_name: &str,
+    ns: &str,
+    job: &Value,
+    dir: PathBuf,
+) -> Pod {
+    std::fs::create_dir_all(&dir).unwrap();
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env("FERRY_WORK_DIR", dir.join("work"))
+        .env("FERRY_SECRETS_MIRROR", dir.join("secrets"))
+        .env("FERRY_LOG", "ferry=debug,info")
+        .env("NO_COLOR", "1");
+    for var in container["env"].as_array().into_iter().flatten() {
+        let name = var["name"].as_str().unwrap();
+        let value = match var["valueFrom"]["secretKeyRef"].as_object() {
+            Some(r) => {
+                let secret = api
+                    .get("v1/secrets", ns, r["name"].as_str().unwrap())
+                    .expect("the Secret a Job's env refers to exists");
+                let encoded = secret["data"][r["key"].as_str().unwrap()].as_str().unwrap();
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .unwrap(),
+                )
+                .unwrap()
+            }
+            None => var["value"].as_str().unwrap_or("").to_string(),
+        };
+        command.env(name, value);
+    }
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .expect("the pod's process starts");
+    Pod {
+        job: job_name.to_string(),
+        child,
+        dir,
+        ended: None,
+    }
+}
+
+// ---- The test ------------------------------------------------------------------------------
+
+async fn scalar_i64(state: &mut sqlx::PgConnection, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(state)
+        .await
+        .unwrap()
+}
+
+/// Polls `until` every 100 ms; panics after `limit` with the controller's and pods' logs.
+async fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut until: impl AsyncFnMut() -> bool,
+    controller: &Controller,
+    kubelet: &Kubelet,
+) {
+    let deadline = Instant::now() + limit;
+    while !until().await {
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}; controller log:\n{}\n=====\npods:\n{}",
+                controller.log(),
+                kubelet.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_one_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let state_url = common::postgres_state().to_string_lossy().into_owned();
+    let mut state = sqlx::PgConnection::connect(&state_url).await.unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+
+    // The cluster: the state's Secret (the Jobs' pods read FERRY_STATE from it), a Secret with
+    // the source's URL, a local directory target, and a report every 10 s whose query takes
+    // 2.5 s (the pg_sleep argument marks it in pg_stat_activity).
+    let api = FakeApi::new();
+    api.seed(
+        "v1/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "ferry-state", "namespace": "default"},
+               "data": {"url": b64(&state_url)}}),
+    );
+    api.seed(
+        "v1/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "source-db", "namespace": "default"},
+               "data": {"url": b64(common::pg_url())}}),
+    );
+    api.seed(
+        "ferry.dev/v1alpha1/deliverytargets",
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "DeliveryTarget",
+               "metadata": {"name": "shared-dir", "namespace": "default"},
+               "spec": {"localDir": {"path": out.display().to_string()}}}),
+    );
+    api.seed(
+        "ferry.dev/v1alpha1/reportschedules",
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ReportSchedule",
+               "metadata": {"name": "ticker", "namespace": "default"},
+               "spec": {
+                   "schedule": {"every": "10s"},
+                   "timeZone": "UTC",
+                   "source": {"sql": {
+                       "connectionSecretRef": {"name": "source-db", "key": "url"},
+                       "query": "SELECT n FROM (SELECT 1 AS n, pg_sleep(2.517)) AS slow"}},
+                   "format": {"csv": {}},
+                   "fileName": "report_{yyyyMMddHHmmss}.csv",
+                   "deliverTo": [{"target": "shared-dir"}]}}),
+    );
+    api.seed(
+        "v1/pods",
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "ferry-a", "namespace": "default", "labels": {"app": "ferry"}}}),
+    );
+    let port = api.start().await;
+    let kubeconfig = FakeApi::write_kubeconfig(dir.path(), port);
+    // The Job template, as the chart renders it: image, service account, the state from its
+    // Secret, resources, TTL and backoff limit.
+    let template = dir.path().join("job-template.json");
+    std::fs::write(
+        &template,
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"labels": {"app.kubernetes.io/name": "ferry"}},
+               "spec": {"backoffLimit": 2, "ttlSecondsAfterFinished": 600,
+                        "template": {"spec": {"serviceAccountName": "ferry",
+                            "containers": [{"name": "run", "image": "ferry:test",
+                                "env": [{"name": "FERRY_STATE", "valueFrom":
+                                          {"secretKeyRef": {"name": "ferry-state", "key": "url"}}}],
+                                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                              "limits": {"memory": "512Mi"}}}]}}}})
+        .to_string(),
+    )
+    .unwrap();
+
+    let kubelet = Kubelet::start(api.clone(), kubeconfig.clone(), dir.path().join("pods"));
+    let template_arg = template.display().to_string();
+    let controller = Controller::start_with(
+        dir.path(),
+        &kubeconfig,
+        &state_url,
+        "ferry-a",
+        &[
+            "--executor",
+            "job",
+            "--job-template",
+            &template_arg,
+            "--job-poll",
+            "1s",
+        ],
+    );
+
+    // The first run's Job: its pod is killed while the query runs.
+    wait_for(
+        "a Job's pod exporting",
+        Duration::from_secs(60),
+        async || {
+            scalar_i64(
+                &mut state,
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' \
+                 AND query LIKE '%pg_sleep(2.517)%' AND query NOT LIKE '%pg_stat_activity%'",
+            )
+            .await
+                > 0
+        },
+        &controller,
+        &kubelet,
+    )
+    .await;
+    let run: i64 = scalar_i64(
+        &mut state,
+        "SELECT MIN(id) FROM runs WHERE outcome = 'running'",
+    )
+    .await;
+    let first_job = format!("ticker-{run}-1");
+    let pid = kubelet.running_pid(&first_job).unwrap_or_else(|| {
+        panic!(
+            "{first_job} has a running pod: {:?}",
+            kubelet.pods().iter().map(|p| &p.0).collect::<Vec<_>>()
+        )
+    });
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+
+    // The Job's next pod resumes the same run and delivers it.
+    wait_for(
+        "the killed run to succeed",
+        Duration::from_secs(60),
+        async || {
+            scalar_i64(
+                &mut state,
+                &format!("SELECT COUNT(*) FROM runs WHERE id = {run} AND outcome = 'succeeded'"),
+            )
+            .await
+                == 1
+        },
+        &controller,
+        &kubelet,
+    )
+    .await;
+    // And the next slot's run goes through a Job of its own, first time.
+    wait_for(
+        "a second run to succeed",
+        Duration::from_secs(60),
+        async || {
+            scalar_i64(
+                &mut state,
+                &format!("SELECT COUNT(*) FROM runs WHERE id > {run} AND outcome = 'succeeded'"),
+            )
+            .await
+                >= 1
+        },
+        &controller,
+        &kubelet,
+    )
+    .await;
+    let second: i64 = scalar_i64(
+        &mut state,
+        &format!("SELECT MIN(id) FROM runs WHERE id > {run} AND outcome = 'succeeded'"),
+    )
+    .await;
+    // The leader reported them (its Events come from the ledger once the Job is done; the
+    // recorder folds repeated reasons into one Event series).
+    wait_for(
+        "the leader's Events of the runs",
+        Duration::from_secs(30),
+        async || {
+            api.list("events.k8s.io/v1/events")
+                .iter()
+                .any(|e| e["regarding"]["name"] == "ticker" && e["reason"] == "RunSucceeded")
+        },
+        &controller,
+        &kubelet,
+    )
+    .await;
+
+    // The killed run's Job ran two pods: the first killed by a signal, the second succeeded;
+    // the second run's Job one pod.
+    let pods = kubelet.pods();
+    let of = |job: &str| -> Vec<Option<Option<i32>>> {
+        pods.iter().filter(|p| p.0 == job).map(|p| p.1).collect()
+    };
+    assert_eq!(
+        of(&first_job),
+        vec![Some(None), Some(Some(0))],
+        "{}",
+        kubelet.logs()
+    );
+    assert_eq!(of(&format!("ticker-{second}-1")), vec![Some(Some(0))]);
+    // The killed pod had started exporting: its staged file stayed in its own work directory;
+    // the next pod exported again into its own.
+    let killed_pod_files = files_under(
+        &pods
+            .iter()
+            .find(|p| p.0 == first_job)
+            .unwrap()
+            .2
+            .join("work"),
+    );
+    assert!(
+        killed_pod_files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("/staging/")),
+        "{killed_pod_files:?}"
+    );
+
+    // The Job: named after schedule, run and attempt, owned by the ReportSchedule, labelled,
+    // with the template's TTL, backoff limit and resources, executing exactly that run.
+    let job = api.get(JOBS, "default", &first_job).expect("the Job");
+    let schedule = api
+        .get("ferry.dev/v1alpha1/reportschedules", "default", "ticker")
+        .unwrap();
+    let owner = &job["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["name"], &owner["uid"]),
+        (
+            &json!("ReportSchedule"),
+            &json!("ticker"),
+            &schedule["metadata"]["uid"]
+        )
+    );
+    assert_eq!(job["metadata"]["labels"]["ferry.dev/schedule"], "ticker");
+    assert_eq!(
+        job["metadata"]["labels"]["ferry.dev/run-id"],
+        run.to_string()
+    );
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+    assert_eq!(job["spec"]["backoffLimit"], 2);
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["serviceAccountName"], "ferry");
+    assert_eq!(pod["containers"][0]["resources"]["requests"]["cpu"], "100m");
+    assert_eq!(
+        pod["containers"][0]["args"],
+        json!(["exec-run", "--run-id", run.to_string()])
+    );
+    assert!(condition(&job, "Complete"), "{job}");
+    // No secret value in any Job: the state's URL is a reference to its Secret.
+    for job in api.list(JOBS) {
+        let text = job.to_string();
+        assert!(
+            !text.contains(&state_url) && !text.contains(common::pg_url()),
+            "{text}"
+        );
+    }
+
+    // One delivery per slot: the killed run's slot reached the target once, and the run is
+    // one run in the history, resumed under its id, owned by nobody once done.
+    let slot = scalar_i64(
+        &mut state,
+        &format!("SELECT slot_epoch FROM runs WHERE id = {run}"),
+    )
+    .await;
+    assert_eq!(
+        scalar_i64(
+            &mut state,
+            &format!("SELECT COUNT(*) FROM runs WHERE slot_epoch = {slot}")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut state,
+            &format!("SELECT COUNT(*) FROM deliveries WHERE slot_epoch = {slot} AND outcome = 'succeeded'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut state,
+            "SELECT COUNT(*) FROM runs WHERE owner IS NOT NULL AND outcome <> 'running'"
+        )
+        .await,
+        0
+    );
+    let delivered = files_in(&out);
+    let per_slot = scalar_i64(
+        &mut state,
+        "SELECT COUNT(*) FROM deliveries WHERE outcome = 'succeeded'",
+    )
+    .await;
+    assert_eq!(
+        delivered.len() as i64,
+        per_slot,
+        "one file per delivery: {delivered:?}"
+    );
+    assert!(
+        delivered
+            .iter()
+            .all(|f| f.starts_with("report_") && f.ends_with(".csv")),
+        "{delivered:?}"
+    );
+
+    // The status as in-process runs write it: the schedule's last run in the state.
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM resources WHERE kind = 'ReportSchedule' AND name = 'ticker'",
+    )
+    .fetch_one(&mut state)
+    .await
+    .unwrap();
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["lastRun"]["outcome"], "succeeded", "{status}");
+    // Events as in-process: the run and its delivery, from the leader.
+    let reasons: Vec<String> = api
+        .list("events.k8s.io/v1/events")
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "ticker")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(reasons.contains(&"Delivered".to_string()), "{reasons:?}");
+
+    // The leader decided and recorded, and never exported: nothing was ever staged in its
+    // work directory.
+    let leader_staged = files_under(&dir.path().join("ferry-a").join("staging"));
+    assert!(leader_staged.is_empty(), "{leader_staged:?}");
+    assert!(
+        controller.log().contains("run handed to a Job"),
+        "{}",
+        controller.log()
+    );
+    drop(controller);
+    drop(kubelet);
+}
