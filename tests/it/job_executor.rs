@@ -304,18 +304,41 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_one_delivery() {
+/// A cluster with a `ferry controller --executor job` leading, a test kubelet, the state in
+/// the test PostgreSQL, and a report due every 10 s whose query takes 2.5 s.
+struct Cluster {
+    dir: tempfile::TempDir,
+    /// The report query's `pg_sleep(...)`, unique to this cluster.
+    sleep: String,
+    out: PathBuf,
+    state_url: String,
+    state: sqlx::PgConnection,
+    api: FakeApi,
+    // Dropped before the controller: no pod outlives the test.
+    kubelet: Kubelet,
+    controller: Controller,
+}
+
+/// Starts a [`Cluster`] whose Job template has `backoffLimit: backoff_limit`.
+async fn cluster(backoff_limit: u32) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     let state_url = common::postgres_state().to_string_lossy().into_owned();
-    let mut state = sqlx::PgConnection::connect(&state_url).await.unwrap();
+    let state = sqlx::PgConnection::connect(&state_url).await.unwrap();
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
 
     // The cluster: the state's Secret (the Jobs' pods read FERRY_STATE from it), a Secret with
     // the source's URL, a local directory target, and a report every 10 s whose query takes
-    // 2.5 s (the pg_sleep argument marks it in pg_stat_activity).
+    // 2.5 s (its pg_sleep argument, unique to the cluster, marks it in pg_stat_activity).
+    let sleep = format!(
+        "pg_sleep(2.5{:04})",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_micros()
+            % 10_000
+    );
     let api = FakeApi::new();
     api.seed(
         "v1/secrets",
@@ -344,7 +367,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
                    "timeZone": "UTC",
                    "source": {"sql": {
                        "connectionSecretRef": {"name": "source-db", "key": "url"},
-                       "query": "SELECT n FROM (SELECT 1 AS n, pg_sleep(2.517)) AS slow"}},
+                       "query": format!("SELECT n FROM (SELECT 1 AS n, {sleep}) AS slow")}},
                    "format": {"csv": {}},
                    "fileName": "report_{yyyyMMddHHmmss}.csv",
                    "deliverTo": [{"target": "shared-dir"}]}}),
@@ -363,7 +386,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         &template,
         json!({"apiVersion": "batch/v1", "kind": "Job",
                "metadata": {"labels": {"app.kubernetes.io/name": "ferry"}},
-               "spec": {"backoffLimit": 2, "ttlSecondsAfterFinished": 600,
+               "spec": {"backoffLimit": backoff_limit, "ttlSecondsAfterFinished": 600,
                         "template": {"spec": {"serviceAccountName": "ferry",
                             "containers": [{"name": "run", "image": "ferry:test",
                                 "env": [{"name": "FERRY_STATE", "valueFrom":
@@ -391,38 +414,65 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         ],
     );
 
+    Cluster {
+        dir,
+        sleep,
+        out,
+        state_url,
+        state,
+        api,
+        kubelet,
+        controller,
+    }
+}
+
+/// Waits for the first run's Job's pod to be in the middle of its export (its query running),
+/// kills it with SIGKILL, and returns the run and its Job's name.
+async fn kill_the_first_export(c: &mut Cluster) -> (i64, String) {
     // The first run's Job: its pod is killed while the query runs.
     wait_for(
         "a Job's pod exporting",
         Duration::from_secs(60),
         async || {
             scalar_i64(
-                &mut state,
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' \
-                 AND query LIKE '%pg_sleep(2.517)%' AND query NOT LIKE '%pg_stat_activity%'",
+                &mut c.state,
+                &format!(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' \
+                     AND query LIKE '%{}%' AND query NOT LIKE '%pg_stat_activity%'",
+                    c.sleep
+                ),
             )
             .await
                 > 0
         },
-        &controller,
-        &kubelet,
+        &c.controller,
+        &c.kubelet,
     )
     .await;
     let run: i64 = scalar_i64(
-        &mut state,
+        &mut c.state,
         "SELECT MIN(id) FROM runs WHERE outcome = 'running'",
     )
     .await;
     let first_job = format!("ticker-{run}-1");
-    let pid = kubelet.running_pid(&first_job).unwrap_or_else(|| {
+    let pid = c.kubelet.running_pid(&first_job).unwrap_or_else(|| {
         panic!(
             "{first_job} has a running pod: {:?}",
-            kubelet.pods().iter().map(|p| &p.0).collect::<Vec<_>>()
+            c.kubelet.pods().iter().map(|p| &p.0).collect::<Vec<_>>()
         )
     });
     let _ = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status();
+    (run, first_job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_one_delivery() {
+    let mut c = cluster(2).await;
+    let (run, first_job) = kill_the_first_export(&mut c).await;
+    let (dir, out, state_url, api) = (&c.dir, c.out.clone(), c.state_url.clone(), c.api.clone());
+    let (controller, kubelet, state) = (&c.controller, &c.kubelet, &mut c.state);
 
     // The Job's next pod resumes the same run and delivers it.
     wait_for(
@@ -430,14 +480,14 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         Duration::from_secs(60),
         async || {
             scalar_i64(
-                &mut state,
+                &mut *state,
                 &format!("SELECT COUNT(*) FROM runs WHERE id = {run} AND outcome = 'succeeded'"),
             )
             .await
                 == 1
         },
-        &controller,
-        &kubelet,
+        controller,
+        kubelet,
     )
     .await;
     // And the next slot's run goes through a Job of its own, first time.
@@ -446,18 +496,18 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         Duration::from_secs(60),
         async || {
             scalar_i64(
-                &mut state,
+                &mut *state,
                 &format!("SELECT COUNT(*) FROM runs WHERE id > {run} AND outcome = 'succeeded'"),
             )
             .await
                 >= 1
         },
-        &controller,
-        &kubelet,
+        controller,
+        kubelet,
     )
     .await;
     let second: i64 = scalar_i64(
-        &mut state,
+        &mut *state,
         &format!("SELECT MIN(id) FROM runs WHERE id > {run} AND outcome = 'succeeded'"),
     )
     .await;
@@ -471,8 +521,23 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
                 .iter()
                 .any(|e| e["regarding"]["name"] == "ticker" && e["reason"] == "RunSucceeded")
         },
-        &controller,
-        &kubelet,
+        controller,
+        kubelet,
+    )
+    .await;
+
+    let second_job = format!("ticker-{second}-1");
+    wait_for(
+        "both Jobs to complete",
+        Duration::from_secs(30),
+        async || {
+            [&first_job, &second_job].iter().all(|j| {
+                api.get(JOBS, "default", j)
+                    .is_some_and(|j| condition(&j, "Complete"))
+            })
+        },
+        controller,
+        kubelet,
     )
     .await;
 
@@ -488,7 +553,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         "{}",
         kubelet.logs()
     );
-    assert_eq!(of(&format!("ticker-{second}-1")), vec![Some(Some(0))]);
+    assert_eq!(of(&second_job), vec![Some(Some(0))]);
     // The killed pod had started exporting: its staged file stayed in its own work directory;
     // the next pod exported again into its own.
     let killed_pod_files = files_under(
@@ -549,13 +614,13 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
     // One delivery per slot: the killed run's slot reached the target once, and the run is
     // one run in the history, resumed under its id, owned by nobody once done.
     let slot = scalar_i64(
-        &mut state,
+        &mut *state,
         &format!("SELECT slot_epoch FROM runs WHERE id = {run}"),
     )
     .await;
     assert_eq!(
         scalar_i64(
-            &mut state,
+            &mut *state,
             &format!("SELECT COUNT(*) FROM runs WHERE slot_epoch = {slot}")
         )
         .await,
@@ -563,7 +628,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
     );
     assert_eq!(
         scalar_i64(
-            &mut state,
+            &mut *state,
             &format!("SELECT COUNT(*) FROM deliveries WHERE slot_epoch = {slot} AND outcome = 'succeeded'")
         )
         .await,
@@ -571,7 +636,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
     );
     assert_eq!(
         scalar_i64(
-            &mut state,
+            &mut *state,
             "SELECT COUNT(*) FROM runs WHERE owner IS NOT NULL AND outcome <> 'running'"
         )
         .await,
@@ -579,7 +644,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
     );
     let delivered = files_in(&out);
     let per_slot = scalar_i64(
-        &mut state,
+        &mut *state,
         "SELECT COUNT(*) FROM deliveries WHERE outcome = 'succeeded'",
     )
     .await;
@@ -599,7 +664,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
     let status: String = sqlx::query_scalar(
         "SELECT status FROM resources WHERE kind = 'ReportSchedule' AND name = 'ticker'",
     )
-    .fetch_one(&mut state)
+    .fetch_one(&mut *state)
     .await
     .unwrap();
     let status: Value = serde_json::from_str(&status).unwrap();
@@ -622,6 +687,91 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         "{}",
         controller.log()
     );
-    drop(controller);
-    drop(kubelet);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_fails_for_good_is_followed_by_a_new_job_for_the_same_run() {
+    // No pod retries: the killed pod fails its Job.
+    let mut c = cluster(0).await;
+    let (run, first_job) = kill_the_first_export(&mut c).await;
+    let second_job = format!("ticker-{run}-2");
+    wait_for(
+        "the run to succeed in the leader's next Job",
+        Duration::from_secs(60),
+        async || {
+            scalar_i64(
+                &mut c.state,
+                &format!("SELECT COUNT(*) FROM runs WHERE id = {run} AND outcome = 'succeeded'"),
+            )
+            .await
+                == 1
+        },
+        &c.controller,
+        &c.kubelet,
+    )
+    .await;
+
+    wait_for(
+        "the second Job to complete",
+        Duration::from_secs(30),
+        async || {
+            c.api
+                .get(JOBS, "default", &second_job)
+                .is_some_and(|j| condition(&j, "Complete"))
+        },
+        &c.controller,
+        &c.kubelet,
+    )
+    .await;
+    // The first Job failed (its one pod killed); the leader created the second, whose pod
+    // resumed the run.
+    let first = c
+        .api
+        .get(JOBS, "default", &first_job)
+        .expect("the first Job");
+    assert!(condition(&first, "Failed"), "{first}");
+    let pods = c.kubelet.pods();
+    let of = |job: &str| -> Vec<Option<Option<i32>>> {
+        pods.iter().filter(|p| p.0 == job).map(|p| p.1).collect()
+    };
+    assert_eq!(of(&first_job), vec![Some(None)], "{}", c.kubelet.logs());
+    assert_eq!(of(&second_job), vec![Some(Some(0))], "{}", c.kubelet.logs());
+    let second = c
+        .api
+        .get(JOBS, "default", &second_job)
+        .expect("the second Job");
+    assert_eq!(
+        second["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["exec-run", "--run-id", run.to_string()])
+    );
+    let log = c.controller.log();
+    assert!(
+        log.contains(&format!("Job {first_job} failed (BackoffLimitExceeded)")),
+        "{log}"
+    );
+
+    // Still one run and one delivery for the slot.
+    let slot = scalar_i64(
+        &mut c.state,
+        &format!("SELECT slot_epoch FROM runs WHERE id = {run}"),
+    )
+    .await;
+    assert_eq!(
+        scalar_i64(
+            &mut c.state,
+            &format!("SELECT COUNT(*) FROM runs WHERE slot_epoch = {slot}")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut c.state,
+            &format!(
+                "SELECT COUNT(*) FROM deliveries WHERE slot_epoch = {slot} AND outcome = 'succeeded'"
+            )
+        )
+        .await,
+        1
+    );
 }
