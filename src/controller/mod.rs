@@ -156,7 +156,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
         schedules_cache,
         mappings_cache,
     ));
-    let daemon = tokio::spawn(crate::daemon::run(
+    let scheduler = crate::daemon::run(
         runner,
         crate::daemon::Options {
             files: Vec::new(),
@@ -171,7 +171,16 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             ..Default::default()
         },
         || async { Ok(()) },
-    ));
+    );
+    // Said when it happens, not only at shutdown: a scheduler that stopped (its state store
+    // unreachable) leaves the reconcilers running and nothing else would tell.
+    let daemon = tokio::spawn(async move {
+        let result = scheduler.await;
+        if let Err(e) = &result {
+            tracing::error!("the scheduler stopped: {e}");
+        }
+        result
+    });
     let s = schedules
         .shutdown_on_signal()
         .run(

@@ -319,6 +319,10 @@ struct Cluster {
     controller: Controller,
 }
 
+/// One cluster at a time: each runs a controller and pods against the shared test
+/// PostgreSQL, and two at once on a small machine only make both slower.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Starts a [`Cluster`] whose Job template has `backoffLimit: backoff_limit`.
 async fn cluster(backoff_limit: u32) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
@@ -469,6 +473,7 @@ async fn kill_the_first_export(c: &mut Cluster) -> (i64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_one_delivery() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut c = cluster(2).await;
     let (run, first_job) = kill_the_first_export(&mut c).await;
     let (dir, out, state_url, api) = (&c.dir, c.out.clone(), c.state_url.clone(), c.api.clone());
@@ -692,6 +697,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_that_fails_for_good_is_followed_by_a_new_job_for_the_same_run() {
     // No pod retries: the killed pod fails its Job.
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut c = cluster(0).await;
     let (run, first_job) = kill_the_first_export(&mut c).await;
     let second_job = format!("ticker-{run}-2");
