@@ -324,8 +324,8 @@ broken "no metrics listener" '/--metrics-listen=/d' "--metrics-listen"
 broken "Service to a missing port" 's/targetPort: sftp/targetPort: ssh/' "is a container port"
 broken "old Deployment apiVersion" 's#^apiVersion: apps/v1#apiVersion: extensions/v1beta1#' "has apiVersion apps/v1"
 broken "unknown kind" 's/^kind: ServiceAccount/kind: ServiceAccountX/' "is a known kind"
-broken "Jobs delete granted" 's/verbs: \["create", "get"\]/verbs: ["create", "get", "delete"]/' "grants nothing more" jobs
-broken "Jobs not creatable" 's/verbs: \["create", "get"\]/verbs: ["get"]/' "RBAC grants Jobs create and get" jobs
+broken "Jobs list granted" 's/verbs: \["create", "get", "delete"\]/verbs: ["create", "get", "delete", "list"]/' "grants nothing more" jobs
+broken "Jobs not creatable" 's/verbs: \["create", "get", "delete"\]/verbs: ["get", "delete"]/' "RBAC grants Jobs create, get and delete" jobs
 broken "Job state in plain env" '/^kind: ConfigMap/,/^---/s/- name: FERRY_WORK_DIR$/- name: FERRY_DEBUG_URL\n                  value: postgres:\/\/u:p@db\/f\n                - name: FERRY_WORK_DIR/' "no secret value in its env" jobs
 broken "Job template unmounted" 's#--job-template=/etc/ferry/job-template/job.yaml#--job-template=/etc/job.yaml#' "is in a mounted, rendered ConfigMap" jobs
 

@@ -83,9 +83,10 @@ LEASE_PERMISSIONS = {("coordination.k8s.io", "leases", v) for v in ("get", "crea
 # With leader election the leader labels its own pod (`ferry.dev/role: leader`).
 LEASE_PERMISSIONS.add(("", "pods", "patch"))
 ROLE_LABEL = "ferry.dev/role"
-# With `--executor job` the leader creates each run's Job and reads it by name (no list, watch
-# or delete: it polls by name; TTL and ownerReferences remove finished Jobs).
-JOB_PERMISSIONS = {("batch", "jobs", v) for v in ("create", "get")}
+# With `--executor job` the leader creates each run's Job, reads it by name (it polls: no list
+# or watch) and deletes it when a newer run replaced the run (TTL and ownerReferences remove
+# finished Jobs).
+JOB_PERMISSIONS = {("batch", "jobs", v) for v in ("create", "get", "delete")}
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -691,7 +692,7 @@ def check_rbac(by_kind, a, sa, lease_name, c):
                 "no ClusterRole or ClusterRoleBinding with watchNamespace")
     if a.executor_job:
         missing = sorted(p for p in JOB_PERMISSIONS if not granted(a.namespace, p))
-        c.check(not missing, f"RBAC grants Jobs create and get in the release namespace {a.namespace} (the runs' Jobs)", f"missing {missing}")
+        c.check(not missing, f"RBAC grants Jobs create, get and delete in the release namespace {a.namespace} (the runs' Jobs)", f"missing {missing}")
     if a.leader_elect:
         missing = sorted(p for p in LEASE_PERMISSIONS if not granted(a.namespace, p))
         c.check(not missing, f"RBAC grants the Lease get/create/update and pods patch (role label) in the release namespace {a.namespace}", f"missing {missing}")

@@ -17,7 +17,8 @@
 //! for good (or is deleted) with the run still running, the leader creates the next Job for
 //! it, up to [`MAX_JOBS_PER_RUN`], then records the run as failed. How long a Job may take is
 //! the Job's own `activeDeadlineSeconds` (from the template); the leader polls the ledger and
-//! the Job until one of them says the run ended.
+//! the Job until one of them says the run ended. A run replaced by a newer one
+//! (`concurrencyPolicy: Replace`) is cancelled in the ledger and its Job deleted.
 //!
 //! The Job is built from a template (a batch/v1 Job, JSON or YAML; the chart renders it from
 //! its values: image, service account, the state Secret as env FERRY_STATE, resources, TTL,
@@ -39,7 +40,7 @@ use k8s_openapi::api::batch::v1::{
     Job, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Client, Resource};
 
 use super::secrets::SecretMirror;
@@ -283,9 +284,16 @@ impl JobExecutor {
             Started::Run(id) => id,
         };
         let api: Api<Job> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let mut replaced = ReplacedRun {
+            api: api.clone(),
+            ledger: runner.ledger().clone(),
+            run_id,
+            job: None,
+        };
         let mut last = String::new();
         for attempt in 1..=MAX_JOBS_PER_RUN {
             let name = job_name(&view.key.name, run_id, attempt);
+            replaced.job = Some(name.clone());
             // A Job of this name may exist: a previous leader created it (and it may still be
             // running the run); it is waited for, not created twice.
             let existing = api.get_opt(&name).await.map_err(kube_error)?;
@@ -308,13 +316,17 @@ impl JobExecutor {
                 .wait(&api, &name, &runner, &view, &request, run_id, timer)
                 .await?
             {
-                Waited::Ended(report) => return Ok(report),
+                Waited::Ended(report) => {
+                    replaced.job = None;
+                    return Ok(report);
+                }
                 Waited::JobEnded(why) => {
                     tracing::warn!(schedule = %view.key, run = run_id, "{why}, the run unfinished");
                     last = why;
                 }
             }
         }
+        replaced.job = None;
         let reason =
             format!("{MAX_JOBS_PER_RUN} Jobs ended without finishing the run; the last: {last}");
         runner
@@ -402,6 +414,50 @@ impl Executor for JobExecutor {
     ) -> BoxFuture<'static, Result<RunReport>> {
         let this = self.clone();
         Box::pin(async move { this.run(runner, view, request).await })
+    }
+}
+
+/// Stops a run's Job when the daemon stops waiting for it because the run was replaced
+/// (`concurrencyPolicy: Replace` cancels it in the ledger and drops the wait): the Job is
+/// deleted with its pod. A wait dropped for another reason (the leader shutting down) leaves
+/// the run `running` and its Job going, for the next leader to wait for.
+struct ReplacedRun {
+    api: Api<Job>,
+    ledger: Ledger,
+    run_id: i64,
+    /// The Job being waited for; `None` once the wait ended normally.
+    job: Option<String>,
+}
+
+impl Drop for ReplacedRun {
+    fn drop(&mut self) {
+        let (Some(job), Ok(runtime)) = (self.job.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (api, ledger, run_id) = (self.api.clone(), self.ledger.clone(), self.run_id);
+        runtime.spawn(async move {
+            // The daemon marks the run cancelled right after it drops the wait.
+            for _ in 0..10 {
+                match ledger.run(run_id).await {
+                    Ok(Some(run)) if run.outcome == Outcome::Cancelled => {
+                        match api.delete(&job, &DeleteParams::background()).await {
+                            Ok(_) => {
+                                tracing::info!(run = run_id, job, "the replaced run's Job deleted")
+                            }
+                            Err(e) => tracing::warn!(
+                                run = run_id,
+                                job,
+                                "the replaced run's Job not deleted: {e}"
+                            ),
+                        }
+                        return;
+                    }
+                    Ok(Some(run)) if run.outcome != Outcome::Running => return,
+                    Ok(_) | Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
     }
 }
 

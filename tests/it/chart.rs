@@ -46,10 +46,10 @@ const FINDINGS: &[&str] = &[
     "--- ha",
     "--- namespaced",
     "--- jobs",
-    // the Job executor: flags, template ConfigMap, the runs' pods, Jobs RBAC create and get only
+    // the Job executor: flags, template ConfigMap, the runs' pods, Jobs RBAC create/get/delete only
     "Job executor: controller flags, the Job template ConfigMap, the runs' pods",
     "jobs: the runs' Job template valid for Kubernetes 1.37.0 (strict)",
-    "Jobs delete granted: refused",
+    "Jobs list granted: refused",
     "Jobs not creatable: refused",
     "Job state in plain env: refused",
     "Deployment: ferry controller args",

@@ -305,7 +305,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A cluster with a `ferry controller --executor job` leading, a test kubelet, the state in
-/// the test PostgreSQL, and a report due every 10 s whose query takes 2.5 s.
+/// the test PostgreSQL, and a report ([`Report`]) delivered to a local directory.
 struct Cluster {
     dir: tempfile::TempDir,
     /// The report query's `pg_sleep(...)`, unique to this cluster.
@@ -323,8 +323,22 @@ struct Cluster {
 /// PostgreSQL, and two at once on a small machine only make both slower.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The schedule of a [`Cluster`]'s report, and how long its query takes.
+struct Report {
+    every: &'static str,
+    query_seconds: &'static str,
+    concurrency_policy: &'static str,
+}
+
+/// Every 10 s, the query 2.5 s: a run ends well before the next slot.
+const TICKER: Report = Report {
+    every: "10s",
+    query_seconds: "2.5",
+    concurrency_policy: "Forbid",
+};
+
 /// Starts a [`Cluster`] whose Job template has `backoffLimit: backoff_limit`.
-async fn cluster(backoff_limit: u32) -> Cluster {
+async fn cluster(backoff_limit: u32, report: Report) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
@@ -333,10 +347,11 @@ async fn cluster(backoff_limit: u32) -> Cluster {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
 
     // The cluster: the state's Secret (the Jobs' pods read FERRY_STATE from it), a Secret with
-    // the source's URL, a local directory target, and a report every 10 s whose query takes
-    // 2.5 s (its pg_sleep argument, unique to the cluster, marks it in pg_stat_activity).
+    // the source's URL, a local directory target, and the report, whose query sleeps (its
+    // pg_sleep argument, unique to the cluster, marks it in pg_stat_activity).
     let sleep = format!(
-        "pg_sleep(2.5{:04})",
+        "pg_sleep({}{:04})",
+        report.query_seconds,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -367,7 +382,8 @@ async fn cluster(backoff_limit: u32) -> Cluster {
         json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "ReportSchedule",
                "metadata": {"name": "ticker", "namespace": "default"},
                "spec": {
-                   "schedule": {"every": "10s"},
+                   "schedule": {"every": report.every},
+                   "concurrencyPolicy": report.concurrency_policy,
                    "timeZone": "UTC",
                    "source": {"sql": {
                        "connectionSecretRef": {"name": "source-db", "key": "url"},
@@ -474,7 +490,7 @@ async fn kill_the_first_export(c: &mut Cluster) -> (i64, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_one_delivery() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let mut c = cluster(2).await;
+    let mut c = cluster(2, TICKER).await;
     let (run, first_job) = kill_the_first_export(&mut c).await;
     let (dir, out, state_url, api) = (&c.dir, c.out.clone(), c.state_url.clone(), c.api.clone());
     let (controller, kubelet, state) = (&c.controller, &c.kubelet, &mut c.state);
@@ -698,7 +714,7 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
 async fn a_job_that_fails_for_good_is_followed_by_a_new_job_for_the_same_run() {
     // No pod retries: the killed pod fails its Job.
     let _turn = ONE_AT_A_TIME.lock().await;
-    let mut c = cluster(0).await;
+    let mut c = cluster(0, TICKER).await;
     let (run, first_job) = kill_the_first_export(&mut c).await;
     let second_job = format!("ticker-{run}-2");
     wait_for(
@@ -780,4 +796,73 @@ async fn a_job_that_fails_for_good_is_followed_by_a_new_job_for_the_same_run() {
         .await,
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_replaced_by_the_next_slot_has_its_job_deleted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Every 4 s, the query 6 s, concurrencyPolicy Replace: each slot replaces the run before.
+    let mut c = cluster(
+        2,
+        Report {
+            every: "4s",
+            query_seconds: "6",
+            concurrency_policy: "Replace",
+        },
+    )
+    .await;
+    wait_for(
+        "a run replaced",
+        Duration::from_secs(60),
+        async || {
+            // The controller creates the tables once it runs.
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM runs WHERE outcome = 'cancelled'")
+                .fetch_one(&mut c.state)
+                .await
+                .is_ok_and(|n| n > 0)
+        },
+        &c.controller,
+        &c.kubelet,
+    )
+    .await;
+    let run = scalar_i64(
+        &mut c.state,
+        "SELECT MIN(id) FROM runs WHERE outcome = 'cancelled'",
+    )
+    .await;
+    let job = format!("ticker-{run}-1");
+    // Its Job is deleted (and so its pod stopped), instead of exporting on for nothing.
+    wait_for(
+        "the replaced run's Job deleted and its pod stopped",
+        Duration::from_secs(30),
+        async || {
+            c.api.get(JOBS, "default", &job).is_none()
+                && c.kubelet.pods().iter().any(|p| p.0 == job && p.1.is_some())
+        },
+        &c.controller,
+        &c.kubelet,
+    )
+    .await;
+    assert!(
+        c.controller
+            .log()
+            .contains("the replaced run's Job deleted"),
+        "{}",
+        c.controller.log()
+    );
+    assert_eq!(
+        scalar_i64(
+            &mut c.state,
+            &format!("SELECT COUNT(*) FROM deliveries WHERE run_id = {run}")
+        )
+        .await,
+        0
+    );
+    let (outcome,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT outcome FROM runs WHERE id = {run}"
+    )))
+    .fetch_one(&mut c.state)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "cancelled");
 }
