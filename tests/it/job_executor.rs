@@ -308,6 +308,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// the test PostgreSQL, and a report ([`Report`]) delivered to a local directory.
 struct Cluster {
     dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    /// The controllers' arguments after the failover test's (`--executor job` ...).
+    controller_args: Vec<String>,
     /// The report query's `pg_sleep(...)`, unique to this cluster.
     sleep: String,
     out: PathBuf,
@@ -326,14 +329,15 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// The schedule of a [`Cluster`]'s report, and how long its query takes.
 struct Report {
     every: &'static str,
-    query_seconds: &'static str,
+    /// Whole seconds; the query sleeps a fraction of a second more (its marker).
+    query_seconds: u32,
     concurrency_policy: &'static str,
 }
 
-/// Every 10 s, the query 2.5 s: a run ends well before the next slot.
+/// Every 10 s, the query 2 to 3 s: a run ends well before the next slot.
 const TICKER: Report = Report {
     every: "10s",
-    query_seconds: "2.5",
+    query_seconds: 2,
     concurrency_policy: "Forbid",
 };
 
@@ -350,7 +354,7 @@ async fn cluster(backoff_limit: u32, report: Report) -> Cluster {
     // the source's URL, a local directory target, and the report, whose query sleeps (its
     // pg_sleep argument, unique to the cluster, marks it in pg_stat_activity).
     let sleep = format!(
-        "pg_sleep({}{:04})",
+        "pg_sleep({}.{:04}1)",
         report.query_seconds,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -392,11 +396,13 @@ async fn cluster(backoff_limit: u32, report: Report) -> Cluster {
                    "fileName": "report_{yyyyMMddHHmmss}.csv",
                    "deliverTo": [{"target": "shared-dir"}]}}),
     );
-    api.seed(
-        "v1/pods",
-        json!({"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": "ferry-a", "namespace": "default", "labels": {"app": "ferry"}}}),
-    );
+    for pod in ["ferry-a", "ferry-b"] {
+        api.seed(
+            "v1/pods",
+            json!({"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": pod, "namespace": "default", "labels": {"app": "ferry"}}}),
+        );
+    }
     let port = api.start().await;
     let kubeconfig = FakeApi::write_kubeconfig(dir.path(), port);
     // The Job template, as the chart renders it: image, service account, the state from its
@@ -419,23 +425,28 @@ async fn cluster(backoff_limit: u32, report: Report) -> Cluster {
 
     let kubelet = Kubelet::start(api.clone(), kubeconfig.clone(), dir.path().join("pods"));
     let template_arg = template.display().to_string();
-    let controller = Controller::start_with(
+    let controller_args: Vec<String> = [
+        "--executor",
+        "job",
+        "--job-template",
+        &template_arg,
+        "--job-poll",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    let controller = start_controller(
         dir.path(),
         &kubeconfig,
         &state_url,
         "ferry-a",
-        &[
-            "--executor",
-            "job",
-            "--job-template",
-            &template_arg,
-            "--job-poll",
-            "1s",
-        ],
+        &controller_args,
     );
 
     Cluster {
         dir,
+        kubeconfig,
+        controller_args,
         sleep,
         out,
         state_url,
@@ -446,10 +457,37 @@ async fn cluster(backoff_limit: u32, report: Report) -> Cluster {
     }
 }
 
+/// `ferry controller --instance <instance> --leader-elect ...` with the Job executor.
+fn start_controller(
+    dir: &Path,
+    kubeconfig: &Path,
+    state_url: &str,
+    instance: &str,
+    args: &[String],
+) -> Controller {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Controller::start_with(dir, kubeconfig, state_url, instance, &args)
+}
+
 /// Waits for the first run's Job's pod to be in the middle of its export (its query running),
 /// kills it with SIGKILL, and returns the run and its Job's name.
 async fn kill_the_first_export(c: &mut Cluster) -> (i64, String) {
-    // The first run's Job: its pod is killed while the query runs.
+    let (run, first_job) = the_first_export(c).await;
+    let pid = c.kubelet.running_pid(&first_job).unwrap_or_else(|| {
+        panic!(
+            "{first_job} has a running pod: {:?}",
+            c.kubelet.pods().iter().map(|p| &p.0).collect::<Vec<_>>()
+        )
+    });
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    (run, first_job)
+}
+
+/// Waits for the first run's Job's pod to be in the middle of its export (its query running);
+/// returns the run and its Job's name.
+async fn the_first_export(c: &mut Cluster) -> (i64, String) {
     wait_for(
         "a Job's pod exporting",
         Duration::from_secs(60),
@@ -474,17 +512,7 @@ async fn kill_the_first_export(c: &mut Cluster) -> (i64, String) {
         "SELECT MIN(id) FROM runs WHERE outcome = 'running'",
     )
     .await;
-    let first_job = format!("ticker-{run}-1");
-    let pid = c.kubelet.running_pid(&first_job).unwrap_or_else(|| {
-        panic!(
-            "{first_job} has a running pod: {:?}",
-            c.kubelet.pods().iter().map(|p| &p.0).collect::<Vec<_>>()
-        )
-    });
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
-    (run, first_job)
+    (run, format!("ticker-{run}-1"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -806,7 +834,7 @@ async fn a_run_replaced_by_the_next_slot_has_its_job_deleted() {
         2,
         Report {
             every: "4s",
-            query_seconds: "6",
+            query_seconds: 6,
             concurrency_policy: "Replace",
         },
     )
@@ -865,4 +893,90 @@ async fn a_run_replaced_by_the_next_slot_has_its_job_deleted() {
     .await
     .unwrap();
     assert_eq!(outcome, "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_waits_for_the_job_its_predecessor_created_instead_of_starting_another() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // The query takes 8 s: the leader is killed while its run's pod exports, and the standby
+    // takes over (Lease: 3 s) before the pod is done.
+    let mut c = cluster(
+        2,
+        Report {
+            every: "10s",
+            query_seconds: 8,
+            concurrency_policy: "Forbid",
+        },
+    )
+    .await;
+    let (run, job) = the_first_export(&mut c).await;
+    let b = start_controller(
+        c.dir.path(),
+        &c.kubeconfig,
+        &c.state_url,
+        "ferry-b",
+        &c.controller_args,
+    );
+    c.controller.kill9();
+
+    wait_for(
+        "the run to succeed",
+        Duration::from_secs(60),
+        async || {
+            scalar_i64(
+                &mut c.state,
+                &format!("SELECT COUNT(*) FROM runs WHERE id = {run} AND outcome = 'succeeded'"),
+            )
+            .await
+                == 1
+        },
+        &b,
+        &c.kubelet,
+    )
+    .await;
+    wait_for(
+        "its Job to complete",
+        Duration::from_secs(30),
+        async || {
+            c.api
+                .get(JOBS, "default", &job)
+                .is_some_and(|j| condition(&j, "Complete"))
+        },
+        &b,
+        &c.kubelet,
+    )
+    .await;
+    // The new leader took the run over (it was the old leader's in the ledger) and waited for
+    // the Job already running it: no second Job, one pod, one delivery.
+    let log = b.log();
+    assert!(log.contains("resuming an interrupted run"), "{log}");
+    assert!(
+        c.api
+            .get(JOBS, "default", &format!("ticker-{run}-2"))
+            .is_none(),
+        "{log}"
+    );
+    let pods: Vec<_> = c
+        .kubelet
+        .pods()
+        .into_iter()
+        .filter(|p| p.0 == job)
+        .collect();
+    assert_eq!(pods.len(), 1, "{}", c.kubelet.logs());
+    assert_eq!(pods[0].1, Some(Some(0)));
+    let slot = scalar_i64(
+        &mut c.state,
+        &format!("SELECT slot_epoch FROM runs WHERE id = {run}"),
+    )
+    .await;
+    assert_eq!(
+        scalar_i64(
+            &mut c.state,
+            &format!(
+                "SELECT COUNT(*) FROM deliveries WHERE slot_epoch = {slot} AND outcome = 'succeeded'"
+            )
+        )
+        .await,
+        1
+    );
 }
