@@ -736,6 +736,45 @@ async fn each_run_executes_in_a_job_and_a_job_killed_mid_export_is_resumed_with_
         "{}",
         controller.log()
     );
+
+    // A pod that starts again after its run ended (the Job retried it anyway) only reports it:
+    // exit 0, nothing exported or delivered again.
+    let deliveries_before = scalar_i64(&mut *state, "SELECT COUNT(*) FROM deliveries").await;
+    let again = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .env_clear()
+        .env("FERRY_STATE", &state_url)
+        .env("FERRY_WORK_DIR", dir.path().join("again"))
+        .env("NO_COLOR", "1")
+        .args(["exec-run", "--run-id", &run.to_string(), "--secrets-mirror"])
+        .arg(dir.path().join("again-secrets"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("run {run}: succeeded")),
+        "{stdout}"
+    );
+    assert_eq!(
+        scalar_i64(&mut *state, "SELECT COUNT(*) FROM deliveries").await,
+        deliveries_before
+    );
+    // A run the ledger does not have is an error (exit 1: the Job may retry).
+    let missing = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .env_clear()
+        .env("FERRY_STATE", &state_url)
+        .env("FERRY_WORK_DIR", dir.path().join("again"))
+        .env("NO_COLOR", "1")
+        .args(["exec-run", "--run-id", "999999", "--secrets-mirror"])
+        .arg(dir.path().join("again-secrets"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("run 999999 is not in the ledger"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
