@@ -475,7 +475,8 @@ pub struct Executed {
 
 /// `ferry exec-run`: executes run `run_id`, recorded as running by the leader, in this
 /// process (a Job's pod): reads the run and its schedule from the shared state, mirrors the
-/// Secrets the schedule and its targets refer to from the cluster into `mirror`, and executes
+/// Secrets the schedule and its targets refer to (and the ticket-syncing CustomerMappings of a
+/// schedule labelled with a customer) from the cluster into `mirror`, and executes
 /// it ([`Runner::execute_recorded`]). The run stays the leader's in the ledger. A run that
 /// already ended (a pod retried after the run was recorded) is only reported.
 pub async fn execute_recorded_run(
@@ -534,6 +535,22 @@ pub async fn execute_recorded_run(
             if let Some(t) = store.get(&target).await? {
                 specs.push(t.spec);
             }
+        }
+        // A schedule labelled with a customer reports its run to that customer's
+        // CustomerMappings (ticket sync), with their PSA credentials.
+        if let Some(customer) = stored.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL) {
+            let actual = store.snapshot().await?;
+            specs.extend(
+                actual
+                    .resources
+                    .values()
+                    .filter(|r| {
+                        r.key.kind == Kind::CustomerMapping
+                            && r.key.namespace == key.namespace
+                            && r.spec["customer"].as_str() == Some(customer.as_str())
+                    })
+                    .map(|r| r.spec.clone()),
+            );
         }
         let names: BTreeSet<String> = specs
             .iter()

@@ -328,7 +328,18 @@ impl Runner {
             outcome: run.outcome,
             rows: run.rows.unwrap_or(0),
             bytes: run.bytes.unwrap_or(0),
-            file_name: run.file_name.unwrap_or_default(),
+            // Recorded once exported; a run whose export failed has the name it would have had.
+            file_name: run.file_name.unwrap_or_else(|| {
+                filename::render(
+                    &view.spec.file_name,
+                    &TemplateContext {
+                        slot: &request.slot,
+                        schedule: &view.key.name,
+                        namespace: &view.key.namespace,
+                        extra: &[],
+                    },
+                )
+            }),
             targets,
             error: run.error,
         };
