@@ -179,13 +179,13 @@ pub struct ControllerArgs {
         env = "FERRY_EXECUTOR",
         value_enum,
         default_value_t = ExecutorKind::InProcess,
-        value_name = "EXECUTOR"
+        value_name = "KIND"
     )]
     pub executor: ExecutorKind,
     /// With `--executor job`: the batch/v1 Job (JSON or YAML) each run's Job is made from:
     /// image, service account, env FERRY_STATE from the state's Secret, resources, TTL,
     /// backoff limit (the chart renders it from its values).
-    #[arg(long, env = "FERRY_JOB_TEMPLATE", value_name = "PATH")]
+    #[arg(long, env = "FERRY_JOB_TEMPLATE", value_name = "FILE")]
     pub job_template: Option<PathBuf>,
     /// With `--executor job`: the namespace of the runs' Jobs. Default: the controller's
     /// own (POD_NAMESPACE), where its ServiceAccount and the state's Secret are.
@@ -517,7 +517,7 @@ pub enum Command {
     /// when it could not be executed (a retry may).
     ExecRun {
         /// The run's id in the ledger.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "N")]
         run_id: i64,
         /// Where the referenced Secrets are mirrored (owner-only; an in-memory volume).
         #[arg(
