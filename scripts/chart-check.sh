@@ -176,12 +176,13 @@ export HELM_CACHE_HOME=$OUT/helm/cache HELM_CONFIG_HOME=$OUT/helm/config HELM_DA
 # ------------------------------------------------------------------------------------------------
 # The cases: NAME RELEASE VALUES-FILE and the validator's expectations for that render.
 
-CASES=(default ha namespaced)
-declare -A RELEASE=([default]=ferry [ha]=ferry [namespaced]=acme-reports)
+CASES=(default ha namespaced jobs)
+declare -A RELEASE=([default]=ferry [ha]=ferry [namespaced]=acme-reports [jobs]=ferry)
 declare -A EXPECT=(
   [default]="--state sqlite --replicas 1 --data pvc"
   [ha]="--state postgres --postgres-secret ferry-state --replicas 2 --leader-elect --data pvc --metrics-service --pdb"
   [namespaced]="--state sqlite --replicas 1 --leader-elect --watch-namespace reports --data existing:ferry-state-reports --sftp-service-type LoadBalancer --log-format text"
+  [jobs]="--state postgres --postgres-secret ferry-state --replicas 1 --data pvc --executor-job --max-concurrent-runs 8 --job-ttl 1800 --job-backoff-limit 3"
 )
 for case in "${CASES[@]}"; do
   [ -f "$CHART/ci/$case-values.yaml" ] || die "missing $CHART/ci/$case-values.yaml"
@@ -224,6 +225,10 @@ refused lint state.sqlite.path=/var/lib/state.db "/state/sqlite/path"   # must b
 refused lint replicaCount=0 "/replicaCount"
 refused lint controller.logFormat=yaml "/controller/logFormat"
 refused lint 'controller.extraArgs={oops}' "/controller/extraArgs"
+refused lint executor=Job "/executor"
+refused lint executor=job "/state/backend"                             # the Jobs share a PostgreSQL state
+refused lint controller.maxConcurrentRuns=0 "/controller/maxConcurrentRuns"
+refused lint jobs.backoffLimit=-1 "/jobs/backoffLimit"
 # Combinations the schema cannot express are refused by the templates (helm lint only logs them).
 refused template "replicaCount=2,state.backend=postgres,state.postgres.existingSecret=s,podDisruptionBudget.minAvailable=2" \
   "podDisruptionBudget.minAvailable (2) must be less than replicaCount (2)"
@@ -267,6 +272,21 @@ for version in "${K8S_VERSIONS[@]}"; do
   done
 done
 
+# The Job template the controller makes the runs' Jobs from (a ConfigMap's data, so not checked
+# above): valid as a Job once named, as the controller names each one.
+"$PY" - "$OUT/jobs.yaml" "$OUT/jobs.job-template.yaml" <<'PY' || die "no Job template in $OUT/jobs.yaml"
+import sys, yaml
+cm = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap" and "job.yaml" in d.get("data", {}))
+job = yaml.safe_load(cm["data"]["job.yaml"])
+job["metadata"]["name"] = "report-1-1"
+yaml.safe_dump(job, open(sys.argv[2], "w"))
+PY
+for version in "${K8S_VERSIONS[@]}"; do
+  "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$version" "$OUT/jobs.job-template.yaml" ||
+    die "the Job template (executor: job) does not validate against Kubernetes $version"
+  echo "  ok    jobs: the runs' Job template valid for Kubernetes $version (strict)"
+done
+
 check "kubectl parses the manifests offline (kubectl label --local)"
 # `kubectl apply/create --dry-run=client` need the API server's discovery even in client mode;
 # `label --local` decodes every object with kubectl's own decoder and contacts nothing.
@@ -279,13 +299,14 @@ for case in "${CASES[@]}"; do
 done
 
 check "validator catches broken manifests"
-# broken NAME SED-EXPRESSION EXPECTED-TEXT: the validator must refuse the default render so edited.
+# broken NAME SED-EXPRESSION EXPECTED-TEXT [CASE]: the validator must refuse the render of CASE
+# (default: default) so edited.
 broken() {
-  local name=$1 expr=$2 want=$3 out
-  sed -e "$expr" "$OUT/default.yaml" >"$OUT/broken.yaml"
-  cmp -s "$OUT/default.yaml" "$OUT/broken.yaml" && die "validator self-test '$name': the edit changed nothing"
+  local name=$1 expr=$2 want=$3 case=${4:-default} out
+  sed -e "$expr" "$OUT/$case.yaml" >"$OUT/broken.yaml"
+  cmp -s "$OUT/$case.yaml" "$OUT/broken.yaml" && die "validator self-test '$name': the edit changed nothing"
   # shellcheck disable=SC2086
-  if out=$("$PY" scripts/validate_manifests.py "$OUT/broken.yaml" --namespace "$NAMESPACE" ${EXPECT[default]} 2>&1); then
+  if out=$("$PY" scripts/validate_manifests.py "$OUT/broken.yaml" --namespace "$NAMESPACE" ${EXPECT[$case]} 2>&1); then
     die "validator self-test '$name': the broken manifests passed"
   fi
   grep -qF -- "$want" <<<"$out" || die "validator self-test '$name': refused, but without '$want': $out"
@@ -303,6 +324,10 @@ broken "no metrics listener" '/--metrics-listen=/d' "--metrics-listen"
 broken "Service to a missing port" 's/targetPort: sftp/targetPort: ssh/' "is a container port"
 broken "old Deployment apiVersion" 's#^apiVersion: apps/v1#apiVersion: extensions/v1beta1#' "has apiVersion apps/v1"
 broken "unknown kind" 's/^kind: ServiceAccount/kind: ServiceAccountX/' "is a known kind"
+broken "Jobs list granted" 's/verbs: \["create", "get", "delete"\]/verbs: ["create", "get", "delete", "list"]/' "grants nothing more" jobs
+broken "Jobs not creatable" 's/verbs: \["create", "get", "delete"\]/verbs: ["get", "delete"]/' "RBAC grants Jobs create, get and delete" jobs
+broken "Job state in plain env" '/^kind: ConfigMap/,/^---/s/- name: FERRY_WORK_DIR$/- name: FERRY_DEBUG_URL\n                  value: postgres:\/\/u:p@db\/f\n                - name: FERRY_WORK_DIR/' "no secret value in its env" jobs
+broken "Job template unmounted" 's#--job-template=/etc/ferry/job-template/job.yaml#--job-template=/etc/job.yaml#' "is in a mounted, rendered ConfigMap" jobs
 
 check "helm package (the packaged chart renders like the directory)"
 rm -f "$OUT"/ferry-*.tgz

@@ -54,6 +54,7 @@ RBAC = "rbac.authorization.k8s.io/v1"
 # kind -> (apiVersion, namespaced)
 KNOWN_KINDS = {
     "Deployment": ("apps/v1", True),
+    "ConfigMap": ("v1", True),
     "Service": ("v1", True),
     "ServiceAccount": ("v1", True),
     "PersistentVolumeClaim": ("v1", True),
@@ -82,6 +83,10 @@ LEASE_PERMISSIONS = {("coordination.k8s.io", "leases", v) for v in ("get", "crea
 # With leader election the leader labels its own pod (`ferry.dev/role: leader`).
 LEASE_PERMISSIONS.add(("", "pods", "patch"))
 ROLE_LABEL = "ferry.dev/role"
+# With `--executor job` the leader creates each run's Job, reads it by name (it polls: no list
+# or watch) and deletes it when a newer run replaced the run (TTL and ownerReferences remove
+# finished Jobs).
+JOB_PERMISSIONS = {("batch", "jobs", v) for v in ("create", "get", "delete")}
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -569,7 +574,65 @@ def check_render(docs, a, c):
         mn = ps.get("minAvailable")
         c.check(isinstance(mn, int) and mn < replicas, f"{pn} minAvailable < replicas (a node can be drained)", f"{mn} vs {replicas}")
 
+    check_job_executor(by_kind, a, dn, ctr, pod, flags, env, c)
     check_rbac(by_kind, a, sa, flags.get("--lease-name"), c)
+
+
+def check_job_executor(by_kind, a, dn, ctr, pod, flags, env, c):
+    """--executor job: the controller's flags, its template ConfigMap, and the Job template in it
+    (the controller's image and ServiceAccount, the state from its Secret, resources, TTL,
+    backoff, deadline, no secret values, read-only root, in-memory Secrets mirror)."""
+    c.section("Job executor: controller flags, the Job template ConfigMap, the runs' pods")
+    mcr = (env.get("FERRY_MAX_CONCURRENT_RUNS") or {}).get("value")
+    c.check(mcr == str(a.max_concurrent_runs), f"{dn} FERRY_MAX_CONCURRENT_RUNS={a.max_concurrent_runs} (--max-concurrent-runs)", f"{mcr!r}")
+    configmaps = {m["metadata"]["name"]: m for m in by_kind.get("ConfigMap", [])}
+    if not a.executor_job:
+        c.check("--executor" not in flags and "--job-template" not in flags, f"{dn} runs exports in its own process (no --executor)", f"{flags}")
+        c.check(not configmaps, "no Job template ConfigMap", f"{sorted(configmaps)}")
+        return
+    c.check(flags.get("--executor") == "job", f"{dn} --executor=job", f"{flags.get('--executor')}")
+    c.check(a.state == "postgres", "the Job executor has the PostgreSQL state the Jobs share", a.state)
+    path = str(flags.get("--job-template") or "")
+    mounts = [m for m in ctr.get("volumeMounts") or [] if path.startswith(str(m.get("mountPath", "")).rstrip("/") + "/")]
+    vols = {v.get("name"): v for v in pod.get("volumes") or []}
+    cm_name = ((vols.get(mounts[0].get("name")) or {}).get("configMap") or {}).get("name") if mounts else None
+    if not c.check(cm_name in configmaps, f"{dn} --job-template={path} is in a mounted, rendered ConfigMap", f"mounts {mounts}, ConfigMaps {sorted(configmaps)}"):
+        return
+    key = path[len(mounts[0]["mountPath"].rstrip("/")) + 1:]
+    text = (configmaps[cm_name].get("data") or {}).get(key)
+    if not c.check(isinstance(text, str), f"ConfigMap/{cm_name} has key {key}", f"keys {sorted(configmaps[cm_name].get('data') or {})}"):
+        return
+    job = yaml.safe_load(text)
+    jn = f"the Job template (ConfigMap/{cm_name} {key})"
+    c.check(job.get("apiVersion") == "batch/v1" and job.get("kind") == "Job", f"{jn} is a batch/v1 Job")
+    js = job.get("spec") or {}
+    for field, want in (("ttlSecondsAfterFinished", a.job_ttl), ("backoffLimit", a.job_backoff_limit)):
+        c.check(js.get(field) == want, f"{jn} {field}: {want}", f"{js.get(field)}")
+    c.check(isinstance(js.get("activeDeadlineSeconds"), int) and js["activeDeadlineSeconds"] > 0, f"{jn} has an activeDeadlineSeconds")
+    tpod = ((js.get("template") or {}).get("spec")) or {}
+    c.check(tpod.get("serviceAccountName") == pod.get("serviceAccountName"), f"{jn} runs as the controller's ServiceAccount", f"{tpod.get('serviceAccountName')}")
+    containers = tpod.get("containers") or []
+    if not c.check(len(containers) == 1, f"{jn} has one container", f"{len(containers)}"):
+        return
+    run = containers[0]
+    c.check(run.get("image") == ctr.get("image"), f"{jn} runs the controller's image", f"{run.get('image')}")
+    c.check(not run.get("command") and not any("exec-run" in str(x) for x in run.get("args") or []),
+            f"{jn} leaves the entrypoint and `exec-run --run-id` to the controller", f"{run.get('command')} {run.get('args')}")
+    renv = {e.get("name"): e for e in run.get("env") or []}
+    ref = ((renv.get("FERRY_STATE") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    c.check(ref.get("name") == a.postgres_secret, f"{jn} reads FERRY_STATE from Secret {a.postgres_secret}", f"{renv.get('FERRY_STATE')}")
+    leaked = [str(e.get("value", "")) for e in renv.values() if re.search(r"postgres(ql)?://", str(e.get("value", "")))]
+    c.check(not leaked, f"{jn} has no secret value in its env", f"{leaked}")
+    req = ((run.get("resources") or {}).get("requests")) or {}
+    c.check("cpu" in req and "memory" in req, f"{jn} requests CPU and memory", f"{run.get('resources')}")
+    c.check((run.get("securityContext") or {}).get("readOnlyRootFilesystem") is True, f"{jn} has a read-only root file system")
+    tvols = {v.get("name"): v for v in tpod.get("volumes") or []}
+    mirror = str((renv.get("FERRY_SECRETS_MIRROR") or {}).get("value") or "/run/ferry/secrets")
+    mm = [m for m in run.get("volumeMounts") or [] if m.get("mountPath") == mirror]
+    medium = ((tvols.get(mm[0].get("name")) or {}).get("emptyDir") or {}).get("medium") if mm else None
+    c.check(medium == "Memory", f"{jn} mirrors Secrets into an in-memory emptyDir at {mirror}", f"{mm}")
+    work = str((renv.get("FERRY_WORK_DIR") or {}).get("value") or "")
+    c.check(any(m.get("mountPath") == work for m in run.get("volumeMounts") or []), f"{jn} stages exports on a volume (FERRY_WORK_DIR={work})")
 
 
 def rule_grants(rule, where, c):
@@ -627,6 +690,9 @@ def check_rbac(by_kind, a, sa, lease_name, c):
     if a.watch_namespace:
         c.check(not by_kind.get("ClusterRole") and not by_kind.get("ClusterRoleBinding"),
                 "no ClusterRole or ClusterRoleBinding with watchNamespace")
+    if a.executor_job:
+        missing = sorted(p for p in JOB_PERMISSIONS if not granted(a.namespace, p))
+        c.check(not missing, f"RBAC grants Jobs create, get and delete in the release namespace {a.namespace} (the runs' Jobs)", f"missing {missing}")
     if a.leader_elect:
         missing = sorted(p for p in LEASE_PERMISSIONS if not granted(a.namespace, p))
         c.check(not missing, f"RBAC grants the Lease get/create/update and pods patch (role label) in the release namespace {a.namespace}", f"missing {missing}")
@@ -636,7 +702,8 @@ def check_rbac(by_kind, a, sa, lease_name, c):
     extra = sorted(
         e for e in effective
         if not ((e[0] == main_scope and e[1:4] in MAIN_PERMISSIONS)
-                or (a.leader_elect and e[0] == a.namespace and e[1:4] in LEASE_PERMISSIONS))
+                or (a.leader_elect and e[0] == a.namespace and e[1:4] in LEASE_PERMISSIONS)
+                or (a.executor_job and e[0] == a.namespace and e[1:4] in JOB_PERMISSIONS and e[4] is None))
     )
     c.check(not extra, "RBAC grants nothing more (least privilege: no other resource, verb or scope)", f"extra {extra}")
 
@@ -699,6 +766,10 @@ def main():
     p.add_argument("--metrics-service", action="store_true")
     p.add_argument("--pdb", action="store_true")
     p.add_argument("--log-format", default="json")
+    p.add_argument("--executor-job", action="store_true", help="rendered with executor: job")
+    p.add_argument("--max-concurrent-runs", type=int, default=16)
+    p.add_argument("--job-ttl", type=int, default=3600)
+    p.add_argument("--job-backoff-limit", type=int, default=2)
     p.add_argument("-v", "--verbose", action="store_true", help="print every check, not only failures")
     p.add_argument("--values-docs", nargs=3, metavar=("VALUES", "SCHEMA", "README"),
                    help="check that every value is in the schema and the README's values table")

@@ -195,6 +195,10 @@ where
     // When each schedule next needs a decision. Specs change only by an apply (which moves
     // the serial): they are decoded and (re)timed only then.
     let mut timetable = Timetable::new();
+    // The serial moves with every apply; the credentials counter when a password is rotated.
+    // Read before the timetable and the mappings: an apply meanwhile (the controller's
+    // reconcilers run alongside) moves it again and is looked at on the first turn.
+    let (mut serial, mut credentials) = runner.store().change_marks().await?;
     runner.retime(&mut timetable).await?;
     // CustomerMapping syncs: one cycle at a time, in the background; due syncs are looked up
     // again when a cycle ends, after an apply, or when the next slot or retry may have come.
@@ -205,8 +209,6 @@ where
     let mut mappings = crate::psa::sync::MappingView::all(&runner.store().snapshot().await?);
     let mut sync_cycle: Option<tokio::task::JoinHandle<Vec<crate::psa::sync::SyncReport>>> = None;
     let mut next_sync_check = Timestamp::MIN;
-    // The serial moves with every apply; the credentials counter when a password is rotated.
-    let (mut serial, mut credentials) = runner.store().change_marks().await?;
     loop {
         health.heartbeat();
         let now = crate::clock::now()?;

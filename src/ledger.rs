@@ -608,6 +608,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// One run with its deliveries, if it is (still) in the ledger: what a Job executing a
+    /// recorded run starts from, and how its leader learns the outcome.
+    pub async fn run(&self, id: i64) -> Result<Option<RunRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.with_deliveries(run_from_row(&row)?).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The newest runs of a schedule, newest first.
     pub async fn history(
         &self,

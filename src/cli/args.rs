@@ -171,9 +171,41 @@ pub struct ControllerArgs {
     /// `maxConnections`.
     #[arg(long, env = "FERRY_MAX_CONCURRENT_RUNS", default_value_t = crate::daemon::DEFAULT_MAX_CONCURRENT_RUNS, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
     pub max_concurrent_runs: u32,
+    /// Where runs execute: `in-process` (in the leader's pod) or `job` (each run in a
+    /// Kubernetes Job running `ferry exec-run`; needs a PostgreSQL state and
+    /// `--job-template`). In both, the leader decides, records and reports.
+    #[arg(
+        long,
+        env = "FERRY_EXECUTOR",
+        value_enum,
+        default_value_t = ExecutorKind::InProcess,
+        value_name = "KIND"
+    )]
+    pub executor: ExecutorKind,
+    /// With `--executor job`: the batch/v1 Job (JSON or YAML) each run's Job is made from:
+    /// image, service account, env FERRY_STATE from the state's Secret, resources, TTL,
+    /// backoff limit (the chart renders it from its values).
+    #[arg(long, env = "FERRY_JOB_TEMPLATE", value_name = "FILE")]
+    pub job_template: Option<PathBuf>,
+    /// With `--executor job`: the namespace of the runs' Jobs. Default: the controller's
+    /// own (POD_NAMESPACE), where its ServiceAccount and the state's Secret are.
+    #[arg(long, env = "FERRY_JOB_NAMESPACE", value_name = "NS")]
+    pub job_namespace: Option<String>,
+    /// With `--executor job`: how often the leader looks at a running Job and its run.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub job_poll: String,
     /// Ferry's SFTP server.
     #[command(flatten)]
     pub sftp: SftpArgs,
+}
+
+/// Where `ferry controller` executes runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// In the controller's (the leader's) process.
+    InProcess,
+    /// Each in a Kubernetes Job.
+    Job,
 }
 
 /// The hosted SFTP server's flags, shared by `run` and `controller`.
@@ -477,6 +509,25 @@ pub enum Command {
     /// cluster; schedules, PSA syncs and the hosted SFTP server run as under `ferry run`;
     /// `ferry.dev/run-now: <any new value>` runs a schedule once. Stops on SIGTERM.
     Controller(ControllerArgs),
+    /// Execute one run that `ferry controller --executor job` recorded, then exit: what each
+    /// of its Kubernetes Jobs runs. Reads the run and its schedule from the shared state,
+    /// mirrors the Secrets they refer to from the cluster, exports and delivers to the
+    /// targets that do not have the slot, prints the run's outcome. Exit 0 when it
+    /// succeeded (or was skipped), 3 when it ended otherwise (a retry changes nothing), 1
+    /// when it could not be executed (a retry may).
+    ExecRun {
+        /// The run's id in the ledger.
+        #[arg(long, value_name = "N")]
+        run_id: i64,
+        /// Where the referenced Secrets are mirrored (owner-only; an in-memory volume).
+        #[arg(
+            long,
+            env = "FERRY_SECRETS_MIRROR",
+            default_value = "/run/ferry/secrets",
+            value_name = "DIR"
+        )]
+        secrets_mirror: PathBuf,
+    },
     /// Run a ReportSchedule now (also while suspended), or re-run a past slot with that slot's
     /// window and file name; or sync a CustomerMapping now (usage, or billing with
     /// `--billing`). Uses the applied resources (`ferry apply` first).

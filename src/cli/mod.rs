@@ -166,6 +166,10 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Run(args) => run::run_cmd(&ctx, args).await,
         Command::Controller(args) => run::controller_cmd(&ctx, args).await,
+        Command::ExecRun {
+            run_id,
+            secrets_mirror,
+        } => run::exec_run_cmd(&ctx, run_id, &secrets_mirror).await,
         Command::RunNow {
             resource,
             namespace,

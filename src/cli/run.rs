@@ -330,7 +330,33 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
         lease_duration,
         sftp: _,
         max_concurrent_runs,
+        executor,
+        job_template,
+        job_namespace,
+        job_poll,
     } = args;
+    let jobs = match (executor, job_template) {
+        (ExecutorKind::InProcess, _) => None,
+        (ExecutorKind::Job, None) => {
+            return Err(Error::Usage(
+                "--executor job needs --job-template (the Job each run's Job is made from)".into(),
+            ));
+        }
+        (ExecutorKind::Job, Some(_)) if !state::is_postgres_url(&ctx.state_path) => {
+            return Err(Error::Usage(
+                "--executor job needs a PostgreSQL state (--state postgres://...): the Jobs' \
+                 pods share it with the controller"
+                    .into(),
+            ));
+        }
+        (ExecutorKind::Job, Some(template)) => {
+            Some(crate::controller::jobs::JobSettings::from_file(
+                &template,
+                job_namespace.as_deref().unwrap_or(&lease_namespace),
+                parse_flag_duration("--job-poll", &job_poll)?,
+            )?)
+        }
+    };
     let leader_election = if leader_elect {
         Some(crate::controller::lease::LeaseConfig {
             name: lease_name,
@@ -362,10 +388,51 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
             leader_election,
             lock_when_elected: shared.then(|| ctx.state_path.clone()),
             max_concurrent_runs,
+            jobs,
         },
     )
     .await?;
     Ok(0)
+}
+
+/// `ferry exec-run`: executes one recorded run in this process, the pod of a Job of
+/// `ferry controller --executor job` (see [`crate::controller::jobs`]).
+pub(super) async fn exec_run_cmd(
+    ctx: &Ctx,
+    run_id: i64,
+    secrets_mirror: &std::path::Path,
+) -> Result<u8> {
+    let store = StateStore::open(&ctx.state_path).await?;
+    let mirror = crate::controller::secrets::SecretMirror::new(secrets_mirror)?;
+    let client = async || {
+        kube::Client::try_default()
+            .await
+            .map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))
+    };
+    let executed =
+        crate::controller::jobs::execute_recorded_run(store, mirror, client, run_id).await?;
+    if let Some(note) = &executed.note {
+        eprintln!("{note}");
+    }
+    if let Some(report) = &executed.report {
+        outln!(
+            "{}: slot {}: run {}: {}, {} rows, {} bytes, file {}",
+            report.schedule,
+            report.slot,
+            report.run_id,
+            report.outcome.as_str(),
+            report.rows,
+            report.bytes,
+            report.file_name
+        );
+        for (target, outcome) in &report.targets {
+            outln!("  {target}: {outcome}");
+        }
+        if let Some(e) = &report.error {
+            eprintln!("Error: {e}");
+        }
+    }
+    Ok(executed.code)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! under `ferry run`.
 
 pub mod events;
+pub mod jobs;
 mod leadership;
 pub mod lease;
 pub mod objects;
@@ -65,6 +66,9 @@ pub struct Options {
     pub lock_when_elected: Option<std::path::PathBuf>,
     /// Runs at once (see [`crate::daemon::Options::max_concurrent_runs`]).
     pub max_concurrent_runs: u32,
+    /// Execute each run in a Kubernetes Job made like this ([`jobs`]) instead of in this
+    /// process.
+    pub jobs: Option<jobs::JobSettings>,
 }
 
 /// Runs the three controllers and the scheduler until SIGTERM.
@@ -74,6 +78,10 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
         .map_err(|e| Error::Usage(format!("cannot reach the Kubernetes API: {e}")))?;
     let mirror = secrets::SecretMirror::new(&options.secrets_dir)?;
     let runner = crate::runner::Runner::new(store.clone(), mirror.files().clone());
+    let executor: Arc<dyn crate::daemon::Executor> = match options.jobs.clone() {
+        Some(settings) => Arc::new(jobs::JobExecutor::new(client.clone(), settings)),
+        None => Arc::new(crate::daemon::InProcess),
+    };
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -112,6 +120,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             secrets: mirror,
             recorder,
             runner: runner.clone(),
+            executor: Some(executor.clone()),
             backoff: Backoff::default(),
         },
         caches,
@@ -147,7 +156,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
         schedules_cache,
         mappings_cache,
     ));
-    let daemon = tokio::spawn(crate::daemon::run(
+    let scheduler = crate::daemon::run(
         runner,
         crate::daemon::Options {
             files: Vec::new(),
@@ -158,10 +167,20 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             health: Some(health.clone()),
             notify: Some(notify),
             max_concurrent_runs: options.max_concurrent_runs,
+            executor: Some(executor),
             ..Default::default()
         },
         || async { Ok(()) },
-    ));
+    );
+    // Said when it happens, not only at shutdown: a scheduler that stopped (its state store
+    // unreachable) leaves the reconcilers running and nothing else would tell.
+    let daemon = tokio::spawn(async move {
+        let result = scheduler.await;
+        if let Err(e) = &result {
+            tracing::error!("the scheduler stopped: {e}");
+        }
+        result
+    });
     let s = schedules
         .shutdown_on_signal()
         .run(

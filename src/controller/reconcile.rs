@@ -44,6 +44,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Runs `ferry.dev/run-now` requests.
     pub runner: crate::runner::Runner,
+    /// Where they execute, as the scheduler's runs (none: in this process).
+    pub executor: Option<std::sync::Arc<dyn crate::daemon::Executor>>,
     /// Retry delays of objects whose reconcile failed for a transient reason.
     pub backoff: Backoff,
 }
@@ -314,18 +316,20 @@ async fn run_now(ctx: &Context, key: &ResourceKey) -> Result<(bool, String)> {
     let view = crate::runner::ScheduleView::from_stored(&stored)?;
     let tz = view.compiled()?.time_zone().clone();
     let slot = crate::clock::now()?.to_zoned(tz);
-    let report = ctx
-        .runner
-        .execute(
-            &view,
-            crate::runner::RunRequest {
-                slot: slot.clone(),
-                trigger: crate::ledger::Trigger::RunNow,
-                resend: false,
-                resume: None,
-            },
-        )
-        .await?;
+    let request = crate::runner::RunRequest {
+        slot: slot.clone(),
+        trigger: crate::ledger::Trigger::RunNow,
+        resend: false,
+        resume: None,
+    };
+    let report = match &ctx.executor {
+        Some(executor) => {
+            executor
+                .execute(ctx.runner.clone(), std::sync::Arc::new(view), request)
+                .await?
+        }
+        None => ctx.runner.execute(&view, request).await?,
+    };
     let succeeded = report.outcome == crate::ledger::Outcome::Succeeded;
     Ok((
         succeeded,

@@ -62,8 +62,20 @@ impl SecretMirror {
         namespace: &str,
         objects: &Namespace,
     ) -> Result<()> {
+        self.mirror_names(client, namespace, Self::referenced(objects))
+            .await
+    }
+
+    /// Reads the Secrets `names` of `namespace` and mirrors them (a missing one is removed):
+    /// a Job executing one run mirrors only what its schedule and targets refer to.
+    pub async fn mirror_names(
+        &self,
+        client: &Client,
+        namespace: &str,
+        names: BTreeSet<String>,
+    ) -> Result<()> {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        for name in Self::referenced(objects) {
+        for name in names {
             let secret = api
                 .get_opt(&name)
                 .await

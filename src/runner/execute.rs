@@ -21,6 +21,16 @@ use super::decide::{ScheduleView, slot_key};
 use super::engine::{RunReport, RunRequest, Runner};
 use super::retry::TargetOutcome;
 
+/// How [`Runner::record_start`] left a run: recorded as running under this id, or already
+/// at its end (skipped: in flight elsewhere, or nothing to deliver) with its report.
+#[derive(Debug)]
+pub enum Started {
+    /// Recorded as running: execute it ([`Runner::execute_recorded`]).
+    Run(i64),
+    /// Nothing to execute; the slot's report.
+    Done(RunReport),
+}
+
 /// Why a target whose delivery by run `run` is unknown is not sent to again.
 fn unknown_since(run: i64) -> String {
     format!(
@@ -34,11 +44,21 @@ impl Runner {
     /// slot), record everything, update status. Errors of the run itself end up in the
     /// ledger and the report; only state-store failures are returned as `Err`.
     pub async fn execute(&self, view: &ScheduleView, request: RunRequest) -> Result<RunReport> {
+        match self.record_start(view, &request).await? {
+            Started::Done(report) => Ok(report),
+            Started::Run(run_id) => self.execute_recorded(view, request, run_id).await,
+        }
+    }
+
+    /// Records the start of `request`'s run in the ledger, as this process's: a resumed run
+    /// is adopted, an interrupted run of the slot is continued, and a slot in flight
+    /// elsewhere or with nothing to deliver is recorded as skipped. What the leader does
+    /// before handing a run to a Kubernetes Job; [`Runner::execute`] does it first too.
+    pub async fn record_start(&self, view: &ScheduleView, request: &RunRequest) -> Result<Started> {
         let started = crate::clock::now()?;
-        let timer = std::time::Instant::now(); // for ferry_run_duration_seconds
         let slot = &request.slot;
         let key = slot_key(view, slot);
-        let run_id = match request.resume {
+        Ok(Started::Run(match request.resume {
             Some(id) => {
                 self.ledger.adopt(id).await?;
                 id
@@ -64,11 +84,11 @@ impl Runner {
                     }
                     None => {
                         if !request.resend {
-                            if let Some(report) = self.in_flight(view, &request).await? {
-                                return Ok(report);
+                            if let Some(report) = self.in_flight(view, request).await? {
+                                return Ok(Started::Done(report));
                             }
-                            if let Some(report) = self.nothing_to_deliver(view, &request).await? {
-                                return Ok(report);
+                            if let Some(report) = self.nothing_to_deliver(view, request).await? {
+                                return Ok(Started::Done(report));
                             }
                         }
                         self.ledger
@@ -77,7 +97,23 @@ impl Runner {
                     }
                 }
             }
-        };
+        }))
+    }
+
+    /// Executes run `run_id`, already recorded as running ([`Runner::record_start`], here or
+    /// by the leader that handed it to this process, whose ownership it keeps): exports
+    /// (again, when an earlier attempt's staged file is elsewhere or gone), delivers to the
+    /// targets that do not have the slot, records the outcome. Same errors as
+    /// [`Runner::execute`].
+    pub async fn execute_recorded(
+        &self,
+        view: &ScheduleView,
+        request: RunRequest,
+        run_id: i64,
+    ) -> Result<RunReport> {
+        let timer = std::time::Instant::now(); // for ferry_run_duration_seconds
+        let slot = &request.slot;
+        let key = slot_key(view, slot);
         let file_name = filename::render(
             &view.spec.file_name,
             &TemplateContext {
@@ -241,6 +277,94 @@ impl Runner {
         self.customer_tickets(view, slot, &report).await;
         self.after_run(view).await?;
         Ok(report)
+    }
+
+    /// The report of run `run_id` once it has ended (`None` while it is still running), read
+    /// from the ledger: how a leader learns what a Kubernetes Job did with a run it recorded,
+    /// so that Events, metrics and logs are those of a run executed here.
+    pub async fn ended_report(
+        &self,
+        view: &ScheduleView,
+        request: &RunRequest,
+        run_id: i64,
+        timer: std::time::Instant,
+    ) -> Result<Option<RunReport>> {
+        let Some(run) = self.ledger.run(run_id).await? else {
+            return Err(Error::State(format!(
+                "run {run_id} is no longer in the ledger"
+            )));
+        };
+        if run.outcome == Outcome::Running {
+            return Ok(None);
+        }
+        let key = slot_key(view, &request.slot);
+        let mut targets = Vec::new();
+        for d in &view.spec.deliver_to {
+            let name = d.target.as_str();
+            let outcome = match run.deliveries.iter().find(|r| r.target == name) {
+                Some(r) => match r.outcome.as_str() {
+                    "succeeded" => TargetOutcome::Delivered(
+                        r.receipt
+                            .as_ref()
+                            .and_then(|v| v["location"].as_str())
+                            .unwrap_or(name)
+                            .to_string(),
+                    ),
+                    "failed" => TargetOutcome::Failed(r.error.clone().unwrap_or_default()),
+                    _ => TargetOutcome::Unknown(r.error.clone().unwrap_or_default()),
+                },
+                None => match self.ledger.prior_delivery(&key, name).await? {
+                    Prior::None => continue,
+                    Prior::Delivered { run } => TargetOutcome::Already(Some(run)),
+                    Prior::Unknown { run } => TargetOutcome::Unknown(unknown_since(run)),
+                },
+            };
+            targets.push((name.to_string(), outcome.describe()));
+        }
+        let report = RunReport {
+            schedule: view.key.clone(),
+            slot: rfc3339(&request.slot),
+            run_id,
+            outcome: run.outcome,
+            rows: run.rows.unwrap_or(0),
+            bytes: run.bytes.unwrap_or(0),
+            // Recorded once exported; a run whose export failed has the name it would have had.
+            file_name: run.file_name.unwrap_or_else(|| {
+                filename::render(
+                    &view.spec.file_name,
+                    &TemplateContext {
+                        slot: &request.slot,
+                        schedule: &view.key.name,
+                        namespace: &view.key.namespace,
+                        extra: &[],
+                    },
+                )
+            }),
+            targets,
+            error: run.error,
+        };
+        observe_run(view, request, &report, timer);
+        Ok(Some(report))
+    }
+
+    /// Ends run `run_id` as failed with `reason` when nothing will execute it any more (its
+    /// Jobs kept failing before it ended), and reports it like any failed run.
+    pub async fn give_up(
+        &self,
+        view: &ScheduleView,
+        request: &RunRequest,
+        run_id: i64,
+        reason: &str,
+        timer: std::time::Instant,
+    ) -> Result<RunReport> {
+        let now = crate::clock::now()?.to_string();
+        self.ledger
+            .finish_run(run_id, Outcome::Failed, Some(reason), &now)
+            .await?;
+        self.after_run(view).await?;
+        self.ended_report(view, request, run_id, timer)
+            .await?
+            .ok_or_else(|| Error::State(format!("run {run_id} is still running after it ended")))
     }
 
     /// A `--resend` of a slot whose run was interrupted replaces that run: it is cancelled
@@ -508,7 +632,7 @@ impl Runner {
 }
 
 /// Records a finished run in the process's metrics.
-fn observe_run(
+pub(super) fn observe_run(
     view: &ScheduleView,
     request: &RunRequest,
     report: &RunReport,

@@ -36,13 +36,22 @@ const FINDINGS: &[&str] = &[
     "-f charts/ferry/ci/default-values.yaml",
     "-f charts/ferry/ci/ha-values.yaml",
     "-f charts/ferry/ci/namespaced-values.yaml",
+    "-f charts/ferry/ci/jobs-values.yaml",
     // schema and template refusals
     "helm lint --set replicaCount=2: refused",
     "helm lint --set persistance.enabled=false: refused",
+    "helm lint --set executor=job: refused",
     // the validator's sections, for each case
     "--- default",
     "--- ha",
     "--- namespaced",
+    "--- jobs",
+    // the Job executor: flags, template ConfigMap, the runs' pods, Jobs RBAC create/get/delete only
+    "Job executor: controller flags, the Job template ConfigMap, the runs' pods",
+    "jobs: the runs' Job template valid for Kubernetes 1.37.0 (strict)",
+    "Jobs list granted: refused",
+    "Jobs not creatable: refused",
+    "Job state in plain env: refused",
     "Deployment: ferry controller args",
     "RBAC: bindings resolve, no wildcard, exactly the permissions the controller needs",
     "CRDs (charts/ferry/crds/ferry.dev_crds.yaml): group ferry.dev, v1alpha1 served and stored",

@@ -117,6 +117,7 @@ async fn fixture(schedules: &[&ReportSchedule], targets: &[&DeliveryTarget]) -> 
                 secrets: mirror,
                 recorder,
                 runner,
+                executor: None,
                 backoff: Default::default(),
             },
             caches,

@@ -711,6 +711,7 @@ const COMMANDS: &[&str] = &[
     "next",
     "run",
     "controller",
+    "exec-run",
     "run-now",
     "history",
     "deliver",

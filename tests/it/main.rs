@@ -26,6 +26,7 @@ mod formats_pdf;
 mod hosted_sftp;
 mod hosted_sftp_abuse;
 mod hosted_sftp_run;
+mod job_executor;
 mod limits;
 mod plan_cluster;
 mod psa_contract;

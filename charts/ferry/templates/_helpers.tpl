@@ -122,6 +122,10 @@ or append with controller.extraArgs.
 - --sftp-listen=0.0.0.0:{{ .Values.sftp.containerPort }}
 {{- end }}
 - --log-format={{ .Values.controller.logFormat }}
+{{- if eq .Values.executor "job" }}
+- --executor=job
+- --job-template=/etc/ferry/job-template/job.yaml
+{{- end }}
 {{- with .Values.controller.extraArgs }}
 {{ toYaml . }}
 {{- end }}
@@ -136,6 +140,9 @@ Refuses value combinations the schema cannot express.
 {{- end }}
 {{- if and (eq .Values.state.backend "postgres") (not .Values.state.postgres.existingSecret) }}
 {{- fail "state.backend is postgres: set state.postgres.existingSecret to the Secret holding the PostgreSQL URL (key state.postgres.key)" }}
+{{- end }}
+{{- if and (eq .Values.executor "job") (ne .Values.state.backend "postgres") }}
+{{- fail "executor is job but state.backend is sqlite: the runs' Jobs share the state with the controller, which needs state.backend: postgres (with state.postgres.existingSecret)" }}
 {{- end }}
 {{- if and (eq .Values.state.backend "sqlite") (not (hasPrefix "/data/" .Values.state.sqlite.path)) }}
 {{- fail (printf "state.sqlite.path %q must be under /data/ (the persistent volume)" .Values.state.sqlite.path) }}

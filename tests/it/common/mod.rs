@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod fake_api;
 pub mod fault_proxy;
 pub mod hosted;
 pub mod s3;
