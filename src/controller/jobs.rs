@@ -529,39 +529,7 @@ pub async fn execute_recorded_run(
             .ended_report(&view, &request, run_id, Instant::now())
             .await?
     } else {
-        let mut specs = vec![stored.spec.clone()];
-        for d in &view.spec.deliver_to {
-            let target = ResourceKey::new(Kind::DeliveryTarget, &key.namespace, &d.target);
-            if let Some(t) = store.get(&target).await? {
-                specs.push(t.spec);
-            }
-        }
-        // A schedule labelled with a customer reports its run to that customer's
-        // CustomerMappings (ticket sync), with their PSA credentials.
-        if let Some(customer) = stored.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL) {
-            let actual = store.snapshot().await?;
-            specs.extend(
-                actual
-                    .resources
-                    .values()
-                    .filter(|r| {
-                        r.key.kind == Kind::CustomerMapping
-                            && r.key.namespace == key.namespace
-                            && r.spec["customer"].as_str() == Some(customer.as_str())
-                    })
-                    .map(|r| r.spec.clone()),
-            );
-        }
-        let names: BTreeSet<String> = specs
-            .iter()
-            .flat_map(|s| crate::validate::secret_refs(s, "spec"))
-            .map(|(_, r)| r.name)
-            .collect();
-        if !names.is_empty() {
-            mirror
-                .mirror_names(&client().await?, &key.namespace, names)
-                .await?;
-        }
+        mirror_run_secrets(&store, &mirror, &stored, &view, client).await?;
         Some(runner.execute_recorded(&view, request, run_id).await?)
     };
     let code = match report.as_ref().map(|r| r.outcome) {
@@ -573,6 +541,100 @@ pub async fn execute_recorded_run(
         note: None,
         code,
     })
+}
+
+/// Mirrors from the cluster the Secrets one run of `schedule` reads: those its spec and its
+/// targets refer to, and those of the CustomerMappings a customer-labelled schedule reports
+/// its runs to (ticket sync). A run reads its credentials as they are now, whoever mirrored
+/// what before (a Job's pod starts with an empty mirror; a new leader runs before its
+/// reconcilers have mirrored anything).
+pub async fn mirror_run_secrets(
+    store: &StateStore,
+    mirror: &SecretMirror,
+    schedule: &crate::state::StoredResource,
+    view: &ScheduleView,
+    client: impl AsyncFnOnce() -> Result<Client>,
+) -> Result<()> {
+    let key = &schedule.key;
+    let mut specs = vec![schedule.spec.clone()];
+    for d in &view.spec.deliver_to {
+        let target = ResourceKey::new(Kind::DeliveryTarget, &key.namespace, &d.target);
+        if let Some(t) = store.get(&target).await? {
+            specs.push(t.spec);
+        }
+    }
+    if let Some(customer) = schedule.meta.labels.get(crate::psa::sync::CUSTOMER_LABEL) {
+        let actual = store.snapshot().await?;
+        specs.extend(
+            actual
+                .resources
+                .values()
+                .filter(|r| {
+                    r.key.kind == Kind::CustomerMapping
+                        && r.key.namespace == key.namespace
+                        && r.spec["customer"].as_str() == Some(customer.as_str())
+                })
+                .map(|r| r.spec.clone()),
+        );
+    }
+    let names: BTreeSet<String> = specs
+        .iter()
+        .flat_map(|s| crate::validate::secret_refs(s, "spec"))
+        .map(|(_, r)| r.name)
+        .collect();
+    if !names.is_empty() {
+        mirror
+            .mirror_names(&client().await?, &key.namespace, names)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The controller's in-process executor: mirrors the run's Secrets first
+/// ([`mirror_run_secrets`]), then runs it here. Without that, a new leader resuming an
+/// interrupted run in its first second read a mirror its reconcilers had not filled yet, and
+/// the run failed with "secret not found".
+pub struct InProcessMirrored {
+    client: Client,
+    mirror: SecretMirror,
+}
+
+impl std::fmt::Debug for InProcessMirrored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessMirrored")
+            .field("mirror", &self.mirror)
+            .finish()
+    }
+}
+
+impl InProcessMirrored {
+    /// Runs in this process, mirroring each run's Secrets from the cluster through `client`.
+    pub fn new(client: Client, mirror: SecretMirror) -> InProcessMirrored {
+        InProcessMirrored { client, mirror }
+    }
+}
+
+impl Executor for InProcessMirrored {
+    fn execute(
+        &self,
+        runner: Runner,
+        view: Arc<ScheduleView>,
+        request: RunRequest,
+    ) -> BoxFuture<'static, Result<RunReport>> {
+        let (client, mirror) = (self.client.clone(), self.mirror.clone());
+        Box::pin(async move {
+            if let Some(stored) = runner.store().get(&view.key).await? {
+                let client = async || Ok(client);
+                if let Err(e) =
+                    mirror_run_secrets(runner.store(), &mirror, &stored, &view, client).await
+                {
+                    // The mirror the reconcilers keep may still do: the run says if not.
+                    tracing::warn!(schedule = %view.key, "Secrets not refreshed before the run: {e}");
+                }
+            }
+            runner.execute(&view, request).await
+        })
+    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
     let runner = crate::runner::Runner::new(store.clone(), mirror.files().clone());
     let executor: Arc<dyn crate::daemon::Executor> = match options.jobs.clone() {
         Some(settings) => Arc::new(jobs::JobExecutor::new(client.clone(), settings)),
-        None => Arc::new(crate::daemon::InProcess),
+        None => Arc::new(jobs::InProcessMirrored::new(client.clone(), mirror.clone())),
     };
     let recorder = Recorder::new(
         client.clone(),
