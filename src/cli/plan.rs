@@ -73,11 +73,12 @@ pub(super) async fn make_plan(
             .map(|value| secrets::digest(&hash_key, &value)))
     })?;
     tracing::info!(elapsed = ?started.elapsed(), "desired state built");
+    // The loaded files are no longer needed: free them before the state is read.
+    discard(loaded);
     let actual = store.snapshot().await?;
     tracing::info!(resources = actual.resources.len(), elapsed = ?started.elapsed(), "state read");
     let plan = plan::plan(&desired, &actual, warnings, now()?);
     tracing::info!(elapsed = ?started.elapsed(), "planned");
-    discard(loaded);
     Ok((plan, desired, actual))
 }
 
@@ -188,7 +189,7 @@ pub(super) async fn refresh_psa(
             let status = actual
                 .resources
                 .get(&d.key)
-                .map(|r| r.status.clone())
+                .map(|r| r.status.to_value())
                 .unwrap_or_default();
             Some((
                 crate::psa::sync::MappingView::new(

@@ -167,7 +167,7 @@ pub async fn apply<K: FerryObject>(
     };
     let mut status = status_for(
         obj.meta().generation,
-        stored.as_ref().map(|s| &s.status),
+        stored.as_ref().map(|s| &*s.status),
         &previous,
         &applied,
         handled_run_now.as_deref(),

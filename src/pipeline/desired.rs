@@ -146,7 +146,9 @@ pub fn desired_state(
             r.spec.clone(),
             secret_digests,
             Some(r.origin.short()),
-            Some(std::sync::Arc::clone(r.spec_json())),
+            // As text: the files' JSON trees go with the loaded files, before the state is
+            // read (see `LazyJson`).
+            Some(crate::state::LazyJson::text_of(r.spec_json())),
         ));
     }
     Ok((desired, warnings))

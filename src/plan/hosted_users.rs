@@ -180,7 +180,7 @@ mod tests {
                 StoredResource {
                     key: key.clone(),
                     generation: 1,
-                    spec: spec.to_json(),
+                    spec: spec.to_json().into(),
                     typed: Default::default(),
                     meta: Default::default(),
                     secret_digests: Default::default(),

@@ -40,18 +40,17 @@ pub fn plan(
     let mut wanted = BTreeSet::new();
     for d in desired {
         wanted.insert(&d.key);
-        let spec = d.spec_json();
         let change = match actual.resources.get(&d.key) {
             None => {
                 let mut fields = Vec::new();
                 diff_values("metadata", None, Some(&meta_json(&d.meta)), &mut fields);
-                diff_values("spec", None, Some(spec), &mut fields);
+                diff_values("spec", None, Some(d.spec_json()), &mut fields);
                 diff_secrets(&BTreeMap::new(), &d.secret_digests, &mut fields);
                 summary.create += 1;
                 new_change(Action::Create, d, fields, describe::created(&d.spec))
             }
             Some(stored)
-                if &stored.spec == spec
+                if stored.spec == *d.spec_text()
                     && stored.meta == d.meta
                     && stored.secret_digests == d.secret_digests =>
             {
@@ -67,7 +66,7 @@ pub fn plan(
                     Some(&meta_json(&d.meta)),
                     &mut fields,
                 );
-                diff_values("spec", Some(&stored.spec), Some(spec), &mut fields);
+                diff_values("spec", Some(&stored.spec), Some(d.spec_json()), &mut fields);
                 diff_secrets(&stored.secret_digests, &d.secret_digests, &mut fields);
                 if fields.is_empty() {
                     summary.unchanged += 1;
@@ -325,7 +324,7 @@ pub fn writes(
                 let old = actual.resources.get(&key);
                 let generation = old.map(|o| o.generation + 1).unwrap_or(1);
                 let mut status = old
-                    .map(|o| o.status.clone())
+                    .map(|o| o.status.to_value())
                     .filter(Value::is_object)
                     .unwrap_or_else(|| Value::Object(Default::default()));
                 status["observedGeneration"] = Value::from(generation);
@@ -354,14 +353,14 @@ pub fn writes(
                 out.push(StateWrite::Upsert(Box::new(StoredResource {
                     key: key.clone(),
                     generation,
-                    spec: d.spec_json().clone(),
+                    spec: d.spec_text().text_copy(),
                     typed: Default::default(),
                     meta: d.meta.clone(),
                     secret_digests: d.secret_digests.clone(),
                     external_ids: old
                         .map(|o| o.external_ids.clone())
                         .unwrap_or_else(|| Value::Object(Default::default())),
-                    status,
+                    status: status.into(),
                     created_at: old
                         .map(|o| o.created_at.clone())
                         .unwrap_or_else(|| now_s.clone()),

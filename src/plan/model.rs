@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::api::{Kind, ResourceKey, Spec};
 use crate::load::Meta;
+use crate::state::LazyJson;
 
 /// Version of the JSON plan format (`-o json` and saved plans). Bumped on incompatible changes.
 pub const PLAN_FORMAT_VERSION: &str = "1";
@@ -30,16 +31,21 @@ pub struct DesiredResource {
     /// `file:line` it was read from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// The spec as canonical JSON, computed once.
+    /// The spec as canonical JSON text, computed once, parsed only when a diff needs it.
     #[serde(skip)]
-    spec_json: std::sync::OnceLock<std::sync::Arc<Value>>,
+    spec_json: std::sync::OnceLock<LazyJson>,
 }
 
 impl DesiredResource {
     /// The spec as canonical JSON.
     pub fn spec_json(&self) -> &Value {
+        self.spec_text()
+    }
+
+    /// The spec as canonical JSON text (what the state stores, and compares unparsed).
+    pub fn spec_text(&self) -> &LazyJson {
         self.spec_json
-            .get_or_init(|| std::sync::Arc::new(self.spec.to_json()))
+            .get_or_init(|| LazyJson::from(self.spec.to_json()))
     }
 }
 
@@ -51,7 +57,7 @@ impl DesiredResource {
         spec: Spec,
         secret_digests: BTreeMap<String, Option<String>>,
         source: Option<String>,
-        spec_json: Option<std::sync::Arc<Value>>,
+        spec_json: Option<LazyJson>,
     ) -> Self {
         DesiredResource {
             key,

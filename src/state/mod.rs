@@ -22,8 +22,11 @@ use crate::api::{Kind, ResourceKey, Spec};
 use crate::load::Meta;
 use crate::{Error, Result};
 
+mod lazy_json;
 mod read_only;
 mod schema;
+
+pub use lazy_json::LazyJson;
 
 use schema::{MIGRATIONS, postgres_dialect};
 
@@ -34,8 +37,9 @@ pub struct StoredResource {
     pub key: ResourceKey,
     /// Incremented whenever the spec, metadata or a secret changes.
     pub generation: i64,
-    /// The applied spec, canonical JSON (what plans diff and the store keeps).
-    pub spec: Value,
+    /// The applied spec, canonical JSON (what plans diff and the store keeps), parsed only
+    /// when read.
+    pub spec: LazyJson,
     /// The same spec as its type, decoded at most once per read and only when asked for
     /// ([`StoredResource::decoded`]): a plan of 10,000 resources decodes only those it
     /// describes. Not serialized, not part of equality.
@@ -47,8 +51,8 @@ pub struct StoredResource {
     pub secret_digests: BTreeMap<String, Option<String>>,
     /// Ids resolved in external systems (PSA company id, ...).
     pub external_ids: Value,
-    /// Observed status (conditions, last run, ...).
-    pub status: Value,
+    /// Observed status (conditions, last run, ...), parsed only when read.
+    pub status: LazyJson,
     /// When first applied (RFC 3339).
     pub created_at: String,
     /// When last applied (RFC 3339).
@@ -72,7 +76,9 @@ impl StoredResource {
     pub fn decoded(&self) -> Result<&Spec> {
         self.typed
             .0
-            .get_or_init(|| Spec::from_json(self.key.kind, &self.spec).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                Spec::from_json_text(self.key.kind, self.spec.text()).map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(|e| Error::State(format!("stored {}: {e}", self.key)))
     }
@@ -86,7 +92,7 @@ impl StoredResource {
     /// The observed status as a JSON object to update: empty when none was written yet.
     pub fn status_object(&self) -> Value {
         if self.status.is_object() {
-            self.status.clone()
+            self.status.to_value()
         } else {
             Value::Object(Default::default())
         }
@@ -504,11 +510,11 @@ impl StateStore {
                     .bind(&r.key.namespace)
                     .bind(&r.key.name)
                     .bind(r.generation)
-                    .bind(r.spec.to_string())
+                    .bind(r.spec.text())
                     .bind(json(&r.meta))
                     .bind(json(&r.secret_digests))
                     .bind(r.external_ids.to_string())
-                    .bind(r.status.to_string())
+                    .bind(r.status.text())
                     .bind(&r.created_at)
                     .bind(&r.updated_at)
                     .execute(&mut *tx)
@@ -631,6 +637,12 @@ fn row_to_resource(row: &AnyRow) -> Result<StoredResource> {
         let text: String = row.get(col);
         serde_json::from_str(&text).map_err(|e| corrupt(col, &e))
     };
+    // Spec and status stay text until read (see [`LazyJson`]), checked here all the same.
+    let lazy = |col: &str| -> Result<LazyJson> {
+        let text: String = row.get(col);
+        LazyJson::check(&text).map_err(|e| corrupt(col, &e))?;
+        Ok(LazyJson::from_text(text))
+    };
     Ok(StoredResource {
         key: ResourceKey::new(
             kind,
@@ -638,13 +650,13 @@ fn row_to_resource(row: &AnyRow) -> Result<StoredResource> {
             row.get::<String, _>("name"),
         ),
         generation: row.get("generation"),
-        spec: parse("spec")?,
+        spec: lazy("spec")?,
         typed: SpecCache::default(),
         meta: serde_json::from_value(parse("meta")?).map_err(|e| corrupt("meta", &e))?,
         secret_digests: serde_json::from_value(parse("secret_digests")?)
             .map_err(|e| corrupt("secret digests", &e))?,
         external_ids: parse("external_ids")?,
-        status: parse("status")?,
+        status: lazy("status")?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
