@@ -218,13 +218,11 @@ impl Runner {
     /// slot, the same file name, only to the targets that do not have it yet. Runs of
     /// deleted schedules are cancelled instead.
     pub async fn interrupted_requests(&self) -> Result<Vec<(ScheduleView, RunRequest)>> {
-        let schedules = self.schedules().await?;
         let mut requests = Vec::new();
+        // Usually none: each schedule is read by its key, not the whole state.
         for run in self.ledger.interrupted().await? {
-            let Some(view) = schedules
-                .iter()
-                .find(|s| s.key.namespace == run.namespace && s.key.name == run.schedule)
-            else {
+            let key = ResourceKey::new(Kind::ReportSchedule, &run.namespace, &run.schedule);
+            let Some(stored) = self.store.get(&key).await? else {
                 self.ledger
                     .finish_run(
                         run.id,
@@ -235,13 +233,14 @@ impl Runner {
                     .await?;
                 continue;
             };
+            let view = ScheduleView::from_stored(&stored)?;
             let tz = view.compiled()?.time_zone().clone();
             let slot = Timestamp::from_second(run.slot_epoch())
                 .map_err(|e| Error::State(e.to_string()))?
                 .to_zoned(tz);
             tracing::info!(schedule = %view.key, slot = %rfc3339(&slot), "resuming an interrupted run");
             requests.push((
-                view.clone(),
+                view,
                 RunRequest {
                     slot,
                     trigger: Trigger::Resume,

@@ -49,42 +49,9 @@ impl LazyJson {
         &self.text
     }
 
-    /// Whether this is the same JSON as `value`, by text: `value` is written canonically
-    /// (without keeping the text) and compared, so neither side is parsed into a tree.
-    pub fn same_as(&self, value: &Value) -> bool {
-        let mut out = CompareWriter {
-            expected: self.text.as_bytes(),
-            same: true,
-        };
-        serde_json::to_writer(&mut out, value).expect("a JSON value serializes");
-        out.same && out.expected.is_empty()
-    }
-
     /// The parsed value, owned.
     pub fn to_value(&self) -> Value {
         (**self).clone()
-    }
-}
-
-/// Compares serialized bytes with an expected text as they are written, without keeping them.
-struct CompareWriter<'a> {
-    expected: &'a [u8],
-    same: bool,
-}
-
-impl std::io::Write for CompareWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.same {
-            match self.expected.strip_prefix(buf) {
-                Some(rest) => self.expected = rest,
-                None => self.same = false,
-            }
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -119,12 +86,6 @@ impl PartialEq for LazyJson {
     }
 }
 
-impl PartialEq<Value> for LazyJson {
-    fn eq(&self, other: &Value) -> bool {
-        self.same_as(other)
-    }
-}
-
 impl std::fmt::Debug for LazyJson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
@@ -155,9 +116,9 @@ mod tests {
         assert_eq!(lazy.text(), r#"{"a":null,"b":[1,{"c":"ü"}]}"#);
         let read = LazyJson::from_text(lazy.text().to_string());
         assert_eq!(*read, value);
-        assert!(read.same_as(&value));
-        assert!(!read.same_as(&json!({"a": null, "b": [1]})));
-        assert!(!read.same_as(&json!({"a": null})));
+        assert_eq!(read, LazyJson::from(value.clone()));
+        assert_ne!(read, LazyJson::from(json!({"a": null, "b": [1]})));
+        assert_ne!(read, LazyJson::from(json!({"a": null})));
         assert_eq!(read, lazy);
         assert!(LazyJson::check("{\"a\":").is_err());
         assert!(LazyJson::check(read.text()).is_ok());
