@@ -2,7 +2,11 @@
 //! test sshd behind the fault-injecting proxy, which refuses a connection that finds 3 others
 //! open, as `MaxStartups` or a per-user cap would): with `maxConnections: 3` every run
 //! succeeds and nothing is refused; with more, the server refuses some, so the limit is what
-//! made the difference. `--max-concurrent-runs` queues the runs the same way.
+//! made the difference. `--max-concurrent-runs` queues the runs the same way. The proxy passes
+//! each session at a partner's uplink speed (about a second per report), so sessions overlap
+//! as they do on a real link whatever the machine's speed: on a loopback a session can end
+//! before the next run reaches its delivery, and the control experiment would then prove
+//! nothing.
 //! Through the binary: `ferry run --once`.
 
 use crate::common;
@@ -14,6 +18,8 @@ use common::fault_proxy::{Fault, FaultProxy, Faults};
 use common::{Sandbox, s};
 
 const SCHEDULES: usize = 30;
+/// The partner's uplink each way: ~400 KB reports take about a second.
+const UPLINK_BYTES_PER_SEC: u64 = 400_000;
 
 fn server(key: &str) -> String {
     common::test_server("sshd")
@@ -75,7 +81,10 @@ fn due_at_once(
     let upstream: SocketAddr = format!("127.0.0.1:{}", server("SFTP_PORT"))
         .parse()
         .unwrap();
-    let proxy = FaultProxy::start_limited(upstream, Faults::all(Fault::Pass), server_limit);
+    let uplink = Fault::Slow {
+        bytes_per_sec: UPLINK_BYTES_PER_SEC,
+    };
+    let proxy = FaultProxy::start_limited(upstream, Faults::all(uplink), server_limit);
     let dir = format!("upload/{}", common::unique_name("limits"));
     let files = many_schedules(&sb, &proxy, &dir, max_connections);
     sb.set_env("FERRY_NOW", "2026-07-30T10:00:00Z");
