@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Ferry's exports against the usual tools, side by side in one run:
 #   csv-sqlite  SQLite -> CSV, 1M x 10       vs sqlite3 -csv -header
-#   csv-pg      PostgreSQL -> CSV, 1M x 10   vs psql \copy (...) to stdout csv header
+#   csv-pg      PostgreSQL -> CSV, 1M x 10   vs psql \copy (...) to stdout csv header; then the
+#               same export split (`partition: {column: id, parts: N}`) for each N of PG_PARTS
+#   pg-10m      PostgreSQL -> CSV, 10M x 5   vs psql \copy, serial and split the same way
 #   xlsx        SQLite -> XLSX, 1M x 10      vs Python XlsxWriter (constant_memory), typed cells
 #   pdf         SQLite -> PDF, 100k x 10     Ferry only (no reference tool)
 #   rss-10m     SQLite -> CSV, 10M x 5       peak RSS of ferry (and sqlite3 -csv for scale)
@@ -15,7 +17,11 @@
 #                     shows the median (the reference and Ferry alternate, run by run)
 #   BIG_REPS=1        timed runs of the 10M-row case (after its warm-up)
 #   ROWS=1000000      rows of the 1M cases;  PDF_ROWS=100000;  BIG_ROWS=10000000
-#   CASES="csv-sqlite csv-pg xlsx pdf rss-10m"
+#   CASES="csv-sqlite csv-pg xlsx pdf rss-10m"   (pg-10m only when asked: it loads 10M rows
+#                     into PostgreSQL, about a minute and 1 GiB of disk)
+#   PG_PARTS="2 4"    sessions of the split PostgreSQL exports (empty: serial only)
+#   PG_GOAL=1.5       split PostgreSQL exports meet their goal when psql/ferry >= this
+#   PG_BIG_ROWS=10000000  rows of pg-10m
 #   CSV_GOAL=1.0      csv-* meet their goal when reference/ferry >= this
 #   XLSX_GOAL=3.0     xlsx meets its goal when reference/ferry >= this
 #   RSS_GOAL=100      rss-10m meets its goal when Ferry's peak RSS is under this (MiB)
@@ -41,6 +47,9 @@ ROWS=${ROWS:-1000000}
 PDF_ROWS=${PDF_ROWS:-100000}
 BIG_ROWS=${BIG_ROWS:-10000000}
 CASES=${CASES:-"csv-sqlite csv-pg xlsx pdf rss-10m"}
+PG_PARTS=${PG_PARTS-"2 4"}
+PG_GOAL=${PG_GOAL:-1.5}
+PG_BIG_ROWS=${PG_BIG_ROWS:-10000000}
 CSV_GOAL=${CSV_GOAL:-1.0}
 XLSX_GOAL=${XLSX_GOAL:-3.0}
 RSS_GOAL=${RSS_GOAL:-100}
@@ -217,6 +226,7 @@ Q_ITEMS="SELECT $ITEM_COLUMNS FROM items ORDER BY id"
 Q_PDF="SELECT $ITEM_COLUMNS FROM items ORDER BY id LIMIT $PDF_ROWS"
 Q_PG="SELECT $ITEM_COLUMNS FROM $PG_TABLE ORDER BY id"
 Q_EVENTS="SELECT id, code, qty, amount, day FROM events ORDER BY id"
+Q_PG_BIG="SELECT id, code, qty, amount, day FROM $PG_BIG_TABLE ORDER BY id"
 
 if want csv-sqlite || want csv-pg || want xlsx || want pdf; then
     log "generating $ROWS rows x 10 columns (SQLite)"
@@ -230,8 +240,10 @@ if want rss-10m; then
 fi
 
 PG_OK=0
+PG_BIG_OK=0
+PG_BIG_TABLE=ferry_bench_events
 PG_NOTE=""
-if want csv-pg; then
+if want csv-pg || want pg-10m; then
     if ! "$PG_SCRIPT" status >/dev/null 2>&1; then
         log "starting the test PostgreSQL (scripts/test-servers/postgres.sh start)"
         if "$PG_SCRIPT" start >"$LOGS/pg-start.txt" 2>&1; then PG_STARTED=1; else
@@ -240,6 +252,31 @@ if want csv-pg; then
     fi
     if [[ -z $PG_NOTE ]]; then
         PG_URL=$("$PG_SCRIPT" url)
+        mkdir -p "$SECRETS/default/bench-pg"
+        (umask 077; printf '%s\n' "$PG_URL" >"$SECRETS/default/bench-pg/url")
+    fi
+    if [[ -z $PG_NOTE ]] && want pg-10m; then
+        log "generating $PG_BIG_ROWS rows x 5 columns in PostgreSQL table $PG_BIG_TABLE"
+        if psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 >"$LOGS/pg-big-load.txt" 2>&1 <<EOF
+DROP TABLE IF EXISTS $PG_BIG_TABLE;
+CREATE TABLE $PG_BIG_TABLE (
+    id     bigint PRIMARY KEY,
+    code   text NOT NULL,
+    qty    integer NOT NULL,
+    amount double precision NOT NULL,
+    day    date NOT NULL
+);
+INSERT INTO $PG_BIG_TABLE
+SELECT i, 'EV-' || lpad((i * 7919 % 100000)::text, 5, '0'), i * 31 % 500 + 1,
+       (i * 7907 % 1000000) / 100.0, date '2024-01-01' + (i % 730)::int
+FROM generate_series(1, $PG_BIG_ROWS) AS i;
+VACUUM ANALYZE $PG_BIG_TABLE;
+EOF
+        then PG_BIG_OK=1; else
+            log "pg-10m skipped: $(grep -m1 -i error "$LOGS/pg-big-load.txt" || tail -1 "$LOGS/pg-big-load.txt")"
+        fi
+    fi
+    if [[ -z $PG_NOTE ]] && want csv-pg; then
         log "loading $ROWS rows into PostgreSQL table $PG_TABLE"
         sqlite3 -csv -header "$DB" "$Q_ITEMS" >"$DATA/pg-load.csv"
         if psql "$PG_URL" -X -q -v ON_ERROR_STOP=1 >"$LOGS/pg-load.txt" 2>&1 <<EOF
@@ -261,8 +298,6 @@ VACUUM ANALYZE $PG_TABLE;
 EOF
         then
             PG_OK=1
-            mkdir -p "$SECRETS/default/bench-pg"
-            (umask 077; printf '%s\n' "$PG_URL" >"$SECRETS/default/bench-pg/url")
         else
             PG_NOTE="loading PostgreSQL failed: $(grep -m1 -i error "$LOGS/pg-load.txt" || tail -1 "$LOGS/pg-load.txt")"
         fi
@@ -315,7 +350,14 @@ EOF
     schedule xlsx "$SQLITE_SRC" $'    xlsx:\n      sheetName: Report' xlsx
     schedule pdf "      url: \"sqlite://$DB\""$'\n'"$(indent_query "$Q_PDF")" \
         $'    pdf:\n      title: Export benchmark\n      orientation: landscape\n      pageSize: A4'"$( ((HAVE_FONT)) && printf '\n      fontFile: "%s"' "$JP_FONT")" pdf
-    schedule csv-pg $'      connectionSecretRef:\n        name: bench-pg\n        key: url\n'"$(indent_query "$Q_PG")" "$CSV_FMT" csv
+    PG_SRC=$'      connectionSecretRef:\n        name: bench-pg\n        key: url\n'
+    schedule csv-pg "$PG_SRC$(indent_query "$Q_PG")" "$CSV_FMT" csv
+    schedule pg-10m "$PG_SRC$(indent_query "$Q_PG_BIG")" "$CSV_FMT" csv
+    for parts in $PG_PARTS; do
+        split=$'\n'"      partition: {column: id, parts: $parts}"
+        schedule "csv-pg-p$parts" "$PG_SRC$(indent_query "$Q_PG")$split" "$CSV_FMT" csv
+        schedule "pg-10m-p$parts" "$PG_SRC$(indent_query "$Q_PG_BIG")$split" "$CSV_FMT" csv
+    done
     schedule rss-10m "      url: \"sqlite://$BIG_DB\""$'\n'"$(indent_query "$Q_EVENTS")" "$CSV_FMT" csv
 } >"$RES/bench.yaml"
 log "ferry apply (untimed)"
@@ -341,21 +383,55 @@ fi
 
 # ------------------------------------------------------------------ 2. PostgreSQL -> CSV
 ref_psql_csv() { run_measured "psql \\copy" "$1" psql "$PG_URL" -X -q -c "\\copy ($Q_PG) to stdout csv header"; }
+ref_psql_big() { run_measured "psql \\copy (10M)" "$1" psql "$PG_URL" -X -q -c "\\copy ($Q_PG_BIG) to stdout csv header"; }
+PG_VERSION_NOTE=""
+[[ -n ${PG_URL:-} ]] && PG_VERSION_NOTE="PostgreSQL $(psql "$PG_URL" -X -tAc 'show server_version' 2>/dev/null | cut -d' ' -f1) on loopback, sharing the cores"
+# pg_cases CASE ROWS REPS REF_FN LABEL : the serial export, then each split of PG_PARTS; each
+# split file is compared with the serial one byte for byte.
+pg_cases() {
+    local case=$1 rows=$2 reps=$3 ref_fn=$4 label=$5 serial parts same
+    log "$case: $rows rows, psql \\copy vs ferry, warm-up + $reps"
+    REF_OUT=$REF/$case.csv
+    FERRY_FILE=""
+    bench_case "$case" "psql" "$reps" "$ref_fn" "$case"
+    record "$case" "$rows" "$label" "$REF_SAMPLES" "$REF_RSS_MAX" "$FERRY_SAMPLES" \
+        "$FERRY_RSS_MAX" ratio "$CSV_GOAL" $(($(lines "$REF_OUT") - 1)) $(($(lines "$FERRY_FILE") - 1)) \
+        "$FERRY_ROWS" "$(bytes "$REF_OUT")" "$(bytes "$FERRY_FILE")" "one session; $PG_VERSION_NOTE"
+    serial=$REF/$case-serial.csv
+    mv "$FERRY_FILE" "$serial"
+    FERRY_FILE=""
+    for parts in $PG_PARTS; do
+        log "$case, partition $parts: psql \\copy vs ferry, warm-up + $reps"
+        bench_case "$case-p$parts" "psql" "$reps" "$ref_fn" "$case-p$parts"
+        same=NO; cmp -s "$FERRY_FILE" "$serial" && same=yes
+        record "$case, partition $parts" "$rows" "$label" "$REF_SAMPLES" "$REF_RSS_MAX" "$FERRY_SAMPLES" \
+            "$FERRY_RSS_MAX" ratio "$PG_GOAL" $(($(lines "$REF_OUT") - 1)) $(($(lines "$FERRY_FILE") - 1)) \
+            "$FERRY_ROWS" "$(bytes "$REF_OUT")" "$(bytes "$FERRY_FILE")" \
+            "$parts sessions, one snapshot; same bytes as the serial file: $same"
+        [[ $same == yes ]] || log "warning: $case with $parts parts differs from the serial file"
+        rm -f "$FERRY_FILE"
+        FERRY_FILE=""
+    done
+    rm -f "$REF_OUT" "$serial"
+}
 if want csv-pg; then
     if [[ $PG_OK == 1 ]]; then
-        log "csv-pg: $ROWS rows, psql \\copy vs ferry, warm-up + $REPS"
-        REF_OUT=$REF/pg.csv
-        FERRY_FILE=""
-        bench_case csv-pg "psql" "$REPS" ref_psql_csv csv-pg
-        record csv-pg "$ROWS" "psql \\copy ... csv header" "$REF_SAMPLES" "$REF_RSS_MAX" "$FERRY_SAMPLES" \
-            "$FERRY_RSS_MAX" ratio "$CSV_GOAL" $(($(lines "$REF_OUT") - 1)) $(($(lines "$FERRY_FILE") - 1)) \
-            "$FERRY_ROWS" "$(bytes "$REF_OUT")" "$(bytes "$FERRY_FILE")" "PostgreSQL $(psql "$PG_URL" -X -tAc 'show server_version' 2>/dev/null | cut -d' ' -f1) on loopback"
-        rm -f "$REF_OUT" "$FERRY_FILE"
+        pg_cases csv-pg "$ROWS" "$REPS" ref_psql_csv "psql \\copy ... csv header"
         if [[ ${KEEP:-0} != 1 ]]; then
             psql "$PG_URL" -X -q -c "DROP TABLE IF EXISTS $PG_TABLE" >/dev/null 2>&1 || true
         fi
     else
         record csv-pg "$ROWS" "psql \\copy ... csv header" - - - - ratio "$CSV_GOAL" - - - - - "SKIPPED: $PG_NOTE"
+    fi
+fi
+if want pg-10m; then
+    if [[ $PG_BIG_OK == 1 ]]; then
+        pg_cases pg-10m "$PG_BIG_ROWS" "$BIG_REPS" ref_psql_big "psql \\copy ... csv header"
+        if [[ ${KEEP:-0} != 1 ]]; then
+            psql "$PG_URL" -X -q -c "DROP TABLE IF EXISTS $PG_BIG_TABLE" >/dev/null 2>&1 || true
+        fi
+    else
+        record pg-10m "$PG_BIG_ROWS" "psql \\copy ... csv header" - - - - ratio "$CSV_GOAL" - - - - - "SKIPPED: ${PG_NOTE:-loading failed}"
     fi
 fi
 

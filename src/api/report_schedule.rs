@@ -134,6 +134,26 @@ pub struct SqlSource {
     /// The query. Named parameters `:window_start`, `:window_end` (RFC 3339 timestamps with
     /// the zone's offset) and `:slot` are bound from the window.
     pub query: String,
+    /// PostgreSQL only: read the query in `parts` ranges of `column` at once, each in its own
+    /// session, all sessions sharing one snapshot, and write the ranges in order: the file is
+    /// the one a single session would write from the same snapshot when the query is ordered
+    /// by `column`. For a plain SELECT (no GROUP BY, DISTINCT, aggregate, window function,
+    /// LIMIT or UNION), in a ReportSchedule (a usage query is read by one session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Partition>,
+}
+
+/// How a PostgreSQL query is split to be read by several sessions at once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Partition {
+    /// A column of the query's FROM clause (selected or not; `id`, `o.created_at`) of an
+    /// integer, date, timestamp or timestamptz type, ideally the first key of the query's
+    /// ORDER BY and indexed. Rows where it is NULL are read with the range written last (first
+    /// when the ORDER BY puts NULLs first).
+    pub column: String,
+    /// Sessions reading at once, 2 to 16 (each a connection to the database).
+    pub parts: u32,
 }
 
 /// The time window of a report run.

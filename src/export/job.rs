@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 use super::{ColumnSpec, FormatContext, Value, hash_file, writer_for};
-use crate::api::{Column, ReportFormat};
+use crate::api::{Column, Partition, ReportFormat};
 use crate::source::{self, Params, SourceEvent};
 use crate::{Error, Result};
 
@@ -17,6 +17,8 @@ pub struct ExportJob<'a> {
     pub url: &'a str,
     /// The query.
     pub query: &'a str,
+    /// How a PostgreSQL read is split over several sessions, if it is.
+    pub partition: Option<&'a Partition>,
     /// Window and slot parameters.
     pub params: Params,
     /// Selected columns (empty: every column of the query).
@@ -54,7 +56,7 @@ pub async fn export(job: ExportJob<'_>) -> Result<ExportOutput> {
     let writer = tokio::task::spawn_blocking(move || {
         write_file(rx, &format, &selection, &context, &writer_path, progress)
     });
-    let read = source::stream_sql(job.url, job.query, &job.params, tx).await;
+    let read = source::stream_sql(job.url, job.query, job.partition, &job.params, tx).await;
     let written = writer
         .await
         .map_err(|e| Error::Export(format!("the writer thread failed: {e}")))?;

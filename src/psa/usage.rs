@@ -42,7 +42,7 @@ pub async fn read_usage(
     let (tx, mut rx) = mpsc::channel(4);
     let query = source.query.clone();
     let url = url.to_string();
-    let reader = tokio::spawn(async move { stream_sql(&url, &query, &params, tx).await });
+    let reader = tokio::spawn(async move { stream_sql(&url, &query, None, &params, tx).await });
     let mut usage = Usage::new();
     let mut columns: Option<(usize, usize, usize)> = None;
     while let Some(event) = rx.recv().await {

@@ -597,6 +597,7 @@ impl Runner {
         let result = export(ExportJob {
             url,
             query: &sql.query,
+            partition: sql.partition.as_ref(),
             params,
             columns: &view.spec.columns,
             format: &view.spec.format,

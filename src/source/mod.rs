@@ -5,6 +5,7 @@
 pub mod params;
 pub mod postgres;
 pub mod rows;
+pub mod split;
 pub mod sqlite;
 pub mod statement;
 
@@ -16,21 +17,31 @@ pub use rows::{BATCH_ROWS, SourceEvent};
 
 use tokio::sync::mpsc;
 
+use crate::api::Partition;
 use crate::{Error, Result};
 
 /// Runs `query` against the database at `url` (sqlite:... or postgres://...) with the named
 /// parameters bound, sending columns and row batches to `tx`. Returns the number of rows.
 /// A closed receiver (the consumer failed or was cancelled) stops the query early.
+/// `partition` splits a PostgreSQL read over several sessions (see [`postgres`]).
 pub async fn stream_sql(
     url: &str,
     query: &str,
+    partition: Option<&Partition>,
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
     if url.starts_with("sqlite:") {
+        if partition.is_some() {
+            return Err(Error::Source(
+                "source.sql.partition is for PostgreSQL; a SQLite database is read by one \
+                 connection: remove partition"
+                    .into(),
+            ));
+        }
         sqlite::stream(url, query, params, tx).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        postgres::stream(url, query, params, tx).await
+        postgres::stream(url, query, partition, params, tx).await
     } else {
         Err(Error::Source(format!(
             "unsupported database URL `{}`: expected sqlite:PATH or postgres://...",

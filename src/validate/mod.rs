@@ -276,6 +276,48 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
     }
 }
 
+/// `partition` of a report's source: PostgreSQL only, 2 to 16 sessions, a column name, and a
+/// query that can be split (one plain SELECT; see [`crate::source::split`]).
+fn check_partition(c: &mut Checker, field: &str, sql: &SqlSource) {
+    let Some(partition) = &sql.partition else {
+        return;
+    };
+    let field = format!("{field}.partition");
+    if let Some(url) = &sql.url
+        && url.starts_with("sqlite:")
+    {
+        c.error(
+            &field,
+            "partition is for PostgreSQL; a SQLite database is read by one connection: remove it",
+        );
+        return;
+    }
+    let max = crate::source::postgres::MAX_PARTS;
+    if !(2..=max).contains(&partition.parts) {
+        c.error(
+            &format!("{field}.parts"),
+            format!(
+                "parts is {}: give 2 to {max} sessions (each is a connection to the database)",
+                partition.parts
+            ),
+        );
+    }
+    if let Err(e) = crate::source::split::parse_column(&partition.column) {
+        c.error(&format!("{field}.column"), e);
+        return;
+    }
+    // The parameters become literals of the same length, as the query check does.
+    if let Ok(sql) =
+        crate::source::params::rewrite_named(&sql.query, Dialect::Postgres, |_, name| {
+            format!("'{}'", "_".repeat(name.len().saturating_sub(1)))
+        })
+        && crate::source::statement::check_query(&sql.sql, Some(Dialect::Postgres)).is_ok()
+        && let Err(e) = crate::source::split::SplitQuery::parse(&sql.sql, &partition.column)
+    {
+        c.error(&field, e);
+    }
+}
+
 /// The SQL dialect a query is checked in: `Some(None)` when the URL is in a Secret (either
 /// dialect), `None` when the URL is not supported (reported by itself).
 fn query_dialect(sql: &SqlSource) -> Option<Option<Dialect>> {
@@ -379,6 +421,7 @@ fn check_report_schedule(
         c.check("spec.startingDeadline", positive_duration(d));
     }
     check_sql(c, "spec.source.sql", &spec.source.sql);
+    check_partition(c, "spec.source.sql", &spec.source.sql);
     match crate::source::params::referenced_params(&spec.source.sql.query) {
         Err(message) => {
             let query = &spec.source.sql.query;
@@ -680,6 +723,12 @@ fn check_psa_settings(
         check_time_zone(c, &format!("{prefix}.usageSync.timeZone"), &u.time_zone);
         if let Some(src) = &u.source {
             check_sql(c, &format!("{prefix}.usageSync.source.sql"), &src.sql);
+            if src.sql.partition.is_some() {
+                c.error(
+                    &format!("{prefix}.usageSync.source.sql.partition"),
+                    "partition splits a report export; a usage query is read by one session: remove it",
+                );
+            }
         } else if u.enabled && prefix == "spec" {
             c.error(
                 &format!("{prefix}.usageSync.source"),

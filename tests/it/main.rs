@@ -28,6 +28,7 @@ mod hosted_sftp_abuse;
 mod hosted_sftp_run;
 mod job_executor;
 mod limits;
+mod partitioned;
 mod plan_cluster;
 mod psa_contract;
 mod psa_reports;

@@ -50,12 +50,12 @@ impl Export {
 }
 
 async fn export(url: &str, query: &str, params: &Params) -> Result<Export, String> {
-    collect(|tx| stream_sql(url, query, params, tx)).await
+    collect(|tx| stream_sql(url, query, None, params, tx)).await
 }
 
 /// Exports from the test PostgreSQL with a chosen transfer (COPY or fetch).
 async fn export_pg(query: &str, params: &Params, transfer: Transfer) -> Export {
-    collect(|tx| postgres::stream_with(pg_url(), query, params, tx, transfer))
+    collect(|tx| postgres::stream_with(pg_url(), query, None, params, tx, transfer))
         .await
         .unwrap_or_else(|e| panic!("export ({transfer:?}) failed: {e}\nquery: {query}"))
 }
@@ -644,7 +644,7 @@ async fn sqlite_a_closed_receiver_stops_the_query() {
         drop(rx);
     };
     let params = no_window();
-    let (result, ()) = tokio::join!(stream_sql(&db.url, query, &params, tx), reader);
+    let (result, ()) = tokio::join!(stream_sql(&db.url, query, None, &params, tx), reader);
     assert_eq!(result.unwrap_err().to_string(), "source: export cancelled");
 }
 
@@ -1123,7 +1123,7 @@ async fn postgres_a_closed_receiver_stops_the_query() {
     };
     let started = std::time::Instant::now();
     let params = no_window();
-    let (result, ()) = tokio::join!(stream_sql(pg_url(), query, &params, tx), reader);
+    let (result, ()) = tokio::join!(stream_sql(pg_url(), query, None, &params, tx), reader);
     assert_eq!(result.unwrap_err().to_string(), "source: export cancelled");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
@@ -1137,10 +1137,11 @@ async fn postgres_statements_copy_cannot_run_are_fetched_instead() {
 
     // Forced to COPY, the same statement is the server's error.
     let params = no_window();
-    let err =
-        collect(|tx| postgres::stream_with(pg_url(), "SHOW TimeZone", &params, tx, Transfer::Copy))
-            .await
-            .unwrap_err();
+    let err = collect(|tx| {
+        postgres::stream_with(pg_url(), "SHOW TimeZone", None, &params, tx, Transfer::Copy)
+    })
+    .await
+    .unwrap_err();
     assert!(
         err.starts_with("source: PostgreSQL query failed: syntax error"),
         "{err}"

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 /// Removes the URL (and a password long enough to be recognisable) from messages.
+#[derive(Clone)]
 pub(super) struct Scrubber {
     url: String,
     password: Option<String>,

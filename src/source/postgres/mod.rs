@@ -44,8 +44,10 @@
 mod copy;
 mod decode;
 mod errors;
+mod partitioned;
 mod types;
 
+pub use partitioned::MAX_PARTS;
 pub use types::PgInstant;
 
 use std::fmt::Write as _;
@@ -61,7 +63,9 @@ use sqlx::{
 use tokio::sync::mpsc;
 
 use super::params::{Dialect, bind_named, rewrite_named, rfc3339};
+use super::split::SplitQuery;
 use super::{BATCH_ROWS, Params, SourceEvent};
+use crate::api::Partition;
 use crate::export::Value;
 use crate::{Error, Result};
 use copy::{CopyReader, copy_refused};
@@ -73,10 +77,11 @@ use types::{Kind, oid};
 pub async fn stream(
     url: &str,
     query: &str,
+    partition: Option<&Partition>,
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
-    stream_with(url, query, params, tx, Transfer::Auto).await
+    stream_with(url, query, partition, params, tx, Transfer::Auto).await
 }
 
 /// How rows travel from the server.
@@ -94,10 +99,11 @@ pub enum Transfer {
     Fetch,
 }
 
-/// [`stream`] with a chosen [`Transfer`].
+/// [`stream`] with a chosen [`Transfer`] (a partitioned read always copies).
 pub async fn stream_with(
     url: &str,
     query: &str,
+    partition: Option<&Partition>,
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
     transfer: Transfer,
@@ -136,8 +142,6 @@ pub async fn stream_with(
             ))
         })
     };
-    let mut conn = connect().await?;
-
     let run = Run {
         copy_sql: format!(
             "COPY (\n{}\n) TO STDOUT (FORMAT binary)",
@@ -157,6 +161,17 @@ pub async fn stream_with(
         zone: params.slot.time_zone().iana_name().map(str::to_string),
         scrub: &scrub,
     };
+    if let Some(partition) = partition {
+        let split = SplitQuery::parse(&inlined.sql[..inlined.body_len], &partition.column)
+            .map_err(|e| Error::Source(format!("source.sql.partition: {e}")))?;
+        let parts = partition.parts.clamp(1, partitioned::MAX_PARTS) as usize;
+        return tokio::select! {
+            biased;
+            result = partitioned::stream(&run, connect, &split, parts, &tx) => result,
+            _ = tx.closed() => Err(cancelled()),
+        };
+    }
+    let mut conn = connect().await?;
     let mut result = tokio::select! {
         biased;
         result = run.pump(&mut conn, &tx, transfer, true) => result,
@@ -223,14 +238,9 @@ impl Run<'_> {
         ))
     }
 
-    async fn pump(
-        &self,
-        conn: &mut PgConnection,
-        tx: &mpsc::Sender<SourceEvent>,
-        transfer: Transfer,
-        send_columns: bool,
-    ) -> Result<Pumped> {
-        // Session settings for a report, in one round trip.
+    /// Session settings for a report, in one round trip: read-only, ISO 8601 intervals, the
+    /// schedule's zone.
+    async fn setup(&self, conn: &mut PgConnection) -> Result<()> {
         let mut setup =
             String::from("SET default_transaction_read_only = on; SET IntervalStyle = iso_8601;");
         if let Some(zone) = &self.zone
@@ -244,7 +254,15 @@ impl Run<'_> {
             .execute(&mut *conn)
             .await
             .map_err(|e| self.query_error(&e))?;
+        Ok(())
+    }
 
+    /// Prepares the query (its window parameters typed `timestamptz`): its columns' names
+    /// and kinds, every type checked before any row is read.
+    async fn prepare(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<(sqlx::postgres::PgStatement, Vec<String>, Vec<Kind>)> {
         let types = vec![PgTypeInfo::with_oid(Oid(oid::TIMESTAMPTZ)); self.params.len()];
         let statement = (&mut *conn)
             .prepare_with(AssertSqlSafe(self.sql).into_sql_str(), &types)
@@ -272,6 +290,18 @@ impl Run<'_> {
             names.push(column.name().to_string());
             kinds.push(kind);
         }
+        Ok((statement, names, kinds))
+    }
+
+    async fn pump(
+        &self,
+        conn: &mut PgConnection,
+        tx: &mpsc::Sender<SourceEvent>,
+        transfer: Transfer,
+        send_columns: bool,
+    ) -> Result<Pumped> {
+        self.setup(conn).await?;
+        let (statement, names, kinds) = self.prepare(conn).await?;
         if send_columns {
             tx.send(SourceEvent::Columns(names.clone()))
                 .await
@@ -332,9 +362,8 @@ impl Run<'_> {
         Ok(Pumped::Rows(rows))
     }
 
-    /// Streams the rows through `COPY (query) TO STDOUT (FORMAT binary)`: the same binary
-    /// values as a fetch, without a row object per row. The inner error is the server's
-    /// refusal to COPY this statement at all (before any row).
+    /// The rows through `COPY (query) TO STDOUT (FORMAT binary)`, sent as row batches. The
+    /// inner error is the server's refusal to COPY this statement at all (before any row).
     async fn copy(
         &self,
         conn: &mut PgConnection,
@@ -342,60 +371,84 @@ impl Run<'_> {
         names: &[String],
         kinds: &[Kind],
     ) -> Result<std::result::Result<u64, sqlx::Error>> {
-        let mut stream = match conn.copy_out_raw(&self.copy_sql).await {
-            Ok(stream) => stream,
-            Err(e) if copy_refused(&e) => return Ok(Err(e)),
-            Err(e) => return Err(self.copy_error(&e)),
-        };
-        let mut reader = CopyReader::new(kinds.len());
-        let mut scratch = String::new();
-        let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
-        let mut rows: u64 = 0;
-        let mut carry: Vec<u8> = Vec::new();
-        while let Some(chunk) = stream.try_next().await.map_err(|e| self.copy_error(&e))? {
-            // PostgreSQL sends one row per message; a row split across messages is carried.
-            let data: &[u8] = if carry.is_empty() {
-                &chunk
-            } else {
-                carry.extend_from_slice(&chunk);
-                &carry
-            };
-            let mut at = 0;
-            loop {
-                let row = reader.next_row(&data[at..], |i, bytes| {
-                    let Some(bytes) = bytes else {
-                        return Ok(Value::Null);
-                    };
-                    decode_binary(kinds[i], bytes, &mut scratch).map_err(|why| {
-                        Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
-                    })
-                })?;
-                let Some((values, used)) = row else { break };
-                at += used;
-                let Some(values) = values else { continue };
-                rows += 1;
-                batch.push(values);
-                if batch.len() == BATCH_ROWS {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                    tx.send(SourceEvent::Rows(full))
-                        .await
-                        .map_err(|_| cancelled())?;
-                }
-            }
-            let rest = data[at..].to_vec();
-            carry = rest;
-        }
-        drop(stream);
-        if !carry.is_empty() || !reader.finished {
-            return Err(Error::Source(
-                "PostgreSQL ended the COPY stream in the middle of a row".into(),
-            ));
-        }
-        if !batch.is_empty() {
-            tx.send(SourceEvent::Rows(batch))
-                .await
-                .map_err(|_| cancelled())?;
-        }
-        Ok(Ok(rows))
+        let error = |e: &sqlx::Error| self.copy_error(e);
+        copy_rows(
+            conn,
+            &self.copy_sql,
+            names,
+            kinds,
+            error,
+            tx,
+            SourceEvent::Rows,
+        )
+        .await
     }
+}
+
+/// Streams the rows of `copy_sql` (a `COPY (query) TO STDOUT (FORMAT binary)`) to `out` in
+/// batches of [`BATCH_ROWS`], each wrapped by `wrap`: the same binary values as a fetch,
+/// without a row object per row. `error` words a server error; the inner error is the
+/// server's refusal to COPY the statement at all (before any row), which a caller may answer
+/// with a fetch.
+async fn copy_rows<T: Send>(
+    conn: &mut PgConnection,
+    copy_sql: &str,
+    names: &[String],
+    kinds: &[Kind],
+    error: impl Fn(&sqlx::Error) -> Error,
+    out: &mpsc::Sender<T>,
+    wrap: fn(Vec<Vec<Value>>) -> T,
+) -> Result<std::result::Result<u64, sqlx::Error>> {
+    let send = async |batch| out.send(wrap(batch)).await.map_err(|_| cancelled());
+    let mut stream = match conn.copy_out_raw(copy_sql).await {
+        Ok(stream) => stream,
+        Err(e) if copy_refused(&e) => return Ok(Err(e)),
+        Err(e) => return Err(error(&e)),
+    };
+    let mut reader = CopyReader::new(kinds.len());
+    let mut scratch = String::new();
+    let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
+    let mut rows: u64 = 0;
+    let mut carry: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.try_next().await.map_err(|e| error(&e))? {
+        // PostgreSQL sends one row per message; a row split across messages is carried.
+        let data: &[u8] = if carry.is_empty() {
+            &chunk
+        } else {
+            carry.extend_from_slice(&chunk);
+            &carry
+        };
+        let mut at = 0;
+        loop {
+            let row = reader.next_row(&data[at..], |i, bytes| {
+                let Some(bytes) = bytes else {
+                    return Ok(Value::Null);
+                };
+                decode_binary(kinds[i], bytes, &mut scratch).map_err(|why| {
+                    Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
+                })
+            })?;
+            let Some((values, used)) = row else { break };
+            at += used;
+            let Some(values) = values else { continue };
+            rows += 1;
+            batch.push(values);
+            if batch.len() == BATCH_ROWS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                send(full).await?;
+            }
+        }
+        let rest = data[at..].to_vec();
+        carry = rest;
+    }
+    drop(stream);
+    if !carry.is_empty() || !reader.finished {
+        return Err(Error::Source(
+            "PostgreSQL ended the COPY stream in the middle of a row".into(),
+        ));
+    }
+    if !batch.is_empty() {
+        send(batch).await?;
+    }
+    Ok(Ok(rows))
 }
