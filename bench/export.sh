@@ -115,6 +115,7 @@ else
 fi
 PG_STARTED=0
 PG_TABLE=ferry_bench_items
+PG_BIG_TABLE=ferry_bench_events
 cleanup() {
     if [[ $PG_STARTED == 1 ]]; then "$PG_SCRIPT" stop >/dev/null 2>&1 || true; fi
     if [[ ${KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
@@ -241,7 +242,6 @@ fi
 
 PG_OK=0
 PG_BIG_OK=0
-PG_BIG_TABLE=ferry_bench_events
 PG_NOTE=""
 if want csv-pg || want pg-10m; then
     if ! "$PG_SCRIPT" status >/dev/null 2>&1; then
@@ -269,7 +269,7 @@ CREATE TABLE $PG_BIG_TABLE (
 INSERT INTO $PG_BIG_TABLE
 SELECT i, 'EV-' || lpad((i * 7919 % 100000)::text, 5, '0'), i * 31 % 500 + 1,
        (i * 7907 % 1000000) / 100.0, date '2024-01-01' + (i % 730)::int
-FROM generate_series(1, $PG_BIG_ROWS) AS i;
+FROM generate_series(1::bigint, $PG_BIG_ROWS) AS i;
 VACUUM ANALYZE $PG_BIG_TABLE;
 EOF
         then PG_BIG_OK=1; else
