@@ -53,7 +53,7 @@ impl PdfFile {
         let slot = &mut self.offsets[id.0 as usize - 1];
         assert!(slot.is_none(), "object {} written twice", id.0);
         *slot = Some(self.out.bytes());
-        write!(self.out, "{} 0 obj\n", id.0)?;
+        writeln!(self.out, "{} 0 obj", id.0)?;
         self.out.write_all(&bytes)?;
         self.out.write_all(b"\nendobj\n")
     }
@@ -112,7 +112,7 @@ impl PdfFile {
                 ))
             })?;
             // Each entry is exactly 20 bytes: 10-digit offset, generation, `n`, space, LF.
-            write!(self.out, "{offset:010} 00000 n \n")?;
+            writeln!(self.out, "{offset:010} 00000 n ")?;
         }
         trailer.set("Size", size as i64);
         self.out.write_all(b"trailer\n")?;
