@@ -402,7 +402,7 @@ if want pdf; then
         F_OLD=(--state "$WORK/state-old/state.db" --secrets-dir "$SECRETS")
         "$OLD_BIN" "${F_OLD[@]}" apply --auto-approve -f "$RES" >"$LOGS/apply-old.txt" 2>&1 \
             || { cat "$LOGS/apply-old.txt" >&2; die "PDF_OLD_BIN: ferry apply failed"; }
-        OLD_LABEL="ferry before: $("$OLD_BIN" --version)"
+        OLD_LABEL="ferry before ($(basename "$PDF_OLD_BIN"))"
     fi
     pdf_pages() { command -v pdfinfo >/dev/null && pdfinfo "$1" 2>/dev/null | awk '/^Pages:/ {print $2}' || echo -; }
     # ref_old_pdf OUTFILE: one run-now of the other build (OUTFILE unused: its file is OLD_FILE).

@@ -33,7 +33,10 @@
 //! the document information, both made by printpdf. The file is written (and hashed) under
 //! the temporary name the export job gives it, renamed only once complete: a failure never
 //! leaves part of a report under its real name. So memory does not grow with the report;
-//! [`MAX_ROWS`] only keeps a PDF readable.
+//! [`MAX_ROWS`] only keeps a PDF readable. Measured with `bench/export.sh` (release, the whole
+//! `ferry run-now`, 10 columns, A4 landscape, IPAGothic embedded), before -> after: 100,000
+//! rows (4,837 pages) 5.12 -> 3.98 s, peak RSS 499 -> 64 MiB; 200,000 rows 12.13 -> 8.13 s,
+//! 945 -> 65 MiB (built-in Helvetica: 469 -> 51 and 864 -> 50 MiB, times about equal).
 
 mod draw;
 mod file;
