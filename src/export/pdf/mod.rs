@@ -63,8 +63,8 @@ use fonts::{Fonts, Style};
 
 /// The most rows a PDF report may have; beyond this the export fails and suggests CSV or
 /// XLSX. Not a memory bound (pages are written as they fill, see the module doc) but a
-/// reading one: a million rows are some 35,000 pages, and the page tree lists every page
-/// in one array.
+/// reading one: a million rows of 10 columns are some 50,000 A4 pages (measured: 72 MiB peak
+/// RSS, 46 s, 127 MB with an embedded font), and the page tree lists every page in one array.
 pub const MAX_ROWS: u64 = 1_000_000;
 /// Rows measured to choose the column widths.
 pub const SAMPLE_ROWS: usize = 100;
