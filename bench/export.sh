@@ -5,7 +5,9 @@
 #               same export split (`partition: {column: id, parts: N}`) for each N of PG_PARTS
 #   pg-10m      PostgreSQL -> CSV, 10M x 5   vs psql \copy, serial and split the same way
 #   xlsx        SQLite -> XLSX, 1M x 10      vs Python XlsxWriter (constant_memory), typed cells
-#   pdf         SQLite -> PDF, 100k x 10     Ferry only (no reference tool)
+#   pdf         SQLite -> PDF, 100k x 10     embedded IPAGothic, and the built-in Helvetica (Latin
+#                                            text); no reference tool: with PDF_OLD_BIN, another
+#                                            ferry build (the one before a change) side by side
 #   rss-10m     SQLite -> CSV, 10M x 5       peak RSS of ferry (and sqlite3 -csv for scale)
 #
 #   bench/export.sh                        # from anywhere; everything runs under a temp dir
@@ -17,6 +19,9 @@
 #                     shows the median (the reference and Ferry alternate, run by run)
 #   BIG_REPS=1        timed runs of the 10M-row case (after its warm-up)
 #   ROWS=1000000      rows of the 1M cases;  PDF_ROWS=100000;  BIG_ROWS=10000000
+#   PDF_MORE_ROWS=    also run the pdf cases at these row counts (e.g. "200000"; at most ROWS)
+#   PDF_OLD_BIN=PATH  a ferry binary to compare with: each pdf case alternates it with Ferry as
+#                     its reference (its own state; time, peak RSS, file and pages of both)
 #   CASES="csv-sqlite csv-pg xlsx pdf rss-10m"   (pg-10m only when asked: it loads 10M rows
 #                     into PostgreSQL, about a minute and 1 GiB of disk)
 #   PG_PARTS="2 4"    sessions of the split PostgreSQL exports (empty: serial only)
@@ -62,6 +67,9 @@ want() { [[ " $CASES " == *" $1 "* ]]; }
 
 command -v python3 >/dev/null || die "python3 is required"
 (( PDF_ROWS <= ROWS )) || PDF_ROWS=$ROWS   # the PDF reads the first PDF_ROWS rows of the table
+PDF_SIZES=$PDF_ROWS
+for n in ${PDF_MORE_ROWS:-}; do (( n <= ROWS )) && PDF_SIZES+=" $n" || log "pdf: $n rows skipped (ROWS=$ROWS)"; done
+if [[ -n ${PDF_OLD_BIN:-} ]]; then [[ -x $PDF_OLD_BIN ]] || die "PDF_OLD_BIN=$PDF_OLD_BIN is not executable"; fi
 
 # ------------------------------------------------------------------ tools
 IS_ROOT=0; [[ $(id -u) == 0 ]] && IS_ROOT=1
@@ -224,7 +232,9 @@ DB=$DATA/items.db
 BIG_DB=$DATA/events.db
 ITEM_COLUMNS="id, customer, quantity, price, weight, ship_date, updated_at, active, note, status"
 Q_ITEMS="SELECT $ITEM_COLUMNS FROM items ORDER BY id"
-Q_PDF="SELECT $ITEM_COLUMNS FROM items ORDER BY id LIMIT $PDF_ROWS"
+# Helvetica shows Latin-1 only: other text (Japanese customers and notes) is replaced.
+LATIN1="GLOB '*[^ -ÿ]*'"
+Q_PDF_LATIN="SELECT id, CASE WHEN customer $LATIN1 THEN 'Sample Trading Co. ' || id ELSE customer END AS customer, quantity, price, weight, ship_date, updated_at, active, CASE WHEN note $LATIN1 THEN 'gift wrap, thank-you note' ELSE note END AS note, status FROM items ORDER BY id"
 Q_PG="SELECT $ITEM_COLUMNS FROM $PG_TABLE ORDER BY id"
 Q_EVENTS="SELECT id, code, qty, amount, day FROM events ORDER BY id"
 Q_PG_BIG="SELECT id, code, qty, amount, day FROM $PG_BIG_TABLE ORDER BY id"
@@ -348,8 +358,13 @@ EOF
     SQLITE_SRC="      url: \"sqlite://$DB\""$'\n'"$(indent_query "$Q_ITEMS")"
     schedule csv-sqlite "$SQLITE_SRC" "$CSV_FMT" csv
     schedule xlsx "$SQLITE_SRC" $'    xlsx:\n      sheetName: Report' xlsx
-    schedule pdf "      url: \"sqlite://$DB\""$'\n'"$(indent_query "$Q_PDF")" \
-        $'    pdf:\n      title: Export benchmark\n      orientation: landscape\n      pageSize: A4'"$( ((HAVE_FONT)) && printf '\n      fontFile: "%s"' "$JP_FONT")" pdf
+    # pdf-N (IPAGothic) and pdf-latin-N (built-in Helvetica: text outside Latin-1 replaced)
+    PDF_FMT=$'    pdf:\n      title: Export benchmark\n      orientation: landscape\n      pageSize: A4'
+    for n in $PDF_SIZES; do
+        ((HAVE_FONT)) && schedule "pdf-$n" "      url: \"sqlite://$DB\""$'\n'"$(indent_query "$Q_ITEMS LIMIT $n")" \
+            "$PDF_FMT"$'\n'"      fontFile: \"$JP_FONT\"" pdf
+        schedule "pdf-latin-$n" "      url: \"sqlite://$DB\""$'\n'"$(indent_query "$Q_PDF_LATIN LIMIT $n")" "$PDF_FMT" pdf
+    done
     PG_SRC=$'      connectionSecretRef:\n        name: bench-pg\n        key: url\n'
     schedule csv-pg "$PG_SRC$(indent_query "$Q_PG")" "$CSV_FMT" csv
     schedule pg-10m "$PG_SRC$(indent_query "$Q_PG_BIG")" "$CSV_FMT" csv
@@ -455,15 +470,47 @@ fi
 
 # ------------------------------------------------------------------ 4. SQLite -> PDF
 if want pdf; then
-    log "pdf: $PDF_ROWS rows, ferry only, warm-up + $REPS"
-    FERRY_FILE=""
-    bench_case pdf "-" "$REPS" "" pdf
-    pages=-
-    command -v pdfinfo >/dev/null && pages=$(pdfinfo "$FERRY_FILE" 2>/dev/null | awk '/^Pages:/ {print $2}')
-    font_note="built-in Helvetica"; ((HAVE_FONT)) && font_note="IPAGothic embedded"
-    record pdf "$PDF_ROWS" "(none: no reference tool)" - - "$FERRY_SAMPLES" "$FERRY_RSS_MAX" none - \
-        - "$FERRY_ROWS" "$FERRY_ROWS" - "$(bytes "$FERRY_FILE")" "$pages pages, A4 landscape, $font_note"
-    rm -f "$FERRY_FILE"
+    OLD_LABEL="(none: no reference tool)"
+    if [[ -n ${PDF_OLD_BIN:-} ]]; then
+        # The other build gets a copy and a state of its own (same resources, same slots' files).
+        OLD_BIN=$WORK/ferry-old
+        cp "$PDF_OLD_BIN" "$OLD_BIN"
+        F_OLD=(--state "$WORK/state-old/state.db" --secrets-dir "$SECRETS")
+        "$OLD_BIN" "${F_OLD[@]}" apply --auto-approve -f "$RES" >"$LOGS/apply-old.txt" 2>&1 \
+            || { cat "$LOGS/apply-old.txt" >&2; die "PDF_OLD_BIN: ferry apply failed"; }
+        OLD_LABEL="ferry before ($(basename "$PDF_OLD_BIN"))"
+    fi
+    pdf_pages() { command -v pdfinfo >/dev/null && pdfinfo "$1" 2>/dev/null | awk '/^Pages:/ {print $2}' || echo -; }
+    # ref_old_pdf OUTFILE: one run-now of the other build (OUTFILE unused: its file is OLD_FILE).
+    ref_old_pdf() {
+        [[ -n ${OLD_FILE:-} ]] && rm -f "$OLD_FILE"
+        next_slot
+        run_measured "ferry (PDF_OLD_BIN) run-now rs/$PDF_SCHEDULE" "$LOGS/run-now-old.txt" \
+            "$OLD_BIN" "${F_OLD[@]}" run-now "rs/$PDF_SCHEDULE" --slot "$SLOT"
+        local line
+        line=$(head -1 "$LOGS/run-now-old.txt")
+        [[ $line == *": succeeded, "* ]] || die "PDF_OLD_BIN run-now rs/$PDF_SCHEDULE: $line"
+        OLD_ROWS=$(sed -E 's/.*succeeded, ([0-9]+) rows.*/\1/' <<<"$line")
+        OLD_FILE=$DELIVERED/$(sed -E 's/.* file (.*)$/\1/' <<<"$line")
+    }
+    for n in $PDF_SIZES; do
+        for PDF_SCHEDULE in $( ((HAVE_FONT)) && echo "pdf-$n") "pdf-latin-$n"; do
+            font_note="IPAGothic embedded"; [[ $PDF_SCHEDULE == pdf-latin-* ]] && font_note="built-in Helvetica"
+            log "pdf: $n rows, $font_note, ${PDF_OLD_BIN:+the build before vs }ferry, warm-up + $REPS"
+            FERRY_FILE=""; OLD_FILE=""; OLD_ROWS=-; REF_OUT=$REF/unused.pdf
+            bench_case pdf "before" "$REPS" "$( [[ -n ${PDF_OLD_BIN:-} ]] && echo ref_old_pdf)" "$PDF_SCHEDULE"
+            note="$(pdf_pages "$FERRY_FILE") pages, A4 landscape, $font_note"
+            old_bytes=-
+            if [[ -n $OLD_FILE ]]; then
+                note+="; before: $(pdf_pages "$OLD_FILE") pages"
+                old_bytes=$(bytes "$OLD_FILE")
+            fi
+            record "pdf ($( [[ $PDF_SCHEDULE == pdf-latin-* ]] && echo Helvetica || echo IPAGothic))" "$n" "$OLD_LABEL" \
+                "${REF_SAMPLES:--}" "$( [[ -n $OLD_FILE ]] && echo "$REF_RSS_MAX" || echo -)" "$FERRY_SAMPLES" \
+                "$FERRY_RSS_MAX" none - "$OLD_ROWS" "$FERRY_ROWS" "$FERRY_ROWS" "$old_bytes" "$(bytes "$FERRY_FILE")" "$note"
+            rm -f "$FERRY_FILE" ${OLD_FILE:+"$OLD_FILE"}
+        done
+    done
 fi
 
 # ------------------------------------------------------------------ 5. peak RSS, 10M rows

@@ -90,7 +90,8 @@ fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
-/// Writes a report to `dir/report.pdf`.
+/// Writes a report to `dir/report.pdf`, checking the SHA-256 the writer returns (it hashes
+/// the file as it writes it) against the file's.
 fn write(
     dir: &Path,
     format: &PdfFormat,
@@ -103,8 +104,20 @@ fn write(
     for (i, row) in rows.iter().enumerate() {
         writer.row(i as u64 + 1, row)?;
     }
-    assert_eq!(writer.finish()?, None);
+    let digest = writer
+        .finish()?
+        .expect("the PDF writer hashes what it writes");
+    let (hash, _) = ferry::export::hash_file(&path).unwrap();
+    assert_eq!(digest, hash, "the returned SHA-256 is the file's");
     Ok(path)
+}
+
+/// The text of each page, in order (`pdftotext` ends every page with a form feed).
+fn pages_text(pdf: &Path) -> Vec<String> {
+    let text = pdftotext(pdf, None);
+    let mut pages: Vec<String> = text.split('\u{c}').map(str::to_string).collect();
+    assert_eq!(pages.pop().as_deref(), Some(""), "text after the last page");
+    pages
 }
 
 fn run(program: &str, args: &[&str], pdf: &Path) -> String {
@@ -753,4 +766,135 @@ fn too_many_columns_for_the_page_is_a_clear_error() {
     let message = export_error(write(dir.path(), &format(), &columns(&headers), &[]));
     assert!(message.contains("60 columns"), "{message}");
     assert!(message.contains("landscape"), "{message}");
+}
+
+/// Pages are written to the file as they fill, the footers at the end: a report of many
+/// pages must still have every row exactly once, in order, and `Page X of Y` on every page.
+#[test]
+fn a_report_of_thousands_of_rows_keeps_every_row_and_numbers_every_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Vec<Value>> = (1..=6000)
+        .map(|i| {
+            vec![
+                Value::Int(i),
+                text(&format!("customer-{i:05}")),
+                Value::Decimal(format!("{}.{:02}", i * 3, i % 100)),
+                text(if i % 7 == 0 {
+                    "Crème brûlée (à emporter)"
+                } else {
+                    ""
+                }),
+            ]
+        })
+        .collect();
+    let opts = PdfFormat {
+        orientation: Orientation::Landscape,
+        ..format()
+    };
+    let path = write(
+        dir.path(),
+        &opts,
+        &columns(&["Id", "Customer", "Amount", "Note"]),
+        &rows,
+    )
+    .unwrap();
+
+    let pages = pages_text(&path);
+    assert_eq!(pages.len(), page_count(&path));
+    assert!(pages.len() > 150, "{} pages", pages.len());
+    let total = pages.len();
+    let mut next = 1;
+    for (i, page) in pages.iter().enumerate() {
+        let footer = format!("Page {} of {total}", i + 1);
+        assert_eq!(page.matches(&footer).count(), 1, "page {}: {page}", i + 1);
+        assert_eq!(page.matches("Page ").count(), 1, "page {}", i + 1);
+        assert!(page.contains("Customer"), "page {}: no header", i + 1);
+        // The rows continue where the previous page stopped.
+        let first = format!("customer-{next:05}");
+        assert!(page.contains(&first), "page {}: {first} missing", i + 1);
+        while next <= 6000 && page.contains(&format!("customer-{next:05}")) {
+            next += 1;
+        }
+    }
+    assert_eq!(next, 6001, "rows missing after customer-{next:05}");
+    let all = pages.concat();
+    assert_eq!(all.matches("customer-").count(), 6000);
+    assert_eq!(all.matches("Crème brûlée (à emporter)").count(), 6000 / 7);
+    assert!(
+        pages[total - 1].contains("18000.00"),
+        "the last row's amount"
+    );
+    assert_renders_cleanly(&path);
+}
+
+/// With an embedded font, glyphs are numbered as they are first drawn and the subset is made
+/// at the end: characters that first appear on the last page, after many pages were written,
+/// must still show and extract correctly, and only the glyphs used be embedded.
+#[test]
+fn glyphs_first_used_on_late_pages_are_in_the_embedded_subset() {
+    tools();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PdfFormat {
+        font_file: Some(JAPANESE_FONT.into()),
+        ..format()
+    };
+    let names = ["東京", "大阪", "名古屋", "札幌", "福岡"];
+    let rows: Vec<Vec<Value>> = (1..=3000)
+        .map(|i| {
+            let place = if i == 3000 {
+                "鹿児島県霧島市（最終行）".to_string()
+            } else {
+                names[i as usize % names.len()].to_string()
+            };
+            vec![Value::Int(i), text(&place)]
+        })
+        .collect();
+    let path = write(dir.path(), &opts, &columns(&["番号", "支店"]), &rows).unwrap();
+
+    let pages = pages_text(&path);
+    let total = pages.len();
+    assert!(total > 40, "{total} pages");
+    let last = &pages[total - 1];
+    assert!(last.contains("鹿児島県霧島市（最終行）"), "{last}");
+    assert!(last.contains(&format!("Page {total} of {total}")), "{last}");
+    assert!(
+        pages[0].contains(&format!("Page 1 of {total}")),
+        "{}",
+        pages[0]
+    );
+    for name in names {
+        assert_eq!(
+            pages.concat().matches(name).count(),
+            (1..3000)
+                .filter(|i| names[*i % names.len()] == name)
+                .count(),
+            "{name}"
+        );
+    }
+    let fields = embedded_font(&path, "IPAGothic");
+    assert_embedded_subset(&fields, "IPAGothic");
+    assert_eq!(&fields[1..3], ["CID", "TrueType"], "{fields:?}");
+    // Page 1 renders without complaint, and so does the last (its new glyphs).
+    assert_renders_cleanly(&path);
+    let out = Command::new("pdftoppm")
+        .args([
+            "-r",
+            "30",
+            "-f",
+            &total.to_string(),
+            "-l",
+            &total.to_string(),
+            "-png",
+        ])
+        .arg(&path)
+        .arg(dir.path().join("last"))
+        .output()
+        .expect("run pdftoppm");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "pdftoppm: {out:?}"
+    );
+    // Only the glyphs used: IPAGothic itself is about 6 MB.
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size < 400_000, "the PDF is {size} bytes");
 }

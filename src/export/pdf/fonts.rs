@@ -1,14 +1,22 @@
 //! The report's font: the built-in Helvetica (Latin text, nothing embedded) or a TrueType
 //! font file embedded as a subset. Both answer the same questions: can a character be
-//! shown, how wide is a piece of text, and which PDF font draws it.
+//! shown, how wide is a piece of text, how is it encoded in a content stream, and which PDF
+//! font draws it.
+//!
+//! An embedded font's text is encoded as glyph numbers of the subset, two bytes each
+//! (`Identity-H`). Pages are written as soon as they are full, long before the subset can be
+//! made, so the numbers are fixed as glyphs are first drawn: the first glyph drawn is 1, the
+//! next new one 2, and so on (0 is `.notdef`), and the subset is made at the end with its
+//! glyphs in that very order (see [`Sfnt::subset`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use lopdf::{Object, StringFormat};
 use printpdf::{
-    BuiltinFont, FontId, FontMetrics, FontType, ParsedFont, PdfDocument, PdfFont, PdfFontHandle,
-    PdfFontMetricsStub,
+    BuiltinFont, FontId, FontMetrics, FontType, Op, ParsedFont, PdfDocument, PdfFont,
+    PdfFontHandle, PdfFontMetricsStub, Pt, TextItem,
 };
 use sha2::{Digest, Sha256};
 
@@ -41,14 +49,19 @@ struct Embedded {
     path: String,
     /// Glyph id and advance (font units) of every BMP character; glyph 0 = no glyph.
     bmp: Vec<(u16, u16)>,
-    /// Characters drawn so far: the BMP (one bit each) and the others.
+    /// Characters drawn so far and the glyph numbers given out.
     used: RefCell<Used>,
 }
 
-#[derive(Default)]
+/// What an embedded font's text has used so far.
 struct Used {
+    /// Characters drawn: the BMP (one bit each) and the others.
     bmp: Vec<u64>,
     other: BTreeSet<char>,
+    /// The glyph number (subset glyph id) of each glyph of the font, 0 while not drawn.
+    code_of_glyph: Vec<u16>,
+    /// The font's glyph behind each number: `glyphs[code]`, `.notdef` (0) first.
+    glyphs: Vec<u16>,
 }
 
 impl Fonts {
@@ -67,6 +80,7 @@ impl Fonts {
         let sfnt = Sfnt::parse(data).map_err(|e| {
             format!("the font file {shown} (format.pdf.fontFile) cannot be used: {e}")
         })?;
+        let num_glyphs = sfnt.num_glyphs() as usize;
         let bmp = (0..=0xFFFFu32)
             .map(|cp| match char::from_u32(cp) {
                 Some(c) => {
@@ -84,6 +98,8 @@ impl Fonts {
                 used: RefCell::new(Used {
                     bmp: vec![0; 1024],
                     other: BTreeSet::new(),
+                    code_of_glyph: vec![0; num_glyphs],
+                    glyphs: vec![0],
                 }),
             })),
         })
@@ -151,19 +167,67 @@ impl Fonts {
         !self.is_builtin()
     }
 
-    /// Records that `text` is drawn, so its glyphs go into the embedded subset.
-    pub fn mark_used(&self, text: &str) {
-        if let Face::Embedded(e) = &self.face {
-            let mut used = e.used.borrow_mut();
-            for c in text.chars() {
-                let cp = c as usize;
-                if cp <= 0xFFFF {
-                    used.bmp[cp / 64] |= 1 << (cp % 64);
-                } else {
-                    used.other.insert(c);
+    /// The name content streams select `style` by (`Tf`), the key of its font in the page
+    /// resources printpdf writes.
+    pub fn resource_name(&self, style: Style) -> String {
+        self.handle(style).get_resource_name()
+    }
+
+    /// `text` as a string operand of `TJ`: WinAnsi bytes for Helvetica; for an embedded font
+    /// two bytes per character, its glyph's number in the subset, recording the glyph as
+    /// used. Every character must have a glyph (callers check with [`Fonts::first_missing`]).
+    pub fn encode(&self, text: &str) -> Object {
+        match &self.face {
+            Face::Builtin => Object::String(
+                text.chars().map(|c| win_ansi(c).unwrap_or(b'?')).collect(),
+                StringFormat::Literal,
+            ),
+            Face::Embedded(e) => {
+                let mut used = e.used.borrow_mut();
+                let mut bytes = Vec::with_capacity(2 * text.len());
+                for c in text.chars() {
+                    let cp = c as usize;
+                    if cp <= 0xFFFF {
+                        used.bmp[cp / 64] |= 1 << (cp % 64);
+                    } else {
+                        used.other.insert(c);
+                    }
+                    let glyph = e.glyph(c).0;
+                    let mut code = used.code_of_glyph[glyph as usize];
+                    if code == 0 && glyph != 0 {
+                        code = used.glyphs.len() as u16;
+                        used.glyphs.push(glyph);
+                        used.code_of_glyph[glyph as usize] = code;
+                    }
+                    bytes.extend_from_slice(&code.to_be_bytes());
                 }
+                Object::String(bytes, StringFormat::Hexadecimal)
             }
         }
+    }
+
+    /// Operations that draw every character used so far, in both styles: a page printpdf
+    /// is given so that it writes the font objects (widths, the `ToUnicode` map) for all of
+    /// them. The page itself is not part of the report.
+    pub fn inventory(&self) -> Vec<Op> {
+        let text: String = match &self.face {
+            Face::Builtin => String::new(),
+            Face::Embedded(e) => e.used.borrow().chars().into_iter().collect(),
+        };
+        let mut ops = vec![Op::StartTextSection];
+        for style in [Style::Regular, Style::Bold] {
+            ops.push(Op::SetFont {
+                font: self.handle(style),
+                size: Pt(8.0),
+            });
+            if !text.is_empty() {
+                ops.push(Op::ShowText {
+                    items: vec![TextItem::Text(text.clone())],
+                });
+            }
+        }
+        ops.push(Op::EndTextSection);
+        ops
     }
 
     /// Embeds the font into `doc` as a subset of the glyphs drawn. The subset is tagged
@@ -173,35 +237,27 @@ impl Fonts {
             return Ok(());
         };
         let used = e.used.borrow();
-        let mut chars: BTreeSet<char> = used.other.clone();
-        for (word_index, &word) in used.bmp.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let bit = bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if let Some(c) = char::from_u32((word_index * 64 + bit) as u32) {
-                    chars.insert(c);
-                }
-            }
-        }
+        let chars = used.chars();
         if chars.is_empty() {
             return Ok(());
         }
-        let subset = e
+        let bytes = e
             .sfnt
-            .subset(&chars)
+            .subset(&used.glyphs[1..])
             .map_err(|err| format!("cannot subset {}: {err}", self.describe()))?;
-        let mut parsed =
-            ParsedFont::from_bytes(&subset.bytes, 0, &mut Vec::new()).ok_or_else(|| {
-                format!(
-                    "cannot subset {}: the subset does not parse",
-                    self.describe()
-                )
-            })?;
+        let mut parsed = ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()).ok_or_else(|| {
+            format!(
+                "cannot subset {}: the subset does not parse",
+                self.describe()
+            )
+        })?;
         // printpdf reads the widths from the subset (`hmtx`); the subset has no `cmap`, so the
-        // character -> glyph map comes from the subsetting.
-        parsed.codepoint_to_glyph = subset.char_to_glyph.clone();
-        let hash = Sha256::digest(subset.bytes.as_slice());
+        // character -> glyph map is the numbering the pages were written with.
+        parsed.codepoint_to_glyph = chars
+            .iter()
+            .map(|&c| (c as u32, used.code_of_glyph[e.glyph(c).0 as usize]))
+            .collect();
+        let hash = Sha256::digest(bytes.as_slice());
         let tag: String = hash[..6].iter().map(|b| (b'A' + b % 26) as char).collect();
         parsed.font_name = Some(format!("{tag}+{}", e.sfnt.postscript_name));
         parsed.font_metrics = FontMetrics {
@@ -225,6 +281,24 @@ impl Fonts {
             .map
             .insert(FontId(EMBEDDED_ID.into()), PdfFont::new(parsed));
         Ok(())
+    }
+}
+
+impl Used {
+    /// The characters drawn so far.
+    fn chars(&self) -> BTreeSet<char> {
+        let mut chars: BTreeSet<char> = self.other.clone();
+        for (word_index, &word) in self.bmp.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if let Some(c) = char::from_u32((word_index * 64 + bit) as u32) {
+                    chars.insert(c);
+                }
+            }
+        }
+        chars
     }
 }
 

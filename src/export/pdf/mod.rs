@@ -24,40 +24,48 @@
 //! error too: the report never shows a "tofu" box. Only one face of the file is used, so
 //! bold text (title, header) is drawn filled and outlined.
 //!
-//! Memory: the whole document is held until `finish` (the page count is needed in every
-//! footer, and printpdf serializes a document at once). To keep that small, a page's text
-//! is one text object with one `TJ` per table line (not two operations per cell), and a
-//! report is limited to [`MAX_ROWS`] rows and [`MAX_CELLS`] cells; larger exports belong in
-//! CSV or XLSX, which stream. Measured in release mode, 100,000 rows of 10 columns (ids,
-//! short text, decimals, timestamps, floats; about 3,450 pages): 1.6 s and 310 MB peak
-//! resident with the built-in font (6 MB file), 2.6 s and 390 MB with an embedded
-//! Japanese font; 200,000 rows: 3.4 s and 615 MB.
+//! Memory: a page is held only while it is laid out. When a row no longer fits, the page's
+//! content (shading, rules, text) is encoded and written to the file as a compressed stream
+//! ([`file`]), and only its object number is kept. `Page X of Y` needs the page count, so
+//! each footer is a second, small content stream of its page (a page's `/Contents` may be an
+//! array), written in `finish` with the page objects, the page tree and what only the end
+//! knows: the embedded font subset (glyphs are numbered as first drawn, see [`fonts`]) and
+//! the document information, both made by printpdf. The file is written (and hashed) under
+//! the temporary name the export job gives it, renamed only once complete: a failure never
+//! leaves part of a report under its real name. So memory does not grow with the report;
+//! [`MAX_ROWS`] only keeps a PDF readable. Measured with `bench/export.sh` (release, the whole
+//! `ferry run-now`, 10 columns, A4 landscape, IPAGothic embedded), before -> after: 100,000
+//! rows (4,837 pages) 5.12 -> 3.98 s, peak RSS 499 -> 64 MiB; 200,000 rows 12.13 -> 8.13 s,
+//! 945 -> 65 MiB (built-in Helvetica: 469 -> 51 and 864 -> 50 MiB, times about equal).
 
 mod draw;
+mod file;
 mod fonts;
 mod layout;
 mod sfnt;
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use printpdf::{Op, PdfDocument, PdfPage, PdfSaveOptions, PdfWarnMsg, Pt, Rect, TextRenderingMode};
+use lopdf::content::Operation;
+use lopdf::{Dictionary, Object};
+use printpdf::{PdfDocument, PdfPage, PdfSaveOptions, PdfWarnMsg, Pt, Rect};
 
 use super::{ColumnSpec, FormatContext, FormatWriter, Value};
 use crate::api::{Orientation, PageSize, PdfFormat};
 use crate::{Error, Result};
 use draw::{
-    TEXT_SIZE, baseline_offset, fill_color, grey, line, push_fake_bold, rect, show_line, text_width,
+    TEXT_SIZE, baseline_offset, begin_text, encode, end_text, fill_color, line, line_width,
+    plain_text, push_fake_bold, rect, set_font, show_line, stroke_color, text_width,
 };
+use file::PdfFile;
 use fonts::{Fonts, Style};
 
-/// The most rows a PDF report may have. The document is held in memory until it is
-/// complete; beyond this (or [`MAX_CELLS`]), the export fails and suggests CSV or XLSX.
-pub const MAX_ROWS: u64 = 200_000;
-/// The most cells (rows x columns) a PDF report may have: memory grows with the cells
-/// drawn, so a wide report gets fewer rows (40 columns: 50,000 rows).
-pub const MAX_CELLS: u64 = 2_000_000;
+/// The most rows a PDF report may have; beyond this the export fails and suggests CSV or
+/// XLSX. Not a memory bound (pages are written as they fill, see the module doc) but a
+/// reading one: a million rows of 10 columns are some 50,000 A4 pages (measured: 72 MiB peak
+/// RSS, 46 s, 127 MB with an embedded font), and the page tree lists every page in one array.
+pub const MAX_ROWS: u64 = 1_000_000;
 /// Rows measured to choose the column widths.
 pub const SAMPLE_ROWS: usize = 100;
 /// Lines a cell (or header) may wrap onto before it is cut with an ellipsis.
@@ -88,7 +96,8 @@ const SECONDARY_TEXT: f32 = 0.3;
 /// Writes PDF files.
 pub struct PdfWriter {
     path: PathBuf,
-    file: Option<File>,
+    /// The file being written; taken by `finish`.
+    out: Option<PdfFile>,
     width: f32,
     height: f32,
     fonts: Fonts,
@@ -96,14 +105,19 @@ pub struct PdfWriter {
     generated: String,
     ellipsis: &'static str,
     time_zone: jiff::tz::TimeZone,
+    /// The document's metadata and, once the glyphs are known, its font: printpdf writes
+    /// their objects at the end (the pages never go through it).
     doc: PdfDocument,
+    /// The object number of each written page's content (rules, shading, text; the footer
+    /// is a second stream written at the end).
+    bodies: Vec<u32>,
     columns: Vec<ColumnSpec>,
     /// Column geometry, once the sample rows are in.
     table: Option<Table>,
     sample: Vec<Row>,
     page: Option<Page>,
     rows: u64,
-    /// [`MAX_ROWS`], or fewer for a wide report ([`MAX_CELLS`]).
+    /// [`MAX_ROWS`] (lowered by tests).
     row_limit: u64,
 }
 
@@ -144,9 +158,9 @@ struct Cell {
 /// no stripe covers a rule), then all the text in one text object (so no row needs its own
 /// font setting).
 struct Page {
-    shading: Vec<Op>,
-    rules: Vec<Op>,
-    text: Vec<Op>,
+    shading: Vec<Operation>,
+    rules: Vec<Operation>,
+    text: Vec<Operation>,
     /// Where the table starts (its top edge) and where the next row goes.
     table_top: f32,
     y: f32,
@@ -201,7 +215,9 @@ impl PdfWriter {
             ellipsis,
             |c| fonts.char_em(c, Style::Bold) * TITLE_SIZE,
         );
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let out = File::create(path)
+            .and_then(PdfFile::new)
+            .map_err(|e| Error::io(path, e))?;
         let mut doc = PdfDocument::new(&title_text);
         let info = &mut doc.metadata.info;
         info.creator = "Ferry".into();
@@ -215,7 +231,7 @@ impl PdfWriter {
         }
         Ok(PdfWriter {
             path: path.to_path_buf(),
-            file: Some(file),
+            out: Some(out),
             width,
             height,
             fonts,
@@ -224,6 +240,7 @@ impl PdfWriter {
             ellipsis,
             time_zone: ctx.time_zone.clone(),
             doc,
+            bodies: Vec::new(),
             columns: Vec::new(),
             table: None,
             sample: Vec::with_capacity(SAMPLE_ROWS),
@@ -235,11 +252,12 @@ impl PdfWriter {
 
     /// Chooses the column widths from the headers and the sample rows, then lays the
     /// sample rows out.
-    fn start_table(&mut self) {
+    fn start_table(&mut self) -> Result<()> {
         self.table = Some(self.measure_table());
         for row in std::mem::take(&mut self.sample) {
-            self.place_row(row);
+            self.place_row(row)?;
         }
+        Ok(())
     }
 
     fn measure_table(&self) -> Table {
@@ -310,8 +328,9 @@ impl PdfWriter {
         }
     }
 
-    /// Lays out one row, starting a new page first if it does not fit on this one.
-    fn place_row(&mut self, row: Row) {
+    /// Lays out one row, starting a new page first (and writing the full one) if it does
+    /// not fit on this one.
+    fn place_row(&mut self, row: Row) -> Result<()> {
         let table = self.table.as_ref().expect("table laid out");
         let regular = |c| self.fonts.char_em(c, Style::Regular) * TEXT_SIZE;
         let lines: Vec<Vec<String>> = row
@@ -330,7 +349,7 @@ impl PdfWriter {
             .as_ref()
             .is_some_and(|p| p.y - height < MARGIN_BOTTOM)
         {
-            self.end_page();
+            self.end_page()?;
         }
         if self.page.is_none() {
             self.start_page();
@@ -342,10 +361,9 @@ impl PdfWriter {
         let top = page.y;
         let bottom = top - height;
         if self.rows.is_multiple_of(2) {
-            page.shading.push(rect(left, bottom, right - left, height));
+            rect(&mut page.shading, left, bottom, right - left, height);
         }
-        page.rules
-            .push(line(&[(left, bottom), (right, bottom)], false));
+        line(&mut page.rules, &[(left, bottom), (right, bottom)], false);
         // Each cell's lines, taken one row line at a time.
         let mut cells: Vec<_> = row
             .cells
@@ -364,25 +382,18 @@ impl PdfWriter {
             show_line(&mut page.text, &self.fonts, baseline, pieces);
         }
         page.y = bottom;
+        Ok(())
     }
 
     /// Starts a page: on the first, the title block; on every page, the table header.
     fn start_page(&mut self) {
         let mut shading = Vec::new();
-        let mut rules = vec![
-            Op::SetOutlineColor {
-                col: grey(RULE_SHADE),
-            },
-            Op::SetOutlineThickness { pt: Pt(0.4) },
-        ];
-        let mut text = vec![Op::StartTextSection, fill_color(0.0)];
+        let mut rules = vec![stroke_color(RULE_SHADE), line_width(0.4)];
+        let mut text = vec![begin_text(), fill_color(0.0)];
         let mut y = self.height - MARGIN;
         let fake_bold = self.fonts.fake_bold();
-        if self.doc.pages.is_empty() {
-            text.push(Op::SetFont {
-                font: self.fonts.handle(Style::Bold),
-                size: Pt(TITLE_SIZE),
-            });
+        if self.bodies.is_empty() {
+            text.push(set_font(&self.fonts, Style::Bold, TITLE_SIZE));
             if fake_bold {
                 push_fake_bold(&mut text, 0.5);
             }
@@ -392,14 +403,9 @@ impl PdfWriter {
                 y -= TITLE_LINE;
             }
             if fake_bold {
-                text.push(Op::SetTextRenderingMode {
-                    mode: TextRenderingMode::Fill,
-                });
+                text.push(plain_text());
             }
-            text.push(Op::SetFont {
-                font: self.fonts.handle(Style::Regular),
-                size: Pt(TEXT_SIZE),
-            });
+            text.push(set_font(&self.fonts, Style::Regular, TEXT_SIZE));
             text.push(fill_color(SECONDARY_TEXT));
             y -= 2.0;
             let baseline = y - baseline_offset(LINE, TEXT_SIZE);
@@ -413,12 +419,15 @@ impl PdfWriter {
             let (left, right) = (table.edges[0], table.edges[table.edges.len() - 1]);
             let bottom = y - table.header_height;
             shading.push(fill_color(HEADER_SHADE));
-            shading.push(rect(left, bottom, right - left, table.header_height));
-            rules.push(line(&[(left, bottom), (right, bottom)], false));
-            text.push(Op::SetFont {
-                font: self.fonts.handle(Style::Bold),
-                size: Pt(TEXT_SIZE),
-            });
+            rect(
+                &mut shading,
+                left,
+                bottom,
+                right - left,
+                table.header_height,
+            );
+            line(&mut rules, &[(left, bottom), (right, bottom)], false);
+            text.push(set_font(&self.fonts, Style::Bold, TEXT_SIZE));
             if fake_bold {
                 push_fake_bold(&mut text, 0.25);
             }
@@ -434,17 +443,12 @@ impl PdfWriter {
                 show_line(&mut text, &self.fonts, baseline, pieces);
             }
             if fake_bold {
-                text.push(Op::SetTextRenderingMode {
-                    mode: TextRenderingMode::Fill,
-                });
+                text.push(plain_text());
             }
             y = bottom;
         }
         // Rows: regular text; zebra stripes in a light shade.
-        text.push(Op::SetFont {
-            font: self.fonts.handle(Style::Regular),
-            size: Pt(TEXT_SIZE),
-        });
+        text.push(set_font(&self.fonts, Style::Regular, TEXT_SIZE));
         shading.push(fill_color(ZEBRA_SHADE));
         self.page = Some(Page {
             shading,
@@ -455,10 +459,11 @@ impl PdfWriter {
         });
     }
 
-    /// Closes the current page: column rules and the table border, then files the page.
-    fn end_page(&mut self) {
+    /// Closes the current page: column rules and the table border, then writes its content
+    /// to the file (compressed) and forgets it.
+    fn end_page(&mut self) -> Result<()> {
         let Some(page) = self.page.take() else {
-            return;
+            return Ok(());
         };
         let Page {
             shading,
@@ -469,30 +474,28 @@ impl PdfWriter {
         } = page;
         if let Some(table) = self.table.as_ref().filter(|t| t.edges.len() > 1) {
             for &x in &table.edges[1..table.edges.len() - 1] {
-                rules.push(line(&[(x, table_top), (x, y)], false));
+                line(&mut rules, &[(x, table_top), (x, y)], false);
             }
             let (left, right) = (table.edges[0], table.edges[table.edges.len() - 1]);
-            rules.push(Op::SetOutlineColor {
-                col: grey(BORDER_SHADE),
-            });
-            rules.push(Op::SetOutlineThickness { pt: Pt(0.6) });
-            rules.push(line(
+            rules.push(stroke_color(BORDER_SHADE));
+            rules.push(line_width(0.6));
+            line(
+                &mut rules,
                 &[(left, table_top), (right, table_top), (right, y), (left, y)],
                 true,
-            ));
+            );
         }
         let mut ops = Vec::with_capacity(shading.len() + rules.len() + text.len() + 1);
         ops.extend(shading);
         ops.extend(rules);
         ops.extend(text);
-        ops.push(Op::EndTextSection);
-        let media = Rect::from_wh(Pt(self.width), Pt(self.height));
-        self.doc.pages.push(PdfPage {
-            media_box: media.clone(),
-            trim_box: media.clone(),
-            crop_box: media,
-            ops,
-        });
+        ops.push(end_text());
+        let out = self.out.as_mut().expect("file open until finish");
+        let id = out
+            .add_content(encode(ops))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.bodies.push(id.0);
+        Ok(())
     }
 
     /// A note in place of the rows of an empty report.
@@ -514,30 +517,148 @@ impl PdfWriter {
             page.text.push(fill_color(0.0));
         }
         page.y -= LINE + 2.0 * PAD_Y;
-        page.rules
-            .push(line(&[(left, page.y), (right, page.y)], false));
+        line(&mut page.rules, &[(left, page.y), (right, page.y)], false);
     }
 
-    /// Adds `Page X of Y` to every page.
-    fn add_footers(&mut self) {
-        let total = self.doc.pages.len();
-        for (i, page) in self.doc.pages.iter_mut().enumerate() {
-            let text = format!("Page {} of {total}", i + 1);
-            let x = (self.width - self.fonts.width(&text, Style::Regular, TEXT_SIZE)) / 2.0;
-            page.ops.push(Op::StartTextSection);
-            page.ops.push(Op::SetFont {
-                font: self.fonts.handle(Style::Regular),
-                size: Pt(TEXT_SIZE),
-            });
-            page.ops.push(fill_color(SECONDARY_TEXT));
-            show_line(
-                &mut page.ops,
-                &self.fonts,
-                FOOTER_BASELINE,
-                [(x, 0.0, text)],
-            );
-            page.ops.push(Op::EndTextSection);
+    /// The second content stream of page `number` (from 1) of `total`: `Page X of Y`.
+    fn footer(&self, number: usize, total: usize) -> Vec<u8> {
+        let text = format!("Page {number} of {total}");
+        let x = (self.width - self.fonts.width(&text, Style::Regular, TEXT_SIZE)) / 2.0;
+        let mut ops = vec![
+            begin_text(),
+            set_font(&self.fonts, Style::Regular, TEXT_SIZE),
+            fill_color(SECONDARY_TEXT),
+        ];
+        show_line(&mut ops, &self.fonts, FOOTER_BASELINE, [(x, 0.0, text)]);
+        ops.push(end_text());
+        encode(ops)
+    }
+
+    /// The font objects (for every glyph the pages drew) and the document information, as
+    /// printpdf writes them: it is handed a one-page document drawing those glyphs, whose
+    /// page is then left out. Returns that document (streams compressed) and its trailer.
+    fn fonts_and_metadata(&mut self) -> Result<lopdf::Document> {
+        // The footers are encoded after the subset is made: their glyphs are numbered now.
+        let total = self.bodies.len();
+        let digits = if total >= 10 {
+            "0123456789"
+        } else {
+            &"123456789"[..total]
+        };
+        self.fonts.encode(&format!("Page of {digits}"));
+        self.fonts
+            .embed(&mut self.doc)
+            .map_err(|e| Error::Export(format!("{}: {e}", self.path.display())))?;
+        let media = Rect::from_wh(Pt(self.width), Pt(self.height));
+        self.doc.pages = vec![PdfPage {
+            media_box: media.clone(),
+            trim_box: media.clone(),
+            crop_box: media,
+            ops: self.fonts.inventory(),
+        }];
+        let options = PdfSaveOptions {
+            optimize: true,
+            subset_fonts: true,
+            secure: true,
+            image_optimization: None,
+        };
+        let mut warnings: Vec<PdfWarnMsg> = Vec::new();
+        let mut doc = self.doc.to_lopdf_document(&options, &mut warnings);
+        if let Some(w) = warnings
+            .iter()
+            .find(|w| w.severity == printpdf::PdfParseErrorSeverity::Error)
+        {
+            return Err(Error::Export(format!(
+                "{}: the PDF could not be written correctly: {}",
+                self.path.display(),
+                w.msg
+            )));
         }
+        doc.compress();
+        Ok(doc)
+    }
+
+    /// Writes everything after the pages' content: the fonts, the footers, the page
+    /// objects and the page tree, the catalog, the document information and the trailer.
+    fn write_document(&mut self) -> Result<(File, [u8; 32])> {
+        let printed = self.fonts_and_metadata()?;
+        let broken = |what: &str| {
+            Error::Export(format!(
+                "{}: the PDF could not be written correctly: printpdf's document has no {what}",
+                self.path.display()
+            ))
+        };
+        let inventory = *printed.get_pages().get(&1).ok_or_else(|| broken("page"))?;
+        let fonts = printed
+            .get_dictionary(inventory)
+            .and_then(|page| page.get_deref(b"Resources", &printed))
+            .and_then(Object::as_dict)
+            .and_then(|resources| resources.get(b"Font"))
+            .map_err(|_| broken("font resources"))?
+            .clone();
+        let info = printed
+            .trailer
+            .get(b"Info")
+            .map_err(|_| broken("document information"))?
+            .clone();
+        let id = printed.trailer.get(b"ID").ok().cloned();
+        let mut out = self.out.take().expect("file open until finish");
+        let io = |e| Error::io(&self.path, e);
+        let fonts = out.import(&printed, &fonts).map_err(io)?;
+        let info = out.import(&printed, &info).map_err(io)?;
+        drop(printed);
+        let resources = out
+            .add(Object::Dictionary(Dictionary::from_iter([("Font", fonts)])))
+            .map_err(io)?;
+        let tree = out.reserve();
+        let media = Object::Array(
+            [0.0, 0.0, self.width, self.height]
+                .into_iter()
+                .map(Object::Real)
+                .collect(),
+        );
+        let total = self.bodies.len();
+        let mut kids = Vec::with_capacity(total);
+        for (i, &body) in self.bodies.iter().enumerate() {
+            let footer = out.add_content(self.footer(i + 1, total)).map_err(io)?;
+            let page = Dictionary::from_iter([
+                ("Type", Object::Name(b"Page".to_vec())),
+                ("Parent", Object::Reference(tree)),
+                ("MediaBox", media.clone()),
+                ("TrimBox", media.clone()),
+                ("CropBox", media.clone()),
+                ("Resources", Object::Reference(resources)),
+                (
+                    "Contents",
+                    Object::Array(vec![
+                        Object::Reference((body, 0)),
+                        Object::Reference(footer),
+                    ]),
+                ),
+            ]);
+            kids.push(Object::Reference(
+                out.add(Object::Dictionary(page)).map_err(io)?,
+            ));
+        }
+        let pages = Dictionary::from_iter([
+            ("Type", Object::Name(b"Pages".to_vec())),
+            ("Count", Object::Integer(total as i64)),
+            ("Kids", Object::Array(kids)),
+        ]);
+        out.write(tree, Object::Dictionary(pages)).map_err(io)?;
+        let catalog = Dictionary::from_iter([
+            ("Type", Object::Name(b"Catalog".to_vec())),
+            ("Pages", Object::Reference(tree)),
+            ("PageLayout", Object::Name(b"OneColumn".to_vec())),
+            ("PageMode", Object::Name(b"UseNone".to_vec())),
+        ]);
+        let catalog = out.add(Object::Dictionary(catalog)).map_err(io)?;
+        let mut trailer =
+            Dictionary::from_iter([("Root", Object::Reference(catalog)), ("Info", info)]);
+        if let Some(id) = id {
+            trailer.set("ID", id);
+        }
+        out.finish(trailer).map_err(io)
     }
 }
 
@@ -556,7 +677,6 @@ impl FormatWriter for PdfWriter {
                 header: clean_text(&c.header),
             })
             .collect();
-        self.row_limit = MAX_ROWS.min(MAX_CELLS / self.columns.len().max(1) as u64);
         let available = self.width - 2.0 * MARGIN;
         let fit = (available / MIN_COLUMN) as usize;
         if self.columns.len() > fit {
@@ -577,12 +697,10 @@ impl FormatWriter for PdfWriter {
     fn row(&mut self, index: u64, values: &[Value]) -> Result<()> {
         if self.rows + self.sample.len() as u64 >= self.row_limit {
             return Err(Error::Export(format!(
-                "the report has more than {} rows, the most a PDF report of {} columns may \
-                 have (a PDF is built in memory: at most {MAX_ROWS} rows and {MAX_CELLS} \
-                 cells); narrow the query or its window, or use the csv or xlsx format, \
-                 which have no such limit",
-                self.row_limit,
-                self.columns.len()
+                "the report has more than {} rows, the most a PDF report may have; narrow \
+                 the query or its window, or use the csv or xlsx format, which have no such \
+                 limit",
+                self.row_limit
             )));
         }
         if values.len() != self.columns.len() {
@@ -613,11 +731,11 @@ impl FormatWriter for PdfWriter {
         }
         let row = Row { cells };
         if self.table.is_some() {
-            self.place_row(row);
+            self.place_row(row)?;
         } else {
             self.sample.push(row);
             if self.sample.len() >= SAMPLE_ROWS {
-                self.start_table();
+                self.start_table()?;
             }
         }
         Ok(())
@@ -625,40 +743,15 @@ impl FormatWriter for PdfWriter {
 
     fn finish(mut self: Box<Self>) -> Result<Option<[u8; 32]>> {
         if self.table.is_none() {
-            self.start_table();
+            self.start_table()?;
         }
         if self.rows == 0 {
             self.place_no_rows_note();
         }
-        self.end_page();
-        self.add_footers();
-        self.fonts
-            .embed(&mut self.doc)
-            .map_err(|e| Error::Export(format!("{}: {e}", self.path.display())))?;
-        let options = PdfSaveOptions {
-            optimize: true,
-            subset_fonts: true,
-            secure: true,
-            image_optimization: None,
-        };
-        let mut warnings: Vec<PdfWarnMsg> = Vec::new();
-        let bytes = self.doc.save(&options, &mut warnings);
-        if let Some(w) = warnings
-            .iter()
-            .find(|w| w.severity == printpdf::PdfParseErrorSeverity::Error)
-        {
-            return Err(Error::Export(format!(
-                "{}: the PDF could not be written correctly: {}",
-                self.path.display(),
-                w.msg
-            )));
-        }
-        drop(std::mem::take(&mut self.doc));
-        let mut file = self.file.take().expect("file open until finish");
-        file.write_all(&bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(&self.path, e))?;
-        Ok(None)
+        self.end_page()?;
+        let (file, hash) = self.write_document()?;
+        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        Ok(Some(hash))
     }
 }
 
@@ -754,12 +847,10 @@ mod tests {
         let mut writer = PdfWriter::create(&dir.path().join("a.pdf"), &opts, &context()).unwrap();
         writer.begin(&columns(40)).unwrap();
         assert_eq!(
-            writer.row_limit,
-            MAX_CELLS / 40,
-            "a wide report gets fewer rows"
+            writer.row_limit, MAX_ROWS,
+            "wide reports are not limited more"
         );
         writer.begin(&columns(2)).unwrap();
-        assert_eq!(writer.row_limit, MAX_ROWS);
         writer.row_limit = 3;
         for i in 1..=3 {
             writer.row(i, &[Value::Int(i as i64), Value::Null]).unwrap();

@@ -5,16 +5,17 @@
 //! off (it pulls in a whole layout engine). Without it printpdf embeds the complete font
 //! program, which for a Japanese font is 5-20 MB per report. So the PDF writer hands printpdf
 //! a subset holding only the glyphs the report uses, renumbered densely (`.notdef` first,
-//! then the used glyphs in font order, then the components of composite glyphs), made by
+//! then the used glyphs in the order the report first drew them, then the components of
+//! composite glyphs), made by
 //! `subsetter` (the subsetter of typst and krilla). `glyf` fonts keep their hinting, `name`
 //! (copyright and licence) and `post`; CFF fonts keep CFF outlines, made CID-keyed (printpdf
 //! embeds the bare `CFF ` table).
 //! Layout tables (`GSUB`, `GPOS`, `kern`, ...) and embedded bitmaps are dropped, since the
 //! report draws every character with its default glyph. The subset has no `cmap`: PDF
-//! addresses glyphs by id, and [`Subset::char_to_glyph`] says which. Collections (`.ttc`,
-//! `.otc`) contribute their first face.
+//! addresses glyphs by id, and the caller, who chose the order, knows which. Collections
+//! (`.ttc`, `.otc`) contribute their first face.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use subsetter::GlyphRemapper;
 
@@ -49,15 +50,6 @@ enum Cmap {
     Segments(usize),
     /// Format 12 subtable at this offset of `data`.
     Groups(usize),
-}
-
-/// The result of subsetting: a standalone font (TrueType, or OpenType with CFF outlines)
-/// and how to address its glyphs.
-pub(crate) struct Subset {
-    /// The font program.
-    pub bytes: Vec<u8>,
-    /// Character -> glyph id in the subset.
-    pub char_to_glyph: BTreeMap<u32, u16>,
 }
 
 fn u16_at(d: &[u8], off: usize) -> Result<u16, String> {
@@ -207,28 +199,23 @@ impl Sfnt {
         u16_at(&self.data, hmtx + 4 * i).unwrap_or(0)
     }
 
-    /// Builds a font holding only `.notdef` and the glyphs of `chars` (a character without a
-    /// glyph is left out), plus the components of composite glyphs.
-    pub fn subset(&self, chars: &BTreeSet<char>) -> Result<Subset, String> {
-        let char_gid: Vec<(u32, u16)> = chars
-            .iter()
-            .map(|&c| (c as u32, self.glyph_index(c)))
-            .filter(|&(_, gid)| gid != 0)
-            .collect();
-        let mut gids: Vec<u16> = char_gid.iter().map(|&(_, gid)| gid).collect();
-        gids.push(0);
-        gids.sort_unstable();
-        gids.dedup();
-        let remapper = GlyphRemapper::new_from_glyphs_sorted(&gids);
-        let bytes = subsetter::subset(&self.data, 0, &remapper).map_err(|e| e.to_string())?;
-        let char_to_glyph = char_gid
-            .into_iter()
-            .map(|(c, gid)| (c, remapper.get(gid).expect("every kept glyph is remapped")))
-            .collect();
-        Ok(Subset {
-            bytes,
-            char_to_glyph,
-        })
+    /// Number of glyphs in the font.
+    pub fn num_glyphs(&self) -> u16 {
+        self.num_glyphs
+    }
+
+    /// Builds a standalone font (TrueType, or OpenType with CFF outlines) holding `.notdef`
+    /// as glyph 0, then `glyphs` (distinct ids of this font, without `.notdef`) as glyphs 1,
+    /// 2, ... in this order, then the components of composite glyphs. CFF subsets are
+    /// CID-keyed with CID = glyph id, so a PDF addresses both kinds by these numbers.
+    pub fn subset(&self, glyphs: &[u16]) -> Result<Vec<u8>, String> {
+        let mut remapper = GlyphRemapper::new();
+        for (i, &glyph) in glyphs.iter().enumerate() {
+            if glyph == 0 || glyph >= self.num_glyphs || remapper.remap(glyph) as usize != i + 1 {
+                return Err(format!("glyph {glyph} is not a distinct glyph of the font"));
+            }
+        }
+        subsetter::subset(&self.data, 0, &remapper).map_err(|e| e.to_string())
     }
 }
 
@@ -373,6 +360,46 @@ mod tests {
         Sfnt::parse(std::fs::read(path).expect(path)).expect(path)
     }
 
+    impl Sfnt {
+        /// Reads a subset's glyph count and advances (it has no `cmap`, which
+        /// [`Sfnt::parse`] requires).
+        fn parse_subset(data: Vec<u8>) -> Sfnt {
+            let table = |tag: &[u8; 4]| -> (usize, usize) {
+                let count = u16_at(&data, 4).unwrap() as usize;
+                (0..count)
+                    .map(|i| 12 + 16 * i)
+                    .find(|&rec| &data[rec..rec + 4] == tag)
+                    .map(|rec| {
+                        (
+                            u32_at(&data, rec + 8).unwrap() as usize,
+                            u32_at(&data, rec + 12).unwrap() as usize,
+                        )
+                    })
+                    .unwrap()
+            };
+            let (maxp, hhea) = (table(b"maxp"), table(b"hhea"));
+            let tables = BTreeMap::from([
+                (*b"hmtx", table(b"hmtx")),
+                (*b"maxp", maxp),
+                (*b"hhea", hhea),
+            ]);
+            Sfnt {
+                units_per_em: 1000,
+                num_glyphs: u16_at(&data, maxp.0 + 4).unwrap(),
+                num_h_metrics: u16_at(&data, hhea.0 + 34).unwrap(),
+                cmap: Cmap::Segments(0),
+                ascender: 0,
+                descender: 0,
+                bbox: [0; 4],
+                caret_slope: (1, 0),
+                weight_class: 0,
+                postscript_name: String::new(),
+                tables,
+                data,
+            }
+        }
+    }
+
     #[test]
     fn characters_map_to_their_glyphs_and_missing_ones_to_notdef() {
         for path in [IPA_GOTHIC, NOTO_CJK] {
@@ -387,21 +414,28 @@ mod tests {
     }
 
     #[test]
-    fn a_subset_numbers_the_used_glyphs_after_notdef_and_keeps_the_outline_format() {
-        let chars = BTreeSet::from(['A', '日', '\u{E000}']);
+    fn a_subset_numbers_the_glyphs_in_the_order_given_and_keeps_the_outline_format() {
         for (path, magic) in [(IPA_GOTHIC, &[0u8, 1, 0, 0][..]), (NOTO_CJK, &b"OTTO"[..])] {
-            let subset = font(path).subset(&chars).unwrap();
-            let ids: BTreeSet<u16> = subset.char_to_glyph.values().copied().collect();
-            assert_eq!(ids, BTreeSet::from([1, 2]), "{path}");
-            assert!(!subset.char_to_glyph.contains_key(&0xE000), "{path}");
+            let f = font(path);
+            // '日' (a higher glyph id than 'A') was drawn first: it becomes glyph 1.
+            let (day, a, comma) = (f.glyph_index('日'), f.glyph_index('A'), f.glyph_index(','));
+            assert!(day > a, "{path}");
+            let bytes = f.subset(&[day, a, comma]).unwrap();
             // TrueType outlines stay TrueType, CFF stays CFF (printpdf embeds its `CFF ` table).
-            assert!(subset.bytes.starts_with(magic), "{path}");
-            assert!(
-                subset.bytes.len() < 64 * 1024,
-                "{path}: {}",
-                subset.bytes.len()
-            );
+            assert!(bytes.starts_with(magic), "{path}");
+            assert!(bytes.len() < 64 * 1024, "{path}: {}", bytes.len());
+            let subset = Sfnt::parse_subset(bytes);
+            assert!(subset.num_glyphs >= 4, "{path}");
+            // The subset's glyph 1 is '日' (full width), 2 is 'A', 3 is ','.
+            assert_eq!(subset.advance(1), f.advance(day), "{path}");
+            assert_eq!(subset.advance(2), f.advance(a), "{path}");
+            assert_eq!(subset.advance(3), f.advance(comma), "{path}");
+            assert_ne!(f.advance(day), f.advance(comma), "{path}");
         }
+        let f = font(IPA_GOTHIC);
+        let a = f.glyph_index('A');
+        assert!(f.subset(&[a, a]).is_err(), "a repeated glyph");
+        assert!(f.subset(&[0]).is_err(), ".notdef is always glyph 0");
     }
 
     #[test]
