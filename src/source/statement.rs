@@ -64,14 +64,21 @@ fn dialect_name(dialect: Dialect) -> &'static str {
     }
 }
 
-fn check_in(query: &str, dialect: Dialect) -> Result<(), QueryProblem> {
-    // Each `:name` becomes a string literal of the same length, so offsets stay true.
-    let Ok(sql) = rewrite_named(query, dialect, |_, name| {
+/// `query` with each named parameter (`:name`) replaced by a string literal of the same
+/// length, so that a SQL parser accepts it and offsets into it stay true; `None` when the
+/// parameters do not scan (left to their own check).
+pub fn with_placeholder_literals(query: &str, dialect: Dialect) -> Option<String> {
+    rewrite_named(query, dialect, |_, name| {
         format!("'{}'", "_".repeat(name.len().saturating_sub(1)))
-    }) else {
+    })
+    .ok()
+    .map(|r| r.sql)
+}
+
+fn check_in(query: &str, dialect: Dialect) -> Result<(), QueryProblem> {
+    let Some(sql) = with_placeholder_literals(query, dialect) else {
         return Ok(());
     };
-    let sql = sql.sql;
     let (postgres, sqlite) = (PostgreSqlDialect {}, SQLiteDialect {});
     let parser_dialect: &dyn sqlparser::dialect::Dialect = match dialect {
         Dialect::Postgres => &postgres,

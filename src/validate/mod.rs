@@ -306,13 +306,10 @@ fn check_partition(c: &mut Checker, field: &str, sql: &SqlSource) {
         c.error(&format!("{field}.column"), e);
         return;
     }
-    // The parameters become literals of the same length, as the query check does.
-    if let Ok(sql) =
-        crate::source::params::rewrite_named(&sql.query, Dialect::Postgres, |_, name| {
-            format!("'{}'", "_".repeat(name.len().saturating_sub(1)))
-        })
-        && crate::source::statement::check_query(&sql.sql, Some(Dialect::Postgres)).is_ok()
-        && let Err(e) = crate::source::split::SplitQuery::parse(&sql.sql, &partition.column)
+    if let Some(sql) =
+        crate::source::statement::with_placeholder_literals(&sql.query, Dialect::Postgres)
+        && crate::source::statement::check_query(&sql, Some(Dialect::Postgres)).is_ok()
+        && let Err(e) = crate::source::split::SplitQuery::parse(&sql, &partition.column)
     {
         c.error(&field, e);
     }
