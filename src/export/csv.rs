@@ -2,17 +2,20 @@
 //! quote, CR or LF; quotes inside are doubled), a configurable one-byte delimiter, an optional
 //! header row, CRLF or LF line endings, and UTF-8, UTF-8 with a byte order mark or Shift_JIS.
 //!
-//! Rows stream straight to the file through a large buffer and are hashed on the way, so
-//! [`FormatWriter::finish`] returns the file's SHA-256 without reading it back. The hot path
-//! allocates nothing per row: text cells are written from the value's own bytes, every other
-//! cell is rendered with [`Value::to_text`] into one reused buffer.
+//! Rows are encoded into one buffer that is hashed and written to the file whole records at
+//! a time, so [`FormatWriter::finish`] returns the file's SHA-256 without reading it back. The
+//! hot path allocates nothing per row: text cells are written from the value's own bytes,
+//! every other cell is rendered with [`Value::to_text`] into one reused buffer. The quoting
+//! is the `csv` crate's `QuoteStyle::Necessary`, byte for byte (a record of one empty field
+//! is written `""`, so that its line is not blank), without its per-field state machine:
+//! exports write millions of fields.
 //!
 //! Shift_JIS cannot represent every character. A row (or the header) holding one that it
 //! cannot encode is an [`Error::Export`] naming the row, the column and the character; the
 //! row is not written, and neither is anything after it.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use encoding_rs::{EncoderResult, SHIFT_JIS};
@@ -20,35 +23,146 @@ use jiff::tz::TimeZone;
 
 use super::{ColumnSpec, FormatContext, FormatWriter, HashingWriter, Value};
 use crate::api::{CsvEncoding, CsvFormat, LineEnding};
+use crate::fsutil::WritebackFile;
 use crate::{Error, Result};
 
-/// Buffer between the hashing writer and the file.
-const FILE_BUFFER: usize = 256 * 1024;
-/// The CSV encoder's own output buffer, handed to the hashing writer when full.
-const CSV_BUFFER: usize = 64 * 1024;
+/// Encoded rows are written to the file (and hashed) once this much is pending.
+const FLUSH_AT: usize = 256 * 1024;
 /// The UTF-8 byte order mark written first by the `utf-8-bom` encoding.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
-type Sink = HashingWriter<BufWriter<File>>;
 
 /// Writes CSV files. See the [module documentation](self).
 pub struct CsvWriter {
     path: PathBuf,
     /// `None` once finished.
-    out: Option<::csv::Writer<Sink>>,
+    file: Option<HashingWriter<WritebackFile>>,
+    /// Encoded records not yet written to the file; only whole records.
+    pending: Vec<u8>,
+    fields: FieldEncoder,
     header: bool,
-    shift_jis: bool,
     time_zone: TimeZone,
     /// Column headers, for error messages (and the header row).
     headers: Vec<String>,
     /// Scratch buffer for rendering non-text cells; reused for every cell.
     text: String,
-    /// Shift_JIS only: the encoded fields of the current row, back to back.
-    encoded: Vec<u8>,
-    /// Shift_JIS only: where each field of `encoded` ends.
-    ends: Vec<usize>,
     /// Set by an error: nothing more is written.
     failed: bool,
+}
+
+/// The fields of one record: the header row or a row of values.
+#[derive(Clone, Copy)]
+enum Cells<'a> {
+    Headers(&'a [String]),
+    Values(&'a [Value]),
+}
+
+/// How fields and records are written: the character encoding, which bytes make a field
+/// quoted, the delimiter and the line ending.
+struct FieldEncoder {
+    /// `quoted[b]`: a field holding byte `b` is quoted.
+    quoted: [bool; 256],
+    delimiter: u8,
+    line_ending: &'static [u8],
+    shift_jis: bool,
+    /// Shift_JIS only: the current field, encoded.
+    encoded: Vec<u8>,
+}
+
+impl FieldEncoder {
+    fn new(delimiter: u8, line_ending: LineEnding, shift_jis: bool) -> FieldEncoder {
+        let mut quoted = [false; 256];
+        for b in [delimiter, b'"', b'\r', b'\n'] {
+            quoted[usize::from(b)] = true;
+        }
+        FieldEncoder {
+            quoted,
+            delimiter,
+            line_ending: match line_ending {
+                LineEnding::Crlf => b"\r\n",
+                LineEnding::Lf => b"\n",
+            },
+            shift_jis,
+            encoded: Vec::new(),
+        }
+    }
+
+    /// Appends field number `index` of a record (0-based) to `out` in the file's encoding,
+    /// after a delimiter unless it is the first, quoted when it must be. Fails with the
+    /// first character Shift_JIS cannot represent (leaving `out` with a partial record the
+    /// caller discards).
+    fn field(
+        &mut self,
+        index: usize,
+        text: &str,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), char> {
+        if !self.shift_jis {
+            self.bytes(index, text.as_bytes(), out);
+            return Ok(());
+        }
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        let result = encode_shift_jis(text, &mut encoded);
+        if result.is_ok() {
+            self.bytes(index, &encoded, out);
+        }
+        self.encoded = encoded;
+        result
+    }
+
+    /// Whether `field` holds a byte that makes it quoted: eight bytes at a time, as a
+    /// byte-by-byte scan is the export's hottest loop.
+    fn needs_quotes(&self, field: &[u8]) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        // Whether a byte of `word` equals the byte repeated in `byte` (exact: "has a zero
+        // byte" of the XOR).
+        let holds = |word: u64, byte: u64| {
+            let x = word ^ byte;
+            x.wrapping_sub(ONES) & !x & HIGHS != 0
+        };
+        let [delimiter, quote, cr, lf] =
+            [self.delimiter, b'"', b'\r', b'\n'].map(|b| u64::from(b) * ONES);
+        let mut words = field.chunks_exact(8);
+        for word in &mut words {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            if holds(word, delimiter) | holds(word, quote) | holds(word, cr) | holds(word, lf) {
+                return true;
+            }
+        }
+        words
+            .remainder()
+            .iter()
+            .any(|&b| self.quoted[usize::from(b)])
+    }
+
+    /// Appends an encoded field (see [`FieldEncoder::field`]).
+    fn bytes(&self, index: usize, field: &[u8], out: &mut Vec<u8>) {
+        if index > 0 {
+            out.push(self.delimiter);
+        }
+        if !self.needs_quotes(field) {
+            out.extend_from_slice(field);
+            return;
+        }
+        out.push(b'"');
+        for part in field.split_inclusive(|&b| b == b'"') {
+            out.extend_from_slice(part);
+            if part.last() == Some(&b'"') {
+                out.push(b'"');
+            }
+        }
+        out.push(b'"');
+    }
+
+    /// Ends the record that started at `start` in `out`. A record with no bytes at all (one
+    /// empty field) is written `""`, so that a reader does not take it for a blank line.
+    fn end_record(&self, start: usize, out: &mut Vec<u8>) {
+        if out.len() == start {
+            out.extend_from_slice(b"\"\"");
+        }
+        out.extend_from_slice(self.line_ending);
+    }
 }
 
 impl CsvWriter {
@@ -58,90 +172,94 @@ impl CsvWriter {
     pub fn create(path: &Path, opts: &CsvFormat, ctx: &FormatContext) -> Result<Self> {
         let delimiter = parse_delimiter(&opts.delimiter)?;
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut sink = HashingWriter::new(BufWriter::with_capacity(FILE_BUFFER, file));
+        let mut pending = Vec::with_capacity(FLUSH_AT + 64 * 1024);
         if opts.encoding == CsvEncoding::Utf8Bom {
-            sink.write_all(UTF8_BOM).map_err(|e| Error::io(path, e))?;
+            pending.extend_from_slice(UTF8_BOM);
         }
-        let terminator = match opts.line_ending {
-            LineEnding::Crlf => ::csv::Terminator::CRLF,
-            LineEnding::Lf => ::csv::Terminator::Any(b'\n'),
-        };
-        let out = ::csv::WriterBuilder::new()
-            .delimiter(delimiter)
-            .terminator(terminator)
-            .quote_style(::csv::QuoteStyle::Necessary)
-            .quote(b'"')
-            .double_quote(true)
-            .has_headers(false)
-            .buffer_capacity(CSV_BUFFER)
-            .from_writer(sink);
         Ok(CsvWriter {
             path: path.to_path_buf(),
-            out: Some(out),
+            file: Some(HashingWriter::new(WritebackFile::new(file))),
+            pending,
+            fields: FieldEncoder::new(
+                delimiter,
+                opts.line_ending,
+                opts.encoding == CsvEncoding::ShiftJis,
+            ),
             header: opts.header,
-            shift_jis: opts.encoding == CsvEncoding::ShiftJis,
             time_zone: ctx.time_zone.clone(),
             headers: Vec::new(),
             text: String::with_capacity(64),
-            encoded: Vec::new(),
-            ends: Vec::new(),
             failed: false,
         })
     }
 
-    fn out(&mut self) -> Result<&mut ::csv::Writer<Sink>> {
+    /// Fails once the file was abandoned after an error or finished.
+    fn check_open(&self) -> Result<()> {
         if self.failed {
             return Err(Error::Export(
                 "the CSV file was abandoned after an earlier error".into(),
             ));
         }
-        self.out
-            .as_mut()
-            .ok_or_else(|| Error::Export("the CSV file is already finished".into()))
+        if self.file.is_none() {
+            return Err(Error::Export("the CSV file is already finished".into()));
+        }
+        Ok(())
     }
 
-    fn csv_error(&self, e: ::csv::Error) -> Error {
-        match e.into_kind() {
-            ::csv::ErrorKind::Io(io) => Error::io(&self.path, io),
-            other => Error::Export(format!("{}: {other:?}", self.path.display())),
-        }
+    /// Stops after an error: the records before the failing one are written (the failing
+    /// one was taken back), nothing after.
+    fn abandon(&mut self) {
+        let _ = self.flush();
+        self.failed = true;
     }
 
-    /// Writes one record whose fields are `fields` (already rendered, UTF-8).
-    fn write_utf8_record<'a>(&mut self, fields: impl Iterator<Item = &'a str>) -> Result<()> {
-        let out = self.out()?;
-        let mut result = Ok(());
-        for field in fields {
-            result = out.write_field(field.as_bytes());
-            if result.is_err() {
-                break;
-            }
-        }
-        if result.is_ok() {
-            result = out.write_record(None::<&[u8]>);
-        }
-        result.map_err(|e| self.csv_error(e))
-    }
-
-    /// Writes the fields collected in `encoded`/`ends` as one record.
-    fn write_encoded_record(&mut self) -> Result<()> {
-        let out = self
-            .out
+    /// Writes the pending records to the file.
+    fn flush(&mut self) -> Result<()> {
+        let file = self
+            .file
             .as_mut()
             .ok_or_else(|| Error::Export("the CSV file is already finished".into()))?;
-        let mut start = 0;
-        let mut result = Ok(());
-        for &end in &self.ends {
-            result = out.write_field(&self.encoded[start..end]);
-            if result.is_err() {
-                break;
+        file.write_all(&self.pending)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Appends one record to the pending output. `row` names the record in an error (`row
+    /// 12`, `header row`); a record that fails is not written.
+    fn record(&mut self, row: impl FnOnce() -> String, cells: Cells<'_>) -> Result<()> {
+        let CsvWriter {
+            pending,
+            fields,
+            text,
+            headers,
+            time_zone,
+            ..
+        } = self;
+        let start = pending.len();
+        let count = match cells {
+            Cells::Headers(h) => h.len(),
+            Cells::Values(v) => v.len(),
+        };
+        for i in 0..count {
+            let cell = match cells {
+                Cells::Headers(h) => h[i].as_str(),
+                Cells::Values(v) => cell_text(&v[i], time_zone, text),
+            };
+            if let Err(c) = fields.field(i, cell, pending) {
+                pending.truncate(start);
+                let header = match cells {
+                    Cells::Headers(h) => h[i].as_str(),
+                    Cells::Values(_) => headers.get(i).map_or("", String::as_str),
+                };
+                return Err(unencodable(&row(), header, c));
             }
-            start = end;
         }
-        if result.is_ok() {
-            result = out.write_record(None::<&[u8]>);
+        fields.end_record(start, pending);
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()?;
         }
-        result.map_err(|e| self.csv_error(e))
+        Ok(())
     }
 }
 
@@ -198,93 +316,37 @@ fn cell_text<'a>(value: &'a Value, tz: &TimeZone, buf: &'a mut String) -> &'a st
 
 impl FormatWriter for CsvWriter {
     fn begin(&mut self, columns: &[ColumnSpec]) -> Result<()> {
+        self.check_open()?;
         self.headers = columns.iter().map(|c| c.header.clone()).collect();
         if !self.header {
             return Ok(());
         }
-        let result = if self.shift_jis {
-            self.out()?;
-            self.encoded.clear();
-            self.ends.clear();
-            let mut result = Ok(());
-            for header in &self.headers {
-                if let Err(c) = encode_shift_jis(header, &mut self.encoded) {
-                    result = Err(unencodable("header row", header, c));
-                    break;
-                }
-                self.ends.push(self.encoded.len());
-            }
-            result.and_then(|()| self.write_encoded_record())
-        } else {
-            let headers = std::mem::take(&mut self.headers);
-            let result = self.write_utf8_record(headers.iter().map(String::as_str));
-            self.headers = headers;
-            result
-        };
+        let headers = std::mem::take(&mut self.headers);
+        let result = self.record(|| "header row".into(), Cells::Headers(&headers));
+        self.headers = headers;
         if result.is_err() {
-            self.failed = true;
+            self.abandon();
         }
         result
     }
 
     fn row(&mut self, index: u64, values: &[Value]) -> Result<()> {
-        self.out()?;
-        if let Err(e) = super::check_row_width(index, values, self.headers.len()) {
-            self.failed = true;
-            return Err(e);
-        }
-        let result = if self.shift_jis {
-            self.encoded.clear();
-            self.ends.clear();
-            let mut result = Ok(());
-            for (i, value) in values.iter().enumerate() {
-                let field = cell_text(value, &self.time_zone, &mut self.text);
-                if let Err(c) = encode_shift_jis(field, &mut self.encoded) {
-                    let header = self.headers.get(i).map_or("", String::as_str);
-                    result = Err(unencodable(&format!("row {index}"), header, c));
-                    break;
-                }
-                self.ends.push(self.encoded.len());
-            }
-            result.and_then(|()| self.write_encoded_record())
-        } else {
-            // Split the borrows: the writer, the zone and the scratch buffer are disjoint.
-            let CsvWriter {
-                out,
-                time_zone,
-                text,
-                ..
-            } = self;
-            let out = out.as_mut().expect("checked by out()");
-            let mut result = Ok(());
-            for value in values {
-                result = out.write_field(cell_text(value, time_zone, text).as_bytes());
-                if result.is_err() {
-                    break;
-                }
-            }
-            if result.is_ok() {
-                result = out.write_record(None::<&[u8]>);
-            }
-            result.map_err(|e| self.csv_error(e))
-        };
+        self.check_open()?;
+        let result = super::check_row_width(index, values, self.headers.len())
+            .and_then(|()| self.record(|| format!("row {index}"), Cells::Values(values)));
         if result.is_err() {
-            self.failed = true;
+            self.abandon();
         }
         result
     }
 
     fn finish(mut self: Box<Self>) -> Result<Option<[u8; 32]>> {
-        self.out()?;
-        let out = self.out.take().expect("checked above");
-        let sink = out
-            .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        let (buffered, sha256) = sink.into_parts();
-        let file = buffered
-            .into_inner()
-            .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+        self.check_open()?;
+        self.flush()?;
+        let (file, sha256) = self.file.take().expect("checked above").into_parts();
+        file.into_inner()
+            .sync_all()
+            .map_err(|e| Error::io(&self.path, e))?;
         Ok(Some(sha256))
     }
 }
@@ -300,6 +362,72 @@ mod tests {
         assert_eq!(parse_delimiter(";").unwrap(), b';');
         for bad in ["", ",,", "\"", "\n", "\r", "、"] {
             assert!(parse_delimiter(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    /// The encoder writes what the `csv` crate writes with `QuoteStyle::Necessary`, for every
+    /// delimiter, line ending and awkward field.
+    #[test]
+    fn fields_and_records_are_quoted_exactly_like_the_csv_crate() {
+        let pieces = [
+            "", "a", ",", ";", "\t", "\"", "\r", "\n", "\r\n", " ", "é", "x\"y", "|", "0",
+        ];
+        let mut records: Vec<Vec<String>> =
+            vec![vec![String::new()], vec![], vec!["".into(), "".into()]];
+        for a in pieces {
+            for b in pieces {
+                records.push(vec![format!("{a}{b}")]);
+                records.push(vec![a.into(), b.into(), format!("{b}{a}{b}")]);
+            }
+        }
+        for delimiter in [b',', b';', b'\t', b'|', b'0'] {
+            for line_ending in [LineEnding::Crlf, LineEnding::Lf] {
+                let mut reference = ::csv::WriterBuilder::new()
+                    .delimiter(delimiter)
+                    .terminator(match line_ending {
+                        LineEnding::Crlf => ::csv::Terminator::CRLF,
+                        LineEnding::Lf => ::csv::Terminator::Any(b'\n'),
+                    })
+                    .quote_style(::csv::QuoteStyle::Necessary)
+                    .flexible(true)
+                    .has_headers(false)
+                    .from_writer(Vec::new());
+                let mut fields = FieldEncoder::new(delimiter, line_ending, false);
+                let mut ours = Vec::new();
+                for record in &records {
+                    reference.write_record(record).unwrap();
+                    let start = ours.len();
+                    for (i, field) in record.iter().enumerate() {
+                        fields.field(i, field, &mut ours).unwrap();
+                    }
+                    fields.end_record(start, &mut ours);
+                }
+                let reference = reference.into_inner().unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&reference),
+                    "delimiter {:?}",
+                    delimiter as char
+                );
+            }
+        }
+    }
+
+    /// The word-at-a-time scan agrees with a byte-by-byte one at every position.
+    #[test]
+    fn the_quote_scan_finds_a_special_byte_anywhere() {
+        for delimiter in [b',', b';', b'\t', b'|'] {
+            let fields = FieldEncoder::new(delimiter, LineEnding::Lf, false);
+            for len in 0..40 {
+                for at in 0..len {
+                    for special in [delimiter, b'"', b'\r', b'\n', b'a', 0x80, 0xff, 0x00] {
+                        let mut field = vec![b'x'; len];
+                        field[at] = special;
+                        let expected = field.iter().any(|&b| fields.quoted[usize::from(b)]);
+                        assert_eq!(fields.needs_quotes(&field), expected, "{field:?}");
+                    }
+                }
+            }
         }
     }
 

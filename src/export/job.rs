@@ -124,19 +124,26 @@ fn write_file(
                 writer.begin(&specs)?;
                 picks = Some(indices);
             }
-            SourceEvent::Rows(batch) => {
+            SourceEvent::Rows(mut batch) => {
                 let indices = picks.as_deref().ok_or_else(|| {
                     Error::Export("the source sent rows before its columns".into())
                 })?;
                 let identity = indices.iter().enumerate().all(|(i, &j)| i == j);
-                for mut row in batch {
+                // The rows stay in the batch: dropped, it may go back to the source to be
+                // refilled (see `source::BatchPool`).
+                for row in batch.iter_mut() {
                     rows += 1;
                     if identity && indices.len() == row.len() {
-                        writer.row(rows, &row)?;
+                        writer.row(rows, row)?;
                     } else {
+                        // The picked values are moved out and back (`columns` names each
+                        // column once): no copy of their text.
                         picked.clear();
                         picked.extend(indices.iter().map(|&i| std::mem::take(&mut row[i])));
                         writer.row(rows, &picked)?;
+                        for (&i, value) in indices.iter().zip(picked.drain(..)) {
+                            row[i] = value;
+                        }
                     }
                 }
                 if let Some(p) = &progress {

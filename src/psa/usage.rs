@@ -64,7 +64,7 @@ pub async fn read_usage(
             SourceEvent::Rows(rows) => {
                 let (c, p, q) =
                     columns.ok_or_else(|| Error::Source("rows before columns".into()))?;
-                for row in rows {
+                for row in rows.iter() {
                     let customer = text(&row[c]);
                     let product = text(&row[p]);
                     let Some(quantity) = number(&row[q]) else {

@@ -13,7 +13,7 @@ pub use params::{
     BoundQuery, Dialect, KNOWN_PARAMS, Params, bind_named, referenced_params, rfc3339,
 };
 
-pub use rows::{BATCH_ROWS, SourceEvent};
+pub use rows::{BATCH_ROWS, BatchFiller, BatchPool, RowBatch, SourceEvent};
 
 use tokio::sync::mpsc;
 

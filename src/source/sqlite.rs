@@ -493,7 +493,7 @@ fn run(
         batch.push(row);
         if batch.len() == BATCH_ROWS {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-            if tx.blocking_send(SourceEvent::Rows(full)).is_err()
+            if tx.blocking_send(SourceEvent::Rows(full.into())).is_err()
                 || abandoned.load(Ordering::Relaxed)
             {
                 return Err(cancelled());
@@ -501,7 +501,7 @@ fn run(
         }
     }
     if !batch.is_empty() {
-        tx.blocking_send(SourceEvent::Rows(batch))
+        tx.blocking_send(SourceEvent::Rows(batch.into()))
             .map_err(|_| cancelled())?;
     }
     Ok(rows)

@@ -16,6 +16,7 @@ use lopdf::content::{Content, Operation};
 use lopdf::{Dictionary, Object, ObjectId, Stream};
 
 use crate::export::HashingWriter;
+use crate::fsutil::WritebackFile;
 
 /// The header: version, then a comment of four bytes above 127 telling transfer tools the
 /// file is binary (ISO 32000-1, 7.5.2). 1.7: the embedded OpenType fonts (`/FontFile3`
@@ -24,7 +25,7 @@ const HEADER: &[u8] = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n";
 
 /// A PDF file being written, object by object.
 pub(super) struct PdfFile {
-    out: HashingWriter<BufWriter<File>>,
+    out: HashingWriter<BufWriter<WritebackFile>>,
     /// Byte offset of each object, by object number less one; `None` while only reserved.
     offsets: Vec<Option<u64>>,
 }
@@ -32,7 +33,10 @@ pub(super) struct PdfFile {
 impl PdfFile {
     /// Starts the file with its header.
     pub fn new(file: File) -> io::Result<PdfFile> {
-        let mut out = HashingWriter::new(BufWriter::with_capacity(256 * 1024, file));
+        let mut out = HashingWriter::new(BufWriter::with_capacity(
+            256 * 1024,
+            WritebackFile::new(file),
+        ));
         out.write_all(HEADER)?;
         Ok(PdfFile {
             out,
@@ -120,7 +124,10 @@ impl PdfFile {
         self.out.write_all(&trailer)?;
         write!(self.out, "\nstartxref\n{start}\n%%EOF\n")?;
         let (buffered, hash) = self.out.into_parts();
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .into_inner();
         Ok((file, hash))
     }
 }

@@ -37,12 +37,14 @@ impl CopyReader {
     }
 
     /// The next item in `data`: `None` when `data` holds no complete item; otherwise the bytes
-    /// used and the row (`None` for the header or the trailer). `value` decodes field `i`.
+    /// used and what they were. A row is decoded into `row` (one value per column, overwritten
+    /// in place); `value` decodes field `i` (`None`: NULL) into its slot.
     pub(super) fn next_row(
         &mut self,
         data: &[u8],
-        mut value: impl FnMut(usize, Option<&[u8]>) -> Result<Value>,
-    ) -> Result<Option<(Option<Vec<Value>>, usize)>> {
+        row: &mut [Value],
+        mut value: impl FnMut(usize, Option<&[u8]>, &mut Value) -> Result<()>,
+    ) -> Result<Option<(CopyItem, usize)>> {
         let broken =
             |what: &str| Error::Source(format!("unexpected COPY data from PostgreSQL: {what}"));
         if data.is_empty() {
@@ -60,7 +62,7 @@ impl CopyReader {
                 return Ok(None);
             }
             self.header_done = true;
-            return Ok(Some((None, 19 + ext)));
+            return Ok(Some((CopyItem::Header, 19 + ext)));
         }
         if self.finished {
             return Err(broken("data after the end marker"));
@@ -71,29 +73,46 @@ impl CopyReader {
         let fields = i16::from_be_bytes([data[0], data[1]]);
         if fields == -1 {
             self.finished = true;
-            return Ok(Some((None, 2)));
+            return Ok(Some((CopyItem::End, 2)));
         }
-        if fields as usize != self.columns {
+        if fields as usize != self.columns || row.len() != self.columns {
             return Err(broken("a row with a different number of columns"));
         }
+        // The whole row must be here before any field is decoded.
         let mut at = 2;
-        let mut values = Vec::with_capacity(self.columns);
-        for i in 0..self.columns {
+        for _ in 0..self.columns {
             let Some(len) = data.get(at..at + 4) else {
                 return Ok(None);
             };
             let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-            at += 4;
-            if len < 0 {
-                values.push(value(i, None)?);
-                continue;
-            }
-            let Some(bytes) = data.get(at..at + len as usize) else {
-                return Ok(None);
-            };
-            at += len as usize;
-            values.push(value(i, Some(bytes))?);
+            at += 4 + usize::try_from(len).unwrap_or(0);
         }
-        Ok(Some((Some(values), at)))
+        if data.len() < at {
+            return Ok(None);
+        }
+        let mut at = 2;
+        for (i, slot) in row.iter_mut().enumerate() {
+            let len = i32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            at += 4;
+            match usize::try_from(len) {
+                Err(_) => value(i, None, slot)?,
+                Ok(len) => {
+                    value(i, Some(&data[at..at + len]), slot)?;
+                    at += len;
+                }
+            }
+        }
+        Ok(Some((CopyItem::Row, at)))
     }
+}
+
+/// What [`CopyReader::next_row`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CopyItem {
+    /// The header: nothing to send.
+    Header,
+    /// A row, now in the row it was given.
+    Row,
+    /// The end marker.
+    End,
 }

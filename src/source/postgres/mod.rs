@@ -65,12 +65,12 @@ use tokio::task::JoinSet;
 
 use super::params::{Dialect, bind_named, rewrite_named, rfc3339};
 use super::split::{Range, SplitQuery};
-use super::{BATCH_ROWS, Params, SourceEvent};
+use super::{BATCH_ROWS, BatchFiller, BatchPool, Params, RowBatch, SourceEvent};
 use crate::api::Partition;
 use crate::export::Value;
 use crate::{Error, Result};
-use copy::{CopyReader, copy_refused};
-use decode::{decode_binary, decode_text};
+use copy::{CopyItem, CopyReader, copy_refused};
+use decode::{decode_binary, decode_binary_into, decode_text};
 use errors::{Scrubber, describe};
 use types::{Kind, oid};
 
@@ -349,14 +349,14 @@ impl Run<'_> {
             batch.push(values);
             if batch.len() == BATCH_ROWS {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-                tx.send(SourceEvent::Rows(full))
+                tx.send(SourceEvent::Rows(full.into()))
                     .await
                     .map_err(|_| cancelled())?;
             }
         }
         drop(stream);
         if !batch.is_empty() {
-            tx.send(SourceEvent::Rows(batch))
+            tx.send(SourceEvent::Rows(batch.into()))
                 .await
                 .map_err(|_| cancelled())?;
         }
@@ -378,6 +378,7 @@ impl Run<'_> {
             &self.copy_sql,
             names,
             kinds,
+            &BatchPool::default(),
             error,
             tx,
             SourceEvent::Rows,
@@ -388,17 +389,18 @@ impl Run<'_> {
 
 /// Streams the rows of `copy_sql` (a `COPY (query) TO STDOUT (FORMAT binary)`) to `out` in
 /// batches of [`BATCH_ROWS`], each wrapped by `wrap`: the same binary values as a fetch,
-/// without a row object per row. `error` words a server error; the inner error is the
-/// server's refusal to COPY the statement at all (before any row), which a caller may answer
-/// with a fetch.
+/// without a row object per row, decoded into rows of batches that came back to `pool`.
+/// `error` words a server error; the inner error is the server's refusal to COPY the
+/// statement at all (before any row), which a caller may answer with a fetch.
 async fn copy_rows<T: Send>(
     conn: &mut PgConnection,
     copy_sql: &str,
     names: &[String],
     kinds: &[Kind],
+    pool: &BatchPool,
     error: impl Fn(&sqlx::Error) -> Error,
     out: &mpsc::Sender<T>,
-    wrap: fn(Vec<Vec<Value>>) -> T,
+    wrap: fn(RowBatch) -> T,
 ) -> Result<std::result::Result<u64, sqlx::Error>> {
     let send = async |batch| out.send(wrap(batch)).await.map_err(|_| cancelled());
     let mut stream = match conn.copy_out_raw(copy_sql).await {
@@ -408,7 +410,7 @@ async fn copy_rows<T: Send>(
     };
     let mut reader = CopyReader::new(kinds.len());
     let mut scratch = String::new();
-    let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
+    let mut filler = BatchFiller::new(pool.clone());
     let mut rows: u64 = 0;
     let mut carry: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| error(&e))? {
@@ -421,21 +423,27 @@ async fn copy_rows<T: Send>(
         };
         let mut at = 0;
         loop {
-            let row = reader.next_row(&data[at..], |i, bytes| {
+            let mut row = filler.row(kinds.len());
+            let item = reader.next_row(&data[at..], &mut row, |i, bytes, slot| {
                 let Some(bytes) = bytes else {
-                    return Ok(Value::Null);
+                    *slot = Value::Null;
+                    return Ok(());
                 };
-                decode_binary(kinds[i], bytes, &mut scratch).map_err(|why| {
+                decode_binary_into(kinds[i], bytes, slot, &mut scratch).map_err(|why| {
                     Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
                 })
             })?;
-            let Some((values, used)) = row else { break };
+            let Some((item, used)) = item else {
+                filler.unused(row);
+                break;
+            };
             at += used;
-            let Some(values) = values else { continue };
+            if item != CopyItem::Row {
+                filler.unused(row);
+                continue;
+            }
             rows += 1;
-            batch.push(values);
-            if batch.len() == BATCH_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+            if let Some(full) = filler.push(row) {
                 send(full).await?;
             }
         }
@@ -448,8 +456,8 @@ async fn copy_rows<T: Send>(
             "PostgreSQL ended the COPY stream in the middle of a row".into(),
         ));
     }
-    if !batch.is_empty() {
-        send(batch).await?;
+    if let Some(rest) = filler.rest() {
+        send(rest).await?;
     }
     Ok(Ok(rows))
 }
@@ -491,7 +499,7 @@ pub const MAX_PARTS: u32 = 16;
 
 /// What a range's channel carries: row batches, then `None` once the range is complete (a
 /// channel that closes without it lost its reader), or the error that ended it.
-type Batch = Result<Option<Vec<Vec<Value>>>>;
+type Batch = Result<Option<RowBatch>>;
 
 /// One range to read: its SQL, and where its rows go.
 struct Work {
@@ -597,13 +605,22 @@ where
     let names: Arc<[String]> = names.into();
     let kinds: Arc<[Kind]> = kinds.into();
     let total = ranges.len();
+    let pool = BatchPool::default();
     let mut readers = JoinSet::new();
     for mut conn in connections {
-        let (queue, window, names, kinds) =
-            (queue.clone(), window.clone(), names.clone(), kinds.clone());
+        let (queue, window, names, kinds, pool) = (
+            queue.clone(),
+            window.clone(),
+            names.clone(),
+            kinds.clone(),
+            pool.clone(),
+        );
         let scrub = run.scrub.clone();
         readers.spawn(async move {
-            read_ranges(&mut conn, &queue, &window, &names, &kinds, &scrub, total).await;
+            read_ranges(
+                &mut conn, &queue, &window, &names, &kinds, &pool, &scrub, total,
+            )
+            .await;
             // A polite goodbye; a failed session's connection closes all the same.
             let _ = conn.close().await;
         });
@@ -643,6 +660,7 @@ async fn read_ranges(
     window: &Arc<Semaphore>,
     names: &[String],
     kinds: &[Kind],
+    pool: &BatchPool,
     scrub: &Scrubber,
     total: usize,
 ) {
@@ -663,7 +681,17 @@ async fn read_ranges(
                 describe(e, scrub, None)
             ))
         };
-        let read = copy_rows(conn, &work.copy_sql, names, kinds, error, &work.rows, batch).await;
+        let read = copy_rows(
+            conn,
+            &work.copy_sql,
+            names,
+            kinds,
+            pool,
+            error,
+            &work.rows,
+            batch,
+        )
+        .await;
         let end = match read {
             Ok(Ok(_)) => Ok(None),
             Ok(Err(refused)) => Err(error(&refused)),
@@ -677,7 +705,7 @@ async fn read_ranges(
 }
 
 /// A batch of a range, for its channel.
-fn batch(rows: Vec<Vec<Value>>) -> Batch {
+fn batch(rows: RowBatch) -> Batch {
     Ok(Some(rows))
 }
 
