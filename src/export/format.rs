@@ -141,19 +141,53 @@ fn push_date(d: jiff::civil::Date, out: &mut String) {
         let _ = write!(out, "{d}");
         return;
     }
-    let digit = |n: i16| char::from(b'0' + (n % 10) as u8);
-    out.extend([
-        digit(year / 1000),
-        digit(year / 100),
-        digit(year / 10),
-        digit(year),
-        '-',
-        digit(i16::from(d.month()) / 10),
-        digit(i16::from(d.month())),
-        '-',
-        digit(i16::from(d.day()) / 10),
-        digit(i16::from(d.day())),
-    ]);
+    let mut text = Ascii::<10>::default();
+    text.four(year);
+    text.byte(b'-');
+    text.two(d.month().into());
+    text.byte(b'-');
+    text.two(d.day().into());
+    out.push_str(text.as_str());
+}
+
+/// A short ASCII text built on the stack and appended in one go: rendering a date or an
+/// instant character by character into a `String` costs several times more.
+struct Ascii<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for Ascii<N> {
+    fn default() -> Self {
+        Ascii {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> Ascii<N> {
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    /// `n` (0..=99) as two digits.
+    fn two(&mut self, n: i16) {
+        self.byte(b'0' + (n / 10 % 10) as u8);
+        self.byte(b'0' + (n % 10) as u8);
+    }
+
+    /// `n` (0..=9999) as four digits.
+    fn four(&mut self, n: i16) {
+        self.two(n / 100);
+        self.two(n % 100);
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever written.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
 }
 
 /// Writes `ts` as wall time in `tz` with its offset, byte for byte what the strftime pattern
@@ -161,29 +195,27 @@ fn push_date(d: jiff::civil::Date, out: &mut String) {
 /// zeros; offset seconds only when non-zero, as in historical local mean time), but without
 /// interpreting a pattern for every value: exports render millions of these.
 fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
-    fn two(out: &mut String, n: i32) {
-        out.push(char::from(b'0' + (n / 10) as u8));
-        out.push(char::from(b'0' + (n % 10) as u8));
-    }
     let offset = tz.to_offset(ts);
     let dt = offset.to_datetime(ts);
-    let year = i32::from(dt.year());
-    if (0..=9999).contains(&year) {
-        two(out, year / 100);
-        two(out, year % 100);
-    } else {
+    let year = dt.year();
+    if !(0..=9999).contains(&year) {
         use std::fmt::Write as _;
         let _ = write!(out, "{year:05}");
     }
+    // 2026-12-07T09:30:00.123456789+05:45:30
+    let mut text = Ascii::<40>::default();
+    if (0..=9999).contains(&year) {
+        text.four(year);
+    }
     for (sep, n) in [
-        ('-', dt.month()),
-        ('-', dt.day()),
-        ('T', dt.hour()),
-        (':', dt.minute()),
-        (':', dt.second()),
+        (b'-', dt.month()),
+        (b'-', dt.day()),
+        (b'T', dt.hour()),
+        (b':', dt.minute()),
+        (b':', dt.second()),
     ] {
-        out.push(sep);
-        two(out, i32::from(n));
+        text.byte(sep);
+        text.two(n.into());
     }
     let nanos = dt.subsec_nanosecond();
     if nanos != 0 {
@@ -194,19 +226,22 @@ fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
             n /= 10;
         }
         let end = digits.iter().rposition(|&d| d != b'0').map_or(0, |p| p + 1);
-        out.push('.');
-        out.extend(digits[..end].iter().map(|&d| char::from(d)));
+        text.byte(b'.');
+        for &d in &digits[..end] {
+            text.byte(d);
+        }
     }
     let seconds = offset.seconds();
-    out.push(if seconds < 0 { '-' } else { '+' });
+    text.byte(if seconds < 0 { b'-' } else { b'+' });
     let seconds = seconds.abs();
-    two(out, seconds / 3600);
-    out.push(':');
-    two(out, seconds / 60 % 60);
+    text.two((seconds / 3600) as i16);
+    text.byte(b':');
+    text.two((seconds / 60 % 60) as i16);
     if seconds % 60 != 0 {
-        out.push(':');
-        two(out, seconds % 60);
+        text.byte(b':');
+        text.two((seconds % 60) as i16);
     }
+    out.push_str(text.as_str());
 }
 
 /// One exported column: its name in the query and the header written in the file.

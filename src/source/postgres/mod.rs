@@ -373,12 +373,15 @@ impl Run<'_> {
         kinds: &[Kind],
     ) -> Result<std::result::Result<u64, sqlx::Error>> {
         let error = |e: &sqlx::Error| self.copy_error(e);
+        let decoding = RowDecoding {
+            names: names.into(),
+            kinds: kinds.into(),
+            pool: BatchPool::default(),
+        };
         copy_rows(
             conn,
             &self.copy_sql,
-            names,
-            kinds,
-            &BatchPool::default(),
+            &decoding,
             error,
             tx,
             SourceEvent::Rows,
@@ -387,17 +390,24 @@ impl Run<'_> {
     }
 }
 
+/// What decoding COPY rows needs: the columns' names (for errors) and kinds, and the pool of
+/// used batches the rows are decoded into.
+#[derive(Clone)]
+struct RowDecoding {
+    names: Arc<[String]>,
+    kinds: Arc<[Kind]>,
+    pool: BatchPool,
+}
+
 /// Streams the rows of `copy_sql` (a `COPY (query) TO STDOUT (FORMAT binary)`) to `out` in
 /// batches of [`BATCH_ROWS`], each wrapped by `wrap`: the same binary values as a fetch,
-/// without a row object per row, decoded into rows of batches that came back to `pool`.
+/// without a row object per row, decoded into rows of batches that came back to the pool.
 /// `error` words a server error; the inner error is the server's refusal to COPY the
 /// statement at all (before any row), which a caller may answer with a fetch.
 async fn copy_rows<T: Send>(
     conn: &mut PgConnection,
     copy_sql: &str,
-    names: &[String],
-    kinds: &[Kind],
-    pool: &BatchPool,
+    decoding: &RowDecoding,
     error: impl Fn(&sqlx::Error) -> Error,
     out: &mpsc::Sender<T>,
     wrap: fn(RowBatch) -> T,
@@ -408,6 +418,7 @@ async fn copy_rows<T: Send>(
         Err(e) if copy_refused(&e) => return Ok(Err(e)),
         Err(e) => return Err(error(&e)),
     };
+    let RowDecoding { names, kinds, pool } = decoding;
     let mut reader = CopyReader::new(kinds.len());
     let mut scratch = String::new();
     let mut filler = BatchFiller::new(pool.clone());
@@ -602,25 +613,18 @@ where
 
     let queue = Arc::new(Mutex::new(queue));
     let window = Arc::new(Semaphore::new(WINDOW_PER_PART * sessions));
-    let names: Arc<[String]> = names.into();
-    let kinds: Arc<[Kind]> = kinds.into();
+    let decoding = RowDecoding {
+        names: names.into(),
+        kinds: kinds.into(),
+        pool: BatchPool::default(),
+    };
     let total = ranges.len();
-    let pool = BatchPool::default();
     let mut readers = JoinSet::new();
     for mut conn in connections {
-        let (queue, window, names, kinds, pool) = (
-            queue.clone(),
-            window.clone(),
-            names.clone(),
-            kinds.clone(),
-            pool.clone(),
-        );
+        let (queue, window, decoding) = (queue.clone(), window.clone(), decoding.clone());
         let scrub = run.scrub.clone();
         readers.spawn(async move {
-            read_ranges(
-                &mut conn, &queue, &window, &names, &kinds, &pool, &scrub, total,
-            )
-            .await;
+            read_ranges(&mut conn, &queue, &window, &decoding, &scrub, total).await;
             // A polite goodbye; a failed session's connection closes all the same.
             let _ = conn.close().await;
         });
@@ -658,9 +662,7 @@ async fn read_ranges(
     conn: &mut PgConnection,
     queue: &Mutex<VecDeque<Work>>,
     window: &Arc<Semaphore>,
-    names: &[String],
-    kinds: &[Kind],
-    pool: &BatchPool,
+    decoding: &RowDecoding,
     scrub: &Scrubber,
     total: usize,
 ) {
@@ -681,17 +683,7 @@ async fn read_ranges(
                 describe(e, scrub, None)
             ))
         };
-        let read = copy_rows(
-            conn,
-            &work.copy_sql,
-            names,
-            kinds,
-            pool,
-            error,
-            &work.rows,
-            batch,
-        )
-        .await;
+        let read = copy_rows(conn, &work.copy_sql, decoding, error, &work.rows, batch).await;
         let end = match read {
             Ok(Ok(_)) => Ok(None),
             Ok(Err(refused)) => Err(error(&refused)),
