@@ -40,6 +40,19 @@ pub enum Value {
 }
 
 impl Value {
+    /// Makes this value the text `text`, in its own buffer when it holds text already: the
+    /// sources refill the rows of returned batches (see `source::BatchPool`), so a text
+    /// column costs no allocation per row.
+    pub fn set_text(&mut self, text: &str) {
+        match self {
+            Value::Text(buffer) => {
+                buffer.clear();
+                buffer.push_str(text);
+            }
+            other => *other = Value::Text(text.to_owned()),
+        }
+    }
+
     /// The value as text, the way CSV and PDF show it. Instants are rendered in `tz` with
     /// their offset (RFC 3339), wall-clock timestamps as `YYYY-MM-DDTHH:MM:SS[.fff]`.
     pub fn to_text(&self, tz: &TimeZone, out: &mut String) {

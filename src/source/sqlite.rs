@@ -35,7 +35,7 @@ use jiff::tz::Offset;
 use tokio::sync::mpsc;
 
 use super::params::{Dialect, bind_named};
-use super::{BATCH_ROWS, Params, SourceEvent};
+use super::{BatchFiller, BatchPool, Params, SourceEvent};
 use crate::export::Value;
 use crate::{Error, Result};
 
@@ -469,7 +469,7 @@ fn run(
         .map_err(|_| cancelled())?;
 
     let mut rows: u64 = 0;
-    let mut batch: Vec<Vec<Value>> = Vec::with_capacity(BATCH_ROWS);
+    let mut filler = BatchFiller::new(BatchPool::default());
     loop {
         // SAFETY: valid statement.
         let rc = unsafe { ffi::sqlite3_step(stmt.0) };
@@ -486,34 +486,39 @@ fn run(
             )));
         }
         rows += 1;
-        let mut row = Vec::with_capacity(decls.len());
-        for (i, &decl) in decls.iter().enumerate() {
-            row.push(decode(&stmt, i as c_int, decl, &names, rows)?);
+        let mut row = filler.row(decls.len());
+        for (i, (&decl, slot)) in decls.iter().zip(row.iter_mut()).enumerate() {
+            decode(&stmt, i as c_int, decl, &names, rows, slot)?;
         }
-        batch.push(row);
-        if batch.len() == BATCH_ROWS {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
-            if tx.blocking_send(SourceEvent::Rows(full.into())).is_err()
-                || abandoned.load(Ordering::Relaxed)
-            {
-                return Err(cancelled());
-            }
+        if let Some(full) = filler.push(row)
+            && (tx.blocking_send(SourceEvent::Rows(full)).is_err()
+                || abandoned.load(Ordering::Relaxed))
+        {
+            return Err(cancelled());
         }
     }
-    if !batch.is_empty() {
-        tx.blocking_send(SourceEvent::Rows(batch.into()))
+    if let Some(rest) = filler.rest() {
+        tx.blocking_send(SourceEvent::Rows(rest))
             .map_err(|_| cancelled())?;
     }
     Ok(rows)
 }
 
-/// The value of column `i` of the current row.
-fn decode(stmt: &Stmt, i: c_int, decl: Decl, names: &[String], row: u64) -> Result<Value> {
+/// Stores the value of column `i` of the current row in `slot` (a text column reuses the
+/// slot's buffer).
+fn decode(
+    stmt: &Stmt,
+    i: c_int,
+    decl: Decl,
+    names: &[String],
+    row: u64,
+    slot: &mut Value,
+) -> Result<()> {
     let s = stmt.0;
     // SAFETY: valid statement positioned on a row; `i` is a valid column index. Text and blob
     // pointers stay valid until the next step, and are copied before that.
     unsafe {
-        Ok(match ffi::sqlite3_column_type(s, i) {
+        *slot = match ffi::sqlite3_column_type(s, i) {
             ffi::SQLITE_INTEGER => {
                 let n = ffi::sqlite3_column_int64(s, i);
                 match decl {
@@ -544,6 +549,10 @@ fn decode(stmt: &Stmt, i: c_int, decl: Decl, names: &[String], row: u64) -> Resu
                         names[i as usize]
                     ))
                 })?;
+                if decl == Decl::Storage {
+                    slot.set_text(text);
+                    return Ok(());
+                }
                 refine_text(text, decl)
             }
             ffi::SQLITE_BLOB => {
@@ -556,8 +565,9 @@ fn decode(stmt: &Stmt, i: c_int, decl: Decl, names: &[String], row: u64) -> Resu
                 }
             }
             _ => Value::Null,
-        })
+        };
     }
+    Ok(())
 }
 
 /// A stored text, read through its column's declared type.

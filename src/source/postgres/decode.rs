@@ -117,9 +117,9 @@ pub(super) fn decode_binary_into(
     scratch: &mut String,
 ) -> std::result::Result<(), String> {
     match kind {
-        Kind::Text | Kind::Char | Kind::Json => set_text(slot, utf8(b)?),
+        Kind::Text | Kind::Char | Kind::Json => slot.set_text(utf8(b)?),
         Kind::Jsonb => match b.split_first() {
-            Some((1, json)) => set_text(slot, utf8(json)?),
+            Some((1, json)) => slot.set_text(utf8(json)?),
             _ => return Err("unknown jsonb format version".into()),
         },
         Kind::Numeric => {
@@ -139,17 +139,6 @@ pub(super) fn decode_binary_into(
         _ => decode_fixed(kind, b, slot, scratch)?,
     }
     Ok(())
-}
-
-/// Makes `slot` the text `text`, in the slot's own buffer when it holds text already.
-fn set_text(slot: &mut Value, text: &str) {
-    match slot {
-        Value::Text(buffer) => {
-            buffer.clear();
-            buffer.push_str(text);
-        }
-        other => *other = Value::Text(text.to_owned()),
-    }
 }
 
 /// Decodes a value in PostgreSQL's text format (sqlx uses binary for prepared statements; this
