@@ -211,14 +211,13 @@ fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
     let offset = tz.to_offset(ts);
     let dt = offset.to_datetime(ts);
     let year = dt.year();
-    if !(0..=9999).contains(&year) {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{year:05}");
-    }
     // 2026-12-07T09:30:00.123456789+05:45:30
     let mut text = Ascii::<40>::default();
     if (0..=9999).contains(&year) {
         text.four(year);
+    } else {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{year:05}");
     }
     for (sep, n) in [
         (b'-', dt.month()),

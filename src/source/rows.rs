@@ -126,7 +126,8 @@ impl BatchFiller {
     }
 
     /// A row to fill, `width` values long (their old contents left to be overwritten). It
-    /// is in the batch only once [`BatchFiller::push`] puts it there.
+    /// is in the batch only once [`BatchFiller::push`] puts it there; a row never pushed is
+    /// simply dropped.
     pub fn row(&mut self, width: usize) -> Vec<Value> {
         let mut row = self.spare.pop().unwrap_or_default();
         row.resize(width, Value::Null);
@@ -137,11 +138,6 @@ impl BatchFiller {
     pub fn push(&mut self, row: Vec<Value>) -> Option<RowBatch> {
         self.batch.push(row);
         (self.batch.len() >= BATCH_ROWS).then(|| self.next_batch())
-    }
-
-    /// Gives back a row that was not filled after all.
-    pub fn unused(&mut self, row: Vec<Value>) {
-        self.spare.push(row);
     }
 
     /// The rows pushed since the last batch, if any.
@@ -188,7 +184,7 @@ mod tests {
         assert_eq!(row.len(), 2);
         assert!(filler.rest().is_none());
         row[0] = Value::Int(0);
-        filler.unused(row);
+        drop(row);
         let mut seen = false;
         for _ in 0..2 * BATCH_ROWS {
             let mut row = filler.row(2);

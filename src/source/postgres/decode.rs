@@ -29,15 +29,45 @@ pub(super) fn decode_binary(kind: Kind, b: &[u8], scratch: &mut String) -> Decod
     Ok(value)
 }
 
-/// Stores a value of a kind without a text buffer to reuse straight into `slot` (returning
-/// the `Value` instead costs a copy through the stack per cell, measurably).
-fn decode_fixed(
+/// Decodes a binary value into `slot`, reusing the text buffer a previous row left there:
+/// an export refills the same rows batch after batch, so text, JSON and NUMERIC cells cost no
+/// allocation once the buffers are large enough. The buffer is filled where it lies: moving
+/// a `String` in and out of the slot costs more than the copy. After an error the slot's
+/// value is meaningless (the export stops).
+pub(super) fn decode_binary_into(
     kind: Kind,
     b: &[u8],
     slot: &mut Value,
     scratch: &mut String,
 ) -> std::result::Result<(), String> {
+    // Kinds without a text buffer are stored straight into the slot (returning the `Value`
+    // instead costs a copy through the stack per cell, measurably).
     *slot = match kind {
+        Kind::Text | Kind::Char | Kind::Json => {
+            slot.set_text(utf8(b)?);
+            return Ok(());
+        }
+        Kind::Jsonb => match b.split_first() {
+            Some((1, json)) => {
+                slot.set_text(utf8(json)?);
+                return Ok(());
+            }
+            _ => return Err("unknown jsonb format version".into()),
+        },
+        Kind::Numeric => {
+            if let Value::Decimal(text) = slot {
+                text.clear();
+                if numeric(b, text)? {
+                    return Ok(());
+                }
+            }
+            let mut text = String::new();
+            if numeric(b, &mut text)? {
+                Value::Decimal(text)
+            } else {
+                Value::Text(text)
+            }
+        }
         Kind::Bool => Value::Bool(be::<1>(b)?[0] != 0),
         Kind::Int2 => Value::Int(i16::from_be_bytes(be(b)?).into()),
         Kind::Int4 => Value::Int(i32::from_be_bytes(be(b)?).into()),
@@ -50,11 +80,6 @@ fn decode_fixed(
             Value::Float(scratch.parse().unwrap_or(f64::from(f)))
         }
         Kind::Float8 => Value::Float(f64::from_be_bytes(be(b)?)),
-        Kind::Text | Kind::Char | Kind::Json | Kind::Jsonb | Kind::Numeric => {
-            return Err(format!(
-                "{kind:?} has a text buffer: decode_binary_into reads it"
-            ));
-        }
         Kind::Bytea => Value::Bytes(b.to_vec()),
         Kind::Uuid => Value::Text(uuid(&be::<16>(b)?)),
         Kind::Date => match i32::from_be_bytes(be(b)?) {
@@ -102,42 +127,6 @@ fn decode_fixed(
             Value::Text(interval_iso8601(months, days, micros))
         }
     };
-    Ok(())
-}
-
-/// Decodes a binary value into `slot`, reusing the text buffer a previous row left there:
-/// an export refills the same rows batch after batch, so text, JSON and NUMERIC cells cost no
-/// allocation once the buffers are large enough. The buffer is filled where it lies: moving
-/// a `String` in and out of the slot costs more than the copy. After an error the slot's
-/// value is meaningless (the export stops).
-pub(super) fn decode_binary_into(
-    kind: Kind,
-    b: &[u8],
-    slot: &mut Value,
-    scratch: &mut String,
-) -> std::result::Result<(), String> {
-    match kind {
-        Kind::Text | Kind::Char | Kind::Json => slot.set_text(utf8(b)?),
-        Kind::Jsonb => match b.split_first() {
-            Some((1, json)) => slot.set_text(utf8(json)?),
-            _ => return Err("unknown jsonb format version".into()),
-        },
-        Kind::Numeric => {
-            if let Value::Decimal(text) = slot {
-                text.clear();
-                if numeric(b, text)? {
-                    return Ok(());
-                }
-            }
-            let mut text = String::new();
-            *slot = if numeric(b, &mut text)? {
-                Value::Decimal(text)
-            } else {
-                Value::Text(text)
-            };
-        }
-        _ => decode_fixed(kind, b, slot, scratch)?,
-    }
     Ok(())
 }
 

@@ -422,6 +422,8 @@ async fn copy_rows<T: Send>(
     let mut reader = CopyReader::new(kinds.len());
     let mut scratch = String::new();
     let mut filler = BatchFiller::new(pool.clone());
+    // The row being decoded into; replaced only once it holds a row.
+    let mut row = filler.row(kinds.len());
     let mut rows: u64 = 0;
     let mut carry: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| error(&e))? {
@@ -434,7 +436,6 @@ async fn copy_rows<T: Send>(
         };
         let mut at = 0;
         loop {
-            let mut row = filler.row(kinds.len());
             let item = reader.next_row(&data[at..], &mut row, |i, bytes, slot| {
                 let Some(bytes) = bytes else {
                     *slot = Value::Null;
@@ -444,17 +445,15 @@ async fn copy_rows<T: Send>(
                     Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
                 })
             })?;
-            let Some((item, used)) = item else {
-                filler.unused(row);
-                break;
-            };
+            let Some((item, used)) = item else { break };
             at += used;
             if item != CopyItem::Row {
-                filler.unused(row);
                 continue;
             }
             rows += 1;
-            if let Some(full) = filler.push(row) {
+            let full = filler.push(std::mem::take(&mut row));
+            row = filler.row(kinds.len());
+            if let Some(full) = full {
                 send(full).await?;
             }
         }
