@@ -6,6 +6,7 @@
 //! come from.
 
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod controller;

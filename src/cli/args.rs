@@ -66,6 +66,17 @@ pub enum ListOutput {
     Json,
 }
 
+/// `--output` of `ferry check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckOutput {
+    /// One line per check.
+    Text,
+    /// JSON: `{"checks": [...], "summary": {...}}`.
+    Json,
+    /// A Markdown table, for a pull-request comment.
+    Markdown,
+}
+
 /// `--sync-status` of `ferry get customermappings`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SyncStatusFilter {
@@ -476,6 +487,26 @@ pub enum Command {
         /// (refused by default, as kubectl refuses "no objects passed to apply").
         #[arg(long)]
         allow_empty: bool,
+    },
+    /// Check ahead, read-only, that the next runs would succeed: each ReportSchedule's query
+    /// prepared (never run) on its database for the next slot and its columns compared; each
+    /// DeliveryTarget's server reached, its identity verified, logged in and a probe file
+    /// delivered and removed (email: the SMTP relay up to AUTH, nothing sent); each
+    /// CustomerMapping's PSA company and contracts resolved. Exit 0 when every check passes,
+    /// 1 otherwise.
+    Check {
+        /// Files or directories (recursive, .yaml/.yml).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Output format: `markdown` for a pull-request comment.
+        #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]
+        output: CheckOutput,
+        /// Only this resource: `KIND/NAME` (`rs/NAME`, `dt/NAME`, `cm/NAME`).
+        #[arg(long, value_name = "KIND/NAME")]
+        only: Option<String>,
+        /// How long each check may take (connecting, logging in, probing).
+        #[arg(long, default_value = "20s", value_name = "DURATION")]
+        timeout: String,
     },
     /// The next run instants of a ReportSchedule and the file names they produce.
     Next {

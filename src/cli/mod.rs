@@ -40,6 +40,7 @@ macro_rules! outln {
 }
 
 pub mod args;
+mod check;
 mod context;
 mod deliver;
 mod get;
@@ -136,6 +137,12 @@ async fn run(cli: Cli) -> Result<u8> {
             )),
             None => plan::apply_files(&ctx, &files, auto_approve, allow_empty).await,
         },
+        Command::Check {
+            files,
+            output,
+            only,
+            timeout,
+        } => check::check_cmd(&ctx, &files, output, only.as_deref(), &timeout).await,
         Command::Next {
             resource,
             files,

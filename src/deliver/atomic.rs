@@ -196,6 +196,23 @@ pub async fn place_remote(
     confirmed
 }
 
+/// [`place_remote`] of a check's probe file, then its removal: the probe ends where a report
+/// would, and leaves nothing.
+pub async fn probe_remote(
+    dir: &mut impl RemoteDir,
+    probe: &Outgoing<'_>,
+    naming: PartialNaming,
+) -> Result<u64, String> {
+    let bytes = place_remote(dir, probe, naming).await?;
+    dir.remove(probe.file_name).await.map_err(|e| {
+        format!(
+            "the probe file {} was delivered but cannot be removed (remove it by hand): {e}",
+            dir.locate(probe.file_name)
+        )
+    })?;
+    Ok(bytes)
+}
+
 /// Tells the delivery's [`crate::deliver::CommitHook`]; a failure fails the attempt before
 /// anything is visible under the final name.
 async fn commit(file: &Outgoing<'_>) -> Result<(), UploadFailed> {

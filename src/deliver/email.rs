@@ -409,6 +409,26 @@ impl Transport for EmailTransport {
         Box::pin(self.deliver_file(file))
     }
 
+    /// The SMTP relay up to AUTH, then QUIT: nothing is sent, and the link store (if any) is
+    /// not touched.
+    fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(async move {
+            let certificate = self.probe_session().await.map_err(|m| self.fail(m))?;
+            let mut details = BTreeMap::new();
+            details.insert("smtpServer".to_string(), self.smtp.at());
+            if let Some(fp) = certificate {
+                details.insert("tlsCertificateSha256".to_string(), fp);
+            }
+            let recipients: Vec<String> = self.to.iter().map(|m| m.email.to_string()).collect();
+            Ok(Receipt {
+                location: mailto(&recipients),
+                bytes: 0,
+                sha256: probe.sha256.to_string(),
+                details,
+            })
+        })
+    }
+
     /// A mailbox cannot be asked whether a message arrived: after a crash once the message
     /// was handed over (DATA), the outcome is unknown and only `--resend` sends it again.
     fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {

@@ -74,6 +74,22 @@ impl Transport for HostedSftp {
         })
     }
 
+    /// Delivered like a report into the connection's directory, then removed.
+    fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(async move {
+            let receipt = self.deliver(probe).await?;
+            let (path, _) = crate::hosted_sftp::delivery_path(
+                &self.data_dir,
+                &self.target.user,
+                &self.target.directory,
+                probe.file_name,
+            )?;
+            std::fs::remove_file(&path)
+                .map_err(|e| self.fail(format!("removing the probe {}: {e}", path.display())))?;
+            Ok(receipt)
+        })
+    }
+
     /// The connection's directory holds the file already (same size and SHA-256)?
     fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
         Box::pin(async move {

@@ -111,6 +111,15 @@ impl Transport for LocalDir {
         Box::pin(self.blocking(file, |this, file| this.deliver_blocking(file)))
     }
 
+    /// Delivered like a report, then removed.
+    fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(self.blocking(probe, |this, probe| {
+            let receipt = this.deliver_blocking(probe)?;
+            std::fs::remove_file(this.dir.join(probe.file_name))?;
+            Ok(receipt)
+        }))
+    }
+
     /// The directory holds the file already (same size and SHA-256)?
     fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
         Box::pin(self.blocking(file, |this, file| {

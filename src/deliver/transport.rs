@@ -240,4 +240,20 @@ pub trait Transport: Send + Sync {
         let _ = file;
         Box::pin(async { Ok(Confirmation::Absent) })
     }
+
+    /// Checks ahead that a delivery would succeed now, without delivering (`ferry check`):
+    /// the same connection, server identity, login and directory as a delivery, then `probe`
+    /// (an empty file named by `crate::check`) delivered exactly as a report is (temporary
+    /// name, rename, size confirmed) and removed, so nothing is left. Email: the SMTP session
+    /// up to AUTH, then QUIT, nothing sent. Returns what was reached. The default, for a
+    /// destination that cannot be probed, is an error saying so.
+    fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        let _ = probe;
+        Box::pin(async {
+            Err(crate::Error::Delivery {
+                target: String::new(),
+                message: "this destination cannot be checked ahead".into(),
+            })
+        })
+    }
 }

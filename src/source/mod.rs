@@ -20,6 +20,22 @@ use tokio::sync::mpsc;
 use crate::api::Partition;
 use crate::{Error, Result};
 
+/// The result columns of `query` on the database at `url`, prepared and never run (for
+/// `ferry check`): a broken query, a missing table or a column of a type Ferry cannot export
+/// fails here as it would fail the run.
+pub async fn columns(url: &str, query: &str, params: &Params) -> Result<Vec<String>> {
+    if url.starts_with("sqlite:") {
+        sqlite::columns(url, query).await
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        postgres::columns(url, query, params).await
+    } else {
+        Err(Error::Source(format!(
+            "unsupported database URL `{}`: expected sqlite:PATH or postgres://...",
+            crate::redact::redact_url(url)
+        )))
+    }
+}
+
 /// Runs `query` against the database at `url` (sqlite:... or postgres://...) with the named
 /// parameters bound, sending columns and row batches to `tx`. Returns the number of rows.
 /// A closed receiver (the consumer failed or was cancelled) stops the query early.

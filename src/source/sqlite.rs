@@ -140,6 +140,38 @@ pub async fn stream(
         .map_err(|e| Error::Source(format!("the SQLite worker failed: {e}")))?
 }
 
+/// The result columns of `query`, prepared (never run) on the database of `url`: what
+/// `ferry check` compares with a schedule's declared columns.
+pub async fn columns(url: &str, query: &str) -> Result<Vec<String>> {
+    let target = parse_url(url)?;
+    let bound = bind_named(query, Dialect::Sqlite).map_err(Error::Source)?;
+    tokio::task::spawn_blocking(move || {
+        let db = open(&target)?;
+        let stmt = prepare(&db, &bound.sql)?;
+        Ok(column_names(&stmt))
+    })
+    .await
+    .map_err(|e| Error::Source(format!("the SQLite worker failed: {e}")))?
+}
+
+/// The names of a prepared statement's result columns (`columnN` where SQLite has none).
+fn column_names(stmt: &Stmt) -> Vec<String> {
+    // SAFETY: valid statement; names are NUL-terminated UTF-8 (or NULL).
+    let count = unsafe { ffi::sqlite3_column_count(stmt.0) };
+    (0..count)
+        .map(|i| {
+            let name = unsafe { ffi::sqlite3_column_name(stmt.0, i) };
+            if name.is_null() {
+                format!("column{}", i + 1)
+            } else {
+                unsafe { CStr::from_ptr(name) }
+                    .to_string_lossy()
+                    .into_owned()
+            }
+        })
+        .collect()
+}
+
 /// Where a `sqlite:` URL points.
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
@@ -445,19 +477,10 @@ fn run(
     let stmt = prepare(&db, sql)?;
     bind(&db, &stmt, values)?;
 
-    // SAFETY: valid statement; names and declared types are NUL-terminated UTF-8 (or NULL).
-    let count = unsafe { ffi::sqlite3_column_count(stmt.0) };
-    let mut names = Vec::with_capacity(count as usize);
-    let mut decls = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let name = unsafe { ffi::sqlite3_column_name(stmt.0, i) };
-        names.push(if name.is_null() {
-            format!("column{}", i + 1)
-        } else {
-            unsafe { CStr::from_ptr(name) }
-                .to_string_lossy()
-                .into_owned()
-        });
+    let names = column_names(&stmt);
+    let mut decls = Vec::with_capacity(names.len());
+    // SAFETY: valid statement; declared types are NUL-terminated UTF-8 (or NULL).
+    for i in 0..names.len() as c_int {
         let decl = unsafe { ffi::sqlite3_column_decltype(stmt.0, i) };
         decls.push(if decl.is_null() {
             Decl::Storage

@@ -10,6 +10,7 @@ mod psa_common;
 mod architecture;
 mod bad_inputs;
 mod chart;
+mod check;
 mod cli;
 mod controller;
 mod deliver_crash;

@@ -27,31 +27,17 @@ impl EmailTransport {
         commit: &CommitHook,
         evidence: BTreeMap<String, String>,
     ) -> Result<Accepted, String> {
-        let s = &self.smtp;
-        let at = s.at();
         let hello = ClientId::default();
-        let implicit = match s.tls {
-            SmtpTls::Implicit => s.tls_parameters.clone(),
-            _ => None,
-        };
-        let mut conn = step(
-            AsyncSmtpConnection::connect_tokio1(
-                (s.host.as_str(), s.port),
-                Some(STEP_TIMEOUT),
-                &hello,
-                implicit,
-                None,
-            ),
-            STEP_TIMEOUT,
-        )
-        .await
-        .map_err(|e| match e {
-            Failed::Smtp(e) if tls_error_in(&e).is_some() => tls_failure(&at, &e),
-            e => format!("SMTP connection to {at} failed: {e}"),
-        })?;
-
+        let (mut conn, certificate_sha256) = self.open(&hello).await?;
         let result = self
-            .session(&mut conn, envelope, message, &hello, commit, evidence)
+            .session(
+                &mut conn,
+                envelope,
+                message,
+                certificate_sha256,
+                commit,
+                evidence,
+            )
             .await;
         let close = Duration::from_secs(10);
         match result {
@@ -68,15 +54,60 @@ impl EmailTransport {
         }
     }
 
-    pub(super) async fn session(
+    /// A check of the SMTP relay (`ferry check`): connect (TLS), STARTTLS, AUTH, then QUIT,
+    /// nothing sent. Returns the server certificate's SHA-256 fingerprint, if TLS.
+    pub(super) async fn probe_session(&self) -> Result<Option<String>, String> {
+        let (mut conn, certificate_sha256) = self.open(&ClientId::default()).await?;
+        step(conn.quit(), STEP_TIMEOUT)
+            .await
+            .map_err(|e| format!("SMTP server {} did not answer QUIT: {e}", self.smtp.at()))?;
+        Ok(certificate_sha256)
+    }
+
+    /// Connects (TLS), STARTTLS and AUTH: a session ready for MAIL, and the server
+    /// certificate's SHA-256 fingerprint when the session is encrypted.
+    async fn open(
+        &self,
+        hello: &ClientId,
+    ) -> Result<(AsyncSmtpConnection, Option<String>), String> {
+        let s = &self.smtp;
+        let at = s.at();
+        let implicit = match s.tls {
+            SmtpTls::Implicit => s.tls_parameters.clone(),
+            _ => None,
+        };
+        let mut conn = step(
+            AsyncSmtpConnection::connect_tokio1(
+                (s.host.as_str(), s.port),
+                Some(STEP_TIMEOUT),
+                hello,
+                implicit,
+                None,
+            ),
+            STEP_TIMEOUT,
+        )
+        .await
+        .map_err(|e| match e {
+            Failed::Smtp(e) if tls_error_in(&e).is_some() => tls_failure(&at, &e),
+            e => format!("SMTP connection to {at} failed: {e}"),
+        })?;
+        match self.secure_and_log_in(&mut conn, hello).await {
+            Ok(certificate_sha256) => Ok((conn, certificate_sha256)),
+            Err(Halt::Abort(message)) => {
+                let close = Duration::from_secs(10);
+                let _ = tokio::time::timeout(close, conn.abort()).await;
+                Err(message)
+            }
+            Err(Halt::Drop(message)) => Err(message),
+        }
+    }
+
+    /// STARTTLS when configured, then AUTH when there is a login.
+    async fn secure_and_log_in(
         &self,
         conn: &mut AsyncSmtpConnection,
-        envelope: &Envelope,
-        message: &[u8],
         hello: &ClientId,
-        commit: &CommitHook,
-        evidence: BTreeMap<String, String>,
-    ) -> Result<Accepted, Halt> {
+    ) -> Result<Option<String>, Halt> {
         let s = &self.smtp;
         let at = s.at();
         if s.tls == SmtpTls::Starttls {
@@ -123,6 +154,20 @@ impl EmailTransport {
                 .await
                 .map_err(|e| format!("SMTP AUTH as `{user}` at {at} refused: {e}"))?;
         }
+        Ok(certificate_sha256)
+    }
+
+    /// MAIL, RCPT for each recipient, DATA, on a session [`EmailTransport::open`] made.
+    async fn session(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &Envelope,
+        message: &[u8],
+        certificate_sha256: Option<String>,
+        commit: &CommitHook,
+        evidence: BTreeMap<String, String>,
+    ) -> Result<Accepted, Halt> {
+        let at = self.smtp.at();
 
         let mut parameters = Vec::new();
         let non_ascii_addresses = envelope

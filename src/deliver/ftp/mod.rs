@@ -173,6 +173,10 @@ impl Transport for FtpTransport {
     fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
         Box::pin(self.confirm_file(file))
     }
+
+    fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(self.probe_file(probe))
+    }
 }
 
 /// A file name FTP can carry: one path component, no line break.

@@ -10,7 +10,7 @@ use super::{CLEANUP_TIMEOUT, FtpTransport, REPLY_TIMEOUT, check_name};
 use crate::Result;
 use crate::api::FtpTls;
 use crate::deliver::atomic::{
-    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote,
+    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote, probe_remote,
 };
 use crate::deliver::{Confirmation, Outgoing, Receipt};
 use crate::tls::ClientTls;
@@ -21,6 +21,17 @@ impl FtpTransport {
         let (receipt, bytes) = self
             .in_directory(file, async |remote| {
                 place_remote(remote, file, naming).await
+            })
+            .await?;
+        Ok(Receipt { bytes, ..receipt })
+    }
+
+    /// A check's probe: delivered like a report, then removed (see `Transport::probe`).
+    pub(super) async fn probe_file(&self, probe: &Outgoing<'_>) -> Result<Receipt> {
+        let naming = self.partial;
+        let (receipt, bytes) = self
+            .in_directory(probe, async |remote| {
+                probe_remote(remote, probe, naming).await
             })
             .await?;
         Ok(Receipt { bytes, ..receipt })

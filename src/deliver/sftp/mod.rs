@@ -191,6 +191,10 @@ impl Transport for SftpTransport {
     fn confirm<'a>(&'a self, file: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Confirmation>> {
         Box::pin(self.confirm_file(file))
     }
+
+    fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
+        Box::pin(self.probe_file(probe))
+    }
 }
 
 /// An open SFTP session and what the server said it supports.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::Result;
 use crate::deliver::atomic::{
-    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote,
+    RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote, probe_remote,
 };
 use crate::deliver::{Confirmation, Outgoing, Receipt};
 use crate::ssh::HostKeyCheck;
@@ -94,6 +94,17 @@ impl SftpTransport {
         let (receipt, bytes) = self
             .in_directory(file, async |remote| {
                 place_remote(remote, file, naming).await
+            })
+            .await?;
+        Ok(Receipt { bytes, ..receipt })
+    }
+
+    /// A check's probe: delivered like a report, then removed (see `Transport::probe`).
+    pub(super) async fn probe_file(&self, probe: &Outgoing<'_>) -> Result<Receipt> {
+        let naming = self.partial;
+        let (receipt, bytes) = self
+            .in_directory(probe, async |remote| {
+                probe_remote(remote, probe, naming).await
             })
             .await?;
         Ok(Receipt { bytes, ..receipt })

@@ -118,31 +118,8 @@ pub async fn stream_with(
     })
     .map_err(Error::Source)?;
     let scrub = Scrubber::new(url);
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| {
-            Error::Source(format!(
-                "invalid PostgreSQL URL: {}",
-                scrub.clean(&e.to_string())
-            ))
-        })?
-        .application_name("ferry")
-        // An export runs for seconds by design: no "slow statement" warnings with its SQL.
-        .disable_statement_logging();
-    let server = format!(
-        "{}:{} (database {}, user {})",
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap_or(options.get_username()),
-        options.get_username()
-    );
-    let connect = || async {
-        PgConnection::connect_with(&options).await.map_err(|e| {
-            Error::Source(format!(
-                "cannot connect to PostgreSQL at {server}: {}",
-                describe(&e, &scrub, None)
-            ))
-        })
-    };
+    let server = Server::new(url, &scrub)?;
+    let connect = || server.connect(&scrub);
     let run = Run {
         copy_sql: format!(
             "COPY (\n{}\n) TO STDOUT (FORMAT binary)",
@@ -199,6 +176,70 @@ pub async fn stream_with(
         Ok(Pumped::Refused) => Err(Error::Source("PostgreSQL refused to run the query".into())),
         // Dropping the connection mid-stream closes the socket: the server stops the query.
         Err(e) => Err(e),
+    }
+}
+
+/// The result columns of `query`, prepared (never run) in a read-only session in the slot's
+/// zone, its window parameters typed `timestamptz`: what `ferry check` compares with a
+/// schedule's declared columns. A column of a type Ferry cannot export is an error naming it.
+pub async fn columns(url: &str, query: &str, params: &Params) -> Result<Vec<String>> {
+    let bound = bind_named(query, Dialect::Postgres).map_err(Error::Source)?;
+    let scrub = Scrubber::new(url);
+    let server = Server::new(url, &scrub)?;
+    let run = Run {
+        sql: &bound.sql,
+        copy_sql: String::new(),
+        params: Vec::new(),
+        zone: params.slot.time_zone().iana_name().map(str::to_string),
+        scrub: &scrub,
+    };
+    let mut conn = server.connect(&scrub).await?;
+    run.setup(&mut conn).await?;
+    let types = vec![PgTypeInfo::with_oid(Oid(oid::TIMESTAMPTZ)); bound.names.len()];
+    let (_, names, _) = run.prepare_typed(&mut conn, &types).await?;
+    let _ = conn.close().await;
+    Ok(names)
+}
+
+/// A PostgreSQL server as a URL names it: how to connect, and how messages name it (host,
+/// port, database and user; never the password).
+struct Server {
+    options: PgConnectOptions,
+    label: String,
+}
+
+impl Server {
+    fn new(url: &str, scrub: &Scrubber) -> Result<Server> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| {
+                Error::Source(format!(
+                    "invalid PostgreSQL URL: {}",
+                    scrub.clean(&e.to_string())
+                ))
+            })?
+            .application_name("ferry")
+            // An export runs for seconds by design: no "slow statement" warnings with its SQL.
+            .disable_statement_logging();
+        let label = format!(
+            "{}:{} (database {}, user {})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or(options.get_username()),
+            options.get_username()
+        );
+        Ok(Server { options, label })
+    }
+
+    async fn connect(&self, scrub: &Scrubber) -> Result<PgConnection> {
+        PgConnection::connect_with(&self.options)
+            .await
+            .map_err(|e| {
+                Error::Source(format!(
+                    "cannot connect to PostgreSQL at {}: {}",
+                    self.label,
+                    describe(&e, scrub, None)
+                ))
+            })
     }
 }
 
@@ -265,8 +306,17 @@ impl Run<'_> {
         conn: &mut PgConnection,
     ) -> Result<(sqlx::postgres::PgStatement, Vec<String>, Vec<Kind>)> {
         let types = vec![PgTypeInfo::with_oid(Oid(oid::TIMESTAMPTZ)); self.params.len()];
+        self.prepare_typed(conn, &types).await
+    }
+
+    /// [`Run::prepare`] with the parameters typed `types`.
+    async fn prepare_typed(
+        &self,
+        conn: &mut PgConnection,
+        types: &[PgTypeInfo],
+    ) -> Result<(sqlx::postgres::PgStatement, Vec<String>, Vec<Kind>)> {
         let statement = (&mut *conn)
-            .prepare_with(AssertSqlSafe(self.sql).into_sql_str(), &types)
+            .prepare_with(AssertSqlSafe(self.sql).into_sql_str(), types)
             .await
             .map_err(|e| self.query_error(&e))?;
         if statement.columns().is_empty() {

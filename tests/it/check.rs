@@ -1,0 +1,396 @@
+//! `ferry check` through the binary, against the real servers of the test scripts (vsftpd,
+//! OpenSSH sshd, the SMTP capture server, PostgreSQL): each way tonight's run would fail is
+//! reported at the resource's line with the reason and exit 1; the same resources fixed pass
+//! with exit 0; the probes leave no file on any server; no secret is printed.
+
+use crate::common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{Sandbox, line_col, nth_line_col, pg_url, s, test_server, unique_name};
+use ferry::ssh::{self, KeyType};
+use sqlx::Connection;
+
+/// Runs SQL on the test PostgreSQL.
+fn pg(sql: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(pg_url()).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    });
+}
+
+/// A directory that the servers' logins cannot write (root's, mode 0555).
+fn read_only_dir(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555)).unwrap();
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+/// The resources of the test, broken (`fixed: false`) or fixed.
+struct Fixture {
+    unique: String,
+    ftp_password: String,
+    smtp_password: String,
+}
+
+impl Fixture {
+    fn yaml(&self, fixed: bool) -> String {
+        let ftp = test_server("vsftpd");
+        let sshd = test_server("sshd");
+        let smtp = test_server("smtp");
+        let unique = &self.unique;
+        let impostor = ssh::generate_key(KeyType::Ed25519, "", None).expect("keygen");
+        let host_key = if fixed {
+            sshd["SFTP_HOST_KEY_ED25519"].clone()
+        } else {
+            impostor.public_line.clone()
+        };
+        let (ftp_secret, smtp_secret, sftp_dir, ftp_dir, table, column) = if fixed {
+            ("ftp", "smtp", "ok", "ok", "check_orders", "total")
+        } else {
+            (
+                "ftp-old",
+                "smtp-old",
+                "ro",
+                "ro/missing",
+                "check_gone",
+                "amount",
+            )
+        };
+        format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-ftps}}
+spec:
+  ftp:
+    host: {ftp_host}
+    port: {ftp_port}
+    tls: explicit
+    directory: /{unique}/{ftp_dir}
+    username: {ftp_user}
+    passwordSecretRef: {{name: {ftp_secret}, key: password}}
+    caSecretRef: {{name: ftp, key: ca.pem}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-ftps-dir}}
+spec:
+  ftp:
+    host: {ftp_host}
+    port: {ftp_port}
+    tls: explicit
+    directory: /{unique}/{ftp_dir}
+    username: {ftp_user}
+    passwordSecretRef: {{name: ftp, key: password}}
+    caSecretRef: {{name: ftp, key: ca.pem}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-sftp}}
+spec:
+  sftp:
+    host: {ssh_host}
+    port: {ssh_port}
+    directory: upload/{unique}/ok
+    username: {ssh_user}
+    privateKeySecretRef: {{name: sftp, key: id_ed25519}}
+    hostKeys: ["{host_key}"]
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-sftp-dir}}
+spec:
+  sftp:
+    host: {ssh_host}
+    port: {ssh_port}
+    directory: upload/{unique}/{sftp_dir}
+    username: {ssh_user}
+    privateKeySecretRef: {{name: sftp, key: id_ed25519}}
+    hostKeys: ["{good_host_key}"]
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: finance-email}}
+spec:
+  email:
+    smtp:
+      host: {smtp_host}
+      port: {smtp_port}
+      tls: starttls
+      username: {smtp_user}
+      passwordSecretRef: {{name: {smtp_secret}, key: password}}
+      caSecretRef: {{name: smtp, key: ca.pem}}
+    from: "Reports <reports@ferry.example>"
+    to: [finance@partner.example]
+    subject: "Sales"
+    body: "attached"
+    attach: true
+---
+apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: sales}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  timeZone: Asia/Tokyo
+  source:
+    sql:
+      connectionSecretRef: {{name: shop-db, key: url}}
+      query: |
+        SELECT id, customer, total
+        FROM {table}
+        WHERE created_at >= :window_start AND created_at < :window_end
+    window: previousDay
+  columns:
+    - name: id
+    - name: {column}
+  format: {{csv: {{}}}}
+  fileName: "sales_{{yyyyMMdd}}.csv"
+  deliverTo:
+    - {{target: partner-ftps}}
+    - {{target: partner-sftp}}
+    - {{target: finance-email}}
+"#,
+            ftp_host = ftp["FTP_HOST"],
+            ftp_port = ftp["FTP_PORT"],
+            ftp_user = ftp["FTP_USER"],
+            ssh_host = sshd["SFTP_HOST"],
+            ssh_port = sshd["SFTP_PORT"],
+            ssh_user = sshd["SFTP_KEY_USER"],
+            good_host_key = sshd["SFTP_HOST_KEY_ED25519"],
+            smtp_host = smtp["SMTP_HOST"],
+            smtp_port = smtp["SMTP_PORT"],
+            smtp_user = smtp["SMTP_USER"],
+        )
+    }
+}
+
+/// The output line of `kind/name`'s `check`, asserted to exist.
+#[track_caller]
+fn line_of<'a>(stdout: &'a str, resource: &str, check: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.contains(&format!(": {resource}: {check}: ")))
+        .unwrap_or_else(|| panic!("no `{check}` line for {resource}:\n{stdout}"))
+}
+
+#[test]
+fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
+    let ftp = test_server("vsftpd");
+    let sshd = test_server("sshd");
+    let smtp = test_server("smtp");
+    let unique = unique_name("check");
+    pg("DROP TABLE IF EXISTS check_orders;
+        CREATE TABLE check_orders (id int PRIMARY KEY, customer text, total numeric(10,2),
+                                   created_at timestamptz);");
+    // A read-only directory on each server; on FTP the target's directory is missing under it.
+    let ftp_root = Path::new(&ftp["FTP_ROOT"]).join(&unique);
+    read_only_dir(&ftp_root.join("ro"));
+    std::fs::set_permissions(&ftp_root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sftp_home = Path::new(&sshd["SFTP_KEY_USER_HOME"])
+        .join("upload")
+        .join(&unique);
+    read_only_dir(&sftp_home.join("ro"));
+    std::fs::set_permissions(&sftp_home, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let fixture = Fixture {
+        unique: unique.clone(),
+        ftp_password: ftp["FTP_PASSWORD"].clone(),
+        smtp_password: smtp["SMTP_PASSWORD"].clone(),
+    };
+    let sb = Sandbox::new();
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    sb.write_secret("default", "ftp", "password", &fixture.ftp_password);
+    sb.write_secret("default", "ftp-old", "password", "a-rotated-ftp-password");
+    sb.write_secret("default", "ftp", "ca.pem", &read(&ftp["FTP_CA_CERT"]));
+    sb.write_secret(
+        "default",
+        "sftp",
+        "id_ed25519",
+        &read(&sshd["SFTP_KEY_ED25519"]),
+    );
+    sb.write_secret("default", "smtp", "password", &fixture.smtp_password);
+    sb.write_secret("default", "smtp-old", "password", "a-rotated-smtp-password");
+    sb.write_secret("default", "smtp", "ca.pem", &read(&smtp["SMTP_CA"]));
+    sb.write_secret("default", "shop-db", "url", pg_url());
+
+    // Broken: every check fails where the run would, each at its resource's line.
+    let broken = fixture.yaml(false);
+    let file = sb.write("check.yaml", &broken);
+    let run = sb.ferry(["check", "-f", s(&file)]).code(1);
+    let out = &run.stdout;
+    let at = |needle: &str, nth: usize| {
+        format!(
+            "{}:{}: ",
+            file.display(),
+            nth_line_col(&broken, needle, nth).0
+        )
+    };
+    let ftp_login = line_of(out, "DeliveryTarget/partner-ftps", "delivery");
+    assert!(ftp_login.starts_with(&at("  ftp:", 0)), "{ftp_login}");
+    assert!(ftp_login.contains(": failed: "), "{ftp_login}");
+    assert!(
+        ftp_login.contains("530"),
+        "the server's refusal: {ftp_login}"
+    );
+    let ftp_dir = line_of(out, "DeliveryTarget/partner-ftps-dir", "delivery");
+    assert!(ftp_dir.starts_with(&at("  ftp:", 1)), "{ftp_dir}");
+    assert!(
+        ftp_dir.contains("failed: ") && ftp_dir.contains("cannot create directory"),
+        "{ftp_dir}"
+    );
+    let host_key = line_of(out, "DeliveryTarget/partner-sftp", "delivery");
+    assert!(host_key.starts_with(&at("  sftp:", 0)), "{host_key}");
+    assert!(
+        host_key.contains("failed: ") && host_key.contains("host key verification failed"),
+        "{host_key}"
+    );
+    let sftp_dir = line_of(out, "DeliveryTarget/partner-sftp-dir", "delivery");
+    assert!(sftp_dir.starts_with(&at("  sftp:", 1)), "{sftp_dir}");
+    assert!(
+        sftp_dir.contains("failed: ") && sftp_dir.to_lowercase().contains("permission denied"),
+        "{sftp_dir}"
+    );
+    let auth = line_of(out, "DeliveryTarget/finance-email", "smtp");
+    assert!(auth.starts_with(&at("  email:", 0)), "{auth}");
+    assert!(auth.contains("failed: ") && auth.contains("AUTH"), "{auth}");
+    // At the query's line that names the missing table.
+    let source = line_of(out, "ReportSchedule/sales", "source");
+    assert!(source.starts_with(&at("FROM check_gone", 0)), "{source}");
+    assert!(
+        source.contains("failed: ") && source.contains("check_gone"),
+        "{source}"
+    );
+    assert!(out.contains("6 checks: 0 ok, 6 failed, 0 skipped"), "{out}");
+
+    // The table exists, a column was renamed: the columns check names it at its line.
+    let renamed = broken.replace("FROM check_gone", "FROM check_orders");
+    let file = sb.write("check.yaml", &renamed);
+    let run = sb
+        .ferry(["check", "-f", s(&file), "--only", "rs/sales"])
+        .code(1);
+    let source = line_of(&run.stdout, "ReportSchedule/sales", "source");
+    assert!(source.contains(": ok: "), "{source}");
+    let columns = line_of(&run.stdout, "ReportSchedule/sales", "columns");
+    let (amount_line, _) = line_col(&renamed, "name: amount");
+    assert!(
+        columns.starts_with(&format!("{}:{amount_line}: ", file.display())),
+        "{columns}"
+    );
+    assert!(
+        columns.contains("`amount` is not in the query's result, which has: id, customer, total"),
+        "{columns}"
+    );
+
+    // The same in Markdown, for a pull-request comment.
+    let markdown = sb
+        .ferry([
+            "check",
+            "-f",
+            s(&file),
+            "--only",
+            "rs/sales",
+            "-o",
+            "markdown",
+        ])
+        .code(1)
+        .stdout;
+    assert!(
+        markdown.contains("| Status | Resource | Check | Where | Details |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| failed | `ReportSchedule/sales` | columns |"),
+        "{markdown}"
+    );
+
+    // Fixed: every check passes, and the probes left nothing behind.
+    let fixed = fixture.yaml(true);
+    let file = sb.write("check.yaml", &fixed);
+    let run = sb.ferry(["check", "-f", s(&file), "-o", "json"]).success();
+    let doc = run.json();
+    let checks = doc["checks"].as_array().unwrap();
+    for check in checks {
+        assert_eq!(check["status"], "ok", "{check:#}");
+    }
+    assert_eq!(doc["summary"]["ok"], 7, "{doc:#}");
+    assert!(
+        files_under(&ftp_root).is_empty(),
+        "FTP: {:?}",
+        files_under(&ftp_root)
+    );
+    assert!(
+        files_under(&sftp_home).is_empty(),
+        "SFTP: {:?}",
+        files_under(&sftp_home)
+    );
+
+    // No secret in any output.
+    for run in [&run] {
+        for secret in [
+            fixture.ftp_password.as_str(),
+            fixture.smtp_password.as_str(),
+            "a-rotated-ftp-password",
+            "a-rotated-smtp-password",
+        ] {
+            assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
+        }
+    }
+}
+
+/// A write statement is refused before anything is checked, at the query's line (validate's
+/// rule), and nothing is touched.
+#[test]
+fn check_refuses_a_write_statement_at_its_line() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.root().join("shop.db"), "").unwrap();
+    let text = r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: out}
+spec:
+  localDir: {path: out}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {name: sales}
+spec:
+  schedule: {daily: {at: "00:30"}}
+  timeZone: Asia/Tokyo
+  source:
+    sql:
+      url: "sqlite://shop.db"
+      query: DROP TABLE orders
+  format: {csv: {}}
+  fileName: "sales.csv"
+  deliverTo: [{target: out}]
+"#;
+    let file = sb.write("write.yaml", text);
+    let run = sb.ferry(["check", "-f", s(&file)]).code(1);
+    let (line, _) = line_col(text, "query:");
+    assert!(
+        run.stderr.contains(&format!("{}:{line}", file.display())),
+        "{run:#?}"
+    );
+    assert!(!sb.root().join("out").exists(), "the target was not probed");
+}
