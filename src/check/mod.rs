@@ -80,7 +80,7 @@ pub struct CheckResult {
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// What was checked: `source`, `columns`, `delivery`, `smtp`, `psa`.
+    /// What was checked: `source`, `columns`, `delivery`, `email`, `psa`.
     pub check: String,
     /// The file the resource came from.
     pub file: PathBuf,
@@ -360,7 +360,7 @@ impl Ctx<'_> {
             )];
         }
         let check = if kind_key == "email" {
-            "smtp"
+            "email"
         } else {
             "delivery"
         };
@@ -395,11 +395,18 @@ impl Ctx<'_> {
         let outcome = self.bounded(check, transport.probe(&probe)).await;
         vec![match outcome {
             Ok(receipt) => {
-                let message = if check == "smtp" {
-                    format!(
+                let message = if check == "email" {
+                    let mut m = format!(
                         "{} accepted the session (TLS and login as configured); nothing sent",
                         receipt.details.get("smtpServer").map_or("the relay", |s| s)
-                    )
+                    );
+                    if let Some(object) = receipt.details.get("linkChecked") {
+                        m.push_str(&format!(
+                            "; the link store took a probe at {object}, served it through a \
+                             presigned link and deleted it"
+                        ));
+                    }
+                    m
                 } else {
                     format!(
                         "a probe file was written, renamed and removed at {}",

@@ -409,12 +409,16 @@ impl Transport for EmailTransport {
         Box::pin(self.deliver_file(file))
     }
 
-    /// The SMTP relay up to AUTH, then QUIT: nothing is sent, and the link store (if any) is
-    /// not touched.
+    /// The SMTP relay up to AUTH, then QUIT: nothing is sent. With a link store, `probe` is
+    /// uploaded, fetched through its presigned link and deleted.
     fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
         Box::pin(async move {
             let certificate = self.probe_session().await.map_err(|m| self.fail(m))?;
             let mut details = BTreeMap::new();
+            if let Mode::Link(store) = &self.mode {
+                let object = store.check(probe).await.map_err(|m| self.fail(m))?;
+                details.insert("linkChecked".to_string(), object);
+            }
             details.insert("smtpServer".to_string(), self.smtp.at());
             if let Some(fp) = certificate {
                 details.insert("tlsCertificateSha256".to_string(), fp);

@@ -8,6 +8,7 @@ use crate::common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use common::s3::{BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, start_s3};
 use common::{Sandbox, line_col, nth_line_col, pg_url, s, test_server, unique_name};
 use ferry::ssh::{self, KeyType};
 use sqlx::Connection;
@@ -51,6 +52,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 /// The resources of the test, broken (`fixed: false`) or fixed.
 struct Fixture {
     unique: String,
+    s3_endpoint: String,
     ftp_password: String,
     smtp_password: String,
 }
@@ -67,8 +69,8 @@ impl Fixture {
         } else {
             impostor.public_line.clone()
         };
-        let (ftp_secret, smtp_secret, sftp_dir, ftp_dir, table, column) = if fixed {
-            ("ftp", "smtp", "ok", "ok", "check_orders", "total")
+        let (ftp_secret, smtp_secret, sftp_dir, ftp_dir, table, column, s3_secret) = if fixed {
+            ("ftp", "smtp", "ok", "ok", "check_orders", "total", "s3")
         } else {
             (
                 "ftp-old",
@@ -77,6 +79,7 @@ impl Fixture {
                 "ro/missing",
                 "check_gone",
                 "amount",
+                "s3-old",
             )
         };
         format!(
@@ -149,6 +152,31 @@ spec:
     attach: true
 ---
 apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: finance-link}}
+spec:
+  email:
+    smtp:
+      host: {smtp_host}
+      port: {smtp_port}
+      tls: starttls
+      username: {smtp_user}
+      passwordSecretRef: {{name: smtp, key: password}}
+      caSecretRef: {{name: smtp, key: ca.pem}}
+    from: "Reports <reports@ferry.example>"
+    to: [finance@partner.example]
+    subject: "Sales"
+    body: "{{link}}"
+    link:
+      s3:
+        endpoint: {s3_endpoint}
+        bucket: {bucket}
+        prefix: ferry/
+        accessKeyIdSecretRef: {{name: s3, key: id}}
+        secretAccessKeySecretRef: {{name: {s3_secret}, key: secret}}
+      expiresIn: 1h
+---
+apiVersion: ferry.dev/v1alpha1
 kind: ReportSchedule
 metadata: {{name: sales}}
 spec:
@@ -182,6 +210,8 @@ spec:
             smtp_host = smtp["SMTP_HOST"],
             smtp_port = smtp["SMTP_PORT"],
             smtp_user = smtp["SMTP_USER"],
+            s3_endpoint = self.s3_endpoint,
+            bucket = BUCKET,
         )
     }
 }
@@ -214,8 +244,11 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
     read_only_dir(&sftp_home.join("ro"));
     std::fs::set_permissions(&sftp_home, std::fs::Permissions::from_mode(0o777)).unwrap();
 
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
     let fixture = Fixture {
         unique: unique.clone(),
+        s3_endpoint: s3.endpoint.clone(),
         ftp_password: ftp["FTP_PASSWORD"].clone(),
         smtp_password: smtp["SMTP_PASSWORD"].clone(),
     };
@@ -234,6 +267,9 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
     sb.write_secret("default", "smtp-old", "password", "a-rotated-smtp-password");
     sb.write_secret("default", "smtp", "ca.pem", &read(&smtp["SMTP_CA"]));
     sb.write_secret("default", "shop-db", "url", pg_url());
+    sb.write_secret("default", "s3", "id", S3_ACCESS_KEY);
+    sb.write_secret("default", "s3", "secret", S3_SECRET_KEY);
+    sb.write_secret("default", "s3-old", "secret", "a-rotated-s3-secret-key");
 
     // Broken: every check fails where the run would, each at its resource's line.
     let broken = fixture.yaml(false);
@@ -272,7 +308,7 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
         sftp_dir.contains("failed: ") && sftp_dir.to_lowercase().contains("permission denied"),
         "{sftp_dir}"
     );
-    let auth = line_of(out, "DeliveryTarget/finance-email", "smtp");
+    let auth = line_of(out, "DeliveryTarget/finance-email", "email");
     assert!(auth.starts_with(&at("  email:", 0)), "{auth}");
     assert!(auth.contains("failed: ") && auth.contains("AUTH"), "{auth}");
     // At the query's line that names the missing table.
@@ -282,7 +318,12 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
         source.contains("failed: ") && source.contains("check_gone"),
         "{source}"
     );
-    assert!(out.contains("6 checks: 0 ok, 6 failed, 0 skipped"), "{out}");
+    let link = line_of(out, "DeliveryTarget/finance-link", "email");
+    assert!(
+        link.contains(": failed: ") && link.contains("403"),
+        "{link}"
+    );
+    assert!(out.contains("7 checks: 0 ok, 7 failed, 0 skipped"), "{out}");
 
     // The table exists, a column was renamed: the columns check names it at its line.
     let renamed = broken.replace("FROM check_gone", "FROM check_orders");
@@ -334,7 +375,22 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
     for check in checks {
         assert_eq!(check["status"], "ok", "{check:#}");
     }
-    assert_eq!(doc["summary"]["ok"], 7, "{doc:#}");
+    assert_eq!(doc["summary"]["ok"], 8, "{doc:#}");
+    let link = checks.iter().find(|c| c["name"] == "finance-link").unwrap();
+    assert!(
+        link["message"]
+            .as_str()
+            .unwrap()
+            .contains("served it through a presigned link"),
+        "{link:#}"
+    );
+    assert!(
+        files_under(s3.root.path())
+            .iter()
+            .all(|f| !f.contains("ferry-check")),
+        "S3: {:?}",
+        files_under(s3.root.path())
+    );
     assert!(
         files_under(&ftp_root).is_empty(),
         "FTP: {:?}",
@@ -353,6 +409,8 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
             fixture.smtp_password.as_str(),
             "a-rotated-ftp-password",
             "a-rotated-smtp-password",
+            S3_SECRET_KEY,
+            "a-rotated-s3-secret-key",
         ] {
             assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
         }

@@ -374,10 +374,67 @@ impl LinkStore {
         })
     }
 
+    /// A check of the store (`ferry check`): `probe` uploaded as a report is, read back through
+    /// a presigned link as a recipient would, then deleted. Returns the object it used.
+    pub async fn check(&self, probe: &Outgoing<'_>) -> Result<String, String> {
+        let stored = self.put(probe, "application/octet-stream").await?;
+        let at = format!("s3://{}/{}", self.bucket, stored.key);
+        let fetched = async {
+            let link = self.presign(&stored).await?;
+            let response =
+                link_client()?.get(&link.url).send().await.map_err(|e| {
+                    format!("fetching {at} through its presigned link: {}", chain(&e))
+                })?;
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
+            }
+            // S3 names the reason in <Code> (SignatureDoesNotMatch, AccessDenied, ...); the
+            // rest of the body may echo the request, so only the code is shown.
+            let body = response.text().await.unwrap_or_default();
+            let code = body
+                .split_once("<Code>")
+                .and_then(|(_, rest)| rest.split_once("</Code>"))
+                .map_or("", |(code, _)| code);
+            Err(format!(
+                "the store refused the presigned link to {at}: HTTP {status} {code}"
+            ))
+        }
+        .await;
+        let deleted = self.store.delete(&stored.path).await;
+        fetched?;
+        deleted.map_err(|e| {
+            format!(
+                "the probe object {at} could not be deleted (delete it by hand): {}",
+                self.scrubbed(&chain(&e))
+            )
+        })?;
+        Ok(at)
+    }
+
     fn scrubbed(&self, text: &str) -> String {
         let refs: Vec<&SecretValue> = self.scrub.iter().collect();
         scrub(text, &refs)
     }
+}
+
+/// The HTTP client a check fetches a presigned link with, as a recipient's browser would:
+/// the system's roots, no redirects followed.
+fn link_client() -> Result<reqwest::Client, String> {
+    crate::tls::install_crypto_provider();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(crate::tls::system_roots().clone())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| chain(&e))
 }
 
 /// The staged file must be what the run produced: same size and SHA-256.
