@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use tokio::task::JoinSet;
 
 use crate::api::{ConcurrencyPolicy, ResourceKey};
+use crate::check::periodic::ConditionChange;
 use crate::ledger::Outcome;
 use crate::runner::{RunReport, RunRequest, Runner, ScheduleView, Timetable};
 use crate::{Error, Result};
@@ -123,6 +124,8 @@ pub struct Options {
     pub max_concurrent_runs: u32,
     /// Where runs execute (none: [`InProcess`]).
     pub executor: Option<Arc<dyn Executor>>,
+    /// Check the applied resources periodically (`ferry check`'s checks; not with `once`).
+    pub checks: Option<crate::check::periodic::Periodic>,
 }
 
 /// `--max-concurrent-runs` when not given: enough to keep a few databases and servers busy,
@@ -137,6 +140,8 @@ pub enum Happened {
     Run(RunReport),
     /// A usage sync or billing push finished.
     Sync(crate::psa::sync::SyncReport),
+    /// A periodic check changed a resource's `Reachable` or `SourceReady` condition.
+    Checked(crate::check::periodic::ConditionChange),
 }
 
 /// What a pass over the schedules did, for `--once`'s exit code.
@@ -209,6 +214,16 @@ where
     let mut mappings = crate::psa::sync::MappingView::all(&runner.store().snapshot().await?);
     let mut sync_cycle: Option<tokio::task::JoinHandle<Vec<crate::psa::sync::SyncReport>>> = None;
     let mut next_sync_check = Timestamp::MIN;
+    // Periodic checks: one round at a time, in the background; the first one right away.
+    let checks = options
+        .checks
+        .clone()
+        .filter(|c| !c.interval.is_zero() && !options.once);
+    let mut check_round: Option<tokio::task::JoinHandle<Result<Vec<ConditionChange>>>> = None;
+    let mut last_round = Timestamp::MIN;
+    let mut next_round = checks.as_ref().map(|_| Timestamp::MIN);
+    // Something was applied while a round ran: another round follows it at once.
+    let mut recheck = false;
     loop {
         health.heartbeat();
         let now = crate::clock::now()?;
@@ -217,6 +232,54 @@ where
             runner.retime(&mut timetable).await?;
             mappings = crate::psa::sync::MappingView::all(&runner.store().snapshot().await?);
             next_sync_check = Timestamp::MIN;
+            // What was just applied is checked now, not at the next round.
+            if checks.is_some() {
+                match check_round {
+                    Some(_) => recheck = true,
+                    None => next_round = Some(now),
+                }
+            }
+        }
+        if check_round.as_ref().is_some_and(|t| t.is_finished()) {
+            let finished = check_round.take().expect("checked").await;
+            match finished {
+                Ok(Ok(changes)) => {
+                    for change in changes {
+                        tracing::info!(
+                            resource = %change.key,
+                            condition = change.condition,
+                            holds = change.holds,
+                            "check: {}",
+                            change.message
+                        );
+                        if let Some(tx) = &options.notify {
+                            let _ = tx.send(Happened::Checked(change));
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!("periodic check failed: {e}"),
+                Err(e) => tracing::warn!("periodic check task failed: {e}"),
+            }
+            if std::mem::take(&mut recheck) {
+                next_round = Some(now);
+            } else if let Some(periodic) = &checks {
+                let state = runner.store().snapshot().await?;
+                next_round = crate::check::periodic::next_round(last_round, periodic, &state);
+            }
+        }
+        if check_round.is_none()
+            && let (Some(periodic), Some(at)) = (&checks, next_round)
+            && now >= at
+        {
+            last_round = now;
+            let (store, secrets, periodic) = (
+                runner.store().clone(),
+                runner.secrets().clone(),
+                periodic.clone(),
+            );
+            check_round = Some(tokio::spawn(async move {
+                crate::check::periodic::round(&store, &secrets, &periodic, now).await
+            }));
         }
         if sync_cycle.as_ref().is_some_and(|t| t.is_finished()) {
             let reports = sync_cycle
@@ -294,7 +357,11 @@ where
             }
             return Ok(summary);
         }
-        let wake = next_wake(&mut timetable, now).min(options.poll);
+        let mut wake = next_wake(&mut timetable, now).min(options.poll);
+        if let Some(at) = next_round.filter(|_| check_round.is_none()) {
+            let until = Duration::from_secs_f64(at.duration_since(now).as_secs_f64().max(0.0));
+            wake = wake.min(until);
+        }
         tokio::select! {
             _ = tokio::time::sleep(wake) => {}
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => collect(joined, &mut summary, &options.notify),

@@ -733,9 +733,13 @@ pub struct DeliveryTargetStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` and `Synced` conditions.
+    /// `Ready`, `Synced` (the latest delivery) and `Reachable` (the latest periodic check:
+    /// connection, login, directory and a probe delivered and removed) conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// When the target was last checked (RFC 3339; `--check-interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
     /// hostedSftp: SHA-256 fingerprints of the public keys in force.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_fingerprints: Vec<String>,

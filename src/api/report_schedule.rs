@@ -355,9 +355,13 @@ pub struct ReportScheduleStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` and `Synced` conditions.
+    /// `Ready`, `Synced` (the latest run) and `SourceReady` (the latest periodic check: the
+    /// query prepared for the next slot, the declared columns in its result) conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// When the source was last checked (RFC 3339; `--check-interval`, `--check-before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
     /// The slot of the most recent run (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<String>,

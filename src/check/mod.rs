@@ -9,6 +9,7 @@
 //! Checks run concurrently, each bounded by a timeout. Messages come from the same code as a
 //! run's errors, which never carry a secret.
 
+pub mod periodic;
 pub mod render;
 
 use std::path::{Path, PathBuf};

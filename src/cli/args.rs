@@ -133,6 +133,47 @@ pub struct RunArgs {
     /// `maxConnections`.
     #[arg(long, env = "FERRY_MAX_CONCURRENT_RUNS", default_value_t = crate::daemon::DEFAULT_MAX_CONCURRENT_RUNS, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
     pub max_concurrent_runs: u32,
+    /// Periodic checks.
+    #[command(flatten)]
+    pub checks: CheckArgs,
+}
+
+/// The periodic checks of `ferry run` and `ferry controller` (`ferry check`'s checks of the
+/// applied DeliveryTargets and ReportSchedules, recorded as their `Reachable` and
+/// `SourceReady` conditions).
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// How often the applied resources are checked (`0s`: never). Resources just applied
+    /// are checked at once.
+    #[arg(
+        long,
+        env = "FERRY_CHECK_INTERVAL",
+        default_value = "1h",
+        value_name = "DURATION"
+    )]
+    pub check_interval: String,
+    /// Each schedule is checked at least once within this long before each of its slots.
+    #[arg(
+        long,
+        env = "FERRY_CHECK_BEFORE",
+        default_value = "2h",
+        value_name = "DURATION"
+    )]
+    pub check_before: String,
+}
+
+impl CheckArgs {
+    /// The daemon's setting.
+    pub fn periodic(
+        &self,
+        state_path: &std::path::Path,
+    ) -> Result<crate::check::periodic::Periodic> {
+        Ok(crate::check::periodic::Periodic {
+            interval: parse_flag_duration("--check-interval", &self.check_interval)?,
+            before: parse_flag_duration("--check-before", &self.check_before)?,
+            hosted_sftp_data: crate::hosted_sftp::data_dir_for_state(state_path),
+        })
+    }
 }
 
 // `ferry controller`'s flags (the subcommand's help is the `Controller` variant's doc).
@@ -182,6 +223,9 @@ pub struct ControllerArgs {
     /// `maxConnections`.
     #[arg(long, env = "FERRY_MAX_CONCURRENT_RUNS", default_value_t = crate::daemon::DEFAULT_MAX_CONCURRENT_RUNS, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
     pub max_concurrent_runs: u32,
+    /// Periodic checks.
+    #[command(flatten)]
+    pub checks: CheckArgs,
     /// Where runs execute: `in-process` (in the leader's pod) or `job` (each run in a
     /// Kubernetes Job running `ferry exec-run`; needs a PostgreSQL state and
     /// `--job-template`). In both, the leader decides, records and reports.

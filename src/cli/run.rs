@@ -18,6 +18,7 @@ use super::view::{print_table, receipt_lines};
 
 pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
     let sftp = args.sftp.config(&ctx.state_path)?;
+    let checks = args.checks.periodic(&ctx.state_path)?;
     let RunArgs {
         files,
         once,
@@ -27,6 +28,7 @@ pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         metrics_listen,
         allow_empty,
         max_concurrent_runs,
+        checks: _,
     } = args;
     let options = crate::daemon::Options {
         files: files.clone(),
@@ -39,6 +41,7 @@ pub(super) async fn run_cmd(ctx: &Ctx, args: RunArgs) -> Result<u8> {
         notify: None,
         max_concurrent_runs,
         executor: None,
+        checks: Some(checks),
     };
     // Invalid or empty files stop the start here, before the state is locked or created.
     discard(load_valid(&files, allow_empty)?);
@@ -319,6 +322,7 @@ fn human_seconds(s: i64) -> String {
 /// `ferry controller`: reconciles the three kinds from a cluster (see [`crate::controller`]).
 pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8> {
     let sftp = args.sftp.config(&ctx.state_path)?;
+    let checks = args.checks.periodic(&ctx.state_path)?;
     let ControllerArgs {
         watch_namespace,
         secrets_mirror,
@@ -330,6 +334,7 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
         lease_duration,
         sftp: _,
         max_concurrent_runs,
+        checks: _,
         executor,
         job_template,
         job_namespace,
@@ -389,6 +394,7 @@ pub(super) async fn controller_cmd(ctx: &Ctx, args: ControllerArgs) -> Result<u8
             lock_when_elected: shared.then(|| ctx.state_path.clone()),
             max_concurrent_runs,
             jobs,
+            checks: Some(checks),
         },
     )
     .await?;

@@ -6,7 +6,8 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::{CustomerMapping, ReportSchedule};
+use crate::api::{CustomerMapping, DeliveryTarget, ReportSchedule};
+use crate::check::periodic::ConditionChange;
 use crate::daemon::Happened;
 use crate::ledger::Outcome;
 use crate::psa::sync::SyncReport;
@@ -99,6 +100,18 @@ pub fn sync_event(report: &SyncReport) -> Event {
     }
 }
 
+/// The Event of a condition a periodic check changed: Normal `Reachable` / `SourceReady` when
+/// it now holds, Warning `Unreachable` / `SourceNotReady` with why when it does not.
+pub fn check_event(change: &ConditionChange) -> Event {
+    let (type_, reason) = match (change.condition, change.holds) {
+        ("Reachable", true) => (EventType::Normal, "Reachable"),
+        ("Reachable", false) => (EventType::Warning, "Unreachable"),
+        (_, true) => (EventType::Normal, "SourceReady"),
+        (_, false) => (EventType::Warning, "SourceNotReady"),
+    };
+    event(type_, reason, "Check", change.message.clone())
+}
+
 fn event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
     Event {
         type_,
@@ -122,14 +135,38 @@ fn fit(mut note: String) -> String {
     note
 }
 
+/// The controllers' caches, where Events find their objects.
+pub struct Caches {
+    /// ReportSchedules.
+    pub schedules: Store<ReportSchedule>,
+    /// CustomerMappings.
+    pub mappings: Store<CustomerMapping>,
+    /// DeliveryTargets.
+    pub targets: Store<DeliveryTarget>,
+}
+
+/// Where an object whose condition a check changed is sent to be reconciled at once.
+pub struct Rechecks {
+    /// ReportSchedules (`SourceReady`).
+    pub schedules: tokio::sync::mpsc::UnboundedSender<ObjectRef<ReportSchedule>>,
+    /// DeliveryTargets (`Reachable`).
+    pub targets: tokio::sync::mpsc::UnboundedSender<ObjectRef<DeliveryTarget>>,
+}
+
 /// Publishes what the daemon reports until it stops. Objects gone from the caches (deleted
-/// meanwhile) get no Event.
+/// meanwhile) get no Event. An object whose condition a check changed is also reconciled
+/// at once, so its status shows the change.
 pub async fn publish(
     mut happened: tokio::sync::mpsc::UnboundedReceiver<Happened>,
     recorder: Recorder,
-    schedules: Store<ReportSchedule>,
-    mappings: Store<CustomerMapping>,
+    caches: Caches,
+    rechecks: Rechecks,
 ) {
+    let Caches {
+        schedules,
+        mappings,
+        targets,
+    } = caches;
     while let Some(h) = happened.recv().await {
         let (reference, events) = match &h {
             Happened::Run(report) => {
@@ -141,6 +178,23 @@ pub async fn publish(
                 let key = &report.key;
                 let found = mappings.get(&ObjectRef::new(&key.name).within(&key.namespace));
                 (found.map(|o| o.object_ref(&())), vec![sync_event(report)])
+            }
+            Happened::Checked(change) => {
+                let key = &change.key;
+                let found = match key.kind {
+                    crate::api::Kind::DeliveryTarget => {
+                        let at = ObjectRef::new(&key.name).within(&key.namespace);
+                        let _ = rechecks.targets.send(at.clone());
+                        targets.get(&at).map(|o| o.object_ref(&()))
+                    }
+                    crate::api::Kind::ReportSchedule => {
+                        let at = ObjectRef::new(&key.name).within(&key.namespace);
+                        let _ = rechecks.schedules.send(at.clone());
+                        schedules.get(&at).map(|o| o.object_ref(&()))
+                    }
+                    crate::api::Kind::CustomerMapping => None,
+                };
+                (found, vec![check_event(change)])
             }
         };
         let Some(reference) = reference else { continue };

@@ -69,6 +69,15 @@ pub struct Options {
     /// Execute each run in a Kubernetes Job made like this ([`jobs`]) instead of in this
     /// process.
     pub jobs: Option<jobs::JobSettings>,
+    /// Check the applied resources periodically (see [`crate::check::periodic`]).
+    pub checks: Option<crate::check::periodic::Periodic>,
+}
+
+/// The items of `rx` as a stream.
+fn receiver_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Runs the three controllers and the scheduler until SIGTERM.
@@ -95,19 +104,25 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             None => Api::all(client.clone()),
         }
     }
+    // A check that changes a condition reconciles its object at once (see `events::publish`).
+    let (schedule_checked, schedules_rechecked) = tokio::sync::mpsc::unbounded_channel();
+    let (target_checked, targets_rechecked) = tokio::sync::mpsc::unbounded_channel();
     let schedules = Controller::new(
         api::<ReportSchedule>(&client, &options.namespace),
         watcher::Config::default(),
-    );
+    )
+    .reconcile_on(receiver_stream(schedules_rechecked));
     let targets = Controller::new(
         api::<DeliveryTarget>(&client, &options.namespace),
         watcher::Config::default(),
-    );
+    )
+    .reconcile_on(receiver_stream(targets_rechecked));
     let mappings = Controller::new(
         api::<CustomerMapping>(&client, &options.namespace),
         watcher::Config::default(),
     );
-    let (schedules_cache, mappings_cache) = (schedules.store(), mappings.store());
+    let (schedules_cache, mappings_cache, targets_cache) =
+        (schedules.store(), mappings.store(), targets.store());
     let caches = Caches {
         schedules: Some(schedules.store()),
         targets: Some(targets.store()),
@@ -153,8 +168,15 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
     let publisher = tokio::spawn(events::publish(
         happened,
         ctx.0.recorder.clone(),
-        schedules_cache,
-        mappings_cache,
+        events::Caches {
+            schedules: schedules_cache,
+            mappings: mappings_cache,
+            targets: targets_cache,
+        },
+        events::Rechecks {
+            schedules: schedule_checked,
+            targets: target_checked,
+        },
     ));
     let scheduler = crate::daemon::run(
         runner,
@@ -168,6 +190,7 @@ pub async fn run(store: StateStore, options: Options) -> Result<()> {
             notify: Some(notify),
             max_concurrent_runs: options.max_concurrent_runs,
             executor: Some(executor),
+            checks: options.checks.clone(),
             ..Default::default()
         },
         || async { Ok(()) },

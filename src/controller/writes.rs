@@ -80,10 +80,26 @@ pub fn status_for(
         .filter(|s| s.is_object())
         .cloned()
         .unwrap_or_else(|| json!({}));
-    // Keep the previous conditions' transition times.
-    if let Some(conditions) = previous.get("conditions") {
-        status["conditions"] = conditions.clone();
+    // The state's conditions (what runs, syncs and checks report, each with its own
+    // transition time), and the object's own `Ready`, which keeps its transition time below
+    // while its truth holds.
+    let mut conditions: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    conditions.retain(|c| c["type"] != ConditionType::Ready.as_str());
+    if let Some(ready) = previous
+        .get("conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c["type"] == ConditionType::Ready.as_str())
+        })
+    {
+        conditions.insert(0, ready.clone());
     }
+    status["conditions"] = Value::Array(conditions);
     if let Some(g) = obj_generation {
         status["observedGeneration"] = json!(g);
     }
@@ -104,6 +120,16 @@ pub fn status_for(
             "validated and applied",
             now,
         ),
+    }
+    // `Ready` first, then the state's conditions in their order: the same status reads the
+    // same, and is not written again.
+    if let Some(conditions) = status["conditions"].as_array_mut()
+        && let Some(at) = conditions
+            .iter()
+            .position(|c| c["type"] == ConditionType::Ready.as_str())
+    {
+        let ready = conditions.remove(at);
+        conditions.insert(0, ready);
     }
     if let Some(v) = last_handled_run_now {
         status["lastHandledRunNow"] = json!(v);
@@ -151,5 +177,53 @@ pub async fn event<K: FerryObject>(
     };
     if let Err(e) = recorder.publish(&ev, &reference).await {
         tracing::warn!(object = %key_of(obj), "event not published: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What runs, syncs and checks record in the state reaches the object's status, and the
+    /// object's own `Ready` keeps its transition time while it holds, first in the list.
+    #[test]
+    fn the_states_conditions_reach_the_status_and_ready_keeps_its_time() {
+        let stored = json!({"conditions": [
+            {"type": "Ready", "status": "True", "reason": "Applied", "message": "applied from files", "lastTransitionTime": "2026-01-02T00:00:00Z"},
+            {"type": "Synced", "status": "True", "reason": "Delivered", "message": "slot 1", "lastTransitionTime": "2026-01-03T00:00:00Z"},
+            {"type": "Reachable", "status": "False", "reason": "DeliveryCheckFailed", "message": "login refused", "lastTransitionTime": "2026-01-04T00:00:00Z"},
+        ]});
+        let previous = json!({"conditions": [
+            {"type": "Ready", "status": "True", "reason": "Applied", "message": "validated and applied", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Synced", "status": "Unknown", "reason": "Pending", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        ]});
+        let applied = Applied::Ready { changed: false };
+        let status = status_for(
+            Some(3),
+            Some(&stored),
+            &previous,
+            &applied,
+            None,
+            "2026-01-05T00:00:00Z",
+        );
+        let conditions = status["conditions"].as_array().unwrap();
+        let types: Vec<&str> = conditions
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["Ready", "Synced", "Reachable"]);
+        assert_eq!(conditions[0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(conditions[1]["status"], "True");
+        assert_eq!(conditions[2]["reason"], "DeliveryCheckFailed");
+        // Computed again from what it wrote: the same status, so no second write.
+        let again = status_for(
+            Some(3),
+            Some(&stored),
+            &status,
+            &applied,
+            None,
+            "2026-01-06T00:00:00Z",
+        );
+        assert_eq!(again, status);
     }
 }

@@ -61,6 +61,20 @@ pub fn delivery_waiting(namespace: &str, target: &str, change: i64) {
         .add([namespace, target], change as f64);
 }
 
+/// Records a periodic check of `kind/namespace/name` (`check`: `source`, `delivery`, ...):
+/// `ferry_check_failures_total` counts the failed ones, `ferry_check_failing` is 1 while the
+/// last one failed.
+pub fn check_finished(kind: &str, namespace: &str, name: &str, check: &str, failed: bool) {
+    if failed {
+        METRICS
+            .check_failures
+            .add([kind, namespace, name, check], 1);
+    }
+    METRICS
+        .check_failing
+        .set([kind, namespace, name, check], f64::from(u8::from(failed)));
+}
+
 /// Sets how many due runs wait for a run slot (`--max-concurrent-runs`).
 pub fn runs_queued(n: usize) {
     METRICS.runs_queued.set([], n as f64);
@@ -158,6 +172,8 @@ pub fn render() -> String {
     m.deliveries_waiting.render(&mut out);
     m.delivered_bytes.render(&mut out);
     m.psa_syncs.render(&mut out);
+    m.check_failures.render(&mut out);
+    m.check_failing.render(&mut out);
     m.psa_last_success.render(&mut out);
     m.sftp_unauthenticated.render(&mut out);
     m.sftp_sessions.render(&mut out);
@@ -200,6 +216,8 @@ struct Metrics {
     delivered_bytes: Counter<2>,
     psa_syncs: Counter<4>,
     psa_last_success: Gauge<3>,
+    check_failures: Counter<4>,
+    check_failing: Gauge<4>,
     sftp_unauthenticated: Gauge<0>,
     sftp_sessions: Gauge<0>,
     sftp_penalized: Gauge<0>,
@@ -211,6 +229,16 @@ struct Metrics {
 }
 
 static METRICS: Metrics = Metrics {
+    check_failures: Counter::new(
+        "ferry_check_failures_total",
+        "Periodic checks (the daemon's ferry check) that failed, by resource and check.",
+        ["kind", "namespace", "name", "check"],
+    ),
+    check_failing: Gauge::new(
+        "ferry_check_failing",
+        "1 while the last periodic check of a resource failed, 0 once it passes.",
+        ["kind", "namespace", "name", "check"],
+    ),
     runs: Counter::new(
         "ferry_runs_total",
         "ReportSchedule runs finished, by trigger and outcome (skipped: the previous run was still going).",

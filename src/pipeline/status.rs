@@ -13,6 +13,12 @@ pub enum ConditionType {
     Ready,
     /// The last run, delivery or PSA sync of the resource succeeded.
     Synced,
+    /// A DeliveryTarget's server answered the last check (`ferry check`, periodic): login,
+    /// directory and a probe delivered and removed, or the SMTP relay up to AUTH.
+    Reachable,
+    /// A ReportSchedule's query prepared on its database at the last check, with the
+    /// declared columns in its result.
+    SourceReady,
 }
 
 /// A condition's truth value.
@@ -32,6 +38,8 @@ impl ConditionType {
         match self {
             ConditionType::Ready => "Ready",
             ConditionType::Synced => "Synced",
+            ConditionType::Reachable => "Reachable",
+            ConditionType::SourceReady => "SourceReady",
         }
     }
 }

@@ -452,3 +452,244 @@ spec:
     );
     assert!(!sb.root().join("out").exists(), "the target was not probed");
 }
+
+/// Reads `/metrics` from a daemon's metrics address.
+fn metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The `Reachable` condition of DeliveryTarget `name`, as `ferry get` shows it.
+fn reachable(sb: &Sandbox, name: &str) -> Option<serde_json::Value> {
+    // Nothing until the daemon applied the files.
+    let got = sb.ferry(["get", "dt", name, "-o", "json"]);
+    if got.code != 0 {
+        return None;
+    }
+    let got = got.json();
+    got[0]["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Reachable")
+        .cloned()
+}
+
+/// `ferry run` checks what it applied: a re-keyed SFTP server turns the target's
+/// `Reachable` condition False (with the reason, the time and a failing metric); the file
+/// fixed, the daemon reloads it, checks it at once and the condition turns True.
+#[test]
+fn the_daemon_checks_applied_targets_and_records_reachable() {
+    let sshd = test_server("sshd");
+    let unique = unique_name("check-daemon");
+    let sb = Sandbox::new();
+    sb.write_secret(
+        "default",
+        "sftp",
+        "id_ed25519",
+        &std::fs::read_to_string(&sshd["SFTP_KEY_ED25519"]).unwrap(),
+    );
+    let impostor = ssh::generate_key(KeyType::Ed25519, "", None).expect("keygen");
+    let target = |host_key: &str| {
+        format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-sftp}}
+spec:
+  sftp:
+    host: {host}
+    port: {port}
+    directory: upload/{unique}
+    username: {user}
+    privateKeySecretRef: {{name: sftp, key: id_ed25519}}
+    hostKeys: ["{host_key}"]
+"#,
+            host = sshd["SFTP_HOST"],
+            port = sshd["SFTP_PORT"],
+            user = sshd["SFTP_KEY_USER"],
+        )
+    };
+    let file = sb.write("targets.yaml", &target(&impostor.public_line));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = common::ferry_command();
+    cmd.args(["run", "-f"])
+        .arg(&file)
+        .args([
+            "--poll",
+            "1s",
+            "--metrics-listen",
+            &addr,
+            "--check-interval",
+            "1h",
+        ])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(sb.root().join("daemon.log")).unwrap());
+    let mut daemon = common::hosted::Daemon(cmd.spawn().expect("ferry run starts"));
+    let wait_for = |holds: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(c) = reachable(&sb, "partner-sftp")
+                && c["status"] == holds
+            {
+                return c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Reachable never became {holds}: {:?}\n{}",
+                reachable(&sb, "partner-sftp"),
+                std::fs::read_to_string(sb.root().join("daemon.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    let failed = wait_for("False");
+    assert_eq!(failed["reason"], "DeliveryCheckFailed", "{failed:#}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("host key verification failed"),
+        "{failed:#}"
+    );
+    let text = metrics(&addr);
+    assert!(
+        text.contains(
+            r#"ferry_check_failing{kind="DeliveryTarget",namespace="default",name="partner-sftp",check="delivery"} 1"#
+        ),
+        "{text}"
+    );
+
+    // The right key pinned: the reload is checked at once.
+    std::fs::write(&file, target(&sshd["SFTP_HOST_KEY_ED25519"])).unwrap();
+    let fixed = wait_for("True");
+    assert_eq!(fixed["reason"], "Checked", "{fixed:#}");
+    let text = metrics(&addr);
+    assert!(
+        text.contains(
+            r#"ferry_check_failing{kind="DeliveryTarget",namespace="default",name="partner-sftp",check="delivery"} 0"#
+        ),
+        "{text}"
+    );
+    daemon.stop();
+    let home = Path::new(&sshd["SFTP_KEY_USER_HOME"])
+        .join("upload")
+        .join(&unique);
+    assert!(files_under(&home).is_empty(), "{:?}", files_under(&home));
+}
+
+/// The events of `reason` on DeliveryTarget `name` in the fake API server.
+fn events_of(api: &common::fake_api::FakeApi, name: &str, reason: &str) -> usize {
+    api.list("events.k8s.io/v1/events")
+        .iter()
+        .filter(|e| e["regarding"]["kind"] == "DeliveryTarget" && e["regarding"]["name"] == name)
+        .filter(|e| e["reason"] == reason)
+        .count()
+}
+
+/// Under `ferry controller` the periodic check's `Reachable` condition reaches the object's
+/// status at once: a target whose directory cannot be made flips to False with one Warning
+/// Event `Unreachable`, and back to True with one Normal Event `Reachable` when it can; the
+/// checks in between change nothing and publish nothing.
+#[tokio::test]
+async fn under_the_controller_reachable_flips_with_one_event_each_way() {
+    use common::fake_api::{Controller, FakeApi};
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the target's directory should be: no directory can be made under it.
+    let blocker = dir.path().join("blocked");
+    std::fs::write(&blocker, "").unwrap();
+    let api = FakeApi::new();
+    api.seed(
+        "ferry.dev/v1alpha1/deliverytargets",
+        serde_json::json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "DeliveryTarget",
+               "metadata": {"name": "out", "namespace": "default"},
+               "spec": {"localDir": {"path": blocker.join("reports").display().to_string()}}}),
+    );
+    api.seed(
+        "v1/pods",
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "ferry-a", "namespace": "default"}}),
+    );
+    let port = api.start().await;
+    let kubeconfig = FakeApi::write_kubeconfig(dir.path(), port);
+    let state = dir.path().join("state.db");
+    let controller = Controller::start_with(
+        dir.path(),
+        &kubeconfig,
+        &state.display().to_string(),
+        "ferry-a",
+        &["--check-interval", "1s"],
+    );
+    let reachable = || {
+        api.get("ferry.dev/v1alpha1/deliverytargets", "default", "out")
+            .and_then(|o| {
+                o["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Reachable")
+                    .cloned()
+            })
+    };
+    let wait_for = async |holds: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(c) = reachable()
+                && c["status"] == holds
+            {
+                return c;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Reachable never became {holds}: {:?}\n{}",
+                reachable(),
+                controller.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    let failed = wait_for("False").await;
+    assert_eq!(failed["reason"], "DeliveryCheckFailed", "{failed:#}");
+    // Several rounds (one a second) with the same outcome: still one Event.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        events_of(&api, "out", "Unreachable"),
+        1,
+        "{}",
+        controller.log()
+    );
+    assert_eq!(events_of(&api, "out", "Reachable"), 0);
+
+    std::fs::remove_file(&blocker).unwrap();
+    let fixed = wait_for("True").await;
+    assert_eq!(fixed["reason"], "Checked", "{fixed:#}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        events_of(&api, "out", "Reachable"),
+        1,
+        "{}",
+        controller.log()
+    );
+    assert_eq!(events_of(&api, "out", "Unreachable"), 1);
+    // The probes left nothing.
+    assert!(
+        files_under(&blocker).is_empty(),
+        "{:?}",
+        files_under(&blocker)
+    );
+}
