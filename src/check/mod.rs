@@ -85,7 +85,8 @@ pub struct CheckResult {
     pub check: String,
     /// The file the resource came from.
     pub file: PathBuf,
-    /// The line of the field concerned (the query, a column, the target's spec).
+    /// The line of the field concerned (the query, a column, the target's spec); 0 for a
+    /// resource checked from the state.
     pub line: usize,
     /// How it ended.
     pub status: Status,
@@ -101,7 +102,12 @@ impl CheckResult {
         status: Status,
         message: String,
     ) -> Self {
-        let (line, _) = resource.origin.locate(field);
+        // An applied resource (not from a file) has no line.
+        let line = if resource.origin.file.as_os_str() == periodic::APPLIED {
+            0
+        } else {
+            resource.origin.locate(field).0
+        };
         CheckResult {
             kind: resource.key.kind,
             namespace: resource.key.namespace.clone(),
@@ -281,7 +287,9 @@ impl Ctx<'_> {
             Err(e) => {
                 // PostgreSQL says where in the query; point at that line of the file.
                 let mut failed = self.result("source", QUERY, Status::Failed, e);
-                if let Some(line) = query_line(&failed.message) {
+                if failed.line != 0
+                    && let Some(line) = query_line(&failed.message)
+                {
                     let offset: usize = sql.query.lines().take(line - 1).map(|l| l.len() + 1).sum();
                     failed.line = self
                         .resource

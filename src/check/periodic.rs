@@ -18,6 +18,9 @@ use crate::schedule::CompiledSchedule;
 use crate::secrets::FileSecrets;
 use crate::state::{ActualState, StateStore};
 
+/// Where an applied resource is said to come from: the state, not a file.
+pub const APPLIED: &str = "state";
+
 /// `--check-interval` when not given.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 /// `--check-before` when not given.
@@ -51,7 +54,7 @@ pub struct ConditionChange {
     pub message: String,
 }
 
-/// The applied resources, as checks take them (located at `state:kind/namespace/name`).
+/// The applied resources, as checks take them (located in [`APPLIED`], without a line).
 pub fn applied(state: &ActualState) -> Vec<LoadedResource> {
     state
         .resources
@@ -62,7 +65,7 @@ pub fn applied(state: &ActualState) -> Vec<LoadedResource> {
                 stored.key.clone(),
                 stored.meta.clone(),
                 spec,
-                Origin::unlocated(format!("state:{}", stored.key)),
+                Origin::unlocated(APPLIED),
             ))
         })
         .collect()

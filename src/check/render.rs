@@ -40,9 +40,12 @@ impl Summary {
     }
 }
 
-/// `file:line`.
+/// `file:line`, or `state` for an applied resource.
 fn location(r: &CheckResult) -> String {
-    format!("{}:{}", r.file.display(), r.line)
+    match r.line {
+        0 => r.file.display().to_string(),
+        line => format!("{}:{line}", r.file.display()),
+    }
 }
 
 /// One line per check: `file:line: Kind/name: check: status[: message]`, then the counts.

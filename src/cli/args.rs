@@ -539,8 +539,9 @@ pub enum Command {
     /// CustomerMapping's PSA company and contracts resolved. Exit 0 when every check passes,
     /// 1 otherwise.
     Check {
-        /// Files or directories (recursive, .yaml/.yml).
-        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        /// Files or directories (recursive, .yaml/.yml). Without: the resources applied to
+        /// the state.
+        #[arg(short = 'f', long = "filename", num_args = 1..)]
         files: Vec<PathBuf>,
         /// Output format: `markdown` for a pull-request comment.
         #[arg(short, long, value_enum, default_value = "text", value_name = "FORMAT")]

@@ -8,7 +8,8 @@ use super::plan::load_valid;
 use crate::check::{CheckOptions, check_all, render};
 use crate::{Error, Result};
 
-/// Runs every check of the resources in `files`; exit 0 when all pass, 1 otherwise.
+/// Runs every check of the resources in `files` (none: those applied to the state); exit 0
+/// when all pass, 1 otherwise.
 pub(super) async fn check_cmd(
     ctx: &Ctx,
     files: &[PathBuf],
@@ -31,7 +32,13 @@ pub(super) async fn check_cmd(
         },
         None => None,
     };
-    let resources = load_valid(files, false)?;
+    let resources = if files.is_empty() {
+        // The applied resources, located as `state:Kind/namespace/name`.
+        let store = crate::state::StateStore::open_read_only(&ctx.state_path).await?;
+        crate::check::periodic::applied(&store.snapshot().await?)
+    } else {
+        load_valid(files, false)?
+    };
     let options = CheckOptions {
         timeout,
         only,

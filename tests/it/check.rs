@@ -402,6 +402,22 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
         files_under(&sftp_home)
     );
 
+    // The same resources applied: `ferry check` without files checks the state's.
+    sb.apply(&[&file]);
+    let applied = sb.ferry(["check"]).success();
+    assert!(
+        applied
+            .stdout
+            .contains("state: DeliveryTarget/partner-sftp: delivery: ok: "),
+        "{applied:#?}"
+    );
+    assert!(
+        applied
+            .stdout
+            .contains("8 checks: 8 ok, 0 failed, 0 skipped"),
+        "{applied:#?}"
+    );
+
     // No secret in any output.
     for run in [&run] {
         for secret in [
