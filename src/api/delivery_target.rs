@@ -195,6 +195,24 @@ pub enum FtpTls {
     Implicit,
 }
 
+/// How a target is tried by a check (`ferry check`, the periodic checks).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TargetCheck {
+    /// Deliver an empty probe file exactly as a report, then remove it.
+    #[default]
+    Probe,
+    /// Only list the directory.
+    List,
+}
+
+impl TargetCheck {
+    /// Whether this is the default, [`TargetCheck::Probe`].
+    pub fn is_default(&self) -> bool {
+        *self == TargetCheck::Probe
+    }
+}
+
 /// How a file is named on a server while it is being written (rclone's `--partial-suffix`
 /// and `--inplace`). Every mode but `none` renames the complete file to its final name, so a
 /// consumer never sees a part of it there.
@@ -265,6 +283,11 @@ pub struct FtpTarget {
     /// consumer may see a partial file).
     #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
     pub partial: PartialNaming,
+    /// How `ferry check` and the periodic checks try this target: `probe` (the default: an
+    /// empty `.ferry-check-<n>` file delivered like a report, then removed) or `list` (the
+    /// directory only listed, for a server whose consumers take every file that appears).
+    #[serde(default, skip_serializing_if = "TargetCheck::is_default")]
+    pub check: TargetCheck,
     /// At most this many deliveries to this target at once, across every run of this Ferry
     /// process (default 4, as rclone's `--transfers`): servers cap logins (OpenSSH's
     /// `MaxStartups 10:30:100` refuses unauthenticated connections beyond 10), so when many
@@ -322,6 +345,11 @@ pub struct SftpTarget {
     /// consumer may see a partial file).
     #[serde(default, skip_serializing_if = "PartialNaming::is_default")]
     pub partial: PartialNaming,
+    /// How `ferry check` and the periodic checks try this target: `probe` (the default: an
+    /// empty `.ferry-check-<n>` file delivered like a report, then removed) or `list` (the
+    /// directory only listed, for a server whose consumers take every file that appears).
+    #[serde(default, skip_serializing_if = "TargetCheck::is_default")]
+    pub check: TargetCheck,
     /// At most this many deliveries to this target at once, across every run of this Ferry
     /// process (default 4, as rclone's `--transfers`): servers cap logins (OpenSSH's
     /// `MaxStartups 10:30:100` refuses unauthenticated connections beyond 10), so when many

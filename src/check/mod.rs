@@ -30,6 +30,10 @@ use crate::source::Params;
 /// Checks running at once: each holds a connection or two.
 const CONCURRENT_CHECKS: usize = 16;
 
+/// Where an applied resource (checked from the state, [`periodic::applied`]) is said to come
+/// from: the state, not a file.
+pub const APPLIED: &str = "state";
+
 /// The probe file's name: hidden, and plainly Ferry's should a removal fail.
 pub fn probe_name(run_id: i64) -> String {
     format!(".ferry-check-{run_id}")
@@ -103,7 +107,7 @@ impl CheckResult {
         message: String,
     ) -> Self {
         // An applied resource (not from a file) has no line.
-        let line = if resource.origin.file.as_os_str() == periodic::APPLIED {
+        let line = if resource.origin.file.as_os_str() == APPLIED {
             0
         } else {
             resource.origin.locate(field).0
@@ -416,11 +420,26 @@ impl Ctx<'_> {
                         ));
                     }
                     m
+                } else if let Some(entries) = receipt.details.get("listedEntries") {
+                    // `check: list`: the receipt names the probe in the directory listed.
+                    let dir = receipt
+                        .location
+                        .rsplit_once('/')
+                        .map_or(receipt.location.as_str(), |(dir, _)| dir);
+                    format!("{dir}/ was listed ({entries} entries); nothing written")
                 } else {
-                    format!(
+                    let mut m = format!(
                         "a probe file was written, renamed and removed at {}",
                         receipt.location
-                    )
+                    );
+                    if let Some(free) = receipt
+                        .details
+                        .get("freeBytes")
+                        .and_then(|b| b.parse::<u64>().ok())
+                    {
+                        m.push_str(&format!("; {} free", human_bytes(free)));
+                    }
+                    m
                 };
                 self.result(check, &field, Status::Ok, message)
             }
@@ -435,6 +454,21 @@ fn query_line(message: &str) -> Option<usize> {
     let (before, _) = message.rsplit_once(" of the query)")?;
     let (_, number) = before.rsplit_once("(line ")?;
     number.parse().ok().filter(|&n| n > 0)
+}
+
+/// `free` bytes for people: `12.3 GiB`.
+fn human_bytes(free: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = free as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{free} bytes"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
 }
 
 /// SHA-256 of no bytes: the probe file's.
@@ -561,5 +595,12 @@ mod tests {
         );
         assert_eq!(query_line("connection refused"), None);
         assert_eq!(query_line("(line 0 of the query)"), None);
+    }
+
+    #[test]
+    fn free_space_reads_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(13_207_024_435), "12.3 GiB");
     }
 }

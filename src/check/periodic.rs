@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{CheckOptions, CheckResult, Status, check_all};
+use super::{APPLIED, CheckOptions, CheckResult, Status, check_all};
 use crate::Result;
 use crate::api::{Kind, ResourceKey, Spec};
 use crate::load::{LoadedResource, Origin};
@@ -17,9 +17,6 @@ use crate::pipeline::status::{ConditionType, Truth, set_condition};
 use crate::schedule::CompiledSchedule;
 use crate::secrets::FileSecrets;
 use crate::state::{ActualState, StateStore};
-
-/// Where an applied resource is said to come from: the state, not a file.
-pub const APPLIED: &str = "state";
 
 /// `--check-interval` when not given.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(3600);

@@ -212,6 +212,7 @@ mod tests {
                 password_secret_ref: None,
                 host_keys: host_keys.iter().map(|k| k.to_string()).collect(),
                 partial: Default::default(),
+                check: Default::default(),
                 max_connections: None,
             }),
             ..Default::default()

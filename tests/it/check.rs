@@ -135,6 +135,33 @@ spec:
 ---
 apiVersion: ferry.dev/v1alpha1
 kind: DeliveryTarget
+metadata: {{name: partner-sftp-list}}
+spec:
+  sftp:
+    host: {ssh_host}
+    port: {ssh_port}
+    directory: upload/{unique}/ro
+    username: {ssh_user}
+    privateKeySecretRef: {{name: sftp, key: id_ed25519}}
+    hostKeys: ["{good_host_key}"]
+    check: list
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-ftps-list}}
+spec:
+  ftp:
+    host: {ftp_host}
+    port: {ftp_port}
+    tls: explicit
+    directory: /{unique}/ro
+    username: {ftp_user}
+    passwordSecretRef: {{name: ftp, key: password}}
+    caSecretRef: {{name: ftp, key: ca.pem}}
+    check: list
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
 metadata: {{name: finance-email}}
 spec:
   email:
@@ -323,7 +350,16 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
         link.contains(": failed: ") && link.contains("403"),
         "{link}"
     );
-    assert!(out.contains("7 checks: 0 ok, 7 failed, 0 skipped"), "{out}");
+    // `check: list`: a directory the login cannot write is only listed, and passes.
+    for listed in ["partner-sftp-list", "partner-ftps-list"] {
+        let line = line_of(out, &format!("DeliveryTarget/{listed}"), "delivery");
+        assert!(
+            line.contains(": ok: ")
+                && line.contains("/ro/ was listed (0 entries); nothing written"),
+            "{line}"
+        );
+    }
+    assert!(out.contains("9 checks: 2 ok, 7 failed, 0 skipped"), "{out}");
 
     // The table exists, a column was renamed: the columns check names it at its line.
     let renamed = broken.replace("FROM check_gone", "FROM check_orders");
@@ -375,7 +411,13 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
     for check in checks {
         assert_eq!(check["status"], "ok", "{check:#}");
     }
-    assert_eq!(doc["summary"]["ok"], 8, "{doc:#}");
+    assert_eq!(doc["summary"]["ok"], 10, "{doc:#}");
+    // OpenSSH says how much space is free (statvfs@openssh.com).
+    let sftp = checks.iter().find(|c| c["name"] == "partner-sftp").unwrap();
+    assert!(
+        sftp["message"].as_str().unwrap().ends_with(" free"),
+        "{sftp:#}"
+    );
     let link = checks.iter().find(|c| c["name"] == "finance-link").unwrap();
     assert!(
         link["message"]
@@ -414,7 +456,7 @@ fn check_reports_each_broken_resource_at_its_line_and_passes_once_fixed() {
     assert!(
         applied
             .stdout
-            .contains("8 checks: 8 ok, 0 failed, 0 skipped"),
+            .contains("10 checks: 10 ok, 0 failed, 0 skipped"),
         "{applied:#?}"
     );
 

@@ -126,6 +126,7 @@ fn target(port: u16, tls: FtpTls, directory: &str) -> Setup {
             password_secret_ref: Some(password),
             ca_secret_ref: Some(ca),
             partial: Default::default(),
+            check: Default::default(),
             max_connections: None,
         },
         secrets,

@@ -106,6 +106,7 @@ impl Setup {
                 password_secret_ref: None,
                 host_keys: vec![env("SFTP_HOST_KEY_ED25519")],
                 partial: Default::default(),
+                check: Default::default(),
                 max_connections: None,
             },
         }

@@ -69,6 +69,8 @@ pub struct FtpTransport {
     ca_pem: Option<SecretValue>,
     /// The name a file has while it is uploaded.
     partial: PartialNaming,
+    /// How a check tries the target.
+    check: crate::api::TargetCheck,
 }
 
 impl fmt::Debug for FtpTransport {
@@ -124,6 +126,7 @@ impl FtpTransport {
             tls: target.tls,
             directory: target.directory.clone(),
             partial: target.partial,
+            check: target.check,
             username: target.username.clone(),
             password,
             ca_pem,

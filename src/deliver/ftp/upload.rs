@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::session::{Session, join_remote, url_path};
-use super::{CLEANUP_TIMEOUT, FtpTransport, REPLY_TIMEOUT, check_name};
+use super::{CLEANUP_TIMEOUT, FtpTransport, IDLE_TIMEOUT, REPLY_TIMEOUT, check_name};
 use crate::Result;
 use crate::api::FtpTls;
+use crate::api::TargetCheck;
 use crate::deliver::atomic::{
     RemoteDir, SizeUnknown, UploadFailed, confirm_remote, confirmation, place_remote, probe_remote,
 };
@@ -27,8 +28,25 @@ impl FtpTransport {
     }
 
     /// A check's probe: delivered like a report, then removed (see `Transport::probe`).
+    /// With `check: list`, the directory is only listed (`listedEntries`).
     pub(super) async fn probe_file(&self, probe: &Outgoing<'_>) -> Result<Receipt> {
         let naming = self.partial;
+        if self.check == TargetCheck::List {
+            let (mut receipt, entries) = self
+                .in_directory(probe, async |remote| {
+                    let listing = remote
+                        .session
+                        .step(IDLE_TIMEOUT, async |f| f.list(None).await)
+                        .await
+                        .map_err(|e| format!("listing {}: {e}", remote.locate("")))?;
+                    Ok(listing.len())
+                })
+                .await?;
+            receipt
+                .details
+                .insert("listedEntries".to_string(), entries.to_string());
+            return Ok(receipt);
+        }
         let (receipt, bytes) = self
             .in_directory(probe, async |remote| {
                 probe_remote(remote, probe, naming).await

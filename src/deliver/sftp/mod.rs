@@ -72,6 +72,8 @@ pub struct SftpTransport {
     pinned: Arc<Vec<PublicKey>>,
     /// The name a file has while it is uploaded.
     partial: PartialNaming,
+    /// How a check tries the target.
+    check: crate::api::TargetCheck,
 }
 
 impl std::fmt::Debug for SftpTransport {
@@ -153,6 +155,7 @@ impl SftpTransport {
             credentials,
             pinned: Arc::new(pinned),
             partial: target.partial,
+            check: target.check,
         })
     }
 

@@ -100,13 +100,41 @@ impl SftpTransport {
     }
 
     /// A check's probe: delivered like a report, then removed (see `Transport::probe`).
+    /// With the free space of the directory's file system where the server says it
+    /// (`statvfs@openssh.com`), as `freeBytes`.
+    /// With `check: list`, the directory is only listed (`listedEntries`).
     pub(super) async fn probe_file(&self, probe: &Outgoing<'_>) -> Result<Receipt> {
         let naming = self.partial;
-        let (receipt, bytes) = self
+        let list_only = self.check == crate::api::TargetCheck::List;
+        let (mut receipt, (bytes, free)) = self
             .in_directory(probe, async |remote| {
-                probe_remote(remote, probe, naming).await
+                let bytes = if list_only {
+                    remote.list().await?
+                } else {
+                    probe_remote(remote, probe, naming).await?
+                };
+                let free = match remote.sftp.extensions.contains_key("statvfs@openssh.com") {
+                    true => remote
+                        .unless_closed(remote.sftp.raw.statvfs(remote.dir.as_str()))
+                        .await?
+                        .ok()
+                        .map(|fs| fs.blocks_avail.saturating_mul(fs.fragment_size)),
+                    false => None,
+                };
+                Ok((bytes, free))
             })
             .await?;
+        if let Some(free) = free {
+            receipt
+                .details
+                .insert("freeBytes".to_string(), free.to_string());
+        }
+        if list_only {
+            receipt
+                .details
+                .insert("listedEntries".to_string(), bytes.to_string());
+            return Ok(receipt);
+        }
         Ok(Receipt { bytes, ..receipt })
     }
 
@@ -172,6 +200,31 @@ struct SftpDir<'a> {
 }
 
 impl SftpDir<'_> {
+    /// Lists the directory (the first batch of names is enough): how many entries came.
+    async fn list(&self) -> std::result::Result<u64, String> {
+        let at = self.transport.url(&self.dir);
+        let handle = self
+            .unless_closed(self.sftp.raw.opendir(self.dir.as_str()))
+            .await?
+            .map_err(|e| format!("listing {at}: {}", describe_sftp_error(&e)))?
+            .handle;
+        let names = self
+            .unless_closed(self.sftp.raw.readdir(handle.as_str()))
+            .await?;
+        let _ = self
+            .unless_closed(self.sftp.raw.close(handle.as_str()))
+            .await;
+        match names {
+            Ok(names) => Ok(names
+                .files
+                .iter()
+                .filter(|f| f.filename != "." && f.filename != "..")
+                .count() as u64),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => Ok(0),
+            Err(e) => Err(format!("listing {at}: {}", describe_sftp_error(&e))),
+        }
+    }
+
     fn path(&self, name: &str) -> String {
         join(&self.dir, name)
     }
