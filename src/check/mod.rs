@@ -439,6 +439,11 @@ impl Ctx<'_> {
                     {
                         m.push_str(&format!("; {} free", human_bytes(free)));
                     }
+                    if kind_key == "hostedSftp"
+                        && let Some(key) = receipt.details.get("hostKey")
+                    {
+                        m.push_str(&format!("; the server's host key: {key}"));
+                    }
                     m
                 };
                 self.result(check, &field, Status::Ok, message)

@@ -74,10 +74,37 @@ impl Transport for HostedSftp {
         })
     }
 
-    /// Delivered like a report into the connection's directory, then removed.
+    /// Delivered like a report into the connection's directory, then removed; the
+    /// connection's public keys read, and the server's host key (once the server made it)
+    /// read and named by its fingerprint (`hostKey`), for the people who pin it.
     fn probe<'a>(&'a self, probe: &'a Outgoing<'a>) -> BoxFuture<'a, Result<Receipt>> {
         Box::pin(async move {
-            let receipt = self.deliver(probe).await?;
+            for (i, line) in self.target.public_keys.iter().enumerate() {
+                crate::ssh::parse_public_key(line)
+                    .map_err(|e| self.fail(format!("publicKeys[{i}]: {e}")))?;
+            }
+            let host_key = self.data_dir.join(crate::hosted_sftp::HOST_KEY_FILE);
+            let fingerprint = match std::fs::read_to_string(&host_key) {
+                Ok(pem) => {
+                    let key = russh::keys::decode_secret_key(&pem, None).map_err(|e| {
+                        self.fail(format!(
+                            "{}: cannot read the server's host key: {e}",
+                            host_key.display()
+                        ))
+                    })?;
+                    Some(crate::ssh::fingerprint(key.public_key()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(self.fail(format!("{}: {e}", host_key.display())));
+                }
+            };
+            let mut receipt = self.deliver(probe).await?;
+            receipt.details.insert(
+                "hostKey".into(),
+                fingerprint
+                    .unwrap_or_else(|| "none yet (made when the server first starts)".into()),
+            );
             let (path, _) = crate::hosted_sftp::delivery_path(
                 &self.data_dir,
                 &self.target.user,

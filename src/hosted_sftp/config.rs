@@ -64,7 +64,7 @@ impl HostedSftpConfig {
         let data_dir = data_dir.into();
         HostedSftpConfig {
             listen,
-            host_key_path: data_dir.join("ssh_host_ed25519_key"),
+            host_key_path: data_dir.join(super::HOST_KEY_FILE),
             data_dir,
             idle_timeout: Duration::from_secs(600),
             login_grace: Duration::from_secs(30),

@@ -43,6 +43,9 @@ pub use deliver::{Delivered, deliver_into, delivery_path};
 
 use std::path::{Path, PathBuf};
 
+/// The server's host key, in its data directory (made when the server first starts).
+pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
+
 /// The hosted SFTP server's data directory for the state at `state_path`: the environment
 /// variable `FERRY_HOSTED_SFTP_DATA` when set, else `hosted-sftp/` next to the state database.
 /// Deliveries into `hostedSftp` targets and the server must agree on it.

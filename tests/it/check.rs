@@ -751,3 +751,54 @@ async fn under_the_controller_reachable_flips_with_one_event_each_way() {
         files_under(&blocker)
     );
 }
+
+/// A `hostedSftp` target's check: the probe in its jail directory, its connection's keys, and
+/// the server's host key, named by its fingerprint once the server made it.
+#[test]
+fn a_hosted_sftp_check_probes_the_jail_and_names_the_servers_host_key() {
+    let sb = Sandbox::new();
+    let user_key = ssh::generate_key(KeyType::Ed25519, "", None).expect("keygen");
+    let file = sb.write(
+        "hosted.yaml",
+        &format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: partner-drop}}
+spec:
+  hostedSftp:
+    connectionName: Partner drop
+    user: partner
+    publicKeys: ["{}"]
+    directory: reports
+"#,
+            user_key.public_line
+        ),
+    );
+    let before = sb.ferry(["check", "-f", s(&file)]).success();
+    assert!(
+        before
+            .stdout
+            .contains("the server's host key: none yet (made when the server first starts)"),
+        "{before:#?}"
+    );
+    // The server's key, as `ferry run --sftp-listen` makes it on its first start.
+    let host = ssh::generate_key(KeyType::Ed25519, "", None).expect("keygen");
+    let data = sb.work_dir().join("hosted-sftp");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("ssh_host_ed25519_key"), &host.private_openssh).unwrap();
+    let after = sb.ferry(["check", "-f", s(&file)]).success();
+    let line = line_of(&after.stdout, "DeliveryTarget/partner-drop", "delivery");
+    assert!(
+        line.contains("a probe file was written, renamed and removed"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("the server's host key: {}", host.fingerprint)),
+        "{line}"
+    );
+    assert!(
+        files_under(&data.join("users")).is_empty(),
+        "{:?}",
+        files_under(&data.join("users"))
+    );
+}
