@@ -8,6 +8,9 @@ use std::time::{Duration, SystemTime};
 use super::admission::AdmissionPolicy;
 use super::throttle::LockoutPolicy;
 
+/// The server's host key, in its data directory (made when the server first starts).
+pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
+
 /// What one logged-in connection may hold in memory. [`SessionLimits::default`] gives the
 /// defaults; a client exceeding one is disconnected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +67,7 @@ impl HostedSftpConfig {
         let data_dir = data_dir.into();
         HostedSftpConfig {
             listen,
-            host_key_path: data_dir.join(super::HOST_KEY_FILE),
+            host_key_path: data_dir.join(HOST_KEY_FILE),
             data_dir,
             idle_timeout: Duration::from_secs(600),
             login_grace: Duration::from_secs(30),

@@ -43,9 +43,6 @@ pub use deliver::{Delivered, deliver_into, delivery_path};
 
 use std::path::{Path, PathBuf};
 
-/// The server's host key, in its data directory (made when the server first starts).
-pub const HOST_KEY_FILE: &str = "ssh_host_ed25519_key";
-
 /// The hosted SFTP server's data directory for the state at `state_path`: the environment
 /// variable `FERRY_HOSTED_SFTP_DATA` when set, else `hosted-sftp/` next to the state database.
 /// Deliveries into `hostedSftp` targets and the server must agree on it.
@@ -62,7 +59,7 @@ pub fn data_dir_in(work_dir: &Path) -> PathBuf {
 }
 pub use crate::deliver::atomic::is_partial_name;
 pub use admission::{AddressBlock, AdmissionPolicy, PenaltyPolicy, Startups};
-pub use config::{ActiveSession, HostedSftpConfig, SessionLimits, UsersUpdate};
+pub use config::{ActiveSession, HOST_KEY_FILE, HostedSftpConfig, SessionLimits, UsersUpdate};
 pub use server::{HostedSftpServer, start};
 pub use throttle::{Lockout, LockoutPolicy};
 pub use users::{
