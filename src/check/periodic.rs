@@ -92,7 +92,7 @@ pub async fn round(
 }
 
 /// Writes the conditions of `results` into the resources' status, and the metrics. Returns
-/// the conditions whose truth changed.
+/// the conditions whose truth changed, except a first check that passed.
 pub async fn record(
     store: &StateStore,
     results: &[CheckResult],
@@ -167,7 +167,13 @@ pub async fn record(
         set_condition(&mut status, condition, truth, &reason, &message, &now_text);
         status["lastCheck"] = serde_json::json!(now_text);
         store.set_status(&key, &status).await?;
-        if before.as_deref() != Some(truth.as_str()) && truth != Truth::Unknown {
+        // A change is news; a first check that passes is not (10,000 targets checked at
+        // start would otherwise publish 10,000 Events saying all is well).
+        let first = before.is_none() || before.as_deref() == Some(Truth::Unknown.as_str());
+        if before.as_deref() != Some(truth.as_str())
+            && truth != Truth::Unknown
+            && !(first && truth == Truth::True)
+        {
             changes.push(ConditionChange {
                 key,
                 condition: condition.as_str(),
