@@ -36,6 +36,18 @@ pub fn system_roots() -> &'static RootCertStore {
     })
 }
 
+/// A client configuration that verifies servers against the system roots (HTTPS clients:
+/// the PSA APIs, a presigned link fetched by `ferry check`).
+pub fn system_client_config() -> Result<ClientConfig, String> {
+    install_crypto_provider();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(system_roots().clone())
+        .with_no_client_auth())
+}
+
 /// The certificates in a PEM bundle (e.g. a `caSecretRef` value).
 pub fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use crate::api::{CustomerMappingSpec, DeliveryTargetSpec, Kind, ReportScheduleSpec, Spec};
 use crate::deliver::{About, CommitHook, Outgoing, Sharing};
 use crate::load::LoadedResource;
-use crate::schedule::{CompiledSchedule, window};
+use crate::schedule::CompiledSchedule;
 use crate::secrets::FileSecrets;
 use crate::source::Params;
 
@@ -236,29 +236,23 @@ impl Ctx<'_> {
     async fn schedule(self, spec: &ReportScheduleSpec) -> Vec<CheckResult> {
         const QUERY: &str = "spec.source.sql.query";
         let sql = &spec.source.sql;
-        let url = match (&sql.url, &sql.connection_secret_ref) {
-            (Some(url), _) => url.clone(),
-            (None, Some(r)) => match self
-                .secrets
-                .require(&self.resource.key.namespace, r)
-                .and_then(|v| Ok(v.expose_str()?.to_string()))
-            {
-                Ok(url) => url,
-                Err(e) => {
-                    return vec![self.result(
-                        "source",
-                        "spec.source.sql.connectionSecretRef",
-                        Status::Failed,
-                        e.to_string(),
-                    )];
-                }
-            },
-            (None, None) => {
+        let url = match crate::source::database_url(sql, &self.resource.key.namespace, self.secrets)
+        {
+            Ok(Some(url)) => url,
+            Ok(None) => {
                 return vec![self.result(
                     "source",
                     "spec.source.sql",
                     Status::Failed,
                     "no database configured".into(),
+                )];
+            }
+            Err(e) => {
+                return vec![self.result(
+                    "source",
+                    "spec.source.sql.connectionSecretRef",
+                    Status::Failed,
+                    e.to_string(),
                 )];
             }
         };
@@ -277,12 +271,7 @@ impl Ctx<'_> {
             }
         };
         // `sinceLastSuccess` without a last success reads like the run that comes first.
-        let bounds = window(spec.source.window, &slot, None);
-        let params = Params {
-            window_start: bounds.as_ref().map(|w| w.0.clone()),
-            window_end: bounds.map(|w| w.1),
-            slot: slot.clone(),
-        };
+        let params = Params::for_slot(spec.source.window, &slot, None);
         let names = match self
             .bounded("source", crate::source::columns(&url, &sql.query, &params))
             .await
@@ -525,7 +514,7 @@ async fn check_mappings(
             crate::psa::sync::MappingView::new(resource.key.clone(), spec.clone(), target, None),
             serde_json::Value::Null,
         ));
-        checked.push(resource);
+        checked.push((resource, spec));
     }
     if views.is_empty() {
         return results;
@@ -538,7 +527,7 @@ async fn check_mappings(
     let (notes, warnings) = match refreshed {
         Ok(r) => r,
         Err(_) => {
-            for resource in checked {
+            for (resource, _) in checked {
                 results.push(CheckResult::new(
                     resource,
                     "psa",
@@ -553,11 +542,7 @@ async fn check_mappings(
             return results;
         }
     };
-    for resource in checked {
-        let spec = match &resource.spec {
-            Spec::CustomerMapping(s) => s,
-            _ => continue,
-        };
+    for (resource, spec) in checked {
         let errors: Vec<&str> = notes
             .iter()
             .filter(|n| {

@@ -411,14 +411,8 @@ impl Http {
         rule: RetryRule,
         secrets: Vec<String>,
     ) -> Result<Http> {
-        crate::tls::install_crypto_provider();
         let fail = |e: String| Error::Psa(format!("{psa}: cannot set up the HTTP client: {e}"));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| fail(e.to_string()))?
-            .with_root_certificates(crate::tls::system_roots().clone())
-            .with_no_client_auth();
+        let tls = crate::tls::system_client_config().map_err(fail)?;
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(CONNECT_TIMEOUT)

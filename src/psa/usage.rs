@@ -25,15 +25,8 @@ pub async fn read_usage(
     secrets: &FileSecrets,
     slot: &Zoned,
 ) -> Result<Usage> {
-    let url_secret;
-    let url = match (&source.url, &source.connection_secret_ref) {
-        (Some(url), _) => url.as_str(),
-        (None, Some(r)) => {
-            url_secret = secrets.require(namespace, r)?;
-            url_secret.expose_str()?
-        }
-        (None, None) => return Err(Error::Source("no usage database configured".into())),
-    };
+    let url = crate::source::database_url(source, namespace, secrets)?
+        .ok_or_else(|| Error::Source("no usage database configured".into()))?;
     let params = Params {
         window_start: None,
         window_end: None,

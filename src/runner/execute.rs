@@ -13,7 +13,6 @@ use crate::export::job::{ExportJob, export};
 use crate::filename::{self, TemplateContext};
 use crate::ledger::{Outcome, Prior, SlotKey, rfc3339};
 use crate::pipeline::status::{ConditionType, Truth, set_condition};
-use crate::schedule;
 use crate::source::Params;
 use crate::{Error, Result};
 
@@ -557,15 +556,9 @@ impl Runner {
     ) -> Result<crate::export::job::ExportOutput> {
         std::fs::create_dir_all(staged_dir).map_err(|e| Error::io(staged_dir, e))?;
         let sql = &view.spec.source.sql;
-        let url_secret;
-        let url = match (&sql.url, &sql.connection_secret_ref) {
-            (Some(url), _) => url.as_str(),
-            (None, Some(r)) => {
-                url_secret = self.secrets.require(&view.key.namespace, r)?;
-                url_secret.expose_str()?
-            }
-            (None, None) => return Err(Error::Source("no database configured".into())),
-        };
+        let url = crate::source::database_url(sql, &view.key.namespace, &self.secrets)?
+            .ok_or_else(|| Error::Source("no database configured".into()))?;
+        let url = url.as_str();
         let last_success = match view.spec.source.window {
             Window::SinceLastSuccess => self
                 .ledger
@@ -576,12 +569,7 @@ impl Runner {
                 .map_err(|e| Error::State(e.to_string()))?,
             _ => None,
         };
-        let window = schedule::window(view.spec.source.window, slot, last_success.as_ref());
-        let params = Params {
-            window_start: window.as_ref().map(|w| w.0.clone()),
-            window_end: window.map(|w| w.1),
-            slot: slot.clone(),
-        };
+        let params = Params::for_slot(view.spec.source.window, slot, last_success.as_ref());
         let title = match &view.spec.format {
             crate::api::ReportFormat::Pdf(p) => p.title.clone(),
             _ => None,

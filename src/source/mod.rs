@@ -20,6 +20,22 @@ use tokio::sync::mpsc;
 use crate::api::Partition;
 use crate::{Error, Result};
 
+/// The database URL of `sql`: its `url`, or the Secret `connectionSecretRef` names (in
+/// `namespace`); `None` when it has neither.
+pub fn database_url(
+    sql: &crate::api::SqlSource,
+    namespace: &str,
+    secrets: &crate::secrets::FileSecrets,
+) -> Result<Option<String>> {
+    match (&sql.url, &sql.connection_secret_ref) {
+        (Some(url), _) => Ok(Some(url.clone())),
+        (None, Some(r)) => Ok(Some(
+            secrets.require(namespace, r)?.expose_str()?.to_string(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// The result columns of `query` on the database at `url`, prepared and never run (for
 /// `ferry check`): a broken query, a missing table or a column of a type Ferry cannot export
 /// fails here as it would fail the run.

@@ -31,6 +31,21 @@ pub struct Params {
 }
 
 impl Params {
+    /// The parameters of a run of `slot`: `window` computed in the slot's zone relative to
+    /// it (`last_success` for `sinceLastSuccess`; none reads like a first run).
+    pub fn for_slot(
+        window: crate::api::Window,
+        slot: &Zoned,
+        last_success: Option<&Zoned>,
+    ) -> Params {
+        let bounds = crate::schedule::window(window, slot, last_success);
+        Params {
+            window_start: bounds.as_ref().map(|w| w.0.clone()),
+            window_end: bounds.map(|w| w.1),
+            slot: slot.clone(),
+        }
+    }
+
     /// The value of a known parameter: `None` for an unknown name, `Some(None)` for a window
     /// bound that the window does not have (bound as SQL NULL).
     pub fn get(&self, name: &str) -> Option<Option<&Zoned>> {

@@ -421,13 +421,7 @@ impl LinkStore {
 /// The HTTP client a check fetches a presigned link with, as a recipient's browser would:
 /// the system's roots, no redirects followed.
 fn link_client() -> Result<reqwest::Client, String> {
-    crate::tls::install_crypto_provider();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(crate::tls::system_roots().clone())
-        .with_no_client_auth();
+    let tls = crate::tls::system_client_config()?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(Duration::from_secs(30))
