@@ -34,9 +34,12 @@ const CONCURRENT_CHECKS: usize = 16;
 /// from: the state, not a file.
 pub const APPLIED: &str = "state";
 
+/// How every probe file's name starts: hidden, and telling whoever finds one what wrote it.
+pub const PROBE_PREFIX: &str = ".ferry-check-";
+
 /// The probe file's name: hidden, and plainly Ferry's should a removal fail.
 pub fn probe_name(run_id: i64) -> String {
-    format!(".ferry-check-{run_id}")
+    format!("{PROBE_PREFIX}{run_id}")
 }
 
 /// What to check, and how long each check may take.

@@ -40,6 +40,11 @@ fn look(dir: &Path, seen: &mut Sightings) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Ok(meta) = entry.metadata() else { continue };
+        // The controllers' periodic checks write and remove a probe file here (under its own
+        // temporary name first): it is neither a report nor a part of one.
+        if name.contains(ferry::check::PROBE_PREFIX) {
+            continue;
+        }
         if !(name.starts_with("report_") && name.ends_with(".csv")) {
             if !seen.partial.contains(&name) {
                 seen.partial.push(name);
