@@ -21,19 +21,20 @@ use super::report_schedule::SqlSource;
     namespaced,
     status = "DeliveryTargetStatus",
     derive = "PartialEq",
-    doc = "A delivery destination (FTP/FTPS, SFTP, email, local directory, hosted SFTP) or a PSA connection (ConnectWise Manage, Autotask).",
+    doc = "A delivery destination (FTP/FTPS, SFTP, email, local directory, hosted SFTP, object store) or a PSA connection (ConnectWise Manage, Autotask).",
     printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     // `-o wide`: where it points (each variant has one of these fields: ftp/sftp `host`, email
-    // `smtp.host`, localDir `path`, hostedSftp `user`, connectwise `site` or `baseUrl`, autotask
+    // `smtp.host` (and its link's `bucket`), localDir `path`, hostedSftp `user`, objectStore
+    // `bucket` or `container`, connectwise `site` or `baseUrl`, autotask
     // `zoneDiscoveryUrl`). JSONPath cannot print the variant's key itself.
     printcolumn(
         name = "Endpoint",
         type_ = "string",
-        json_path = ".spec..['host','path','user','site','baseUrl','zoneDiscoveryUrl']",
+        json_path = ".spec..['host','path','user','bucket','container','site','baseUrl','zoneDiscoveryUrl']",
         priority = 1
     ),
     printcolumn(
@@ -66,6 +67,10 @@ pub struct DeliveryTargetSpec {
     /// A connection on Ferry's own SFTP server, where a partner logs in to fetch reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_sftp: Option<HostedSftpTarget>,
+    /// A bucket of an object store: Amazon S3 or S3-compatible, Google Cloud Storage, Azure
+    /// Blob Storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreTarget>,
     /// A ConnectWise Manage (PSA) connection, referenced by CustomerMappings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectwise: Option<ConnectWiseTarget>,
@@ -87,6 +92,8 @@ pub enum TargetKind<'a> {
     LocalDir(&'a LocalDirTarget),
     /// See [`DeliveryTargetSpec::hosted_sftp`].
     HostedSftp(&'a HostedSftpTarget),
+    /// See [`DeliveryTargetSpec::object_store`].
+    ObjectStore(&'a ObjectStoreTarget),
     /// See [`DeliveryTargetSpec::connectwise`].
     ConnectWise(&'a ConnectWiseTarget),
     /// See [`DeliveryTargetSpec::autotask`].
@@ -95,12 +102,13 @@ pub enum TargetKind<'a> {
 
 impl TargetKind<'_> {
     /// Every variant's spec key, in the order messages list them.
-    pub const KEYS: [&'static str; 7] = [
+    pub const KEYS: [&'static str; 8] = [
         "ftp",
         "sftp",
         "email",
         "localDir",
         "hostedSftp",
+        "objectStore",
         "connectwise",
         "autotask",
     ];
@@ -113,6 +121,7 @@ impl TargetKind<'_> {
             TargetKind::Email(_) => "email",
             TargetKind::LocalDir(_) => "localDir",
             TargetKind::HostedSftp(_) => "hostedSftp",
+            TargetKind::ObjectStore(_) => "objectStore",
             TargetKind::ConnectWise(_) => "connectwise",
             TargetKind::Autotask(_) => "autotask",
         }
@@ -132,6 +141,7 @@ impl TargetKind<'_> {
             TargetKind::Ftp(t) => t.max_connections,
             TargetKind::Sftp(t) => t.max_connections,
             TargetKind::Email(t) => t.max_connections,
+            TargetKind::ObjectStore(t) => t.max_connections,
             _ => return None,
         };
         Some(set.unwrap_or(DEFAULT_MAX_CONNECTIONS))
@@ -161,6 +171,9 @@ impl DeliveryTargetSpec {
         }
         if let Some(t) = &self.hosted_sftp {
             kinds.push(TargetKind::HostedSftp(t));
+        }
+        if let Some(t) = &self.object_store {
+            kinds.push(TargetKind::ObjectStore(t));
         }
         if let Some(t) = &self.connectwise {
             kinds.push(TargetKind::ConnectWise(t));
@@ -487,6 +500,186 @@ pub struct S3Store {
 
 fn default_region() -> String {
     "us-east-1".to_string()
+}
+
+/// A bucket of an object store. Give exactly one of `s3`, `gcs` and `azure`. A report is the
+/// object `<prefix>/<fileName>`, written by one PUT (a multipart upload completed last above
+/// 8 MiB), so it appears whole or not at all and never under a temporary name; its size is
+/// confirmed after the upload and its SHA-256 is kept in the object's metadata (`sha256`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectStoreTarget {
+    /// Amazon S3 or an S3-compatible store (MinIO, Ceph, Cloudflare R2, Wasabi, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Bucket>,
+    /// Google Cloud Storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<GcsBucket>,
+    /// Azure Blob Storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureContainer>,
+    /// The folder the reports go to inside the bucket, e.g. `partner/{yyyy}/{MM}/`: the
+    /// file name's date tokens and `{schedule}` and `{namespace}` may be used. Empty: the
+    /// bucket's top level.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// How `ferry check` and the periodic checks try this target: `probe` (the default: an
+    /// empty `.ferry-check-<n>` object written like a report, read back and deleted) or `list`
+    /// (the prefix only listed, for credentials that may not delete, or consumers that take
+    /// every object that appears).
+    #[serde(default, skip_serializing_if = "TargetCheck::is_default")]
+    pub check: TargetCheck,
+    /// At most this many deliveries to this target at once, across every run of this Ferry
+    /// process (default 4). 1 to 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 256))]
+    pub max_connections: Option<u32>,
+}
+
+/// Which store an [`ObjectStoreTarget`] is, borrowed from it.
+#[derive(Clone, Copy, Debug)]
+pub enum StoreKind<'a> {
+    /// See [`ObjectStoreTarget::s3`].
+    S3(&'a S3Bucket),
+    /// See [`ObjectStoreTarget::gcs`].
+    Gcs(&'a GcsBucket),
+    /// See [`ObjectStoreTarget::azure`].
+    Azure(&'a AzureContainer),
+}
+
+impl ObjectStoreTarget {
+    /// Every store that is set; a valid target has exactly one.
+    pub fn stores(&self) -> Vec<StoreKind<'_>> {
+        let mut stores = Vec::with_capacity(1);
+        if let Some(s) = &self.s3 {
+            stores.push(StoreKind::S3(s));
+        }
+        if let Some(s) = &self.gcs {
+            stores.push(StoreKind::Gcs(s));
+        }
+        if let Some(s) = &self.azure {
+            stores.push(StoreKind::Azure(s));
+        }
+        stores
+    }
+
+    /// The single store of a validated target.
+    pub fn store(&self) -> Option<StoreKind<'_>> {
+        match self.stores()[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+/// An S3 bucket. Without keys, the credentials come from Ferry's environment as the AWS tools
+/// find them (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, a web identity token as EKS's IRSA
+/// gives, the instance's metadata service).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Bucket {
+    /// Bucket name.
+    pub bucket: String,
+    /// Region, in the SigV4 signature and AWS's endpoint name.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint URL of an S3-compatible store, e.g. `https://minio.example:9000`. Default:
+    /// AWS's own for the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How the bucket is addressed: `virtualHosted` (`https://<bucket>.<endpoint>/<key>`, AWS's
+    /// way) or `path` (`https://<endpoint>/<bucket>/<key>`, what most S3-compatible stores
+    /// expect). Default: `virtualHosted` without an endpoint, `path` with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addressing: Option<S3Addressing>,
+    /// Access key id (with `secretAccessKeySecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_secret_ref: Option<SecretRef>,
+    /// Secret access key (with `accessKeyIdSecretRef`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_secret_ref: Option<SecretRef>,
+    /// Server-side encryption asked for each object (the `x-amz-server-side-encryption`
+    /// header): `aes256` (SSE-S3), `awsKms` (SSE-KMS) or `awsKmsDsse` (dual-layer SSE-KMS).
+    /// Default: none asked (the bucket's default encryption applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_side_encryption: Option<S3Encryption>,
+    /// The KMS key of `awsKms` and `awsKmsDsse` (id, ARN or alias). Default: the account's
+    /// AWS-managed key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+}
+
+/// How an S3 bucket is addressed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum S3Addressing {
+    /// `https://<bucket>.<endpoint>/<key>`.
+    VirtualHosted,
+    /// `https://<endpoint>/<bucket>/<key>`.
+    Path,
+}
+
+/// S3 server-side encryption.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum S3Encryption {
+    /// SSE-S3 (`AES256`): keys managed by the store.
+    Aes256,
+    /// SSE-KMS (`aws:kms`).
+    AwsKms,
+    /// Dual-layer SSE-KMS (`aws:kms:dsse`).
+    AwsKmsDsse,
+}
+
+impl S3Encryption {
+    /// The header's value.
+    pub fn header_value(&self) -> &'static str {
+        match self {
+            S3Encryption::Aes256 => "AES256",
+            S3Encryption::AwsKms => "aws:kms",
+            S3Encryption::AwsKmsDsse => "aws:kms:dsse",
+        }
+    }
+}
+
+/// A Google Cloud Storage bucket. Without a key, the credentials come from Ferry's
+/// environment (`GOOGLE_APPLICATION_CREDENTIALS`, GKE's workload identity, the metadata
+/// server).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcsBucket {
+    /// Bucket name.
+    pub bucket: String,
+    /// A service account's JSON key (`gcloud iam service-accounts keys create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_key_secret_ref: Option<SecretRef>,
+    /// Endpoint URL. Default: `https://storage.googleapis.com`; set for a private endpoint or
+    /// an emulator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// An Azure Blob Storage container. Give the account's access key or a SAS token; without
+/// either, the credentials come from Ferry's environment (a managed identity, AKS's workload
+/// identity).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AzureContainer {
+    /// Storage account name.
+    pub account: String,
+    /// Container name.
+    pub container: String,
+    /// The storage account's access key (Shared Key authorization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_secret_ref: Option<SecretRef>,
+    /// A shared access signature (the query string, with or without its leading `?`) that
+    /// allows create, write, read, list and delete in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_token_secret_ref: Option<SecretRef>,
+    /// Endpoint URL. Default: `https://<account>.blob.core.windows.net`; set for Azurite
+    /// (`http://127.0.0.1:10000/<account>`) or a sovereign cloud.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// A directory on the machine running Ferry. Files appear atomically (written under a

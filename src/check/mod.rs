@@ -419,6 +419,11 @@ impl Ctx<'_> {
                         .rsplit_once('/')
                         .map_or(receipt.location.as_str(), |(dir, _)| dir);
                     format!("{dir}/ was listed ({entries} entries); nothing written")
+                } else if kind_key == "objectStore" {
+                    format!(
+                        "a probe object was written, read back and deleted at {}",
+                        receipt.location
+                    )
                 } else {
                     let mut m = format!(
                         "a probe file was written, renamed and removed at {}",

@@ -210,7 +210,7 @@ impl EmailTransport {
     /// `message` without the SMTP password, should a server have echoed it.
     fn scrub(&self, message: &str) -> String {
         match &self.smtp.login {
-            Some((_, password)) => s3::scrub(message, &[password]),
+            Some((_, password)) => super::bucket::scrub(message, &[password]),
             None => message.to_string(),
         }
     }

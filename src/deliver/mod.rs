@@ -8,6 +8,7 @@
 //! spec type in `api::delivery_target`, and a line in each of those two functions.
 
 pub mod atomic;
+pub mod bucket;
 pub mod email;
 pub mod ftp;
 pub mod hosted_sftp;
@@ -49,6 +50,9 @@ pub fn transport_for(
         Some(TargetKind::Email(t)) => Ok(Box::new(email::EmailTransport::new(
             namespace, name, t, secrets,
         )?)),
+        Some(TargetKind::ObjectStore(t)) => Ok(Box::new(bucket::ObjectStoreTransport::new(
+            namespace, name, t, secrets,
+        )?)),
         Some(TargetKind::HostedSftp(t)) => Ok(Box::new(hosted_sftp::HostedSftp::new(
             name,
             t,
@@ -77,6 +81,7 @@ pub fn spec_of<'a>(kind: TargetKind<'a>) -> &'a dyn TargetSpec {
         TargetKind::Sftp(t) => t,
         TargetKind::Email(t) => t,
         TargetKind::HostedSftp(t) => t,
+        TargetKind::ObjectStore(t) => t,
         TargetKind::ConnectWise(t) => t,
         TargetKind::Autotask(t) => t,
     }

@@ -18,6 +18,7 @@ mod deliver_e2e;
 mod deliver_email;
 mod deliver_exactly_once;
 mod deliver_ftp;
+mod deliver_object_store;
 mod deliver_sftp;
 mod failover;
 mod fault_proxy;

@@ -1,0 +1,395 @@
+//! `objectStore` targets end to end through the binary: S3 against an in-process s3s store
+//! that checks SigV4 signatures and `x-amz-checksum-sha256` for real (tests/it/common/s3.rs),
+//! GCS against the `gcp-storage-emulator` server (PyPI), with a real service-account key.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use common::Sandbox;
+use common::s3::{BUCKET, FORBIDDEN_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, start_s3};
+
+/// The slot every test runs (00:30 in Tokyo on 31 July 2026).
+const SLOT: &str = "2026-07-31T00:30:00+09:00";
+
+/// A schedule of `rows` rows (about 60 bytes each) delivered to `target` and to a local
+/// directory `archive` (the bytes every copy is compared with).
+fn schedule(rows: u32, target: &str) -> String {
+    format!(
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: sales}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  timeZone: Asia/Tokyo
+  source:
+    sql:
+      url: "sqlite://empty.db"
+      query: |
+        WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+        SELECT i AS id, printf('売上 %d of a report written to a bucket', i) AS label FROM n
+  columns: [{{name: id}}, {{name: label}}]
+  format: {{csv: {{}}}}
+  fileName: "sales_{{yyyyMMddHHmmss}}.csv"
+  deliverTo: [{{target: {target}}}, {{target: archive}}]
+  retry: {{attempts: 1}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: archive}}
+spec:
+  localDir: {{path: archive}}
+"#
+    )
+}
+
+/// An `objectStore.s3` target on `s3`, with the given secret key and bucket.
+fn s3_target(endpoint: &str, bucket: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: bucket}}
+spec:
+  objectStore:
+    s3:
+      endpoint: {endpoint}
+      region: eu-west-3
+      bucket: {bucket}
+      accessKeyIdSecretRef: {{name: s3, key: id}}
+      secretAccessKeySecretRef: {{name: s3, key: secret}}
+{extra}    prefix: "partner/{{yyyy}}/{{MM}}/"
+"#
+    )
+}
+
+fn sandbox(secret_key: &str) -> Sandbox {
+    let mut sb = Sandbox::new();
+    sb.write_secret("default", "s3", "id", S3_ACCESS_KEY);
+    sb.write_secret("default", "s3", "secret", secret_key);
+    std::fs::write(sb.root().join("empty.db"), "").unwrap();
+    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
+    sb
+}
+
+/// Where s3s-fs keeps an object of the test bucket.
+fn object_file(s3: &S3Server, key: &str) -> PathBuf {
+    s3.root.path().join(BUCKET).join(key)
+}
+
+fn receipt(sb: &Sandbox, target: &str) -> serde_json::Value {
+    let history = sb
+        .ferry(["history", "rs/sales", "-o", "json"])
+        .success()
+        .json();
+    history[0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["target"] == target)
+        .cloned()
+        .unwrap_or_else(|| panic!("no delivery to {target}: {history:#?}"))
+}
+
+/// Every file under `dir`, as paths relative to it (s3s-fs keeps metadata in side files).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(
+                    e.path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_report_becomes_one_s3_object_under_the_rendered_prefix_with_etag_and_is_never_sent_twice() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let sb = sandbox(S3_SECRET_KEY);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target(&s3.endpoint, BUCKET, "      serverSideEncryption: aes256\n"),
+            schedule(1000, "bucket")
+        ),
+    );
+    let plan = sb.ferry(["plan", "-f", common::s(&files)]).success();
+    assert!(
+        plan.stdout.contains(&format!(
+            "S3 bucket {BUCKET} at {}, under partner/{{yyyy}}/{{MM}}/",
+            s3.endpoint
+        )),
+        "{plan:#?}"
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    let key = "partner/2026/07/sales_20260731003000.csv";
+    assert!(
+        run.stdout
+            .contains(&format!("bucket: delivered to s3://{BUCKET}/{key}")),
+        "{run:#?}"
+    );
+    let archived = std::fs::read(sb.root().join("archive/sales_20260731003000.csv")).unwrap();
+    assert_eq!(std::fs::read(object_file(&s3, key)).unwrap(), archived);
+
+    // The PUT asked for SSE-S3 and carried the SHA-256 the store checked.
+    let puts: Vec<_> = s3
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.op == "PutObject")
+        .cloned()
+        .collect();
+    assert_eq!(puts.len(), 1, "{puts:#?}");
+    assert_eq!(puts[0].path, format!("{BUCKET}/{key}"));
+    assert_eq!(puts[0].headers["x-amz-server-side-encryption"], "AES256");
+    assert!(
+        puts[0].headers.contains_key("x-amz-checksum-sha256"),
+        "{puts:#?}"
+    );
+    assert_eq!(puts[0].headers["content-type"], "text/csv");
+
+    let delivery = receipt(&sb, "bucket");
+    assert_eq!(delivery["outcome"], "succeeded");
+    assert_eq!(
+        delivery["receipt"]["location"],
+        format!("s3://{BUCKET}/{key}")
+    );
+    assert_eq!(delivery["receipt"]["bytes"], archived.len());
+    assert!(
+        !delivery["receipt"]["details"]["eTag"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{delivery:#?}"
+    );
+
+    // The same slot again: the ledger knows it is there, nothing is uploaded.
+    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    assert_eq!(
+        again.stdout.matches("already delivered").count(),
+        2,
+        "{again:#?}"
+    );
+}
+
+#[test]
+fn a_report_larger_than_a_part_goes_up_in_parts_and_arrives_whole() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let sb = sandbox(S3_SECRET_KEY);
+    // ~60 bytes a row: 200,000 rows is about 12 MiB, more than one 8 MiB part.
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target(&s3.endpoint, BUCKET, ""),
+            schedule(200_000, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    let archived = std::fs::read(sb.root().join("archive/sales_20260731003000.csv")).unwrap();
+    assert!(archived.len() > 8 * 1024 * 1024, "{}", archived.len());
+    let object =
+        std::fs::read(object_file(&s3, "partner/2026/07/sales_20260731003000.csv")).unwrap();
+    assert_eq!(object.len(), archived.len());
+    assert!(object == archived, "the object differs from the report");
+    // In parts, each with its checksum, and nothing left behind but the object.
+    let seen = s3.seen.lock().unwrap().clone();
+    let parts = seen.iter().filter(|r| r.op == "UploadPart").count();
+    assert_eq!(
+        parts,
+        2,
+        "{:?}",
+        seen.iter().map(|r| &r.op).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.iter()
+            .filter(|r| r.op == "UploadPart")
+            .all(|r| r.headers.contains_key("x-amz-checksum-sha256"))
+    );
+    assert!(seen.iter().any(|r| r.op == "CompleteMultipartUpload"));
+    // s3s-fs keeps an object's metadata in hidden side files: the SHA-256 is there.
+    let (side, objects): (Vec<String>, Vec<String>) = files_under(s3.root.path())
+        .into_iter()
+        .partition(|f| f.starts_with('.'));
+    assert_eq!(
+        objects,
+        [format!("{BUCKET}/partner/2026/07/sales_20260731003000.csv")]
+    );
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&archived))
+    };
+    let metadata = side
+        .iter()
+        .find(|f| f.ends_with(".metadata.json"))
+        .map(|f| std::fs::read_to_string(s3.root.path().join(f)).unwrap())
+        .unwrap_or_else(|| panic!("no metadata side file: {side:?}"));
+    assert!(metadata.contains(&sha), "{metadata}");
+}
+
+#[test]
+fn a_wrong_secret_key_is_a_recorded_failure_naming_the_refusal_and_never_the_key() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let wrong = "not-the-right-secret-key-4711";
+    let sb = sandbox(wrong);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target(&s3.endpoint, BUCKET, ""),
+            schedule(10, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("bucket"), "{run:#?}");
+    assert!(
+        all.contains("SignatureDoesNotMatch") || all.contains("403"),
+        "{run:#?}"
+    );
+    assert!(!all.contains(wrong), "the secret key is shown: {run:#?}");
+    let delivery = receipt(&sb, "bucket");
+    assert_eq!(delivery["outcome"], "failed", "{delivery:#?}");
+    assert!(!delivery.to_string().contains(wrong));
+    assert!(!object_file(&s3, "partner/2026/07/sales_20260731003000.csv").exists());
+}
+
+#[test]
+fn a_bucket_the_key_may_not_write_is_a_recorded_failure_saying_so() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let sb = sandbox(S3_SECRET_KEY);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target(&s3.endpoint, FORBIDDEN_BUCKET, ""),
+            schedule(10, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains(&format!("s3://{FORBIDDEN_BUCKET}/partner/2026/07/")),
+        "{run:#?}"
+    );
+    assert!(
+        all.contains("AccessDenied") || all.contains("403"),
+        "{run:#?}"
+    );
+    assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
+}
+
+#[test]
+fn an_endpoint_nobody_answers_is_a_recorded_failure_naming_it() {
+    let sb = sandbox(S3_SECRET_KEY);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target("http://127.0.0.1:9", BUCKET, ""),
+            schedule(10, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("127.0.0.1:9"), "{run:#?}");
+    assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
+}
+
+#[test]
+fn check_writes_reads_back_and_deletes_a_probe_object_or_only_lists() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let sb = sandbox(S3_SECRET_KEY);
+    let files = sb.write("bucket.yaml", &s3_target(&s3.endpoint, BUCKET, ""));
+    let check = sb
+        .ferry(["check", "-f", common::s(&files), "-o", "json"])
+        .success()
+        .json();
+    let result = &check["checks"][0];
+    assert_eq!(result["status"], "ok", "{check:#?}");
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains("a probe object was written, read back and deleted at s3://reports/"),
+        "{message}"
+    );
+    // Nothing is left in the bucket but the folders s3s-fs made.
+    let left: Vec<String> = files_under(&s3.root.path().join(BUCKET))
+        .into_iter()
+        .filter(|f| f.contains(".ferry-check-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let listing = sb.write(
+        "bucket.yaml",
+        &s3_target(&s3.endpoint, BUCKET, "").replace("    prefix:", "    check: list\n    prefix:"),
+    );
+    let check = sb
+        .ferry(["check", "-f", common::s(&listing), "-o", "json"])
+        .success()
+        .json();
+    let message = check["checks"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("was listed (0 entries); nothing written"),
+        "{message}"
+    );
+}
+
+#[test]
+fn bad_object_store_fields_are_refused_at_validate_with_their_paths() {
+    let sb = sandbox(S3_SECRET_KEY);
+    let files = sb.write(
+        "bad.yaml",
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: two-stores}
+spec:
+  objectStore:
+    s3: {bucket: a}
+    gcs: {bucket: b}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: half-keys}
+spec:
+  objectStore:
+    s3:
+      bucket: a
+      accessKeyIdSecretRef: {name: s3, key: id}
+      kmsKeyId: alias/reports
+    prefix: "x/../{link}/"
+"#,
+    );
+    let run = sb.ferry(["validate", "-f", common::s(&files)]).failure();
+    for expected in [
+        "spec.objectStore: give exactly one of s3, gcs and azure (2 given)",
+        "spec.objectStore.s3.secretAccessKeySecretRef",
+        "spec.objectStore.s3.kmsKeyId",
+        "spec.objectStore.prefix",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}: {run:#?}");
+    }
+    assert!(sb.snapshot().len() == 0, "validate changes nothing");
+}
