@@ -1,6 +1,5 @@
 //! `objectStore` targets end to end through the binary: S3 against an in-process s3s store
-//! that checks SigV4 signatures and `x-amz-checksum-sha256` for real (tests/it/common/s3.rs),
-//! GCS against the `gcp-storage-emulator` server (PyPI), with a real service-account key.
+//! that checks SigV4 signatures and `x-amz-checksum-sha256` for real (tests/it/common/s3.rs).
 
 use crate::common;
 
