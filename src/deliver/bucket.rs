@@ -544,6 +544,15 @@ impl ObjectStoreTransport {
         Ok(ObjectPath::from_iter(segments))
     }
 
+    fn receipt_confirmed(&self, stored: &Stored, file: &Outgoing<'_>) -> Receipt {
+        let mut receipt = self.receipt(stored, file);
+        receipt.details.remove("reused");
+        receipt
+            .details
+            .insert("confirmedBy".into(), "sha256Metadata".into());
+        receipt
+    }
+
     fn receipt(&self, stored: &Stored, file: &Outgoing<'_>) -> Receipt {
         let mut details = BTreeMap::new();
         if let Some(e_tag) = &stored.e_tag {
@@ -590,7 +599,9 @@ impl Transport for ObjectStoreTransport {
         Box::pin(async move {
             let path = self.path_for(file)?;
             Ok(match self.objects.existing(&path, file).await {
-                Some(meta) => Confirmation::Present(self.receipt(
+                // Recognised by the SHA-256 the object was uploaded with (its metadata) and
+                // its size; the store checked the bytes against it at the upload (S3).
+                Some(meta) => Confirmation::Present(self.receipt_confirmed(
                     &Stored {
                         key: path.as_ref().to_string(),
                         path,

@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use common::Sandbox;
@@ -14,6 +15,23 @@ const SLOT: &str = "2026-07-31T00:30:00+09:00";
 /// A schedule of `rows` rows (about 60 bytes each) delivered to `target` and to a local
 /// directory `archive` (the bytes every copy is compared with).
 fn schedule(rows: u32, target: &str) -> String {
+    format!(
+        "{}---\n{}",
+        schedule_to(
+            rows,
+            &format!("[{{target: {target}}}, {{target: archive}}]")
+        ),
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: archive}
+spec:
+  localDir: {path: archive}
+"#
+    )
+}
+
+/// The schedule `sales` of `rows` rows, delivered to `deliver_to` (a YAML list).
+fn schedule_to(rows: u32, deliver_to: &str) -> String {
     format!(
         r#"apiVersion: ferry.dev/v1alpha1
 kind: ReportSchedule
@@ -30,14 +48,8 @@ spec:
   columns: [{{name: id}}, {{name: label}}]
   format: {{csv: {{}}}}
   fileName: "sales_{{yyyyMMddHHmmss}}.csv"
-  deliverTo: [{{target: {target}}}, {{target: archive}}]
+  deliverTo: {deliver_to}
   retry: {{attempts: 1}}
----
-apiVersion: ferry.dev/v1alpha1
-kind: DeliveryTarget
-metadata: {{name: archive}}
-spec:
-  localDir: {{path: archive}}
 "#
     )
 }
@@ -391,4 +403,84 @@ spec:
         assert!(run.stderr.contains(expected), "{expected}: {run:#?}");
     }
     assert!(sb.snapshot().len() == 0, "validate changes nothing");
+}
+
+/// `ferry run-now rs/sales --slot SLOT` with failpoint `point`: it must die of SIGKILL there.
+fn killed_at(sb: &Sandbox, point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = common::ferry_command()
+        .args(["run-now", "rs/sales", "--slot", SLOT])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .env("FERRY_NOW", "2026-07-30T00:00:00Z")
+        .env("FERRY_FAILPOINT", point)
+        .current_dir(sb.root())
+        .output()
+        .expect("ferry runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(9), "killed at {point}: {stderr}");
+}
+
+#[test]
+fn killed_after_the_upload_the_object_is_recognised_and_not_sent_again_and_killed_before_it_is_sent()
+ {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let sb = sandbox(S3_SECRET_KEY);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target(&s3.endpoint, BUCKET, ""),
+            schedule_to(1000, "[{target: bucket}]")
+        ),
+    );
+    sb.apply(&[&files]);
+    let puts = || {
+        s3.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.op == "PutObject")
+            .count()
+    };
+    let key = "partner/2026/07/sales_20260731003000.csv";
+
+    // The object is in the bucket, the ledger does not know: the restart recognises it.
+    killed_at(&sb, "delivered-unrecorded");
+    assert_eq!(puts(), 1);
+    let before = std::fs::metadata(object_file(&s3, key)).unwrap();
+    sb.ferry(["run", "--once", "-f", common::s(&files)])
+        .success();
+    let delivery = receipt(&sb, "bucket");
+    assert_eq!(delivery["outcome"], "succeeded", "{delivery:#?}");
+    assert_eq!(
+        delivery["receipt"]["details"]["confirmedBy"], "sha256Metadata",
+        "{delivery:#?}"
+    );
+    assert_eq!(puts(), 1, "not uploaded again");
+    let after = std::fs::metadata(object_file(&s3, key)).unwrap();
+    assert_eq!(
+        (after.ino(), after.modified().unwrap()),
+        (before.ino(), before.modified().unwrap())
+    );
+
+    // Killed at the point of no return, before the PUT: the restart uploads it.
+    let sb = sandbox(S3_SECRET_KEY);
+    let other = s3_target(&s3.endpoint, BUCKET, "").replace("partner/", "second/");
+    let files = sb.write(
+        "bucket.yaml",
+        &format!("{other}---\n{}", schedule_to(1000, "[{target: bucket}]")),
+    );
+    sb.apply(&[&files]);
+    killed_at(&sb, "delivering-recorded");
+    assert_eq!(puts(), 1, "nothing sent before the kill");
+    assert!(!object_file(&s3, "second/2026/07/sales_20260731003000.csv").exists());
+    sb.ferry(["run", "--once", "-f", common::s(&files)])
+        .success();
+    assert_eq!(receipt(&sb, "bucket")["outcome"], "succeeded");
+    assert_eq!(puts(), 2);
+    assert!(object_file(&s3, "second/2026/07/sales_20260731003000.csv").exists());
 }
