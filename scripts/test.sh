@@ -20,6 +20,7 @@ command -v npm >/dev/null || need_apt+=(npm)                          # helm/kub
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)  # its kubernetes-validate virtualenv
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v sshpass >/dev/null || need_apt+=(sshpass)                  # password logins in the hosted SFTP tests
+command -v openssl >/dev/null || need_apt+=(openssl)                  # the GCS simulator's service-account keys and JWT checks
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   # Never let a package's postinst start a system service (sshd, postgresql) on this machine;

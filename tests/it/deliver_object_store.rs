@@ -1,5 +1,7 @@
 //! `objectStore` targets end to end through the binary: S3 against an in-process s3s store
-//! that checks SigV4 signatures and `x-amz-checksum-sha256` for real (tests/it/common/s3.rs).
+//! that checks SigV4 signatures and `x-amz-checksum-sha256` for real (tests/it/common/s3.rs);
+//! GCS against a strict simulator of its XML API that verifies the service account's signed
+//! JWT on every request (tests/it/common/gcs.rs).
 
 use crate::common;
 
@@ -483,4 +485,157 @@ fn killed_after_the_upload_the_object_is_recognised_and_not_sent_again_and_kille
     assert_eq!(receipt(&sb, "bucket")["outcome"], "succeeded");
     assert_eq!(puts(), 2);
     assert!(object_file(&s3, "second/2026/07/sales_20260731003000.csv").exists());
+}
+
+// ---- Google Cloud Storage ---------------------------------------------------------------------
+
+/// An `objectStore.gcs` target on `gcs`'s endpoint, bucket `bucket`, key Secret `gcs/key.json`.
+fn gcs_target(endpoint: &str, bucket: &str) -> String {
+    format!(
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: bucket}}
+spec:
+  objectStore:
+    gcs:
+      bucket: {bucket}
+      endpoint: {endpoint}
+      serviceAccountKeySecretRef: {{name: gcs, key: key.json}}
+    prefix: "{{schedule}}/{{yyyyMMdd}}"
+"#
+    )
+}
+
+#[test]
+fn a_report_becomes_a_gcs_object_signed_by_the_service_account_with_its_metadata() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let gcs = runtime.block_on(common::gcs::start_gcs());
+    let sb = sandbox(S3_SECRET_KEY);
+    sb.write_secret("default", "gcs", "key.json", &gcs.key_json);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            gcs_target(&gcs.endpoint, common::gcs::GCS_BUCKET),
+            schedule(1000, "bucket")
+        ),
+    );
+    let plan = sb.ferry(["plan", "-f", common::s(&files)]).success();
+    assert!(
+        plan.stdout.contains(&format!(
+            "GCS bucket {}, under {{schedule}}/{{yyyyMMdd}}/",
+            common::gcs::GCS_BUCKET
+        )),
+        "{plan:#?}"
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    let object = "sales/20260731/sales_20260731003000.csv";
+    assert!(
+        run.stdout.contains(&format!(
+            "bucket: delivered to gs://{}/{object}",
+            common::gcs::GCS_BUCKET
+        )),
+        "{run:#?}"
+    );
+    let archived = std::fs::read(sb.root().join("archive/sales_20260731003000.csv")).unwrap();
+    let stored = gcs.objects.lock().unwrap()[object].clone();
+    assert!(
+        stored.data.as_ref() == archived.as_slice(),
+        "the object differs"
+    );
+    assert_eq!(stored.content_type, "text/csv");
+    let history = sb
+        .ferry(["history", "rs/sales", "-o", "json"])
+        .success()
+        .json();
+    assert_eq!(
+        stored.metadata["sha256"],
+        history[0]["sha256"].as_str().unwrap()
+    );
+    let delivery = receipt(&sb, "bucket");
+    assert_eq!(delivery["receipt"]["details"]["eTag"], stored.etag);
+    assert_eq!(
+        delivery["receipt"]["details"]["versionId"],
+        stored.generation.to_string()
+    );
+
+    // The slot again: nothing sent. A check: a probe written, read back and deleted.
+    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    assert_eq!(
+        again.stdout.matches("already delivered").count(),
+        2,
+        "{again:#?}"
+    );
+    let check = sb
+        .ferry([
+            "check",
+            "-f",
+            common::s(&files),
+            "--only",
+            "dt/bucket",
+            "-o",
+            "json",
+        ])
+        .success()
+        .json();
+    let message = check["checks"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("a probe object was written, read back and deleted at gs://"),
+        "{message}"
+    );
+    assert_eq!(
+        gcs.objects
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        [object],
+        "the probe is gone"
+    );
+    // Every request was signed by the service account (the simulator answers 401 otherwise).
+    assert!(
+        gcs.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, _, status)| *status != 401),
+        "{:?}",
+        gcs.seen.lock().unwrap()
+    );
+}
+
+#[test]
+fn gcs_refusals_are_recorded_failures_naming_the_bucket_and_never_the_key() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let gcs = runtime.block_on(common::gcs::start_gcs());
+    let other = runtime.block_on(common::gcs::start_gcs());
+    for (bucket, key, expected) in [
+        (
+            common::gcs::GCS_FORBIDDEN_BUCKET,
+            &gcs.key_json,
+            "AccessDenied",
+        ),
+        (common::gcs::GCS_BUCKET, &other.key_json, "401"),
+    ] {
+        let sb = sandbox(S3_SECRET_KEY);
+        sb.write_secret("default", "gcs", "key.json", key);
+        let files = sb.write(
+            "bucket.yaml",
+            &format!(
+                "{}---\n{}",
+                gcs_target(&gcs.endpoint, bucket),
+                schedule(10, "bucket")
+            ),
+        );
+        sb.apply(&[&files]);
+        let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(all.contains(&format!("gs://{bucket}/sales/")), "{run:#?}");
+        assert!(all.contains(expected), "{expected}: {run:#?}");
+        assert!(!all.contains("PRIVATE KEY"), "{run:#?}");
+        assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
+    }
+    assert!(gcs.objects.lock().unwrap().is_empty());
 }

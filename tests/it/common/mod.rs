@@ -13,6 +13,7 @@ use serde_json::Value;
 
 pub mod fake_api;
 pub mod fault_proxy;
+pub mod gcs;
 pub mod hosted;
 pub mod s3;
 
