@@ -40,11 +40,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # Python packages of the tests, in a virtualenv of their own under target/ (a system python3
 # refuses `pip install`, PEP 668): openpyxl reads XLSX reports back, aiosmtpd is the SMTP test
-# server, paramiko and asyncssh are SFTP clients of the hosted SFTP tests. Tests run Python
+# server, paramiko and asyncssh are SFTP clients of the hosted SFTP tests, azure-storage-blob is
+# Microsoft's client, reading back what the Azure objectStore tests wrote. Tests run Python
 # through FERRY_TEST_PYTHON (and fall back to python3 when it is not set).
 TEST_VENV=target/test-venv
-TEST_PY_PACKAGES=(openpyxl aiosmtpd paramiko asyncssh)
-if ! "$TEST_VENV/bin/python" -c 'import openpyxl, aiosmtpd, paramiko, asyncssh' 2>/dev/null; then
+TEST_PY_PACKAGES=(openpyxl aiosmtpd paramiko asyncssh azure-storage-blob)
+if ! "$TEST_VENV/bin/python" -c 'import openpyxl, aiosmtpd, paramiko, asyncssh, azure.storage.blob' 2>/dev/null; then
   echo "installing ${TEST_PY_PACKAGES[*]} (PyPI) into $TEST_VENV"
   rm -rf "$TEST_VENV"
   python3 -m venv "$TEST_VENV"
@@ -53,6 +54,15 @@ fi
 FERRY_TEST_PYTHON="$(pwd)/$TEST_VENV/bin/python"
 export FERRY_TEST_PYTHON
 echo "test Python: $FERRY_TEST_PYTHON ($("$FERRY_TEST_PYTHON" --version))"
+# Azurite, Microsoft's Blob Storage emulator (npm; it checks Shared Key signatures), for the Azure
+# objectStore tests, which start it on a free port of their own.
+AZURITE_VERSION=3.37.0
+if [ "$(cat target/azurite/version 2>/dev/null)" != "$AZURITE_VERSION" ]; then
+  echo "installing azurite $AZURITE_VERSION (npm) into target/azurite"
+  rm -rf target/azurite
+  npm install --silent --no-audit --no-fund --prefix target/azurite "azurite@$AZURITE_VERSION" >/dev/null
+  echo "$AZURITE_VERSION" > target/azurite/version
+fi
 # Real servers on 127.0.0.1, each installed (apt/pip) and configured by its own script.
 for server in postgres vsftpd sshd smtp; do
   bash "scripts/test-servers/$server.sh" start

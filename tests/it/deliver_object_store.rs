@@ -1,7 +1,8 @@
 //! `objectStore` targets end to end through the binary: S3 against an in-process s3s store
 //! that checks SigV4 signatures and `x-amz-checksum-sha256` for real (tests/it/common/s3.rs);
 //! GCS against a strict simulator of its XML API that verifies the service account's signed
-//! JWT on every request (tests/it/common/gcs.rs).
+//! JWT on every request (tests/it/common/gcs.rs); Azure against Azurite, Microsoft's Blob
+//! Storage emulator, which checks Shared Key signatures.
 
 use crate::common;
 
@@ -638,4 +639,188 @@ fn gcs_refusals_are_recorded_failures_naming_the_bucket_and_never_the_key() {
         assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
     }
     assert!(gcs.objects.lock().unwrap().is_empty());
+}
+
+// ---- Azure Blob Storage -----------------------------------------------------------------------
+
+/// Azurite's one account and its published key (learn.microsoft.com, "Use the Azurite emulator").
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Azurite (Microsoft's Blob Storage emulator, npm `azurite`, installed under target/azurite by
+/// scripts/test.sh), in memory on a free port, with container `reports` made through
+/// Microsoft's own Python client (`azure-storage-blob`); killed when dropped. Azurite checks
+/// Shared Key signatures.
+struct Azurite {
+    child: std::process::Child,
+    /// The account's URL, path-style: `http://127.0.0.1:PORT/devstoreaccount1`.
+    endpoint: String,
+}
+
+impl Azurite {
+    fn start() -> Azurite {
+        let binary = common::repo().join("target/azurite/node_modules/.bin/azurite-blob");
+        assert!(
+            binary.exists(),
+            "{} is missing: scripts/test.sh installs it",
+            binary.display()
+        );
+        let port = common::hosted::free_port();
+        let child = std::process::Command::new(binary)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--inMemoryPersistence", "--silent", "--disableTelemetry"])
+            .args(["--skipApiVersionCheck"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("azurite starts");
+        let azurite = Azurite {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "azurite did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let made = azurite.python(&format!("client.create_container('{BUCKET}')"));
+        assert_eq!(made, "", "container created");
+        azurite
+    }
+
+    /// Runs `statement` in Python with `client`, a BlobServiceClient of the account; returns
+    /// what it prints.
+    fn python(&self, statement: &str) -> String {
+        let script = format!(
+            "from azure.storage.blob import BlobServiceClient\n\
+             client = BlobServiceClient.from_connection_string(\
+             'DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};\
+             AccountKey={AZURITE_KEY};BlobEndpoint={}')\n{statement}\n",
+            self.endpoint
+        );
+        let out = std::process::Command::new(common::python())
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn azure_target(endpoint: &str, container: &str) -> String {
+    format!(
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: bucket}}
+spec:
+  objectStore:
+    azure:
+      account: {AZURITE_ACCOUNT}
+      container: {container}
+      endpoint: {endpoint}
+      accessKeySecretRef: {{name: azure, key: key}}
+    prefix: "partner/{{yyyy}}/"
+"#
+    )
+}
+
+#[test]
+fn a_report_becomes_an_azure_blob_with_its_metadata_and_a_wrong_key_is_refused() {
+    let azurite = Azurite::start();
+    let sb = sandbox(S3_SECRET_KEY);
+    sb.write_secret("default", "azure", "key", AZURITE_KEY);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            azure_target(&azurite.endpoint, BUCKET),
+            schedule(1000, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    let blob = "partner/2026/sales_20260731003000.csv";
+    assert!(
+        run.stdout.contains(&format!(
+            "bucket: delivered to azure://{AZURITE_ACCOUNT}/{BUCKET}/{blob}"
+        )),
+        "{run:#?}"
+    );
+    // Read back with Microsoft's client: the bytes, the type and the SHA-256 metadata.
+    let archived = std::fs::read(sb.root().join("archive/sales_20260731003000.csv")).unwrap();
+    let seen = azurite.python(&format!(
+        "import hashlib, json\n\
+         blob = client.get_blob_client('{BUCKET}', '{blob}')\n\
+         data = blob.download_blob().readall()\n\
+         props = blob.get_blob_properties()\n\
+         print(json.dumps({{'sha': hashlib.sha256(data).hexdigest(), 'size': len(data), \
+         'type': props.content_settings.content_type, 'meta': props.metadata}}))"
+    ));
+    let seen: serde_json::Value = serde_json::from_str(&seen).unwrap();
+    let history = sb
+        .ferry(["history", "rs/sales", "-o", "json"])
+        .success()
+        .json();
+    let sha = history[0]["sha256"].as_str().unwrap();
+    assert_eq!(seen["size"], archived.len());
+    assert_eq!(seen["sha"], sha);
+    assert_eq!(seen["meta"]["sha256"], sha);
+    assert_eq!(seen["type"], "text/csv");
+    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    assert_eq!(
+        again.stdout.matches("already delivered").count(),
+        2,
+        "{again:#?}"
+    );
+    let check = sb
+        .ferry([
+            "check",
+            "-f",
+            common::s(&files),
+            "--only",
+            "dt/bucket",
+            "-o",
+            "json",
+        ])
+        .success()
+        .json();
+    let message = check["checks"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("a probe object was written, read back and deleted at azure://"),
+        "{message}"
+    );
+    let names = azurite.python(&format!(
+        "print([b.name for b in client.get_container_client('{BUCKET}').list_blobs()])"
+    ));
+    assert_eq!(names.trim(), format!("['{blob}']"), "the probe is gone");
+
+    // Another key: Azurite checks the Shared Key signature and refuses it.
+    let wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let sb = sandbox(S3_SECRET_KEY);
+    sb.write_secret("default", "azure", "key", wrong);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            azure_target(&azurite.endpoint, BUCKET).replace("partner/", "other/"),
+            schedule(10, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("403"), "{run:#?}");
+    assert!(!all.contains(wrong), "the key is shown: {run:#?}");
+    assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
 }
