@@ -10,7 +10,6 @@
 use crate::common;
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use common::{Sandbox, s};
@@ -46,25 +45,7 @@ fn applied(target_yaml: &str, prepare: impl FnOnce(&Sandbox)) -> (Sandbox, PathB
 
 /// `ferry run-now rs/eo --slot SLOT` with failpoint `point`: it must die of SIGKILL there.
 fn killed_at(sb: &Sandbox, point: &str) {
-    let out = common::ferry_command()
-        .args(["run-now", "rs/eo", "--slot", SLOT])
-        .arg("--state")
-        .arg(&sb.state)
-        .arg("--secrets-dir")
-        .arg(&sb.secrets)
-        .env("FERRY_NOW", "2026-07-30T00:00:00Z")
-        .env("FERRY_FAILPOINT", point)
-        .current_dir(sb.root())
-        .output()
-        .expect("ferry runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "ferry must be killed at {point}: {:?}\n{stderr}",
-        out.status
-    );
-    assert!(stderr.contains(&format!("failpoint {point}")), "{stderr}");
+    common::run_now_killed_at(sb, "eo", SLOT, point);
 }
 
 /// The only run of the slot, from `ferry history`.

@@ -193,12 +193,7 @@ fn a_report_becomes_one_s3_object_under_the_rendered_prefix_with_etag_and_is_nev
     );
 
     // The same slot again: the ledger knows it is there, nothing is uploaded.
-    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
-    assert_eq!(
-        again.stdout.matches("already delivered").count(),
-        2,
-        "{again:#?}"
-    );
+    nothing_sent_again(&sb);
 }
 
 #[test]
@@ -408,22 +403,43 @@ spec:
     assert!(sb.snapshot().len() == 0, "validate changes nothing");
 }
 
+/// Running the slot again sends nothing: both targets say "already delivered".
+fn nothing_sent_again(sb: &Sandbox) {
+    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    assert_eq!(
+        again.stdout.matches("already delivered").count(),
+        2,
+        "{again:#?}"
+    );
+}
+
+/// `ferry check` of target `bucket` passes: a probe object written, read back and deleted in
+/// the store of URL scheme `scheme`.
+fn probe_checked(sb: &Sandbox, files: &Path, scheme: &str) {
+    let check = sb
+        .ferry([
+            "check",
+            "-f",
+            common::s(files),
+            "--only",
+            "dt/bucket",
+            "-o",
+            "json",
+        ])
+        .success()
+        .json();
+    let message = check["checks"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "a probe object was written, read back and deleted at {scheme}://"
+        )),
+        "{message}"
+    );
+}
+
 /// `ferry run-now rs/sales --slot SLOT` with failpoint `point`: it must die of SIGKILL there.
 fn killed_at(sb: &Sandbox, point: &str) {
-    use std::os::unix::process::ExitStatusExt;
-    let out = common::ferry_command()
-        .args(["run-now", "rs/sales", "--slot", SLOT])
-        .arg("--state")
-        .arg(&sb.state)
-        .arg("--secrets-dir")
-        .arg(&sb.secrets)
-        .env("FERRY_NOW", "2026-07-30T00:00:00Z")
-        .env("FERRY_FAILPOINT", point)
-        .current_dir(sb.root())
-        .output()
-        .expect("ferry runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.signal(), Some(9), "killed at {point}: {stderr}");
+    common::run_now_killed_at(sb, "sales", SLOT, point);
 }
 
 #[test]
@@ -562,29 +578,8 @@ fn a_report_becomes_a_gcs_object_signed_by_the_service_account_with_its_metadata
     );
 
     // The slot again: nothing sent. A check: a probe written, read back and deleted.
-    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
-    assert_eq!(
-        again.stdout.matches("already delivered").count(),
-        2,
-        "{again:#?}"
-    );
-    let check = sb
-        .ferry([
-            "check",
-            "-f",
-            common::s(&files),
-            "--only",
-            "dt/bucket",
-            "-o",
-            "json",
-        ])
-        .success()
-        .json();
-    let message = check["checks"][0]["message"].as_str().unwrap();
-    assert!(
-        message.contains("a probe object was written, read back and deleted at gs://"),
-        "{message}"
-    );
+    nothing_sent_again(&sb);
+    probe_checked(&sb, &files, "gs");
     assert_eq!(
         gcs.objects
             .lock()
@@ -777,29 +772,8 @@ fn a_report_becomes_an_azure_blob_with_its_metadata_and_a_wrong_key_is_refused()
     assert_eq!(seen["sha"], sha);
     assert_eq!(seen["meta"]["sha256"], sha);
     assert_eq!(seen["type"], "text/csv");
-    let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
-    assert_eq!(
-        again.stdout.matches("already delivered").count(),
-        2,
-        "{again:#?}"
-    );
-    let check = sb
-        .ferry([
-            "check",
-            "-f",
-            common::s(&files),
-            "--only",
-            "dt/bucket",
-            "-o",
-            "json",
-        ])
-        .success()
-        .json();
-    let message = check["checks"][0]["message"].as_str().unwrap();
-    assert!(
-        message.contains("a probe object was written, read back and deleted at azure://"),
-        "{message}"
-    );
+    nothing_sent_again(&sb);
+    probe_checked(&sb, &files, "azure");
     let names = azurite.python(&format!(
         "print([b.name for b in client.get_container_client('{BUCKET}').list_blobs()])"
     ));

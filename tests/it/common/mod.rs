@@ -686,3 +686,28 @@ pub fn test_server(server: &str) -> &'static std::collections::BTreeMap<String, 
     servers.insert(server.to_string(), env);
     env
 }
+
+/// `ferry run-now rs/SCHEDULE --slot SLOT` in `sb` (its clock at 2026-07-30) with failpoint
+/// `point` (`src/failpoint.rs`): it must die of SIGKILL there.
+pub fn run_now_killed_at(sb: &Sandbox, schedule: &str, slot: &str, point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = ferry_command()
+        .args(["run-now", &format!("rs/{schedule}"), "--slot", slot])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .env("FERRY_NOW", "2026-07-30T00:00:00Z")
+        .env("FERRY_FAILPOINT", point)
+        .current_dir(sb.root())
+        .output()
+        .expect("ferry runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "ferry must be killed at {point}: {:?}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains(&format!("failpoint {point}")), "{stderr}");
+}
