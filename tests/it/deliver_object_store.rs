@@ -310,21 +310,27 @@ fn a_bucket_the_key_may_not_write_is_a_recorded_failure_saying_so() {
 }
 
 #[test]
-fn an_endpoint_nobody_answers_is_a_recorded_failure_naming_it() {
-    let sb = sandbox(S3_SECRET_KEY);
-    let files = sb.write(
-        "bucket.yaml",
-        &format!(
-            "{}---\n{}",
-            s3_target("http://127.0.0.1:9", BUCKET, ""),
-            schedule(10, "bucket")
-        ),
-    );
-    sb.apply(&[&files]);
-    let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
-    let all = format!("{}{}", run.stdout, run.stderr);
-    assert!(all.contains("127.0.0.1:9"), "{run:#?}");
-    assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
+fn an_endpoint_nobody_answers_or_an_unknown_host_is_a_recorded_failure_naming_it() {
+    for (endpoint, named) in [
+        ("http://127.0.0.1:9", "127.0.0.1:9"),
+        ("http://no-such-store.invalid:9000", "no-such-store.invalid"),
+    ] {
+        let sb = sandbox(S3_SECRET_KEY);
+        let files = sb.write(
+            "bucket.yaml",
+            &format!(
+                "{}---\n{}",
+                s3_target(endpoint, BUCKET, ""),
+                schedule(10, "bucket")
+            ),
+        );
+        sb.apply(&[&files]);
+        let run = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).failure();
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(all.contains(named), "{run:#?}");
+        assert!(!all.contains(S3_SECRET_KEY), "{run:#?}");
+        assert_eq!(receipt(&sb, "bucket")["outcome"], "failed");
+    }
 }
 
 #[test]
