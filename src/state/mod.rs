@@ -194,9 +194,21 @@ pub struct StateStore {
 
 /// Pool options for a PostgreSQL state: `max_connections`, waiting up to 30 s for one.
 fn postgres_pool_options(max_connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(30))
+    without_reaper(
+        AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30)),
+    )
+}
+
+/// No idle timeout and no maximum lifetime, so sqlx starts no pool maintenance task. Its
+/// reaper loops `for _ in 0..num_idle()`, and sqlx 0.9.0's `num_idle` can wrap to `usize::MAX`
+/// for a moment when a connection is taken as it is returned (transact-rs/sqlx#3645, fixed by
+/// #4289 after 0.9.0): a reaper that reads it then spins a worker thread for good and the
+/// process hangs. Seen here once, a `ferry get` at 100% CPU for minutes. Ferry's pools are
+/// small and its connections are meant to last, so nothing is lost without the reaper.
+fn without_reaper(options: AnyPoolOptions) -> AnyPoolOptions {
+    options.idle_timeout(None).max_lifetime(None)
 }
 
 /// Connects to the PostgreSQL state at `path` with `options`; errors name the state without
@@ -221,7 +233,7 @@ fn newer_schema(location: &str, version: usize) -> Error {
 /// Pool options for a SQLite state: every connection waits up to 10 s for another writer
 /// (the Any driver does not carry the typed driver's busy timeout).
 fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
+    without_reaper(AnyPoolOptions::new())
         .max_connections(max_connections)
         .after_connect(|conn, _| {
             Box::pin(async move {
