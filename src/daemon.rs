@@ -644,7 +644,15 @@ impl Launch {
         tasks.spawn(async move {
             let key = view.key.clone();
             let _slot = self.slots.wait(&view, &request).await;
-            let report = self.executor.execute(self.runner, view, request).await;
+            let runner = self.runner.clone();
+            let report = self
+                .executor
+                .execute(self.runner, view.clone(), request)
+                .await;
+            // The schedule's `notify`, before the run counts as done (`--once` waits for it).
+            if let Ok(report) = &report {
+                runner.alert_run(&view, report).await;
+            }
             (key, report)
         })
     }

@@ -486,6 +486,27 @@ impl Ledger {
             .collect())
     }
 
+    /// The outcome recorded for a schedule just before run `before` (any id above every run:
+    /// the latest), skipping runs still going, skipped and cancelled ones: whether the schedule
+    /// was healthy, for alerts (`crate::alert`).
+    pub async fn previous_outcome(
+        &self,
+        namespace: &str,
+        schedule: &str,
+        before: i64,
+    ) -> Result<Option<Outcome>> {
+        let outcome: Option<String> = sqlx::query_scalar(
+            "SELECT outcome FROM runs WHERE namespace = $1 AND schedule = $2 AND id < $3 \
+             AND outcome NOT IN ('running', 'skipped', 'cancelled') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(namespace)
+        .bind(schedule)
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await?;
+        outcome.map(|o| Outcome::parse(&o)).transpose()
+    }
+
     /// The most recent successful slot of a schedule (for `sinceLastSuccess` windows).
     pub async fn last_success(&self, namespace: &str, schedule: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(

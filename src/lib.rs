@@ -5,6 +5,7 @@
 //! Kubernetes controller share that core and differ only in where desired and actual state
 //! come from.
 
+pub mod alert;
 pub mod api;
 pub mod check;
 pub mod cli;

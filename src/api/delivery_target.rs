@@ -71,6 +71,10 @@ pub struct DeliveryTargetSpec {
     /// Blob Storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_store: Option<ObjectStoreTarget>,
+    /// An HTTPS endpoint told of runs and syncs that fail, recover or succeed (a schedule's or
+    /// mapping's `notify`): Slack, Microsoft Teams or anything that takes a JSON POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookTarget>,
     /// A ConnectWise Manage (PSA) connection, referenced by CustomerMappings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectwise: Option<ConnectWiseTarget>,
@@ -94,6 +98,8 @@ pub enum TargetKind<'a> {
     HostedSftp(&'a HostedSftpTarget),
     /// See [`DeliveryTargetSpec::object_store`].
     ObjectStore(&'a ObjectStoreTarget),
+    /// See [`DeliveryTargetSpec::webhook`].
+    Webhook(&'a WebhookTarget),
     /// See [`DeliveryTargetSpec::connectwise`].
     ConnectWise(&'a ConnectWiseTarget),
     /// See [`DeliveryTargetSpec::autotask`].
@@ -102,13 +108,14 @@ pub enum TargetKind<'a> {
 
 impl TargetKind<'_> {
     /// Every variant's spec key, in the order messages list them.
-    pub const KEYS: [&'static str; 8] = [
+    pub const KEYS: [&'static str; 9] = [
         "ftp",
         "sftp",
         "email",
         "localDir",
         "hostedSftp",
         "objectStore",
+        "webhook",
         "connectwise",
         "autotask",
     ];
@@ -122,6 +129,7 @@ impl TargetKind<'_> {
             TargetKind::LocalDir(_) => "localDir",
             TargetKind::HostedSftp(_) => "hostedSftp",
             TargetKind::ObjectStore(_) => "objectStore",
+            TargetKind::Webhook(_) => "webhook",
             TargetKind::ConnectWise(_) => "connectwise",
             TargetKind::Autotask(_) => "autotask",
         }
@@ -174,6 +182,9 @@ impl DeliveryTargetSpec {
         }
         if let Some(t) = &self.object_store {
             kinds.push(TargetKind::ObjectStore(t));
+        }
+        if let Some(t) = &self.webhook {
+            kinds.push(TargetKind::Webhook(t));
         }
         if let Some(t) = &self.connectwise {
             kinds.push(TargetKind::ConnectWise(t));
@@ -500,6 +511,51 @@ pub struct S3Store {
 
 fn default_region() -> String {
     "us-east-1".to_string()
+}
+
+/// An HTTPS endpoint that receives alerts as POSTs of a JSON body (see the README's **Alerts**):
+/// Ferry's own document, or a message in Slack's or Microsoft Teams' incoming-webhook format.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// The endpoint, e.g. `https://alerts.example/ferry`. Give `url` or `urlSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The endpoint kept in a Secret: Slack's and Teams' webhook URLs are credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretRef>,
+    /// The body: `ferry` (default: Ferry's alert document), `slack` (`{"text": ...}`) or
+    /// `teams` (a MessageCard).
+    #[serde(default, skip_serializing_if = "WebhookFormat::is_default")]
+    pub format: WebhookFormat,
+    /// A shared key: each request is signed with HMAC-SHA256 over `<timestamp>.<body>`,
+    /// sent as `X-Ferry-Signature: sha256=<hex>` with `X-Ferry-Timestamp: <unix seconds>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ref: Option<SecretRef>,
+    /// A PEM CA certificate trusted in addition to the system roots, for an endpoint with a
+    /// private CA. Certificates are always verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+}
+
+/// The body a webhook receives.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WebhookFormat {
+    /// Ferry's alert document (`ferry.dev/alert/v1`).
+    #[default]
+    Ferry,
+    /// Slack's incoming webhook: `{"text": ...}`.
+    Slack,
+    /// Microsoft Teams' incoming webhook: a MessageCard.
+    Teams,
+}
+
+impl WebhookFormat {
+    /// Whether this is the default.
+    pub fn is_default(&self) -> bool {
+        *self == WebhookFormat::Ferry
+    }
 }
 
 /// A bucket of an object store. Give exactly one of `s3`, `gcs` and `azure`. A report is the

@@ -88,6 +88,54 @@ pub struct ReportScheduleSpec {
     /// How many runs of this schedule the run history keeps.
     #[serde(default = "default_history_limit")]
     pub history_limit: u32,
+    /// Who is told when runs start failing, are missed, recover or (if asked) succeed: names
+    /// of `webhook` or `email` DeliveryTargets in the same namespace. One alert per change of
+    /// state, not one per attempt.
+    #[serde(default, skip_serializing_if = "Notify::is_empty")]
+    pub notify: Notify,
+}
+
+/// Alerts to people: for each kind of event, the `webhook` or `email` DeliveryTargets told.
+/// `onFailure` and `onMissed` are sent when a resource goes from healthy to failing (a failed,
+/// partial or unknown run; a missed slot), `onRecovery` when it comes back, `onSuccess` after
+/// every success (noisy: for reports someone waits for).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Notify {
+    /// Told when a run fails (failed, partial, or its outcome unknown) after a healthy one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// Told when a slot is missed (Ferry was not running) after a healthy run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_missed: Vec<String>,
+    /// Told when a run succeeds after failures or missed slots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_recovery: Vec<String>,
+    /// Told after every successful run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+}
+
+impl Notify {
+    /// Whether nobody is told anything.
+    pub fn is_empty(&self) -> bool {
+        self.on_failure.is_empty()
+            && self.on_missed.is_empty()
+            && self.on_recovery.is_empty()
+            && self.on_success.is_empty()
+    }
+
+    /// Every `(field, target)` pair, in field order.
+    pub fn targets(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("onFailure", &self.on_failure),
+            ("onMissed", &self.on_missed),
+            ("onRecovery", &self.on_recovery),
+            ("onSuccess", &self.on_success),
+        ]
+        .into_iter()
+        .flat_map(|(field, names)| names.iter().map(move |n| (field, n.as_str())))
+    }
 }
 
 fn default_history_limit() -> u32 {

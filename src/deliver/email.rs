@@ -371,6 +371,30 @@ impl EmailTransport {
         ))
     }
 
+    /// Sends an alert (a schedule's or mapping's `notify`): `subject` and a plain `body` to the
+    /// target's recipients, with no report, link or attachment. Returns the server's answer.
+    pub async fn send_alert(&self, subject: &str, body: String) -> Result<String> {
+        let mut random = [0u8; 12];
+        getrandom::fill(&mut random)
+            .map_err(|e| self.fail(format!("no randomness for a Message-ID: {e}")))?;
+        let message_id = format!(
+            "<ferry.alert.{}@{}>",
+            hex::encode(random),
+            self.from.email.domain()
+        );
+        let message = self.build_message(subject, body, &message_id, None)?;
+        let accepted = self
+            .send(
+                message.envelope(),
+                &message.formatted(),
+                &crate::deliver::CommitHook::default(),
+                BTreeMap::new(),
+            )
+            .await
+            .map_err(|m| self.fail(m))?;
+        Ok(accepted.response)
+    }
+
     fn build_message(
         &self,
         subject: &str,

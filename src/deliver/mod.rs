@@ -17,6 +17,7 @@ pub mod psa;
 pub mod sftp;
 pub mod spec;
 pub mod transport;
+pub mod webhook;
 
 pub use spec::TargetSpec;
 pub use transport::{
@@ -58,6 +59,12 @@ pub fn transport_for(
             t,
             hosted_sftp_data,
         ))),
+        Some(TargetKind::Webhook(_)) => Err(Error::Delivery {
+            target: name.to_string(),
+            message: "a webhook target receives alerts (a schedule's or mapping's notify), not \
+                      report files"
+                .into(),
+        }),
         Some(psa) => Err(Error::Delivery {
             target: name.to_string(),
             message: format!(
@@ -82,6 +89,7 @@ pub fn spec_of<'a>(kind: TargetKind<'a>) -> &'a dyn TargetSpec {
         TargetKind::Email(t) => t,
         TargetKind::HostedSftp(t) => t,
         TargetKind::ObjectStore(t) => t,
+        TargetKind::Webhook(t) => t,
         TargetKind::ConnectWise(t) => t,
         TargetKind::Autotask(t) => t,
     }

@@ -75,6 +75,12 @@ pub fn check_finished(kind: &str, namespace: &str, name: &str, check: &str, fail
         .set([kind, namespace, name, check], f64::from(u8::from(failed)));
 }
 
+/// Records an alert (a schedule's `notify`) sent to DeliveryTarget `target`, or not.
+pub fn alert_sent(namespace: &str, target: &str, event: &str, sent: bool) {
+    let outcome = if sent { "sent" } else { "failed" };
+    METRICS.alerts.add([namespace, target, event, outcome], 1);
+}
+
 /// Sets how many due runs wait for a run slot (`--max-concurrent-runs`).
 pub fn runs_queued(n: usize) {
     METRICS.runs_queued.set([], n as f64);
@@ -173,6 +179,7 @@ pub fn render() -> String {
     m.delivered_bytes.render(&mut out);
     m.psa_syncs.render(&mut out);
     m.check_failures.render(&mut out);
+    m.alerts.render(&mut out);
     m.check_failing.render(&mut out);
     m.psa_last_success.render(&mut out);
     m.sftp_unauthenticated.render(&mut out);
@@ -218,6 +225,7 @@ struct Metrics {
     psa_last_success: Gauge<3>,
     check_failures: Counter<4>,
     check_failing: Gauge<4>,
+    alerts: Counter<4>,
     sftp_unauthenticated: Gauge<0>,
     sftp_sessions: Gauge<0>,
     sftp_penalized: Gauge<0>,
@@ -238,6 +246,11 @@ static METRICS: Metrics = Metrics {
         "ferry_check_failing",
         "1 while the last periodic check of a resource failed, 0 once it passes.",
         ["kind", "namespace", "name", "check"],
+    ),
+    alerts: Counter::new(
+        "ferry_alerts_total",
+        "Alerts (notify) to a webhook or email target, by event and outcome (sent, failed).",
+        ["namespace", "target", "event", "outcome"],
     ),
     runs: Counter::new(
         "ferry_runs_total",

@@ -19,10 +19,10 @@ mod server;
 
 pub use health::{DEFAULT_STALL_LIMIT, Health, Probe};
 pub use metrics::{
-    RUN_DURATION_BUCKETS, check_finished, delivery_finished, delivery_waiting, psa_sync_finished,
-    render, run_finished, run_skipped, run_started, runs_queued, sftp_connection_refused,
-    sftp_connections, sftp_lockout, sftp_login, sftp_session_limit_exceeded,
-    sftp_unauthenticated_closed, slot_missed,
+    RUN_DURATION_BUCKETS, alert_sent, check_finished, delivery_finished, delivery_waiting,
+    psa_sync_finished, render, run_finished, run_skipped, run_started, runs_queued,
+    sftp_connection_refused, sftp_connections, sftp_lockout, sftp_login,
+    sftp_session_limit_exceeded, sftp_unauthenticated_closed, slot_missed,
 };
 pub use server::{METRICS_CONTENT_TYPE, ObserveServer, serve};
 

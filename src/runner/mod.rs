@@ -4,13 +4,14 @@
 //! reporting status. The scheduling decision is a pure function; everything else is I/O.
 //!
 //! Bottom up: [`decide`] (pure), [`engine`] (the [`Runner`] and its types), [`execute`] (one
-//! run), [`retry`] (one delivery with retries), [`limits`] (deliveries at once per target)
-//! and [`timetable`] (when each schedule next needs a decision).
+//! run), [`retry`] (one delivery with retries), [`limits`] (deliveries at once per target),
+//! [`notify`] (alerts after runs and missed slots) and [`timetable`] (when each schedule next needs a decision).
 
 mod decide;
 mod engine;
 mod execute;
 mod limits;
+mod notify;
 mod retry;
 mod timetable;
 

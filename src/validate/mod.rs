@@ -7,7 +7,7 @@
 
 pub mod fields;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::api::*;
 use crate::diagnostic::Diagnostic;
@@ -509,6 +509,14 @@ fn check_report_schedule(
                     d.target, c.key.namespace
                 ),
             ),
+            Some(t) if matches!(t.kind(), Some(TargetKind::Webhook(_))) => c.error(
+                &field,
+                format!(
+                    "DeliveryTarget `{}` is a webhook: it receives alerts, not report files \
+                     (name it under spec.notify)",
+                    d.target
+                ),
+            ),
             Some(t) => {
                 let ns = c.key.namespace.as_str();
                 let psa = crate::deliver::psa::check_schedule_delivery(
@@ -521,6 +529,7 @@ fn check_report_schedule(
             }
         }
     }
+    check_notify(c, &spec.notify, targets);
     if spec.retry.attempts == 0 {
         c.error(
             "spec.retry.attempts",
@@ -536,6 +545,47 @@ fn check_report_schedule(
             "spec.historyLimit",
             "expected a whole number from 1 to 4294967295, found `0`",
         );
+    }
+}
+
+/// `spec.notify`: each name a `webhook` or `email` DeliveryTarget of the namespace, listed once
+/// per event.
+fn check_notify(
+    c: &mut Checker,
+    notify: &crate::api::Notify,
+    targets: &HashMap<(&str, &str), &DeliveryTargetSpec>,
+) {
+    let mut seen = BTreeSet::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (event, name) in notify.targets() {
+        let i = index.entry(event).or_default();
+        let field = format!("spec.notify.{event}[{i}]");
+        *i += 1;
+        if !seen.insert((event, name)) {
+            c.error(&field, format!("`{name}` is listed twice"));
+            continue;
+        }
+        match targets
+            .get(&(c.key.namespace.as_str(), name))
+            .and_then(|t| t.kind())
+        {
+            None => c.error(
+                &field,
+                format!(
+                    "DeliveryTarget `{name}` not found in namespace `{}`",
+                    c.key.namespace
+                ),
+            ),
+            Some(TargetKind::Webhook(_) | TargetKind::Email(_)) => {}
+            Some(other) => c.error(
+                &field,
+                format!(
+                    "DeliveryTarget `{name}` is a {} target: alerts go to a webhook or an email \
+                     target",
+                    other.key()
+                ),
+            ),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 mod common;
 mod psa_common;
 
+mod alerts;
 mod architecture;
 mod bad_inputs;
 mod chart;

@@ -482,12 +482,12 @@ fn a_delivery_target_needs_exactly_one_variant() {
     let (l, c) = line_col(&text, "spec: {}");
     assert_eq!(
         diag_at(&stderr, &path, l, c),
-        "DeliveryTarget/empty: spec: choose exactly one of ftp, sftp, email, localDir, hostedSftp, objectStore, connectwise, autotask"
+        "DeliveryTarget/empty: spec: choose exactly one of ftp, sftp, email, localDir, hostedSftp, objectStore, webhook, connectwise, autotask"
     );
     let (l, c) = line_col(&text, "localDir:");
     assert_eq!(
         diag_at(&stderr, &path, l, c),
-        "DeliveryTarget/both: spec.localDir: choose exactly one of ftp, sftp, email, localDir, hostedSftp, objectStore, connectwise, autotask (found ftp and localDir)"
+        "DeliveryTarget/both: spec.localDir: choose exactly one of ftp, sftp, email, localDir, hostedSftp, objectStore, webhook, connectwise, autotask (found ftp and localDir)"
     );
 }
 

@@ -16,6 +16,7 @@ pub mod fault_proxy;
 pub mod gcs;
 pub mod hosted;
 pub mod s3;
+pub mod webhook;
 
 /// The instant every test runs at (`FERRY_NOW`).
 pub const NOW: &str = "2026-07-30T00:00:00Z";

@@ -1,0 +1,111 @@
+//! A schedule's `notify`: after a run, or after slots were found missed, the events of the
+//! change of state ([`crate::alert::events`], from the outcome recorded before) go to the
+//! targets named for them. Runs by hand (`run-now`, a backfill) are told to the person who
+//! started them, not alerted.
+
+use jiff::Timestamp;
+
+use super::decide::ScheduleView;
+use super::engine::{RunReport, Runner};
+use super::retry::applied_target;
+use crate::alert::{self, Alert, Event, TargetOutcome};
+use crate::ledger::Outcome;
+
+impl Runner {
+    /// Sends the alerts of `report`'s run of `view` (a scheduled, caught-up or resumed run).
+    /// Failures to alert are logged, never returned: the run's outcome stands.
+    pub async fn alert_run(&self, view: &ScheduleView, report: &RunReport) {
+        if view.spec.notify.is_empty() {
+            return;
+        }
+        let previous = match self
+            .ledger
+            .previous_outcome(&view.key.namespace, &view.key.name, report.run_id)
+            .await
+        {
+            Ok(previous) => previous,
+            Err(e) => {
+                tracing::warn!(schedule = %view.key, "alerts skipped: the run history cannot be read: {e}");
+                return;
+            }
+        };
+        for event in alert::events(previous, report.outcome) {
+            let alert = Alert {
+                version: alert::VERSION,
+                event,
+                kind: "ReportSchedule",
+                namespace: view.key.namespace.clone(),
+                name: view.key.name.clone(),
+                slot: report.slot.clone(),
+                run_id: Some(report.run_id),
+                outcome: report.outcome.as_str().to_string(),
+                error: report.error.clone(),
+                missed_slots: None,
+                rows: report.rows,
+                file: report.file_name.clone(),
+                deliveries: report
+                    .targets
+                    .iter()
+                    .map(|(target, outcome)| TargetOutcome {
+                        target: target.clone(),
+                        outcome: outcome.clone(),
+                    })
+                    .collect(),
+                at: Timestamp::now().to_string(),
+            };
+            self.send_alert(view, &alert).await;
+        }
+    }
+
+    /// Sends the `missed` alert of `slots` (RFC 3339, oldest first) just recorded missed,
+    /// when the schedule was healthy before them (`previous`, read before they were recorded).
+    pub(super) async fn alert_missed(
+        &self,
+        view: &ScheduleView,
+        previous: Option<Outcome>,
+        slots: &[String],
+        reason: &str,
+    ) {
+        let Some(first) = slots.first() else { return };
+        if view.spec.notify.on_missed.is_empty()
+            || !alert::events(previous, Outcome::Missed).contains(&Event::Missed)
+        {
+            return;
+        }
+        let alert = Alert {
+            version: alert::VERSION,
+            event: Event::Missed,
+            kind: "ReportSchedule",
+            namespace: view.key.namespace.clone(),
+            name: view.key.name.clone(),
+            slot: first.clone(),
+            run_id: None,
+            outcome: Outcome::Missed.as_str().to_string(),
+            error: Some(reason.to_string()),
+            missed_slots: Some(slots.len()),
+            rows: 0,
+            file: String::new(),
+            deliveries: Vec::new(),
+            at: Timestamp::now().to_string(),
+        };
+        self.send_alert(view, &alert).await;
+    }
+
+    async fn send_alert(&self, view: &ScheduleView, alert: &Alert) {
+        let mut targets = Vec::new();
+        for name in alert.event.targets(&view.spec.notify) {
+            match applied_target(&self.store, &view.key.namespace, name).await {
+                Ok(Some(spec)) => targets.push((name.clone(), spec)),
+                Ok(None) => tracing::warn!(
+                    schedule = %view.key,
+                    target = %name,
+                    "alert not sent: the DeliveryTarget is not applied"
+                ),
+                Err(e) => {
+                    tracing::warn!(schedule = %view.key, target = %name, "alert not sent: {e}")
+                }
+            }
+        }
+        alert::send::dispatch(alert, &targets, &self.secrets).await;
+    }
+}
