@@ -290,3 +290,68 @@ spec: {webhook: {url: "http://alerts.example/hook"}}
         assert!(run.stderr.contains(expected), "{expected}: {run:#?}");
     }
 }
+
+#[test]
+fn slots_missed_while_ferry_was_down_are_one_alert_saying_how_many() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(start_receiver());
+    let mut sb = Sandbox::new();
+    sb.write_secret("default", "hooks", "ca.pem", &receiver.ca_pem);
+    std::fs::write(sb.root().join("shop.db"), "").unwrap();
+    let files = sb.write(
+        "shop.yaml",
+        &format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: sales}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  timeZone: Asia/Tokyo
+  startingDeadline: 1h
+  source: {{sql: {{url: "sqlite://shop.db", query: "SELECT 1 AS id"}}}}
+  columns: [{{name: id}}]
+  format: {{csv: {{}}}}
+  fileName: "sales_{{yyyyMMdd}}.csv"
+  deliverTo: [{{target: archive}}]
+  notify: {{onMissed: [ops-hook], onRecovery: [ops-hook]}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: archive}}
+spec: {{localDir: {{path: archive}}}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: ops-hook}}
+spec:
+  webhook:
+    url: {url}/ferry
+    format: teams
+    caSecretRef: {{name: hooks, key: ca.pem}}
+"#,
+            url = receiver.url
+        ),
+    );
+    sb.set_env("FERRY_NOW", "2026-07-30T00:00:00Z");
+    sb.apply(&[&files]);
+    // Three days later, each slot more than startingDeadline ago: three slots missed, one alert.
+    run_once_at(&mut sb, &files, "2026-08-02T15:00:00Z");
+    let hook = receiver.at("/ferry");
+    assert_eq!(hook.len(), 1, "{hook:#?}");
+    let card: serde_json::Value = serde_json::from_str(&hook[0].body).unwrap();
+    assert_eq!(card["@type"], "MessageCard");
+    assert_eq!(
+        card["title"],
+        "ReportSchedule default/sales missed 3 slot(s) from 2026-07-31T00:30:00+09:00"
+    );
+    // The next slot runs on time: the schedule recovered.
+    run_once_at(&mut sb, &files, "2026-08-02T15:31:00Z").success();
+    let hook = receiver.at("/ferry");
+    assert_eq!(hook.len(), 2, "{hook:#?}");
+    let card: serde_json::Value = serde_json::from_str(&hook[1].body).unwrap();
+    assert_eq!(
+        card["title"],
+        "ReportSchedule default/sales recovered: slot 2026-08-03T00:30:00+09:00 succeeded"
+    );
+    assert_eq!(card["themeColor"], "107C10");
+}
