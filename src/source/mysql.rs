@@ -55,13 +55,14 @@
 //! as the civil time it holds, read on the same clock: right for a DATETIME that records
 //! local time in the schedule's zone, except at a window bound whose UTC offset differs from
 //! the slot's (a window spanning a summer-time change), which is then one hour off. A
-//! DATETIME column that records UTC should be compared with `CONVERT_TZ`-free arithmetic
-//! such as `created_at >= :window_start - INTERVAL 9 HOUR`, or better, declared TIMESTAMP.
+//! DATETIME column that records UTC is compared with arithmetic that needs no time zone
+//! tables, e.g. `created_at >= :window_start - INTERVAL 9 HOUR` for Asia/Tokyo (or, better,
+//! declared TIMESTAMP).
 //!
 //! Rows are fetched one message each through a prepared statement (the binary protocol),
-//! decoded into reused batches of [`BATCH_ROWS`](super::rows::BATCH_ROWS): memory stays flat however many rows. The
-//! connection URL's password never appears in errors or logs: messages name the host, port,
-//! database and user only.
+//! decoded into reused batches of [`BATCH_ROWS`](super::rows::BATCH_ROWS): memory stays flat
+//! however many rows. The connection URL's password never appears in errors or logs:
+//! messages name the host, port, database and user only.
 
 use std::str::FromStr;
 

@@ -440,3 +440,45 @@ ORDER BY id",
         &text[text.len() - 200..]
     );
 }
+
+#[test]
+fn ferry_check_prepares_the_query_without_running_it_and_names_a_column_it_cannot_export() {
+    setup(
+        "DROP TABLE IF EXISTS mdb_check;
+         CREATE TABLE mdb_check (id INT PRIMARY KEY, total DECIMAL(10,2), shape GEOMETRY NULL);",
+    );
+    let sb = Sandbox::new();
+    sb.write_secret("default", "shop-db", "url", mariadb_url());
+    let files = sb.write(
+        "check.yaml",
+        &[
+            TARGET.to_string(),
+            schedule(
+                "fine",
+                "Asia/Tokyo",
+                "previousDay",
+                "SELECT id, total FROM mdb_check WHERE id > 0 AND :window_start < :window_end",
+            ),
+            schedule(
+                "shapes",
+                "Asia/Tokyo",
+                "all",
+                "SELECT id, shape FROM mdb_check",
+            ),
+        ]
+        .join("---\n"),
+    );
+    let run = sb.ferry(["check", "-f", s(&files)]).code(1);
+    assert!(
+        run.stdout
+            .contains("ReportSchedule/fine: source: ok: the query prepares for the run of"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains(
+            "ReportSchedule/shapes: source: failed: source: column `shape` has type GEOMETRY, \
+             which Ferry cannot export; convert it in the query, e.g. ST_AsText(shape)"
+        ),
+        "{run:#?}"
+    );
+}
