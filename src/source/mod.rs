@@ -62,8 +62,8 @@ pub async fn columns(url: &str, query: &str, params: &Params) -> Result<Vec<Stri
 }
 
 /// Runs `query` against the database at `url` (sqlite:..., postgres://... or mysql://...) with
-/// the named
-/// parameters bound, sending columns and row batches to `tx`. Returns the number of rows.
+/// the named parameters bound, sending columns and row batches to `tx`. Returns the number of
+/// rows.
 /// A closed receiver (the consumer failed or was cancelled) stops the query early.
 /// `partition` splits a PostgreSQL read over several sessions (see [`postgres`]).
 pub async fn stream_sql(
