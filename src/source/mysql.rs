@@ -375,8 +375,8 @@ fn describe(e: &sqlx::Error, scrub: &Scrubber) -> String {
 enum Kind {
     /// `SELECT NULL`: every value is NULL.
     Null,
-    /// TINYINT(1), MySQL's BOOLEAN.
-    Bool,
+    /// TINYINT(1), MySQL's BOOLEAN; `true` when UNSIGNED (its other values read 128..255).
+    Bool(bool),
     /// A signed integer of this many bytes.
     Int(usize),
     /// An unsigned integer of this many bytes (YEAR is a 2-byte one).
@@ -398,7 +398,7 @@ impl Kind {
         let name = ty.name();
         Ok(match name {
             "NULL" => Kind::Null,
-            "BOOLEAN" => Kind::Bool,
+            "BOOLEAN" => Kind::Bool(<u8 as Type<MySql>>::compatible(ty)),
             "TINYINT" => Kind::Int(1),
             "SMALLINT" => Kind::Int(2),
             "MEDIUMINT" | "INT" => Kind::Int(4),
@@ -458,13 +458,18 @@ fn decode(
     let short = || format!("the server sent {} bytes for a {kind:?} value", b.len());
     *slot = match kind {
         Kind::Null => Value::Null,
-        Kind::Bool | Kind::Int(_) => {
-            let n = signed(b).ok_or_else(short)?;
-            match kind {
-                Kind::Bool if n == 0 || n == 1 => Value::Bool(n == 1),
-                _ => Value::Int(n),
+        Kind::Bool(unsigned) => {
+            let n = if unsigned {
+                b.first().map(|&byte| i64::from(byte))
+            } else {
+                signed(b)
+            };
+            match n.ok_or_else(short)? {
+                n @ (0 | 1) => Value::Bool(n == 1),
+                n => Value::Int(n),
             }
         }
+        Kind::Int(_) => Value::Int(signed(b).ok_or_else(short)?),
         Kind::UInt(_) => unsigned_value(unsigned_le(b).ok_or_else(short)?),
         Kind::Bit => {
             if b.len() > 8 {

@@ -482,3 +482,27 @@ fn ferry_check_prepares_the_query_without_running_it_and_names_a_column_it_canno
         "{run:#?}"
     );
 }
+
+#[test]
+fn an_unsigned_boolean_column_keeps_its_values_above_127() {
+    setup(
+        "DROP TABLE IF EXISTS mdb_flags;
+         CREATE TABLE mdb_flags (id INT PRIMARY KEY, signed_flag TINYINT(1),
+                                 unsigned_flag TINYINT(1) UNSIGNED);
+         INSERT INTO mdb_flags VALUES (1, 1, 0), (2, -1, 255), (3, 0, 1);",
+    );
+    let (sb, _) = sandbox(
+        mariadb_url(),
+        &[schedule(
+            "flags",
+            "Asia/Tokyo",
+            "all",
+            "SELECT id, signed_flag, unsigned_flag FROM mdb_flags ORDER BY id",
+        )],
+    );
+    run_now(&sb, "flags", TOKYO_SLOT).success();
+    assert_eq!(
+        csv(&sb, "flags"),
+        "id,signed_flag,unsigned_flag\r\n1,true,false\r\n2,-1,255\r\n3,false,true\r\n"
+    );
+}
