@@ -4,6 +4,9 @@
 #   csv-pg      PostgreSQL -> CSV, 1M x 10   vs psql \copy (...) to stdout csv header; then the
 #               same export split (`partition: {column: id, parts: N}`) for each N of PG_PARTS
 #   pg-10m      PostgreSQL -> CSV, 10M x 5   vs psql \copy, serial and split the same way
+#   csv-mariadb MariaDB -> CSV, 1M x 10      vs `mariadb -B -e` (tab-separated batch output, the
+#               usual shell export; `SELECT ... INTO OUTFILE` writes on the server's disk,
+#               which a report's reader rarely may)
 #   xlsx        SQLite -> XLSX, 1M x 10      vs Python XlsxWriter (constant_memory), typed cells
 #   pdf         SQLite -> PDF, 100k x 10     embedded IPAGothic, and the built-in Helvetica (Latin
 #                                            text); no reference tool: with PDF_OLD_BIN, another
@@ -23,7 +26,8 @@
 #   PDF_OLD_BIN=PATH  a ferry binary to compare with: each pdf case alternates it with Ferry as
 #                     its reference (its own state; time, peak RSS, file and pages of both)
 #   CASES="csv-sqlite csv-pg xlsx pdf rss-10m"   (pg-10m only when asked: it loads 10M rows
-#                     into PostgreSQL, about a minute and 1 GiB of disk)
+#                     into PostgreSQL, about a minute and 1 GiB of disk; csv-mariadb only when
+#                     asked: it starts the test MariaDB)
 #   PG_PARTS="2 4"    sessions of the split PostgreSQL exports (empty: serial only)
 #   PG_GOAL=1.5       split PostgreSQL exports meet their goal when psql/ferry >= this
 #   PG_BIG_ROWS=10000000  rows of pg-10m
@@ -35,7 +39,7 @@
 #   WORK=DIR          work directory (default: a new mktemp -d under /tmp, deleted at the end
 #                     unless KEEP=1)
 #   KEEP=1            keep the work directory (databases, state, secrets, results.tsv) and the
-#                     PostgreSQL table ferry_bench_items (otherwise dropped at the end)
+#                     PostgreSQL and MariaDB tables ferry_bench_items (otherwise dropped at the end)
 #   STRICT=1          exit 1 when a case misses its goal or an output has the wrong row count
 #
 # Needs python3, sqlite3, GNU time, XlsxWriter, a Japanese TrueType font (IPAGothic) and
@@ -59,6 +63,7 @@ CSV_GOAL=${CSV_GOAL:-1.0}
 XLSX_GOAL=${XLSX_GOAL:-3.0}
 RSS_GOAL=${RSS_GOAL:-100}
 PG_SCRIPT=$ROOT/scripts/test-servers/postgres.sh
+MARIADB_SCRIPT=$ROOT/scripts/test-servers/mariadb.sh
 JP_FONT=/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -122,10 +127,12 @@ else
     WORK=$(mktemp -d /tmp/ferry-export-bench.XXXXXX)
 fi
 PG_STARTED=0
+MARIADB_STARTED=0
 PG_TABLE=ferry_bench_items
 PG_BIG_TABLE=ferry_bench_events
 cleanup() {
     if [[ $PG_STARTED == 1 ]]; then "$PG_SCRIPT" stop >/dev/null 2>&1 || true; fi
+    if [[ $MARIADB_STARTED == 1 ]]; then "$MARIADB_SCRIPT" stop >/dev/null 2>&1 || true; fi
     if [[ ${KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -239,7 +246,7 @@ Q_PG="SELECT $ITEM_COLUMNS FROM $PG_TABLE ORDER BY id"
 Q_EVENTS="SELECT id, code, qty, amount, day FROM events ORDER BY id"
 Q_PG_BIG="SELECT id, code, qty, amount, day FROM $PG_BIG_TABLE ORDER BY id"
 
-if want csv-sqlite || want csv-pg || want xlsx || want pdf; then
+if want csv-sqlite || want csv-pg || want csv-mariadb || want xlsx || want pdf; then
     log "generating $ROWS rows x 10 columns (SQLite)"
     python3 "$ROOT/bench/gen_export_data.py" --db "$DB" --rows "$ROWS"
 fi
@@ -316,6 +323,58 @@ EOF
     [[ -n $PG_NOTE ]] && log "csv-pg skipped: $PG_NOTE"
 fi
 
+MARIADB_OK=0
+MARIADB_NOTE=""
+if want csv-mariadb; then
+    if ! "$MARIADB_SCRIPT" status >/dev/null 2>&1; then
+        log "starting the test MariaDB (scripts/test-servers/mariadb.sh start)"
+        if "$MARIADB_SCRIPT" start >"$LOGS/mariadb-start.txt" 2>&1; then MARIADB_STARTED=1; else
+            MARIADB_NOTE="MariaDB did not start: $(tail -1 "$LOGS/mariadb-start.txt")"
+        fi
+    fi
+    if [[ -z $MARIADB_NOTE ]]; then
+        eval "$("$MARIADB_SCRIPT" env)"
+        mkdir -p "$SECRETS/default/bench-mariadb"
+        (umask 077; printf '%s\n' "$MARIADB_URL" >"$SECRETS/default/bench-mariadb/url")
+        # The client reads the password from a file of its own, never from the command line.
+        MY_CNF=$WORK/my.cnf
+        (umask 077; printf '[client]\nuser=%s\npassword=%s\nhost=127.0.0.1\nport=%s\n' \
+            "$MARIADB_USER" "$MARIADB_PASSWORD" "$MARIADB_PORT" >"$MY_CNF")
+        MY=(mariadb --defaults-file="$MY_CNF" --local-infile=1 "$MARIADB_DATABASE")
+        log "loading $ROWS rows into MariaDB table $PG_TABLE"
+        sqlite3 -csv "$DB" "$Q_ITEMS" >"$DATA/mariadb-load.csv"
+        # updated_at arrives as `YYYY-MM-DDTHH:MM:SS+09:00`: stored as the TIMESTAMP it names.
+        if "${MY[@]}" >"$LOGS/mariadb-load.txt" 2>&1 <<EOF
+SET time_zone = '+09:00';
+DROP TABLE IF EXISTS $PG_TABLE;
+CREATE TABLE $PG_TABLE (
+    id         BIGINT PRIMARY KEY,
+    customer   VARCHAR(200) NOT NULL,
+    quantity   INT NOT NULL,
+    price      DECIMAL(12,2) NOT NULL,
+    weight     DOUBLE NOT NULL,
+    ship_date  DATE NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    active     BOOLEAN NOT NULL,
+    note       TEXT,
+    status     VARCHAR(20) NOT NULL
+) CHARACTER SET utf8mb4;
+LOAD DATA LOCAL INFILE '$DATA/mariadb-load.csv' INTO TABLE $PG_TABLE
+  CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' ESCAPED BY ''
+  LINES TERMINATED BY '\n'
+  (id, customer, quantity, price, weight, ship_date, @updated, active, @note, @status)
+  SET updated_at = STR_TO_DATE(LEFT(@updated, 19), '%Y-%m-%dT%H:%i:%s'),
+      note = NULLIF(@note, ''), status = TRIM(TRAILING '\r' FROM @status);
+ANALYZE TABLE $PG_TABLE;
+EOF
+        then MARIADB_OK=1; else
+            MARIADB_NOTE="loading MariaDB failed: $(grep -m1 -i error "$LOGS/mariadb-load.txt" || tail -1 "$LOGS/mariadb-load.txt")"
+        fi
+        rm -f "$DATA/mariadb-load.csv"
+    fi
+    [[ -n $MARIADB_NOTE ]] && log "csv-mariadb skipped: $MARIADB_NOTE"
+fi
+
 # ------------------------------------------------------------------ resources
 HAVE_FONT=0; [[ -f $JP_FONT ]] && HAVE_FONT=1
 schedule() { # NAME SOURCE_YAML FORMAT_YAML EXT
@@ -374,6 +433,8 @@ EOF
         schedule "pg-10m-p$parts" "$PG_SRC$(indent_query "$Q_PG_BIG")$split" "$CSV_FMT" csv
     done
     schedule rss-10m "      url: \"sqlite://$BIG_DB\""$'\n'"$(indent_query "$Q_EVENTS")" "$CSV_FMT" csv
+    MARIADB_SRC=$'      connectionSecretRef:\n        name: bench-mariadb\n        key: url\n'
+    schedule csv-mariadb "$MARIADB_SRC$(indent_query "$Q_PG")" "$CSV_FMT" csv
 } >"$RES/bench.yaml"
 log "ferry apply (untimed)"
 "$BIN" "${F[@]}" apply --auto-approve -f "$RES" >"$LOGS/apply.txt" 2>&1 \
@@ -447,6 +508,27 @@ if want pg-10m; then
         fi
     else
         record pg-10m "$PG_BIG_ROWS" "psql \\copy ... csv header" - - - - ratio "$CSV_GOAL" - - - - - "SKIPPED: ${PG_NOTE:-loading failed}"
+    fi
+fi
+
+# ------------------------------------------------------------------ 2b. MariaDB -> CSV
+ref_mariadb_batch() { run_measured "mariadb -B -e" "$1" "${MY[@]}" -B -e "$Q_PG"; }
+if want csv-mariadb; then
+    if [[ $MARIADB_OK == 1 ]]; then
+        log "csv-mariadb: $ROWS rows, mariadb -B -e vs ferry, warm-up + $REPS"
+        REF_OUT=$REF/mariadb.tsv
+        FERRY_FILE=""
+        bench_case csv-mariadb "mariadb -B" "$REPS" ref_mariadb_batch csv-mariadb
+        record csv-mariadb "$ROWS" "mariadb -B -e (tab-separated)" "$REF_SAMPLES" "$REF_RSS_MAX" \
+            "$FERRY_SAMPLES" "$FERRY_RSS_MAX" ratio "$CSV_GOAL" $(($(lines "$REF_OUT") - 1)) \
+            $(($(lines "$FERRY_FILE") - 1)) "$FERRY_ROWS" "$(bytes "$REF_OUT")" "$(bytes "$FERRY_FILE")" \
+            "$("${MY[@]}" -N -B -e 'SELECT VERSION()' 2>/dev/null) on loopback, sharing the cores"
+        rm -f "$REF_OUT" "$FERRY_FILE"
+        if [[ ${KEEP:-0} != 1 ]]; then
+            "${MY[@]}" -e "DROP TABLE IF EXISTS $PG_TABLE" >/dev/null 2>&1 || true
+        fi
+    else
+        record csv-mariadb "$ROWS" "mariadb -B -e (tab-separated)" - - - - ratio "$CSV_GOAL" - - - - - "SKIPPED: $MARIADB_NOTE"
     fi
 fi
 

@@ -12,6 +12,7 @@ cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 need_apt=()
 [ -x "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | head -n1)" ] || need_apt+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server mariadb-client)  # the MySQL/MariaDB source tests
 command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 [ -f /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need_apt+=(fonts-ipafont-gothic)
 ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
@@ -23,7 +24,7 @@ command -v sshpass >/dev/null || need_apt+=(sshpass)                  # password
 command -v openssl >/dev/null || need_apt+=(openssl)                  # the GCS simulator's service-account keys and JWT checks
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
-  # Never let a package's postinst start a system service (sshd, postgresql) on this machine;
+  # Never let a package's postinst start a system service (sshd, postgresql, mariadb) on this machine;
   # the blocker is removed afterwards unless it was there before (the machine's own).
   made_policy=
   if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -64,7 +65,7 @@ if [ "$(cat target/azurite/version 2>/dev/null)" != "$AZURITE_VERSION" ]; then
   echo "$AZURITE_VERSION" > target/azurite/version
 fi
 # Real servers on 127.0.0.1, each installed (apt/pip) and configured by its own script.
-for server in postgres vsftpd sshd smtp; do
+for server in postgres mariadb vsftpd sshd smtp; do
   bash "scripts/test-servers/$server.sh" start
 done
 

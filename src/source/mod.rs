@@ -2,6 +2,7 @@
 //! channel, so that decoding (here) and file writing (a format, on another thread) overlap
 //! and memory stays flat however many rows there are.
 
+pub mod mysql;
 pub mod params;
 pub mod postgres;
 pub mod rows;
@@ -36,6 +37,12 @@ pub fn database_url(
     }
 }
 
+/// Whether `url` names a MySQL or MariaDB server (`mysql://...` or `mariadb://...`, the same
+/// protocol): the one place the schemes are listed, for the runs and for `ferry validate`.
+pub fn is_mysql_url(url: &str) -> bool {
+    url.starts_with("mysql://") || url.starts_with("mariadb://")
+}
+
 /// The result columns of `query` on the database at `url`, prepared and never run (for
 /// `ferry check`): a broken query, a missing table or a column of a type Ferry cannot export
 /// fails here as it would fail the run.
@@ -44,16 +51,19 @@ pub async fn columns(url: &str, query: &str, params: &Params) -> Result<Vec<Stri
         sqlite::columns(url, query).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         postgres::columns(url, query, params).await
+    } else if is_mysql_url(url) {
+        mysql::columns(url, query, params).await
     } else {
         Err(Error::Source(format!(
-            "unsupported database URL `{}`: expected sqlite:PATH or postgres://...",
+            "unsupported database URL `{}`: expected sqlite:PATH, postgres://... or mysql://...",
             crate::redact::redact_url(url)
         )))
     }
 }
 
-/// Runs `query` against the database at `url` (sqlite:... or postgres://...) with the named
-/// parameters bound, sending columns and row batches to `tx`. Returns the number of rows.
+/// Runs `query` against the database at `url` (sqlite:..., postgres://... or mysql://...) with
+/// the named parameters bound, sending columns and row batches to `tx`. Returns the number of
+/// rows.
 /// A closed receiver (the consumer failed or was cancelled) stops the query early.
 /// `partition` splits a PostgreSQL read over several sessions (see [`postgres`]).
 pub async fn stream_sql(
@@ -74,9 +84,18 @@ pub async fn stream_sql(
         sqlite::stream(url, query, params, tx).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         postgres::stream(url, query, partition, params, tx).await
+    } else if is_mysql_url(url) {
+        if partition.is_some() {
+            return Err(Error::Source(
+                "source.sql.partition is for PostgreSQL; a MySQL/MariaDB database is read by \
+                 one connection: remove partition"
+                    .into(),
+            ));
+        }
+        mysql::stream(url, query, params, tx).await
     } else {
         Err(Error::Source(format!(
-            "unsupported database URL `{}`: expected sqlite:PATH or postgres://...",
+            "unsupported database URL `{}`: expected sqlite:PATH, postgres://... or mysql://...",
             crate::redact::redact_url(url)
         )))
     }

@@ -1,14 +1,17 @@
 //! Named query parameters: `:window_start`, `:window_end` and `:slot`.
 //!
 //! A query names its parameters; each database wants positional placeholders (`?1` for
-//! SQLite, `$1` for PostgreSQL). [`bind_named`] rewrites one into the other with a small
+//! SQLite, `$1` for PostgreSQL, `?` for MySQL/MariaDB). [`bind_named`] rewrites one into the other with a small
 //! scanner that knows where a colon is *not* a parameter:
 //!
-//! - inside single-quoted strings (`'it''s'`, and PostgreSQL's `E'it\'s'`),
+//! - inside single-quoted strings (`'it''s'`, and PostgreSQL's `E'it\'s'`; in MySQL every
+//!   string may escape with a backslash, `'it\'s'`, and double quotes delimit strings too),
 //! - inside double-quoted or backquoted identifiers (`"a:b"`),
-//! - inside `--` line comments and `/* */` block comments (nested, as PostgreSQL allows),
+//! - inside `--` line comments and `/* */` block comments (nested, as PostgreSQL allows), and
+//!   MySQL's `#` line comments,
 //! - inside PostgreSQL dollar-quoted strings (`$$...$$`, `$tag$...$tag$`),
-//! - in a `::` cast (`x::date`) and in PostgreSQL's `:=` named-argument notation,
+//! - in a `::` cast (`x::date`), in PostgreSQL's `:=` named-argument notation and MySQL's `:=`
+//!   assignment,
 //! - inside square brackets (a PostgreSQL array slice `a[lo:hi]`, or a SQLite `[identifier]`).
 //!
 //! Anywhere else, `:name` is a parameter, and a name other than the three known ones is an
@@ -77,14 +80,19 @@ pub enum Dialect {
     Sqlite,
     /// PostgreSQL: `$1`, `$2`, ...
     Postgres,
+    /// MySQL and MariaDB: `?`, bound by position of occurrence (a name used twice is bound
+    /// twice).
+    MySql,
 }
 
 /// A query rewritten to positional parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoundQuery {
-    /// The SQL text with `?N` (SQLite) or `$N` (PostgreSQL) placeholders.
+    /// The SQL text with `?N` (SQLite), `$N` (PostgreSQL) or `?` (MySQL) placeholders.
     pub sql: String,
-    /// Parameter names in placeholder order: `names[0]` is bound to `?1`/`$1`.
+    /// Parameter names in placeholder order: `names[0]` is bound to `?1`/`$1`. For MySQL,
+    /// whose `?` are numbered by occurrence, one name per `?` (a name used twice is listed
+    /// twice).
     pub names: Vec<String>,
 }
 
@@ -96,6 +104,17 @@ pub fn bind_named(sql: &str, dialect: Dialect) -> Result<BoundQuery, String> {
     let prefix = match dialect {
         Dialect::Sqlite => '?',
         Dialect::Postgres => '$',
+        Dialect::MySql => {
+            let mut occurrences = Vec::new();
+            let rewritten = rewrite_named(sql, dialect, |_, name| {
+                occurrences.push(name.to_string());
+                "?".to_string()
+            })?;
+            return Ok(BoundQuery {
+                sql: rewritten.sql,
+                names: occurrences,
+            });
+        }
     };
     let rewritten = rewrite_named(sql, dialect, |number, _| format!("{prefix}{number}"))?;
     Ok(BoundQuery {
@@ -216,6 +235,7 @@ fn scan<'a>(
     let n = b.len();
     let mut i = 0;
     let mut brackets = 0usize;
+    let mysql = dialect == Some(Dialect::MySql);
     // Just past the last character that is not whitespace, `;` or a comment.
     let mut body_end = 0;
     while i < n {
@@ -223,12 +243,22 @@ fn scan<'a>(
         let start = i;
         match c {
             b'\'' => {
-                // E'...' (PostgreSQL escape string): backslash escapes a character.
-                let escapes =
-                    i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !is_ident_char(b[i - 2]));
+                // E'...' (PostgreSQL escape string): backslash escapes a character. MySQL
+                // strings always may (unless the server runs with NO_BACKSLASH_ESCAPES).
+                let escapes = mysql
+                    || (i > 0
+                        && matches!(b[i - 1], b'E' | b'e')
+                        && (i < 2 || !is_ident_char(b[i - 2])));
                 i = skip_quoted(b, i, b'\'', escapes);
             }
-            b'"' => i = skip_quoted(b, i, b'"', false),
+            // A MySQL string, or an identifier elsewhere.
+            b'"' => i = skip_quoted(b, i, b'"', mysql),
+            b'#' if mysql => {
+                i = match b[i..].iter().position(|&x| x == b'\n') {
+                    Some(p) => i + p + 1,
+                    None => n,
+                };
+            }
             b'`' => i = skip_quoted(b, i, b'`', false),
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 i = match b[i..].iter().position(|&x| x == b'\n') {
@@ -259,7 +289,7 @@ fn scan<'a>(
                 brackets = brackets.saturating_sub(1);
                 i += 1;
             }
-            b'$' if i == 0 || !is_ident_char(b[i - 1]) => {
+            b'$' if !mysql && (i == 0 || !is_ident_char(b[i - 1])) => {
                 // A positional $1, or $tag$ ... $tag$ (tag empty or an identifier).
                 let digits = b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
                 if digits > 0 {
@@ -274,7 +304,7 @@ fn scan<'a>(
                     i = skip_dollar_quote(b, i);
                 }
             }
-            b'?' if dialect == Some(Dialect::Sqlite) => {
+            b'?' if matches!(dialect, Some(Dialect::Sqlite | Dialect::MySql)) => {
                 let len = 1 + b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
                 emit(Token::Positional {
                     start: i,
@@ -317,6 +347,7 @@ fn scan<'a>(
         }
         let insignificant = c.is_ascii_whitespace()
             || c == b';'
+            || (mysql && c == b'#')
             || b[start..].starts_with(b"--")
             || b[start..].starts_with(b"/*");
         if !insignificant {
@@ -505,6 +536,39 @@ mod tests {
             pg("SELECT data ? 'key' FROM t").0,
             "SELECT data ? 'key' FROM t"
         );
+    }
+
+    fn mysql(sql: &str) -> (String, Vec<String>) {
+        let q = bind_named(sql, Dialect::MySql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        (q.sql, q.names)
+    }
+
+    #[test]
+    fn mysql_placeholders_are_bound_once_per_occurrence() {
+        assert_eq!(
+            mysql(
+                "SELECT :slot, x FROM t WHERE d >= :window_start AND d < :window_end OR d = :slot"
+            ),
+            (
+                "SELECT ?, x FROM t WHERE d >= ? AND d < ? OR d = ?".into(),
+                names(&["slot", "window_start", "window_end", "slot"])
+            )
+        );
+    }
+
+    #[test]
+    fn mysql_strings_comments_and_assignments_are_not_parameters() {
+        let (sql, used) =
+            mysql("SELECT 'it\\'s :a', \"b\\\" :c\", `d:e`, @x := 1 # :h\n, :slot -- :i\n");
+        assert_eq!(
+            sql,
+            "SELECT 'it\\'s :a', \"b\\\" :c\", `d:e`, @x := 1 # :h\n, ? -- :i\n"
+        );
+        assert_eq!(used, names(&["slot"]));
+        let err = bind_named("SELECT * FROM t WHERE a = ?", Dialect::MySql).unwrap_err();
+        assert!(err.contains("positional parameter `?`"), "{err}");
+        let r = rewrite_named("SELECT :slot; # done\n", Dialect::MySql, |_, _| "?".into()).unwrap();
+        assert_eq!(&r.sql[..r.body_len], "SELECT ?");
     }
 
     #[test]

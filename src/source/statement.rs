@@ -3,13 +3,13 @@
 //! and be exactly one statement that only reads (SELECT, WITH ... SELECT, VALUES, TABLE, and
 //! for SQLite a PRAGMA that reads). Anything else is reported at the offending token, so a
 //! `DROP TABLE` or a typo fails at review time, not at night. The sources still refuse a
-//! writing statement when they run it (SQLite's `sqlite3_stmt_readonly`, PostgreSQL's
-//! read-only transactions): this is the first line, not the only one.
+//! writing statement when they run it (SQLite's `sqlite3_stmt_readonly`, PostgreSQL's and
+//! MySQL's read-only transactions): this is the first line, not the only one.
 
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{Select, Spanned, Statement, Visit, Visitor};
-use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
 
@@ -41,7 +41,7 @@ const READ_PRAGMAS: &[&str] = &[
 const READ_HINT: &str = "a report query only reads: write one SELECT (or WITH ... SELECT, VALUES)";
 
 /// Checks `query` for `dialect`; `None` (the database URL is in a Secret, so unknown here)
-/// accepts what either PostgreSQL or SQLite accepts, and reports PostgreSQL's objection.
+/// accepts what PostgreSQL, SQLite or MySQL accepts, and reports PostgreSQL's objection.
 /// Named parameters (`:window_start`...) are checked elsewhere; a query whose parameters do
 /// not scan is left to that check.
 pub fn check_query(query: &str, dialect: Option<Dialect>) -> Result<(), QueryProblem> {
@@ -49,7 +49,10 @@ pub fn check_query(query: &str, dialect: Option<Dialect>) -> Result<(), QueryPro
         Some(d) => check_in(query, d),
         None => {
             let postgres = check_in(query, Dialect::Postgres);
-            if postgres.is_err() && check_in(query, Dialect::Sqlite).is_ok() {
+            if postgres.is_err()
+                && (check_in(query, Dialect::Sqlite).is_ok()
+                    || check_in(query, Dialect::MySql).is_ok())
+            {
                 return Ok(());
             }
             postgres
@@ -61,6 +64,7 @@ fn dialect_name(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "SQLite",
         Dialect::Postgres => "PostgreSQL",
+        Dialect::MySql => "MySQL",
     }
 }
 
@@ -79,10 +83,11 @@ fn check_in(query: &str, dialect: Dialect) -> Result<(), QueryProblem> {
     let Some(sql) = with_placeholder_literals(query, dialect) else {
         return Ok(());
     };
-    let (postgres, sqlite) = (PostgreSqlDialect {}, SQLiteDialect {});
+    let (postgres, sqlite, mysql) = (PostgreSqlDialect {}, SQLiteDialect {}, MySqlDialect {});
     let parser_dialect: &dyn sqlparser::dialect::Dialect = match dialect {
         Dialect::Postgres => &postgres,
         Dialect::Sqlite => &sqlite,
+        Dialect::MySql => &mysql,
     };
     if dialect == Dialect::Sqlite
         && sql.to_ascii_lowercase().contains("pragma")
@@ -496,7 +501,35 @@ mod tests {
     }
 
     #[test]
+    fn mysql_queries_are_checked_in_mysqls_dialect() {
+        for sql in [
+            "SELECT `order id`, total FROM `orders` WHERE created_at >= :window_start # today",
+            "SELECT DATE_FORMAT(created_at, '%Y-%m') AS month, COUNT(*) FROM orders GROUP BY 1",
+            "SELECT * FROM orders LIMIT 10, 20",
+        ] {
+            assert_eq!(check_query(sql, Some(Dialect::MySql)), Ok(()), "{sql}");
+        }
+        let p = refused("SELECT 1;\nUPDATE orders SET total = 0", Dialect::MySql);
+        assert!(p.message.contains("2 statements"), "{}", p.message);
+        let p = refused("\nREPLACE INTO orders VALUES (1)", Dialect::MySql);
+        assert_eq!(p.offset, 1);
+        assert!(p.message.contains("not a read statement"), "{}", p.message);
+        let p = refused("SELECT * FROM orders FOR UPDATE", Dialect::MySql);
+        assert!(p.message.contains("locks rows"), "{}", p.message);
+        let p = refused("SELECT * FROM orders WHERE", Dialect::MySql);
+        assert!(
+            p.message.starts_with("not valid MySQL SQL"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
     fn a_secret_url_accepts_what_either_dialect_accepts() {
+        assert_eq!(
+            check_query("SELECT `a b` FROM t # mysql only", None),
+            Ok(())
+        );
         assert_eq!(check_query("PRAGMA table_info(t)", None), Ok(()));
         assert!(check_query("DROP TABLE t", None).is_err());
     }

@@ -239,9 +239,15 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
             "missing database: give `url` (e.g. sqlite://shop.db) or `connectionSecretRef`",
         ),
         (Some(url), None) => {
-            let scheme_ok = ["sqlite:", "postgres://", "postgresql://"]
-                .iter()
-                .any(|p| url.starts_with(p));
+            let scheme_ok = [
+                "sqlite:",
+                "postgres://",
+                "postgresql://",
+                "mysql://",
+                "mariadb://",
+            ]
+            .iter()
+            .any(|p| url.starts_with(p));
             if crate::redact::url_has_password(url) {
                 c.error(
                     &format!("{field}.url"),
@@ -254,7 +260,7 @@ fn check_sql(c: &mut Checker, field: &str, sql: &SqlSource) {
                 c.error(
                     &format!("{field}.url"),
                     format!(
-                        "unsupported database URL `{}`: expected sqlite:PATH, sqlite://PATH or postgres://...",
+                        "unsupported database URL `{}`: expected sqlite:PATH, sqlite://PATH, postgres://... or mysql://...",
                         crate::redact::redact_url(url)
                     ),
                 );
@@ -292,6 +298,16 @@ fn check_partition(c: &mut Checker, field: &str, sql: &SqlSource) {
         );
         return;
     }
+    if let Some(url) = &sql.url
+        && crate::source::is_mysql_url(url)
+    {
+        c.error(
+            &field,
+            "partition is for PostgreSQL; a MySQL/MariaDB database is read by one connection: \
+             remove it",
+        );
+        return;
+    }
     let max = crate::source::postgres::MAX_PARTS;
     if !(2..=max).contains(&partition.parts) {
         c.error(
@@ -323,6 +339,7 @@ fn query_dialect(sql: &SqlSource) -> Option<Option<Dialect>> {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Some(Some(Dialect::Postgres))
         }
+        Some(url) if crate::source::is_mysql_url(url) => Some(Some(Dialect::MySql)),
         Some(_) => None,
         None => Some(None),
     }

@@ -40,6 +40,7 @@ mod psa_vendor;
 mod runs;
 mod secrets_in_logs;
 mod sources;
+mod sources_mariadb;
 mod ssh_cli;
 mod state_postgres;
 mod validation;

@@ -125,6 +125,14 @@ pub fn pg_url() -> &'static str {
     })
 }
 
+/// The test MariaDB's URL (`scripts/test-servers/mariadb.sh`, `mysql://ferry:ferry@...`),
+/// started once per binary.
+pub fn mariadb_url() -> &'static str {
+    test_server("mariadb")
+        .get("MARIADB_URL")
+        .expect("mariadb.sh env prints MARIADB_URL")
+}
+
 /// A state in a new schema of the test PostgreSQL: the `--state` URL that uses it. With
 /// `FERRY_TEST_STATE=postgres` every sandbox gets one, so the CLI suites run against the
 /// PostgreSQL backend too.
