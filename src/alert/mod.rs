@@ -130,6 +130,27 @@ pub struct Alert {
 pub const VERSION: &str = "ferry.dev/alert/v1";
 
 impl Alert {
+    /// An alert of `event` about ReportSchedule `namespace/name` at `slot` with `outcome`,
+    /// made now; the run's details (id, error, rows, file, deliveries) are set by the caller.
+    pub fn new(event: Event, namespace: &str, name: &str, slot: &str, outcome: Outcome) -> Alert {
+        Alert {
+            version: VERSION,
+            event,
+            kind: "ReportSchedule",
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            slot: slot.to_string(),
+            run_id: None,
+            outcome: outcome.as_str().to_string(),
+            error: None,
+            missed_slots: None,
+            rows: 0,
+            file: String::new(),
+            deliveries: Vec::new(),
+            at: jiff::Timestamp::now().to_string(),
+        }
+    }
+
     /// One line for people: `ReportSchedule shop/sales failed at slot ...: <error>`.
     pub fn headline(&self) -> String {
         let what = format!("{} {}/{}", self.kind, self.namespace, self.name);
@@ -231,23 +252,20 @@ mod tests {
 
     fn failure() -> Alert {
         Alert {
-            version: VERSION,
-            event: Event::Failure,
-            kind: "ReportSchedule",
-            namespace: "shop".into(),
-            name: "sales".into(),
-            slot: "2026-07-31T00:30:00+09:00".into(),
             run_id: Some(7),
-            outcome: "failed".into(),
             error: Some("source: relation \"orders\" does not exist".into()),
-            missed_slots: None,
-            rows: 0,
-            file: String::new(),
             deliveries: vec![TargetOutcome {
                 target: "partner-sftp".into(),
                 outcome: "not attempted".into(),
             }],
             at: "2026-07-30T15:30:02Z".into(),
+            ..Alert::new(
+                Event::Failure,
+                "shop",
+                "sales",
+                "2026-07-31T00:30:00+09:00",
+                Outcome::Failed,
+            )
         }
     }
 

@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::spec::{TargetSpec, max_connections_notes};
-use super::transport::{BoxFuture, Confirmation, Outgoing, Receipt, Transport};
+use super::transport::{BoxFuture, Confirmation, Outgoing, Receipt, Transport, content_type_for};
 use crate::api::{
     AzureContainer, GcsBucket, ObjectStoreTarget, S3Addressing, S3Bucket, StoreKind, TargetCheck,
     TargetKind,
@@ -376,6 +376,63 @@ pub fn s3_client(settings: &S3Settings<'_>) -> Result<AmazonS3, String> {
         .map_err(|e| format!("S3 client: {}", scrub(&chain(&e), &refs)))
 }
 
+/// A GCS client for `gcs`, signing with the service account's JSON `key` (else the
+/// environment's credentials).
+fn gcs_client(
+    gcs: &GcsBucket,
+    key: Option<&SecretValue>,
+) -> Result<object_store::gcp::GoogleCloudStorage, String> {
+    let mut builder = match key {
+        Some(key) => GoogleCloudStorageBuilder::new()
+            .with_service_account_key(key.expose_str().map_err(|e| e.to_string())?),
+        None => GoogleCloudStorageBuilder::from_env(),
+    };
+    builder = builder
+        .with_bucket_name(&gcs.bucket)
+        .with_client_options(client_options(gcs.endpoint.as_deref()))
+        .with_retry(retry_config());
+    if let Some(endpoint) = &gcs.endpoint {
+        builder = builder.with_base_url(endpoint.trim_end_matches('/'));
+    }
+    let refs: Vec<&SecretValue> = key.into_iter().collect();
+    builder
+        .build()
+        .map_err(|e| format!("GCS client: {}", scrub(&chain(&e), &refs)))
+}
+
+/// An Azure Blob client for `azure`, with its access key or SAS token (else the environment's
+/// credentials).
+fn azure_client(
+    azure: &AzureContainer,
+    access_key: Option<&SecretValue>,
+    sas: Option<&SecretValue>,
+) -> Result<object_store::azure::MicrosoftAzure, String> {
+    let mut builder = if access_key.is_none() && sas.is_none() {
+        MicrosoftAzureBuilder::from_env()
+    } else {
+        MicrosoftAzureBuilder::new()
+    };
+    builder = builder
+        .with_account(&azure.account)
+        .with_container_name(&azure.container)
+        .with_client_options(client_options(azure.endpoint.as_deref()))
+        .with_retry(retry_config());
+    if let Some(key) = access_key {
+        builder = builder.with_access_key(key.expose_str().map_err(|e| e.to_string())?);
+    }
+    if let Some(sas) = sas {
+        let token = sas.expose_str().map_err(|e| e.to_string())?;
+        builder = builder.with_config(AzureConfigKey::SasKey, token.trim_start_matches('?'));
+    }
+    if let Some(endpoint) = &azure.endpoint {
+        builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_string());
+    }
+    let refs: Vec<&SecretValue> = access_key.into_iter().chain(sas).collect();
+    builder
+        .build()
+        .map_err(|e| format!("Azure client: {}", scrub(&chain(&e), &refs)))
+}
+
 /// The transport of an `objectStore` target.
 pub struct ObjectStoreTransport {
     target: String,
@@ -424,66 +481,22 @@ impl ObjectStoreTransport {
             }
             Some(StoreKind::Gcs(gcs)) => {
                 let key = secret(&gcs.service_account_key_secret_ref)?;
-                let mut builder = match &key {
-                    Some(key) => GoogleCloudStorageBuilder::new().with_service_account_key(
-                        key.expose_str().map_err(|e| fail(e.to_string()))?,
-                    ),
-                    None => GoogleCloudStorageBuilder::from_env(),
-                };
-                builder = builder
-                    .with_bucket_name(&gcs.bucket)
-                    .with_client_options(client_options(gcs.endpoint.as_deref()))
-                    .with_retry(retry_config());
-                if let Some(endpoint) = &gcs.endpoint {
-                    builder = builder.with_base_url(endpoint.trim_end_matches('/'));
-                }
-                let scrub_with: Vec<SecretValue> = key.into_iter().collect();
-                let client = builder.build().map_err(|e| {
-                    fail(format!(
-                        "GCS client: {}",
-                        scrub(&chain(&e), &scrub_with.iter().collect::<Vec<_>>())
-                    ))
-                })?;
-                Objects::new(Arc::new(client), format!("gs://{}", gcs.bucket), scrub_with)
+                let client = gcs_client(gcs, key.as_ref()).map_err(fail)?;
+                Objects::new(
+                    Arc::new(client),
+                    format!("gs://{}", gcs.bucket),
+                    key.into_iter().collect(),
+                )
             }
             Some(StoreKind::Azure(azure)) => {
                 let access_key = secret(&azure.access_key_secret_ref)?;
                 let sas = secret(&azure.sas_token_secret_ref)?;
-                let mut builder = if access_key.is_none() && sas.is_none() {
-                    MicrosoftAzureBuilder::from_env()
-                } else {
-                    MicrosoftAzureBuilder::new()
-                };
-                builder = builder
-                    .with_account(&azure.account)
-                    .with_container_name(&azure.container)
-                    .with_client_options(client_options(azure.endpoint.as_deref()))
-                    .with_retry(retry_config());
-                if let Some(key) = &access_key {
-                    builder =
-                        builder.with_access_key(key.expose_str().map_err(|e| fail(e.to_string()))?);
-                }
-                if let Some(sas) = &sas {
-                    let token = sas.expose_str().map_err(|e| fail(e.to_string()))?;
-                    builder =
-                        builder.with_config(AzureConfigKey::SasKey, token.trim_start_matches('?'));
-                }
-                if let Some(endpoint) = &azure.endpoint {
-                    builder = builder
-                        .with_endpoint(endpoint.trim_end_matches('/').to_string())
-                        .with_allow_http(endpoint.starts_with("http://"));
-                }
-                let scrub_with: Vec<SecretValue> = access_key.into_iter().chain(sas).collect();
-                let client = builder.build().map_err(|e| {
-                    fail(format!(
-                        "Azure client: {}",
-                        scrub(&chain(&e), &scrub_with.iter().collect::<Vec<_>>())
-                    ))
-                })?;
+                let client =
+                    azure_client(azure, access_key.as_ref(), sas.as_ref()).map_err(fail)?;
                 Objects::new(
                     Arc::new(client),
                     format!("azure://{}/{}", azure.account, azure.container),
-                    scrub_with,
+                    access_key.into_iter().chain(sas).collect(),
                 )
             }
             None => return Err(fail("give exactly one of s3, gcs and azure".into())),
@@ -656,22 +669,6 @@ impl Transport for ObjectStoreTransport {
             })?;
             Ok(self.receipt(&stored, probe))
         })
-    }
-}
-
-/// The `Content-Type` an object gets from its file name's extension.
-pub fn content_type_for(file_name: &str) -> &'static str {
-    match file_name
-        .rsplit_once('.')
-        .map(|(_, ext)| ext.to_ascii_lowercase())
-        .as_deref()
-    {
-        Some("csv") => "text/csv",
-        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        Some("pdf") => "application/pdf",
-        Some("json") => "application/json",
-        Some("txt") => "text/plain",
-        _ => "application/octet-stream",
     }
 }
 

@@ -41,6 +41,7 @@ use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use sha2::{Digest, Sha256};
 
 use super::spec::TargetSpec;
+use super::transport::content_type_for;
 use super::{BoxFuture, Confirmation, Outgoing, Receipt, Transport};
 use crate::api::TargetKind;
 use crate::api::{EmailTarget, SmtpTls};
@@ -468,20 +469,6 @@ impl Transport for EmailTransport {
                 self.smtp.at()
             )))
         })
-    }
-}
-
-/// The MIME type of a report, from its extension.
-pub fn content_type_for(file_name: &str) -> &'static str {
-    let ext = file_name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "csv" => "text/csv",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
     }
 }
 

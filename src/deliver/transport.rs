@@ -257,3 +257,17 @@ pub trait Transport: Send + Sync {
         })
     }
 }
+
+/// The MIME type of a report, from its extension.
+pub fn content_type_for(file_name: &str) -> &'static str {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "csv" => "text/csv",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}

@@ -3,8 +3,6 @@
 //! targets named for them. Runs by hand (`run-now`, a backfill) are told to the person who
 //! started them, not alerted.
 
-use jiff::Timestamp;
-
 use super::decide::ScheduleView;
 use super::engine::{RunReport, Runner};
 use super::retry::applied_target;
@@ -31,16 +29,8 @@ impl Runner {
         };
         for event in alert::events(previous, report.outcome) {
             let alert = Alert {
-                version: alert::VERSION,
-                event,
-                kind: "ReportSchedule",
-                namespace: view.key.namespace.clone(),
-                name: view.key.name.clone(),
-                slot: report.slot.clone(),
                 run_id: Some(report.run_id),
-                outcome: report.outcome.as_str().to_string(),
                 error: report.error.clone(),
-                missed_slots: None,
                 rows: report.rows,
                 file: report.file_name.clone(),
                 deliveries: report
@@ -51,7 +41,13 @@ impl Runner {
                         outcome: outcome.clone(),
                     })
                     .collect(),
-                at: Timestamp::now().to_string(),
+                ..Alert::new(
+                    event,
+                    &view.key.namespace,
+                    &view.key.name,
+                    &report.slot,
+                    report.outcome,
+                )
             };
             self.send_alert(view, &alert).await;
         }
@@ -73,20 +69,15 @@ impl Runner {
             return;
         }
         let alert = Alert {
-            version: alert::VERSION,
-            event: Event::Missed,
-            kind: "ReportSchedule",
-            namespace: view.key.namespace.clone(),
-            name: view.key.name.clone(),
-            slot: first.clone(),
-            run_id: None,
-            outcome: Outcome::Missed.as_str().to_string(),
             error: Some(reason.to_string()),
             missed_slots: Some(slots.len()),
-            rows: 0,
-            file: String::new(),
-            deliveries: Vec::new(),
-            at: Timestamp::now().to_string(),
+            ..Alert::new(
+                Event::Missed,
+                &view.key.namespace,
+                &view.key.name,
+                first,
+                Outcome::Missed,
+            )
         };
         self.send_alert(view, &alert).await;
     }

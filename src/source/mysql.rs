@@ -80,6 +80,7 @@ use tokio::sync::mpsc;
 use super::params::{Dialect, Params, rewrite_named};
 use super::rows::{BatchFiller, BatchPool, SourceEvent};
 use crate::export::Value;
+use crate::redact::UrlScrubber as Scrubber;
 use crate::{Error, Result};
 
 /// Streams the rows of `query` from the MySQL or MariaDB database of `url`, its named
@@ -327,32 +328,6 @@ impl Server {
 
 fn query_error(e: &sqlx::Error, scrub: &Scrubber) -> Error {
     Error::Source(format!("MySQL query failed: {}", describe(e, scrub)))
-}
-
-/// Removes the URL (and a password long enough to be recognisable) from messages.
-struct Scrubber {
-    url: String,
-    password: Option<String>,
-}
-
-impl Scrubber {
-    fn new(url: &str) -> Scrubber {
-        let password = crate::redact::url_password(url)
-            .filter(|p| p.len() >= 8)
-            .map(str::to_string);
-        Scrubber {
-            url: url.to_string(),
-            password,
-        }
-    }
-
-    fn clean(&self, message: &str) -> String {
-        let mut out = message.replace(&self.url, "(connection URL)");
-        if let Some(password) = &self.password {
-            out = out.replace(password.as_str(), "***");
-        }
-        out
-    }
 }
 
 /// A readable message for a sqlx error, without credentials: the server's own words (MySQL

@@ -1,37 +1,12 @@
-//! Error messages without credentials: the [`Scrubber`] that removes the connection URL and
-//! its password, and [`describe`], a readable message for a sqlx error (with the line of the
+//! Error messages without credentials: [`describe`], a readable message for a sqlx error (with the line of the
 //! query it points at). Kept apart so every message goes through the same scrubbing.
 
 use std::fmt::Write as _;
 
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
-/// Removes the URL (and a password long enough to be recognisable) from messages.
-#[derive(Clone)]
-pub(super) struct Scrubber {
-    url: String,
-    password: Option<String>,
-}
-
-impl Scrubber {
-    pub(super) fn new(url: &str) -> Scrubber {
-        let password = crate::redact::url_password(url)
-            .filter(|p| p.len() >= 8)
-            .map(str::to_string);
-        Scrubber {
-            url: url.to_string(),
-            password,
-        }
-    }
-
-    pub(super) fn clean(&self, message: &str) -> String {
-        let mut out = message.replace(&self.url, "(connection URL)");
-        if let Some(password) = &self.password {
-            out = out.replace(password.as_str(), "***");
-        }
-        out
-    }
-}
+/// The sources' scrubber of connection URLs ([`crate::redact::UrlScrubber`]).
+pub(super) use crate::redact::UrlScrubber as Scrubber;
 
 /// A readable message for a sqlx error, without credentials. `sql` (the text the server saw
 /// and how many lines precede the user's query in it) locates query errors.
