@@ -95,12 +95,18 @@ pub struct Alert {
     pub version: &'static str,
     /// What happened.
     pub event: Event,
-    /// `ReportSchedule`.
+    /// `ReportSchedule` or `CustomerMapping`.
     pub kind: &'static str,
     /// The resource's namespace.
     pub namespace: String,
     /// The resource's name.
     pub name: String,
+    /// For a CustomerMapping: `usage` (usage sync) or `billing` (billing push).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<&'static str>,
+    /// For a CustomerMapping: our customer's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     /// The slot, RFC 3339 with the zone's offset (the first missed one, for `missed`).
     pub slot: String,
     /// The run's ledger id (none for missed slots).
@@ -114,8 +120,12 @@ pub struct Alert {
     /// Slots missed together (for `missed`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missed_slots: Option<usize>,
-    /// Rows exported.
-    pub rows: u64,
+    /// Rows exported (reports only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Quantities set in the PSA (syncs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<usize>,
     /// The report's file name (empty when there was none).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub file: String,
@@ -131,7 +141,8 @@ pub const VERSION: &str = "ferry.dev/alert/v1";
 
 impl Alert {
     /// An alert of `event` about ReportSchedule `namespace/name` at `slot` with `outcome`,
-    /// made now; the run's details (id, error, rows, file, deliveries) are set by the caller.
+    /// made now; the run's details (id, error, rows, file, deliveries) are set by the caller,
+    /// and so are a CustomerMapping's (`kind`, `sync`, `customer`, `pushed`).
     pub fn new(event: Event, namespace: &str, name: &str, slot: &str, outcome: Outcome) -> Alert {
         Alert {
             version: VERSION,
@@ -139,21 +150,44 @@ impl Alert {
             kind: "ReportSchedule",
             namespace: namespace.to_string(),
             name: name.to_string(),
+            sync: None,
+            customer: None,
             slot: slot.to_string(),
             run_id: None,
             outcome: outcome.as_str().to_string(),
             error: None,
             missed_slots: None,
-            rows: 0,
+            rows: None,
+            pushed: None,
             file: String::new(),
             deliveries: Vec::new(),
             at: jiff::Timestamp::now().to_string(),
         }
     }
 
+    /// `kind/namespace/name`, for logs.
+    pub fn resource(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.kind.to_ascii_lowercase(),
+            self.namespace,
+            self.name
+        )
+    }
+
     /// One line for people: `ReportSchedule shop/sales failed at slot ...: <error>`.
     pub fn headline(&self) -> String {
-        let what = format!("{} {}/{}", self.kind, self.namespace, self.name);
+        let mut what = format!("{} {}/{}", self.kind, self.namespace, self.name);
+        match self.sync {
+            Some("billing") => what.push_str(" billing push"),
+            Some(_) => what.push_str(" usage sync"),
+            None => {}
+        }
+        let counted = match (self.rows, self.pushed) {
+            (Some(rows), _) => format!(" ({rows} rows)"),
+            (None, Some(pushed)) => format!(" ({pushed} quantities set)"),
+            (None, None) => String::new(),
+        };
         match self.event {
             Event::Failure => format!("{what} failed ({}) at slot {}", self.outcome, self.slot),
             Event::Missed => format!(
@@ -162,10 +196,7 @@ impl Alert {
                 self.slot
             ),
             Event::Recovery => format!("{what} recovered: slot {} succeeded", self.slot),
-            Event::Success => format!(
-                "{what} succeeded at slot {} ({} rows)",
-                self.slot, self.rows
-            ),
+            Event::Success => format!("{what} succeeded at slot {}{counted}", self.slot),
         }
     }
 
@@ -177,7 +208,14 @@ impl Alert {
             out.push_str(&format!("\nError: {error}\n"));
         }
         if !self.file.is_empty() {
-            out.push_str(&format!("\nFile: {} ({} rows)\n", self.file, self.rows));
+            out.push_str(&format!(
+                "\nFile: {} ({} rows)\n",
+                self.file,
+                self.rows.unwrap_or(0)
+            ));
+        }
+        if let Some(customer) = &self.customer {
+            out.push_str(&format!("\nCustomer: {customer}\n"));
         }
         if !self.deliveries.is_empty() {
             out.push_str("\nDeliveries:\n");
@@ -187,8 +225,10 @@ impl Alert {
         }
         if let Some(run) = self.run_id {
             out.push_str(&format!(
-                "\nRun {run}: ferry history reportschedule/{} -n {}\n",
-                self.name, self.namespace
+                "\nRun {run}: ferry history {}/{} -n {}\n",
+                self.kind.to_ascii_lowercase(),
+                self.name,
+                self.namespace
             ));
         }
         out

@@ -9,9 +9,35 @@ use crate::api::{DeliveryTargetSpec, TargetKind};
 use crate::deliver::email::EmailTransport;
 use crate::deliver::webhook::Webhook;
 use crate::secrets::FileSecrets;
+use crate::state::StateStore;
 
 /// What became of an alert at one target: where it went, or why it did not.
 pub type Sent = (String, Result<String, String>);
+
+/// Sends `alert` to the DeliveryTargets `names` (in `alert.namespace`), as applied in
+/// `store`. A name not applied is logged and skipped.
+pub async fn to_named(
+    alert: &Alert,
+    names: &[String],
+    store: &StateStore,
+    secrets: &FileSecrets,
+) -> Vec<Sent> {
+    let mut targets = Vec::new();
+    for name in names {
+        match store.delivery_target(&alert.namespace, name).await {
+            Ok(Some(spec)) => targets.push((name.clone(), spec)),
+            Ok(None) => tracing::warn!(
+                resource = %alert.resource(),
+                target = %name,
+                "alert not sent: the DeliveryTarget is not applied"
+            ),
+            Err(e) => {
+                tracing::warn!(resource = %alert.resource(), target = %name, "alert not sent: {e}")
+            }
+        }
+    }
+    dispatch(alert, &targets, secrets).await
+}
 
 /// Sends `alert` to each of `targets` (name and applied spec, in `alert.namespace`).
 pub async fn dispatch(
@@ -24,13 +50,13 @@ pub async fn dispatch(
         match &sent {
             Ok(how) => tracing::info!(
                 event = alert.event.as_str(),
-                schedule = %format!("{}/{}", alert.namespace, alert.name),
+                resource = %alert.resource(),
                 target = %name,
                 "alert sent: {how}"
             ),
             Err(why) => tracing::warn!(
                 event = alert.event.as_str(),
-                schedule = %format!("{}/{}", alert.namespace, alert.name),
+                resource = %alert.resource(),
                 target = %name,
                 "alert not sent: {why}"
             ),

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::Condition;
 use super::delivery_target::{Billing, TicketSync, UsageSync};
+use super::report_schedule::Notify;
 
 /// A customer mapped to a company in ConnectWise Manage or Autotask, with the contract (and
 /// item) each product's usage is billed on.
@@ -89,6 +90,47 @@ pub struct CustomerMappingSpec {
     /// Ferry manages (ConnectWise additions cancelled, Autotask units set to 0).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Who is told when a usage sync or billing push starts failing, recovers or (if asked)
+    /// succeeds: names of `webhook` or `email` DeliveryTargets in the same namespace. One
+    /// alert per change of state; usage sync and billing push are followed apart.
+    #[serde(default, skip_serializing_if = "SyncNotify::is_empty")]
+    pub notify: SyncNotify,
+}
+
+/// Alerts about a mapping's syncs: for each kind of event, the `webhook` or `email`
+/// DeliveryTargets told. A usage sync and a billing push each go from healthy to failing
+/// (`onFailure`) and back (`onRecovery`) on their own. A slot the sync did not run while Ferry
+/// was stopped is run when Ferry is back, so there is no `onMissed` here.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncNotify {
+    /// Told when a sync fails after a successful one (or as the first sync).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// Told when a sync succeeds after failed ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_recovery: Vec<String>,
+    /// Told after every successful sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+}
+
+impl SyncNotify {
+    /// Whether nobody is told anything.
+    pub fn is_empty(&self) -> bool {
+        self.on_failure.is_empty() && self.on_recovery.is_empty() && self.on_success.is_empty()
+    }
+
+    /// The same lists as a schedule's [`Notify`], with nobody told of missed slots: alerts
+    /// are routed by one type.
+    pub fn as_notify(&self) -> Notify {
+        Notify {
+            on_failure: self.on_failure.clone(),
+            on_missed: Vec::new(),
+            on_recovery: self.on_recovery.clone(),
+            on_success: self.on_success.clone(),
+        }
+    }
 }
 
 /// A reference to a PSA connection.

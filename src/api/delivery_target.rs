@@ -449,13 +449,16 @@ pub struct EmailTarget {
     pub from: String,
     /// Recipients (at least one).
     pub to: Vec<String>,
-    /// Subject. Tokens: the file name date tokens, `{schedule}`, `{fileName}`.
+    /// Subject of a report's mail (default `Report {fileName}`). Tokens: the file name date
+    /// tokens, `{schedule}`, `{fileName}`. Alerts have subjects of their own.
+    #[serde(default = "default_subject")]
     pub subject: String,
     /// Plain-text body. Tokens: those of `subject`, plus `{link}` (the expiring link),
     /// `{expires}` (when it expires) and `{rows}`.
     #[serde(default = "default_body")]
     pub body: String,
-    /// Where the report is uploaded for the link. Required unless `attach: true`.
+    /// Where the report is uploaded for the link. Without it and without `attach: true`,
+    /// the target takes alerts only (a schedule's `notify`), not reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<EmailLink>,
     /// Attach the file to the mail instead of sending a link.
@@ -468,6 +471,10 @@ pub struct EmailTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub max_connections: Option<u32>,
+}
+
+fn default_subject() -> String {
+    "Report {fileName}".to_string()
 }
 
 fn default_body() -> String {

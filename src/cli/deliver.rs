@@ -31,7 +31,7 @@ pub(super) async fn applied_delivery_target(
     } else {
         StateStore::open_read_only(&ctx.state_path).await?
     };
-    let spec = crate::runner::applied_target(&store, namespace, &name)
+    let spec = store.delivery_target(namespace, &name)
         .await?
         .ok_or_else(|| {
             Error::Usage(format!(

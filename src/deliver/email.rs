@@ -75,11 +75,15 @@ pub struct EmailTransport {
     mode: Mode,
 }
 
-/// Link mode (the bucket) or attach mode.
+/// Link mode (the bucket), attach mode, or neither: a target that only takes alerts.
 enum Mode {
     Link(s3::LinkStore),
     Attach,
+    AlertsOnly,
 }
+
+/// Why an email target without `link` or `attach` cannot take a report.
+pub const ALERTS_ONLY: &str = "no link storage and attach: false, so this email target takes alerts only: give link.s3 for an expiring link, or set attach: true";
 
 /// How to reach and log in to the SMTP server.
 struct Smtp {
@@ -177,12 +181,7 @@ impl EmailTransport {
         let mode = match (&target.link, target.attach) {
             (_, true) => Mode::Attach,
             (Some(link), false) => Mode::Link(s3::LinkStore::new(namespace, name, link, secrets)?),
-            (None, false) => {
-                return Err(fail(
-                    "missing link storage: give link.s3 for an expiring link, or set attach: true"
-                        .into(),
-                ));
-            }
+            (None, false) => Mode::AlertsOnly,
         };
         Ok(EmailTransport {
             name: name.to_string(),
@@ -249,6 +248,7 @@ impl EmailTransport {
                     n,
                 )
             }
+            Mode::AlertsOnly => return Err(self.fail(ALERTS_ONLY.to_string())),
         };
 
         let subject_tokens = [("fileName", file.file_name)];
@@ -564,10 +564,8 @@ impl TargetSpec for EmailTarget {
             filename::check_template(&self.body, &body_tokens),
         );
         match (&self.link, self.attach) {
-            (None, false) => p.error(
-                "spec.email",
-                "missing link storage: give link.s3 for an expiring link, or set attach: true",
-            ),
+            // Alerts only; a schedule's deliverTo refuses it (crate::validate).
+            (None, false) => {}
             (Some(link), _) => {
                 p.check(
                     "spec.email.link.s3.endpoint",
@@ -617,10 +615,10 @@ impl TargetSpec for EmailTarget {
         format!(
             "email to {} ({})",
             self.to.join(", "),
-            if self.attach {
-                "attached"
-            } else {
-                "expiring link"
+            match (&self.link, self.attach) {
+                (_, true) => "attached",
+                (Some(_), false) => "expiring link",
+                (None, false) => "alerts only",
             }
         )
     }

@@ -114,6 +114,28 @@ impl PsaLedger {
         Ok(())
     }
 
+    /// Whether the attempt of `kind` recorded just before attempt `before` succeeded (`None`:
+    /// no finished attempt before it): whether the mapping's sync was healthy, for alerts.
+    pub async fn previous_succeeded(
+        &self,
+        namespace: &str,
+        mapping: &str,
+        kind: SyncKind,
+        before: i64,
+    ) -> Result<Option<bool>> {
+        let outcome: Option<String> = sqlx::query_scalar(
+            "SELECT outcome FROM psa_syncs WHERE namespace = $1 AND mapping = $2 AND kind = $3 \
+             AND id < $4 AND outcome <> 'running' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(namespace)
+        .bind(mapping)
+        .bind(kind.as_str())
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(outcome.map(|o| o == "succeeded"))
+    }
+
     /// The attempts for one slot, oldest first.
     pub async fn attempts(
         &self,

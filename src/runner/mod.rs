@@ -18,5 +18,5 @@ mod timetable;
 pub use decide::{Decision, MAX_SLOTS_PER_DECISION, ON_TIME, ScheduleView, decide, missed_summary};
 pub use engine::{RunReport, RunRequest, Runner};
 pub use execute::Started;
-pub use retry::applied_target;
+
 pub use timetable::Timetable;

@@ -5,7 +5,6 @@
 
 use super::decide::ScheduleView;
 use super::engine::{RunReport, Runner};
-use super::retry::applied_target;
 use crate::alert::{self, Alert, Event, TargetOutcome};
 use crate::ledger::Outcome;
 
@@ -31,7 +30,7 @@ impl Runner {
             let alert = Alert {
                 run_id: Some(report.run_id),
                 error: report.error.clone(),
-                rows: report.rows,
+                rows: Some(report.rows),
                 file: report.file_name.clone(),
                 deliveries: report
                     .targets
@@ -83,20 +82,7 @@ impl Runner {
     }
 
     async fn send_alert(&self, view: &ScheduleView, alert: &Alert) {
-        let mut targets = Vec::new();
-        for name in alert.event.targets(&view.spec.notify) {
-            match applied_target(&self.store, &view.key.namespace, name).await {
-                Ok(Some(spec)) => targets.push((name.clone(), spec)),
-                Ok(None) => tracing::warn!(
-                    schedule = %view.key,
-                    target = %name,
-                    "alert not sent: the DeliveryTarget is not applied"
-                ),
-                Err(e) => {
-                    tracing::warn!(schedule = %view.key, target = %name, "alert not sent: {e}")
-                }
-            }
-        }
-        alert::send::dispatch(alert, &targets, &self.secrets).await;
+        let names = alert.event.targets(&view.spec.notify);
+        alert::send::to_named(alert, names, &self.store, &self.secrets).await;
     }
 }

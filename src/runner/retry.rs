@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use jiff::Zoned;
 
-use crate::api::{Kind, ResourceKey, Spec};
 use crate::deliver::{self, CommitHook, Confirmation, Outgoing};
 use crate::ledger::SlotKey;
 use crate::schedule;
-use crate::state::StateStore;
 use crate::{Error, Result};
 
 use super::decide::ScheduleView;
@@ -24,7 +22,7 @@ impl Runner {
         namespace: &str,
         name: &str,
     ) -> Result<Option<crate::api::DeliveryTargetSpec>> {
-        applied_target(&self.store, namespace, name).await
+        self.store.delivery_target(namespace, name).await
     }
 
     /// Delivers with `retry.attempts` attempts and exponential backoff with jitter. A
@@ -342,20 +340,4 @@ impl TargetOutcome {
 fn jitter(d: Duration) -> Duration {
     let r = u16::from_le_bytes(crate::fsutil::random_bytes::<2>()) as f64 / u16::MAX as f64;
     d.mul_f64(0.8 + 0.4 * r)
-}
-
-/// The applied spec of DeliveryTarget `namespace/name`, if it is applied.
-pub async fn applied_target(
-    store: &StateStore,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<crate::api::DeliveryTargetSpec>> {
-    let key = ResourceKey::new(Kind::DeliveryTarget, namespace, name);
-    let Some(stored) = store.get(&key).await? else {
-        return Ok(None);
-    };
-    match stored.decoded()? {
-        Spec::DeliveryTarget(spec) => Ok(Some((**spec).clone())),
-        _ => Ok(None),
-    }
 }

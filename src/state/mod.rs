@@ -467,6 +467,23 @@ impl StateStore {
         row.map(|r| row_to_resource(&r)).transpose()
     }
 
+    /// The applied spec of DeliveryTarget `namespace/name`, if it is applied: what runs,
+    /// alerts and hand deliveries send through.
+    pub async fn delivery_target(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<crate::api::DeliveryTargetSpec>> {
+        let key = ResourceKey::new(Kind::DeliveryTarget, namespace, name);
+        let Some(stored) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        match stored.decoded()? {
+            Spec::DeliveryTarget(spec) => Ok(Some((**spec).clone())),
+            _ => Ok(None),
+        }
+    }
+
     /// Applies `writes` atomically if the state is still at `lineage`/`serial`; increments the
     /// serial when anything was written. Returns the new serial.
     pub async fn commit(&self, lineage: &str, serial: u64, writes: &[StateWrite]) -> Result<u64> {

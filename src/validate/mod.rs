@@ -534,6 +534,16 @@ fn check_report_schedule(
                     d.target
                 ),
             ),
+            Some(t) if matches!(t.kind(), Some(TargetKind::Email(e)) if e.link.is_none() && !e.attach) => {
+                c.error(
+                    &field,
+                    format!(
+                        "DeliveryTarget `{}` has {}",
+                        d.target,
+                        crate::deliver::email::ALERTS_ONLY
+                    ),
+                )
+            }
             Some(t) => {
                 let ns = c.key.namespace.as_str();
                 let psa = crate::deliver::psa::check_schedule_delivery(
@@ -771,6 +781,7 @@ fn check_customer_mapping(
             &spec.billing,
         ),
     }
+    check_notify(c, &spec.notify.as_notify(), targets);
 }
 
 fn check_psa_settings(

@@ -83,9 +83,6 @@ spec:
       caSecretRef: {{name: smtp, key: ca.pem}}
     from: "Ferry <ferry@ferry.example>"
     to: [oncall@ops.example]
-    subject: "unused for alerts"
-    body: "unused for alerts"
-    attach: true
 "#,
         url = receiver.url,
         smtp_host = smtp["SMTP_HOST"],
@@ -265,9 +262,9 @@ spec:
   columns: [{name: id}]
   format: {csv: {}}
   fileName: "sales.csv"
-  deliverTo: [{target: hook}]
+  deliverTo: [{target: hook}, {target: oncall-mail}]
   notify:
-    onFailure: [archive, nowhere]
+    onFailure: [archive, nowhere, oncall-mail]
 ---
 apiVersion: ferry.dev/v1alpha1
 kind: DeliveryTarget
@@ -278,6 +275,36 @@ apiVersion: ferry.dev/v1alpha1
 kind: DeliveryTarget
 metadata: {name: hook}
 spec: {webhook: {url: "http://alerts.example/hook"}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: oncall-mail}
+spec:
+  email:
+    smtp: {host: smtp.example, port: 465, tls: implicit}
+    from: ferry@ops.example
+    to: [oncall@ops.example]
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {name: cw}
+spec:
+  connectwise:
+    baseUrl: https://api-na.myconnectwise.net
+    companyId: mymsp
+    clientId: "3f6a2c1e-8b4d-4f7a-9c2e-5d1b7a9e0c43"
+    publicKeySecretRef: {name: cw, key: public}
+    privateKeySecretRef: {name: cw, key: private}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: CustomerMapping
+metadata: {name: acme}
+spec:
+  customer: acme
+  psa: {target: cw}
+  company: {identifier: ACME01}
+  notify:
+    onRecovery: [hook, cw]
 "#,
     );
     let run = sb.ferry(["validate", "-f", common::s(&files)]).failure();
@@ -286,9 +313,37 @@ spec: {webhook: {url: "http://alerts.example/hook"}}
         "spec.notify.onFailure[0]: DeliveryTarget `archive` is a localDir target",
         "spec.notify.onFailure[1]: DeliveryTarget `nowhere` not found",
         "spec.webhook.url: `http://alerts.example/hook` is plain HTTP",
+        "spec.notify.onRecovery[1]: DeliveryTarget `cw` is a connectwise target",
+        "spec.deliverTo[1].target: DeliveryTarget `oncall-mail` has no link storage and attach: false, so this email target takes alerts only",
     ] {
         assert!(run.stderr.contains(expected), "{expected}: {run:#?}");
     }
+    assert!(
+        !run.stderr.contains("spec.notify.onRecovery[0]"),
+        "a mapping may alert a webhook: {run:#?}"
+    );
+    assert!(
+        !run.stderr.contains("spec.notify.onFailure[2]"),
+        "an email target without link or attach takes alerts: {run:#?}"
+    );
+
+    // A usage sync cannot be missed (it runs when Ferry is back): no onMissed on a mapping.
+    let mapping = sb.write(
+        "mapping.yaml",
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: CustomerMapping
+metadata: {name: acme}
+spec:
+  customer: acme
+  psa: {target: cw}
+  company: {identifier: ACME01}
+  notify:
+    onMissed: [hook]
+"#,
+    );
+    let run = sb.ferry(["validate", "-f", common::s(&mapping)]).failure();
+    assert!(run.stderr.contains("mapping.yaml:9"), "{run:#?}");
+    assert!(run.stderr.contains("onMissed"), "{run:#?}");
 }
 
 #[test]

@@ -1181,3 +1181,107 @@ fn ferry_run_releases_a_removed_delete_policy_mapping_as_apply_does_autotask_uni
     assert!(mapping_names(&sb).is_empty());
     rt.block_on(sim.shutdown());
 }
+
+/// The mapping's `notify`: `ops-hook` (a webhook, Ferry's document) on failure and recovery.
+fn ops_hook(receiver: &common::webhook::Receiver) -> String {
+    format!(
+        r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: ops-hook}}
+spec:
+  webhook:
+    url: {}/psa
+    caSecretRef: {{name: hooks, key: ca.pem}}
+"#,
+        receiver.url
+    )
+}
+
+fn with_notify(mapping: String) -> String {
+    format!("{mapping}  notify: {{onFailure: [ops-hook], onRecovery: [ops-hook]}}\n")
+}
+
+#[test]
+fn a_failing_usage_sync_is_alerted_once_and_its_recovery_once_while_manual_syncs_alert_nobody() {
+    let rt = runtime();
+    let sim = start_cw(&rt, CW_DATA);
+    let receiver = rt.block_on(common::webhook::start_receiver());
+    let mut sb = cw_sandbox();
+    sb.write_secret("default", "hooks", "ca.pem", &receiver.ca_pem);
+    let db = usage_db(&sb, &[("acme", "endpoint-protection", 3.0)]);
+    let docs = |agreement: &str| {
+        [
+            cw_target(&sim),
+            ops_hook(&receiver),
+            with_notify(cw_mapping("acme", "ACME01", agreement, &db, false)),
+        ]
+        .join("---\n")
+    };
+    let files = sb.write("cw.yaml", &docs("Legacy"));
+    let alerts = || -> Vec<Value> {
+        receiver
+            .at("/psa")
+            .iter()
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect()
+    };
+    let run_once_at = |sb: &mut Sandbox, now: &str| {
+        sb.set_env("FERRY_NOW", now);
+        sb.ferry(["run", "--once", "-f", files.to_str().unwrap()])
+    };
+
+    // Day 1: the agreement is cancelled; the usage sync fails and ops-hook is told.
+    let run = run_once_at(&mut sb, "2026-07-30T08:00:00Z");
+    assert_eq!(run.code, 1, "{run:#?}");
+    let told = alerts();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert_eq!(told[0]["event"], "failure");
+    assert_eq!(told[0]["kind"], "CustomerMapping");
+    assert_eq!(told[0]["name"], "acme");
+    assert_eq!(told[0]["sync"], "usage");
+    assert_eq!(told[0]["customer"], "acme");
+    assert_eq!(told[0]["outcome"], "failed");
+    assert!(
+        told[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("agreement `Legacy` (#11) is not active"),
+        "{:#}",
+        told[0]
+    );
+    assert!(told[0].get("rows").is_none(), "{:#}", told[0]);
+    for secret in ["priv-SECRET-456", "pub-KEY-123"] {
+        assert!(!receiver.at("/psa")[0].body.contains(secret));
+    }
+
+    // Day 2: the usage sync still fails: nobody is told again, and a sync by hand alerts
+    // nobody either. The billing push of the month's last day is due and fails too: billing
+    // is followed apart from usage, so that is its own first failure.
+    assert_eq!(run_once_at(&mut sb, "2026-07-31T08:00:00Z").code, 1);
+    assert_eq!(sb.ferry(["run-now", "customermapping/acme"]).code, 1);
+    let told = alerts();
+    assert_eq!(told.len(), 2, "one alert per change of state: {told:#?}");
+    assert_eq!(told[1]["event"], "failure");
+    assert_eq!(told[1]["sync"], "billing");
+    assert_eq!(told[1]["slot"], "2026-07-31T06:00:00+02:00");
+
+    // Fixed in Git: the next scheduled sync succeeds and ops-hook hears of the recovery.
+    std::fs::write(&files, docs("Managed Services")).unwrap();
+    run_once_at(&mut sb, "2026-08-01T08:00:00Z").success();
+    // The failed billing push of 31 July is tried again and recovers too, on its own.
+    let told = alerts();
+    assert_eq!(told.len(), 4, "{told:#?}");
+    assert_eq!(told[2]["event"], "recovery");
+    assert_eq!(told[2]["sync"], "usage");
+    assert_eq!(told[2]["slot"], "2026-08-01T00:00:00+00:00");
+    assert_eq!(told[2]["pushed"], 2, "both contracts set: {:#}", told[2]);
+    assert!(told[2].get("error").is_none());
+    assert_eq!(told[3]["event"], "recovery");
+    assert_eq!(told[3]["sync"], "billing");
+    assert_eq!(told[3]["slot"], "2026-07-31T06:00:00+02:00");
+
+    // Day 4: healthy after healthy, and no onSuccess: nothing to say.
+    run_once_at(&mut sb, "2026-08-02T08:00:00Z").success();
+    assert_eq!(alerts().len(), 4);
+    rt.block_on(sim.shutdown());
+}

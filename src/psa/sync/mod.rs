@@ -13,6 +13,7 @@
 //! the mapping's status).
 
 pub mod mapping;
+mod notify;
 pub mod push;
 pub mod resolve;
 pub mod status;
@@ -347,6 +348,17 @@ impl Syncer {
         .await
         {
             tracing::error!(mapping = %view.key, "status not written: {e}");
+        }
+        if let (Some(attempt), Trigger::Scheduled) = (record, job.trigger) {
+            notify::alert_sync(
+                &self.store,
+                &self.ledger,
+                &self.secrets,
+                view,
+                attempt,
+                &report,
+            )
+            .await;
         }
         report
     }
