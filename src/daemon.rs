@@ -278,7 +278,14 @@ where
                 periodic.clone(),
             );
             check_round = Some(tokio::spawn(async move {
-                crate::check::periodic::round(&store, &secrets, &periodic, now).await
+                let changes =
+                    crate::check::periodic::round(&store, &secrets, &periodic, now).await?;
+                // Alerts on their own: a slow receiver does not hold the conditions' Events.
+                let told = changes.clone();
+                tokio::spawn(async move {
+                    crate::check::periodic::alert(&store, &secrets, &told).await;
+                });
+                Ok(changes)
             }));
         }
         if sync_cycle.as_ref().is_some_and(|t| t.is_finished()) {

@@ -32,6 +32,10 @@ pub enum Event {
     Recovery,
     /// A run succeeded.
     Success,
+    /// A periodic check found a schedule's source or one of its targets failing.
+    CheckFailed,
+    /// That check passes again.
+    CheckPassed,
 }
 
 impl Event {
@@ -42,6 +46,8 @@ impl Event {
             Event::Missed => "missed",
             Event::Recovery => "recovery",
             Event::Success => "success",
+            Event::CheckFailed => "checkFailed",
+            Event::CheckPassed => "checkPassed",
         }
     }
 
@@ -52,6 +58,7 @@ impl Event {
             Event::Missed => &notify.on_missed,
             Event::Recovery => &notify.on_recovery,
             Event::Success => &notify.on_success,
+            Event::CheckFailed | Event::CheckPassed => &notify.on_check_failed,
         }
     }
 }
@@ -107,8 +114,17 @@ pub struct Alert {
     /// For a CustomerMapping: our customer's key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
-    /// The slot, RFC 3339 with the zone's offset (the first missed one, for `missed`).
+    /// The slot, RFC 3339 with the zone's offset (the first missed one, for `missed`; none
+    /// for a check).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub slot: String,
+    /// For a check: the condition (`SourceReady` of a schedule, `Reachable` of a target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<&'static str>,
+    /// For a check: the schedules the checked resource serves, whose `onCheckFailed` names
+    /// the target told.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<String>,
     /// The run's ledger id (none for missed slots).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
@@ -153,6 +169,8 @@ impl Alert {
             sync: None,
             customer: None,
             slot: slot.to_string(),
+            condition: None,
+            schedules: Vec::new(),
             run_id: None,
             outcome: outcome.as_str().to_string(),
             error: None,
@@ -197,6 +215,11 @@ impl Alert {
             ),
             Event::Recovery => format!("{what} recovered: slot {} succeeded", self.slot),
             Event::Success => format!("{what} succeeded at slot {}{counted}", self.slot),
+            Event::CheckFailed => format!(
+                "{what} failed its check ({} false)",
+                self.condition.unwrap_or("condition")
+            ),
+            Event::CheckPassed => format!("{what} passes its check again"),
         }
     }
 
@@ -213,6 +236,9 @@ impl Alert {
                 self.file,
                 self.rows.unwrap_or(0)
             ));
+        }
+        if !self.schedules.is_empty() {
+            out.push_str(&format!("\nSchedules: {}\n", self.schedules.join(", ")));
         }
         if let Some(customer) = &self.customer {
             out.push_str(&format!("\nCustomer: {customer}\n"));
@@ -252,8 +278,8 @@ impl Alert {
                 "@context": "https://schema.org/extensions",
                 "summary": self.headline(),
                 "themeColor": match self.event {
-                    Event::Failure | Event::Missed => "D83B01",
-                    Event::Recovery | Event::Success => "107C10",
+                    Event::Failure | Event::Missed | Event::CheckFailed => "D83B01",
+                    Event::Recovery | Event::Success | Event::CheckPassed => "107C10",
                 },
                 "title": self.headline(),
                 "text": self.text().replace('\n', "\n\n"),
@@ -340,6 +366,35 @@ mod tests {
             serde_json::from_str(&failure().body(WebhookFormat::Teams)).unwrap();
         assert_eq!(teams["@type"], "MessageCard");
         assert_eq!(teams["title"], failure().headline());
+        assert_eq!(teams["themeColor"], "D83B01");
+    }
+
+    #[test]
+    fn a_check_alert_names_the_condition_and_the_schedules_it_serves() {
+        let alert = Alert {
+            kind: "DeliveryTarget",
+            condition: Some("Reachable"),
+            schedules: vec!["sales".into(), "stock".into()],
+            error: Some("delivery: host key verification failed".into()),
+            ..Alert::new(
+                Event::CheckFailed,
+                "shop",
+                "partner-sftp",
+                "",
+                Outcome::Failed,
+            )
+        };
+        assert_eq!(
+            alert.headline(),
+            "DeliveryTarget shop/partner-sftp failed its check (Reachable false)"
+        );
+        assert!(alert.text().contains("Schedules: sales, stock"));
+        let body: serde_json::Value =
+            serde_json::from_str(&alert.body(WebhookFormat::Ferry)).unwrap();
+        assert_eq!(body["event"], "checkFailed");
+        assert!(body.get("slot").is_none() && body.get("rows").is_none());
+        let teams: serde_json::Value =
+            serde_json::from_str(&alert.body(WebhookFormat::Teams)).unwrap();
         assert_eq!(teams["themeColor"], "D83B01");
     }
 }

@@ -129,6 +129,7 @@ impl SyncNotify {
             on_missed: Vec::new(),
             on_recovery: self.on_recovery.clone(),
             on_success: self.on_success.clone(),
+            on_check_failed: Vec::new(),
         }
     }
 }

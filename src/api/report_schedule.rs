@@ -114,6 +114,12 @@ pub struct Notify {
     /// Told after every successful run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on_success: Vec<String>,
+    /// Told when a periodic check (`ferry run` / `ferry controller`, `--check-interval`) finds
+    /// this schedule's source or one of its `deliverTo` targets failing, ahead of the next
+    /// run, and again when that check passes. One alert per target told, however many of its
+    /// schedules the failing resource serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_check_failed: Vec<String>,
 }
 
 impl Notify {
@@ -123,6 +129,7 @@ impl Notify {
             && self.on_missed.is_empty()
             && self.on_recovery.is_empty()
             && self.on_success.is_empty()
+            && self.on_check_failed.is_empty()
     }
 
     /// Every `(field, target)` pair, in field order.
@@ -132,6 +139,7 @@ impl Notify {
             ("onMissed", &self.on_missed),
             ("onRecovery", &self.on_recovery),
             ("onSuccess", &self.on_success),
+            ("onCheckFailed", &self.on_check_failed),
         ]
         .into_iter()
         .flat_map(|(field, names)| names.iter().map(move |n| (field, n.as_str())))

@@ -11,6 +11,7 @@ use jiff::Timestamp;
 
 use super::{APPLIED, CheckOptions, CheckResult, Status, check_all};
 use crate::Result;
+use crate::alert::{Alert, Event};
 use crate::api::{Kind, ResourceKey, Spec};
 use crate::load::{LoadedResource, Origin};
 use crate::pipeline::status::{ConditionType, Truth, set_condition};
@@ -184,6 +185,66 @@ pub async fn record(
         }
     }
     Ok(changes)
+}
+
+/// Tells the `onCheckFailed` targets of the schedules `changes` concern: a schedule whose
+/// source check changed, or the schedules delivering to a target whose check changed. One
+/// alert per target told and change, naming the schedules it is told for. Failures to alert
+/// are logged by [`crate::alert::send`], never returned.
+pub async fn alert(store: &StateStore, secrets: &FileSecrets, changes: &[ConditionChange]) {
+    if changes.is_empty() {
+        return;
+    }
+    let state = match store.snapshot().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!("check alerts skipped: the applied resources cannot be read: {e}");
+            return;
+        }
+    };
+    for change in changes {
+        let mut told: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for stored in state.resources.values() {
+            let Some(Spec::ReportSchedule(spec)) = stored.typed_spec() else {
+                continue;
+            };
+            let concerned = stored.key.namespace == change.key.namespace
+                && match change.key.kind {
+                    Kind::ReportSchedule => stored.key.name == change.key.name,
+                    Kind::DeliveryTarget => {
+                        spec.deliver_to.iter().any(|d| d.target == change.key.name)
+                    }
+                    Kind::CustomerMapping => false,
+                };
+            if concerned {
+                for name in &spec.notify.on_check_failed {
+                    told.entry(name).or_default().push(stored.key.name.clone());
+                }
+            }
+        }
+        let (event, outcome) = if change.holds {
+            (Event::CheckPassed, "passed")
+        } else {
+            (Event::CheckFailed, "failed")
+        };
+        for (target, schedules) in told {
+            let alert = Alert {
+                kind: change.key.kind.as_str(),
+                condition: Some(change.condition),
+                schedules,
+                outcome: outcome.to_string(),
+                error: (!change.holds).then(|| change.message.clone()),
+                ..Alert::new(
+                    event,
+                    &change.key.namespace,
+                    &change.key.name,
+                    "",
+                    crate::ledger::Outcome::Failed,
+                )
+            };
+            crate::alert::send::to_named(&alert, &[target.to_string()], store, secrets).await;
+        }
+    }
 }
 
 fn capitalized(word: &str) -> String {

@@ -410,3 +410,120 @@ spec:
     );
     assert_eq!(card["themeColor"], "107C10");
 }
+
+/// `onCheckFailed`: the daemon's periodic check finds the target both schedules deliver to
+/// broken (its directory is a file). The hook named by both is told once, with both schedules;
+/// the file fixed and reloaded, the check passes and the hook hears that too.
+#[test]
+fn a_failed_periodic_check_is_alerted_once_per_target_told_and_its_passing_again_too() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(start_receiver());
+    let sb = Sandbox::new();
+    sb.write_secret("default", "hooks", "ca.pem", &receiver.ca_pem);
+    std::fs::write(sb.root().join("shop.db"), "").unwrap();
+    std::fs::write(
+        sb.root().join("not-a-dir"),
+        "a file where the reports would go",
+    )
+    .unwrap();
+    let schedule = |name: &str| {
+        format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: ReportSchedule
+metadata: {{name: {name}}}
+spec:
+  schedule: {{daily: {{at: "00:30"}}}}
+  source: {{sql: {{url: "sqlite://shop.db", query: "SELECT 1 AS id"}}}}
+  columns: [{{name: id}}]
+  format: {{csv: {{}}}}
+  fileName: "{name}.csv"
+  deliverTo: [{{target: archive}}]
+  notify: {{onCheckFailed: [ops-hook]}}
+"#
+        )
+    };
+    let resources = |path: &str| {
+        [
+            schedule("sales"),
+            schedule("stock"),
+            format!(
+                r#"apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: archive}}
+spec: {{localDir: {{path: {path}}}}}
+---
+apiVersion: ferry.dev/v1alpha1
+kind: DeliveryTarget
+metadata: {{name: ops-hook}}
+spec:
+  webhook:
+    url: {url}/checks
+    caSecretRef: {{name: hooks, key: ca.pem}}
+"#,
+                url = receiver.url
+            ),
+        ]
+        .join("---\n")
+    };
+    let file = sb.write("shop.yaml", &resources("not-a-dir"));
+    let mut cmd = common::ferry_command();
+    cmd.args(["run", "-f"])
+        .arg(&file)
+        .args(["--poll", "1s", "--check-interval", "1h"])
+        .arg("--state")
+        .arg(&sb.state)
+        .arg("--secrets-dir")
+        .arg(&sb.secrets)
+        .current_dir(sb.root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(sb.root().join("daemon.log")).unwrap());
+    let mut daemon = common::hosted::Daemon(cmd.spawn().expect("ferry run starts"));
+    let told = |n: usize| -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let got = receiver.at("/checks");
+            if got.len() >= n {
+                return got
+                    .iter()
+                    .map(|r| serde_json::from_str(&r.body).unwrap())
+                    .collect();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} alert(s), not {n}\n{}",
+                got.len(),
+                std::fs::read_to_string(sb.root().join("daemon.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let alerts = told(1);
+    assert_eq!(alerts[0]["event"], "checkFailed", "{:#}", alerts[0]);
+    assert_eq!(alerts[0]["kind"], "DeliveryTarget");
+    assert_eq!(alerts[0]["name"], "archive");
+    assert_eq!(alerts[0]["condition"], "Reachable");
+    assert_eq!(alerts[0]["outcome"], "failed");
+    assert_eq!(
+        alerts[0]["schedules"],
+        serde_json::json!(["sales", "stock"])
+    );
+    assert!(
+        alerts[0]["error"].as_str().unwrap().contains("not-a-dir"),
+        "{:#}",
+        alerts[0]
+    );
+    assert!(alerts[0].get("slot").is_none(), "{:#}", alerts[0]);
+
+    // Fixed in the file: the reload is checked at once and the hook hears it passes.
+    std::fs::write(&file, resources("archive")).unwrap();
+    let alerts = told(2);
+    assert_eq!(
+        alerts.len(),
+        2,
+        "one alert, not one per schedule: {alerts:#?}"
+    );
+    assert_eq!(alerts[1]["event"], "checkPassed", "{:#}", alerts[1]);
+    assert_eq!(alerts[1]["name"], "archive");
+    assert!(alerts[1].get("error").is_none(), "{:#}", alerts[1]);
+    daemon.stop();
+}
