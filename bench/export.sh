@@ -5,8 +5,9 @@
 #               same export split (`partition: {column: id, parts: N}`) for each N of PG_PARTS
 #   pg-10m      PostgreSQL -> CSV, 10M x 5   vs psql \copy, serial and split the same way
 #   csv-mariadb MariaDB -> CSV, 1M x 10      vs `mariadb -B -e` (tab-separated batch output, the
-#               usual shell export; `SELECT ... INTO OUTFILE` writes on the server's disk,
-#               which a report's reader rarely may)
+#               usual shell export), then vs `SELECT ... INTO OUTFILE` (the server writes the
+#               file on its own disk, no client in between: the fastest MariaDB export, though
+#               one a report's reader rarely may use; needs root's socket login, else skipped)
 #   xlsx        SQLite -> XLSX, 1M x 10      vs Python XlsxWriter (constant_memory), typed cells
 #   pdf         SQLite -> PDF, 100k x 10     embedded IPAGothic, and the built-in Helvetica (Latin
 #                                            text); no reference tool: with PDF_OLD_BIN, another
@@ -524,11 +525,39 @@ if want csv-mariadb; then
             $(($(lines "$FERRY_FILE") - 1)) "$FERRY_ROWS" "$(bytes "$REF_OUT")" "$(bytes "$FERRY_FILE")" \
             "$("${MY[@]}" -N -B -e 'SELECT VERSION()' 2>/dev/null) on loopback, sharing the cores"
         rm -f "$REF_OUT" "$FERRY_FILE"
-        if [[ ${KEEP:-0} != 1 ]]; then
-            "${MY[@]}" -e "DROP TABLE IF EXISTS $PG_TABLE" >/dev/null 2>&1 || true
-        fi
     else
         record csv-mariadb "$ROWS" "mariadb -B -e (tab-separated)" - - - - ratio "$CSV_GOAL" - - - - - "SKIPPED: $MARIADB_NOTE"
+    fi
+fi
+# The server writes the file itself (as its own user, so into a directory it may write), with
+# CSV-like options: comma, `"` around strings, NULL as \N, backslash escapes.
+ref_mariadb_outfile() {
+    local out=$OUTFILE_DIR/items.csv
+    rm -f "$out"
+    run_measured "INTO OUTFILE" "$1" "${MY_ADMIN[@]}" -e "$Q_PG INTO OUTFILE '$out' FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\n'"
+    mv -f "$out" "$1"
+}
+if want csv-mariadb && [[ $MARIADB_OK == 1 ]]; then
+    MY_ADMIN=(mariadb --no-defaults -S "$MARIADB_SOCKET" -u root "$MARIADB_DATABASE")
+    OUTFILE_DIR=$(mktemp -d /tmp/ferry-bench-outfile.XXXXXX)
+    chmod 1777 "$OUTFILE_DIR"
+    if "${MY_ADMIN[@]}" -N -e "SELECT 1" >/dev/null 2>&1; then
+        log "csv-mariadb-outfile: $ROWS rows, SELECT ... INTO OUTFILE vs ferry, warm-up + $REPS"
+        REF_OUT=$REF/mariadb-outfile.csv
+        FERRY_FILE=""
+        bench_case csv-mariadb-outfile "INTO OUTFILE" "$REPS" ref_mariadb_outfile csv-mariadb
+        record "csv-mariadb, INTO OUTFILE" "$ROWS" "SELECT ... INTO OUTFILE (server-side file)" \
+            "$REF_SAMPLES" "$REF_RSS_MAX" "$FERRY_SAMPLES" "$FERRY_RSS_MAX" ratio "$CSV_GOAL" \
+            "$(lines "$REF_OUT")" $(($(lines "$FERRY_FILE") - 1)) "$FERRY_ROWS" "$(bytes "$REF_OUT")" \
+            "$(bytes "$FERRY_FILE")" "the server writes to its own disk (RSS: the client only)"
+        rm -f "$REF_OUT" "$FERRY_FILE"
+    else
+        record "csv-mariadb, INTO OUTFILE" "$ROWS" "SELECT ... INTO OUTFILE (server-side file)" - - - - ratio "$CSV_GOAL" - - - - - \
+            "SKIPPED: no root login on the server's socket (run as root)"
+    fi
+    rm -rf "$OUTFILE_DIR"
+    if [[ ${KEEP:-0} != 1 ]]; then
+        "${MY[@]}" -e "DROP TABLE IF EXISTS $PG_TABLE" >/dev/null 2>&1 || true
     fi
 fi
 
