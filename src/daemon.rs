@@ -220,6 +220,9 @@ where
         .clone()
         .filter(|c| !c.interval.is_zero() && !options.once);
     let mut check_round: Option<tokio::task::JoinHandle<Result<Vec<ConditionChange>>>> = None;
+    // Check alerts go out in the order of the rounds, one round's after the other's: a slow
+    // receiver must not hear "passes again" before "failed".
+    let check_alerts = Arc::new(tokio::sync::Mutex::new(()));
     let mut last_round = Timestamp::MIN;
     let mut next_round = checks.as_ref().map(|_| Timestamp::MIN);
     // Something was applied while a round ran: another round follows it at once.
@@ -272,10 +275,11 @@ where
             && now >= at
         {
             last_round = now;
-            let (store, secrets, periodic) = (
+            let (store, secrets, periodic, in_order) = (
                 runner.store().clone(),
                 runner.secrets().clone(),
                 periodic.clone(),
+                check_alerts.clone(),
             );
             check_round = Some(tokio::spawn(async move {
                 let changes =
@@ -283,6 +287,7 @@ where
                 // Alerts on their own: a slow receiver does not hold the conditions' Events.
                 let told = changes.clone();
                 tokio::spawn(async move {
+                    let _turn = in_order.lock().await;
                     crate::check::periodic::alert(&store, &secrets, &told).await;
                 });
                 Ok(changes)
