@@ -356,7 +356,15 @@ pub fn s3_client(settings: &S3Settings<'_>) -> Result<AmazonS3, String> {
         .with_client_options(client_options(settings.endpoint))
         .with_retry(retry_config());
     if let Some(endpoint) = settings.endpoint {
-        builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+        let endpoint = endpoint.trim_end_matches('/');
+        // object_store takes a virtual-hosted endpoint as the bucket's own (the bucket in the
+        // host already); given the store's endpoint, it would send every key to the store's
+        // root, where the key's first segment reads as a bucket.
+        builder = builder.with_endpoint(if settings.virtual_hosted {
+            bucket_host_endpoint(endpoint, settings.bucket)?
+        } else {
+            endpoint.to_string()
+        });
     }
     if let Some((kind, kms_key)) = settings.encryption {
         let key: AmazonS3ConfigKey = "aws_server_side_encryption"
@@ -374,6 +382,26 @@ pub fn s3_client(settings: &S3Settings<'_>) -> Result<AmazonS3, String> {
     builder
         .build()
         .map_err(|e| format!("S3 client: {}", scrub(&chain(&e), &refs)))
+}
+
+/// `https://<bucket>.<host>[:port][/path]` for the store's endpoint `https://<host>...`:
+/// where virtual-hosted-style requests go. An endpoint that already starts with the bucket's
+/// name is kept.
+fn bucket_host_endpoint(endpoint: &str, bucket: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return Err(format!("endpoint `{endpoint}` has no scheme (https://...)"));
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    if host.parse::<std::net::IpAddr>().is_ok() || rest.starts_with('[') {
+        return Err(format!(
+            "endpoint `{endpoint}` is an IP address, which has no subdomain for the bucket: \
+             use addressing: path, or the store's host name"
+        ));
+    }
+    if rest.starts_with(&format!("{bucket}.")) {
+        return Ok(endpoint.to_string());
+    }
+    Ok(format!("{scheme}://{bucket}.{rest}"))
 }
 
 /// A GCS client for `gcs`, signing with the service account's JSON `key` (else the
@@ -839,6 +867,12 @@ fn check_s3(s3: &S3Bucket, p: &mut Problems) {
     p.non_empty("spec.objectStore.s3.region", &s3.region);
     if let Some(endpoint) = &s3.endpoint {
         p.check("spec.objectStore.s3.endpoint", check_http_url(endpoint));
+        if s3_virtual_hosted(s3) && check_http_url(endpoint).is_ok() {
+            p.check(
+                "spec.objectStore.s3.addressing",
+                bucket_host_endpoint(endpoint.trim_end_matches('/'), &s3.bucket).map(drop),
+            );
+        }
     }
     match (
         &s3.access_key_id_secret_ref,
@@ -910,6 +944,28 @@ mod tests {
             scrub("denied for AKIDEXAMPLE (AKIDEXAMPLE)", &[&key, &empty]),
             "denied for (sensitive) ((sensitive))"
         );
+    }
+
+    #[test]
+    fn virtual_hosted_requests_go_to_the_bucket_under_the_stores_host() {
+        assert_eq!(
+            bucket_host_endpoint("https://s3.wasabisys.com", "reports").unwrap(),
+            "https://reports.s3.wasabisys.com"
+        );
+        assert_eq!(
+            bucket_host_endpoint("http://minio.internal:9000", "reports").unwrap(),
+            "http://reports.minio.internal:9000"
+        );
+        assert_eq!(
+            bucket_host_endpoint("https://reports.s3.example.com", "reports").unwrap(),
+            "https://reports.s3.example.com",
+            "already the bucket's host"
+        );
+        for ip in ["http://127.0.0.1:9000", "http://[::1]:9000"] {
+            let e = bucket_host_endpoint(ip, "reports").unwrap_err();
+            assert!(e.contains("addressing: path"), "{e}");
+        }
+        assert!(bucket_host_endpoint("s3.example.com", "reports").is_err());
     }
 
     #[test]

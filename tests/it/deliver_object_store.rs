@@ -409,6 +409,61 @@ spec:
     assert!(sb.snapshot().len() == 0, "validate changes nothing");
 }
 
+/// `addressing: virtualHosted` with a store's endpoint: the bucket goes into the host name
+/// (`reports.s3.test`), the key alone into the path. The server reads the bucket from the
+/// `Host` header, which the signature covers; it is reached through `HTTP_PROXY`, since no
+/// resolver here knows `*.s3.test`.
+#[test]
+fn virtual_hosted_addressing_puts_the_bucket_in_the_host_and_only_the_key_in_the_path() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = runtime.block_on(start_s3());
+    let mut sb = sandbox(S3_SECRET_KEY);
+    let port = s3.endpoint.rsplit(':').next().unwrap().to_string();
+    sb.set_env("HTTP_PROXY", &s3.endpoint);
+    sb.set_env("NO_PROXY", "");
+    let endpoint = format!("http://{}:{port}", common::s3::VIRTUAL_HOST_DOMAIN);
+    let files = sb.write(
+        "bucket.yaml",
+        &format!(
+            "{}---\n{}",
+            s3_target(&endpoint, BUCKET, "      addressing: virtualHosted\n"),
+            schedule(50, "bucket")
+        ),
+    );
+    sb.apply(&[&files]);
+    sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();
+    let key = "partner/2026/07/sales_20260731003000.csv";
+    let archived = std::fs::read(sb.root().join("archive/sales_20260731003000.csv")).unwrap();
+    assert_eq!(std::fs::read(object_file(&s3, key)).unwrap(), archived);
+    let puts: Vec<_> = s3
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.op == "PutObject")
+        .cloned()
+        .collect();
+    assert_eq!(puts.len(), 1, "{puts:#?}");
+    assert_eq!(puts[0].path, format!("{BUCKET}/{key}"));
+    assert_eq!(
+        puts[0].headers["host"],
+        format!("{BUCKET}.{}:{port}", common::s3::VIRTUAL_HOST_DOMAIN)
+    );
+    assert_eq!(receipt(&sb, "bucket")["outcome"], "succeeded");
+
+    // An IP address has no subdomain for the bucket: refused at validate, at its field.
+    let bad = sb.write(
+        "bad.yaml",
+        &s3_target(&s3.endpoint, BUCKET, "      addressing: virtualHosted\n"),
+    );
+    let run = sb.ferry(["validate", "-f", common::s(&bad)]).failure();
+    assert!(
+        run.stderr.contains("spec.objectStore.s3.addressing")
+            && run.stderr.contains("use addressing: path"),
+        "{run:#?}"
+    );
+}
+
 /// Running the slot again sends nothing: both targets say "already delivered".
 fn nothing_sent_again(sb: &Sandbox) {
     let again = sb.ferry(["run-now", "rs/sales", "--slot", SLOT]).success();

@@ -51,6 +51,30 @@ impl s3s::access::S3Access for Policy {
     }
 }
 
+/// The domain of virtual-hosted-style requests: `Host: <bucket>.s3.test:<port>` names the
+/// bucket (a client reaches it through `HTTP_PROXY` pointing at the server, as no resolver
+/// knows the name). Requests to `127.0.0.1:<port>` stay path-style.
+pub const VIRTUAL_HOST_DOMAIN: &str = "s3.test";
+
+/// Reads the bucket from a `Host` header under [`VIRTUAL_HOST_DOMAIN`], the port ignored
+/// (s3s's `SingleDomain` compares the whole header, port included).
+struct VirtualHosts;
+
+impl s3s::host::S3Host for VirtualHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let name = host.split(':').next().unwrap_or(host);
+        Ok(
+            match name
+                .strip_suffix(VIRTUAL_HOST_DOMAIN)
+                .and_then(|b| b.strip_suffix('.'))
+            {
+                Some(bucket) => s3s::host::VirtualHost::new(name).with_bucket(bucket),
+                None => s3s::host::VirtualHost::new(name),
+            },
+        )
+    }
+}
+
 /// A running server: its `http://127.0.0.1:PORT` endpoint and its storage directory.
 pub struct S3Server {
     /// Endpoint URL, path-style addressing.
@@ -77,6 +101,7 @@ pub async fn start_s3() -> S3Server {
             S3_SECRET_KEY,
         ));
         b.set_access(Policy(seen.clone()));
+        b.set_host(VirtualHosts);
         b.build()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
