@@ -250,8 +250,13 @@ impl Alert {
             }
         }
         if let Some(run) = self.run_id {
+            let what = if self.sync.is_some() {
+                "Attempt"
+            } else {
+                "Run"
+            };
             out.push_str(&format!(
-                "\nRun {run}: ferry history {}/{} -n {}\n",
+                "\n{what} {run}: ferry history {}/{} -n {}\n",
                 self.kind.to_ascii_lowercase(),
                 self.name,
                 self.namespace

@@ -133,7 +133,7 @@ pub(super) async fn psa_history(
                 .iter()
                 .map(|(kind, r)| {
                     serde_json::json!({
-                        "kind": kind.as_str(), "slot": slot(r.slot_epoch), "trigger": r.trigger,
+                        "id": r.id, "kind": kind.as_str(), "slot": slot(r.slot_epoch), "trigger": r.trigger,
                         "outcome": r.outcome, "startedAt": r.started_at,
                         "finishedAt": r.finished_at, "error": r.error, "pushed": r.pushed,
                     })

@@ -1250,6 +1250,11 @@ fn a_failing_usage_sync_is_alerted_once_and_its_recovery_once_while_manual_syncs
         told[0]
     );
     assert!(told[0].get("rows").is_none(), "{:#}", told[0]);
+    let history = sb
+        .ferry(["history", "customermapping/acme", "-o", "json"])
+        .success()
+        .json();
+    assert_eq!(history[0]["id"], told[0]["runId"], "{history:#}");
     for secret in ["priv-SECRET-456", "pub-KEY-123"] {
         assert!(!receiver.at("/psa")[0].body.contains(secret));
     }
