@@ -202,15 +202,26 @@ pub async fn alert(store: &StateStore, secrets: &FileSecrets, changes: &[Conditi
             return;
         }
     };
+    // The schedules that ask to be told, found once for every change.
+    let asking: Vec<(&ResourceKey, &crate::api::ReportScheduleSpec)> = state
+        .resources
+        .values()
+        .filter_map(|stored| match stored.typed_spec() {
+            Some(Spec::ReportSchedule(spec)) if !spec.notify.on_check_failed.is_empty() => {
+                Some((&stored.key, spec))
+            }
+            _ => None,
+        })
+        .collect();
+    if asking.is_empty() {
+        return;
+    }
     for change in changes {
         let mut told: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        for stored in state.resources.values() {
-            let Some(Spec::ReportSchedule(spec)) = stored.typed_spec() else {
-                continue;
-            };
-            let concerned = stored.key.namespace == change.key.namespace
+        for (key, spec) in &asking {
+            let concerned = key.namespace == change.key.namespace
                 && match change.key.kind {
-                    Kind::ReportSchedule => stored.key.name == change.key.name,
+                    Kind::ReportSchedule => key.name == change.key.name,
                     Kind::DeliveryTarget => {
                         spec.deliver_to.iter().any(|d| d.target == change.key.name)
                     }
@@ -218,7 +229,7 @@ pub async fn alert(store: &StateStore, secrets: &FileSecrets, changes: &[Conditi
                 };
             if concerned {
                 for name in &spec.notify.on_check_failed {
-                    told.entry(name).or_default().push(stored.key.name.clone());
+                    told.entry(name).or_default().push(key.name.clone());
                 }
             }
         }

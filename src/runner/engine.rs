@@ -154,15 +154,13 @@ impl Runner {
         let decision = decide(&compiled, reference, view.deadline()?, now);
         let now_s = now.to_string();
         // Read before the missed slots are recorded: whether they are news (a `missed` alert).
-        let before_missed =
-            match decision.missed.is_empty() || view.spec.notify.on_missed.is_empty() {
-                true => None,
-                false => {
-                    self.ledger
-                        .previous_outcome(&view.key.namespace, &view.key.name, i64::MAX)
-                        .await?
-                }
-            };
+        let before_missed = if decision.missed.is_empty() || view.spec.notify.on_missed.is_empty() {
+            None
+        } else {
+            self.ledger
+                .previous_outcome(&view.key.namespace, &view.key.name, i64::MAX)
+                .await?
+        };
         let reason = match view.spec.starting_deadline.as_deref() {
             Some(d) => format!("missed by more than startingDeadline {d} (ferry was not running)"),
             None => "superseded by a later slot (ferry was not running)".to_string(),
@@ -174,8 +172,7 @@ impl Runner {
                 .await?;
             crate::observe::slot_missed(&view.key.namespace, &view.key.name);
         }
-        let missed: Vec<String> = decision.missed.iter().map(crate::ledger::rfc3339).collect();
-        self.alert_missed(view, before_missed, &missed, &reason)
+        self.alert_missed(view, before_missed, &decision.missed, &reason)
             .await;
         if let Some(line) = missed_summary(view, &decision, &reason) {
             // One line per schedule and decision, however long the downtime: each slot is in

@@ -52,13 +52,13 @@ impl Runner {
         }
     }
 
-    /// Sends the `missed` alert of `slots` (RFC 3339, oldest first) just recorded missed,
+    /// Sends the `missed` alert of `slots` (oldest first) just recorded missed,
     /// when the schedule was healthy before them (`previous`, read before they were recorded).
     pub(super) async fn alert_missed(
         &self,
         view: &ScheduleView,
         previous: Option<Outcome>,
-        slots: &[String],
+        slots: &[jiff::Zoned],
         reason: &str,
     ) {
         let Some(first) = slots.first() else { return };
@@ -74,7 +74,7 @@ impl Runner {
                 Event::Missed,
                 &view.key.namespace,
                 &view.key.name,
-                first,
+                &crate::ledger::rfc3339(first),
                 Outcome::Missed,
             )
         };

@@ -160,14 +160,7 @@ fn a_report_becomes_one_s3_object_under_the_rendered_prefix_with_etag_and_is_nev
     assert_eq!(std::fs::read(object_file(&s3, key)).unwrap(), archived);
 
     // The PUT asked for SSE-S3 and carried the SHA-256 the store checked.
-    let puts: Vec<_> = s3
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.op == "PutObject")
-        .cloned()
-        .collect();
+    let puts = s3.requests("PutObject");
     assert_eq!(puts.len(), 1, "{puts:#?}");
     assert_eq!(puts[0].path, format!("{BUCKET}/{key}"));
     assert_eq!(puts[0].headers["x-amz-server-side-encryption"], "AES256");
@@ -435,14 +428,7 @@ fn virtual_hosted_addressing_puts_the_bucket_in_the_host_and_only_the_key_in_the
     let key = "partner/2026/07/sales_20260731003000.csv";
     let archived = std::fs::read(sb.root().join("archive/sales_20260731003000.csv")).unwrap();
     assert_eq!(std::fs::read(object_file(&s3, key)).unwrap(), archived);
-    let puts: Vec<_> = s3
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.op == "PutObject")
-        .cloned()
-        .collect();
+    let puts = s3.requests("PutObject");
     assert_eq!(puts.len(), 1, "{puts:#?}");
     assert_eq!(puts[0].path, format!("{BUCKET}/{key}"));
     assert_eq!(
@@ -518,14 +504,7 @@ fn killed_after_the_upload_the_object_is_recognised_and_not_sent_again_and_kille
         ),
     );
     sb.apply(&[&files]);
-    let puts = || {
-        s3.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.op == "PutObject")
-            .count()
-    };
+    let puts = || s3.requests("PutObject").len();
     let key = "partner/2026/07/sales_20260731003000.csv";
 
     // The object is in the bucket, the ledger does not know: the restart recognises it.

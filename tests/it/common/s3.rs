@@ -85,6 +85,19 @@ pub struct S3Server {
     pub seen: std::sync::Arc<std::sync::Mutex<Vec<SeenRequest>>>,
 }
 
+impl S3Server {
+    /// The requests of operation `op` (`PutObject`, ...) checked so far, in order.
+    pub fn requests(&self, op: &str) -> Vec<SeenRequest> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.op == op)
+            .cloned()
+            .collect()
+    }
+}
+
 /// Starts a server on 127.0.0.1 with bucket [`BUCKET`], on the current tokio runtime.
 pub async fn start_s3() -> S3Server {
     use hyper_util::rt::{TokioExecutor, TokioIo};
