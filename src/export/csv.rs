@@ -17,13 +17,15 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use encoding_rs::{EncoderResult, SHIFT_JIS};
 use jiff::tz::TimeZone;
 
 use super::{ColumnSpec, FormatContext, FormatWriter, HashingWriter, Value};
-use crate::api::{CsvEncoding, CsvFormat, LineEnding};
+use crate::api::{Column, CsvEncoding, CsvFormat, LineEnding};
 use crate::fsutil::WritebackFile;
+use crate::source::{Encoding, RecordEncoder};
 use crate::{Error, Result};
 
 /// Encoded rows are written to the file (and hashed) once this much is pending.
@@ -58,6 +60,7 @@ enum Cells<'a> {
 
 /// How fields and records are written: the character encoding, which bytes make a field
 /// quoted, the delimiter and the line ending.
+#[derive(Clone)]
 struct FieldEncoder {
     /// `quoted[b]`: a field holding byte `b` is quoted.
     quoted: [bool; 256],
@@ -263,6 +266,54 @@ impl CsvWriter {
     }
 }
 
+/// UTF-8 CSV records encoded where the source decodes the rows (see [`Encoding`]): the
+/// fields, quoting and rendering of [`CsvWriter::row`], byte for byte, for the selected
+/// columns in their order.
+struct CsvRecords {
+    fields: FieldEncoder,
+    time_zone: TimeZone,
+    /// The query column of each file column.
+    picks: Vec<usize>,
+    /// Scratch buffer for rendering non-text cells.
+    text: String,
+}
+
+impl RecordEncoder for CsvRecords {
+    fn encode(&mut self, row: &[Value], out: &mut Vec<u8>) {
+        let start = out.len();
+        for (i, &pick) in self.picks.iter().enumerate() {
+            let cell = cell_text(&row[pick], &self.time_zone, &mut self.text);
+            self.fields.bytes(i, cell.as_bytes(), out);
+        }
+        self.fields.end_record(start, out);
+    }
+}
+
+/// How a source may encode the records of a CSV file itself: UTF-8 files (with or without a
+/// byte order mark) only, as Shift_JIS may refuse a row (and the error names the row, which a
+/// split read cannot know). `selection` picks the columns, as for the header row.
+pub fn record_encoding(
+    opts: &CsvFormat,
+    ctx: &FormatContext,
+    selection: &[Column],
+) -> Result<Option<Encoding>> {
+    if opts.encoding == CsvEncoding::ShiftJis {
+        return Ok(None);
+    }
+    let fields = FieldEncoder::new(parse_delimiter(&opts.delimiter)?, opts.line_ending, false);
+    let time_zone = ctx.time_zone.clone();
+    let selection = selection.to_vec();
+    Ok(Some(Arc::new(move |names: &[String]| {
+        let (_, picks) = super::job::select_columns(names, &selection)?;
+        Ok(Box::new(CsvRecords {
+            fields: fields.clone(),
+            time_zone: time_zone.clone(),
+            picks,
+            text: String::with_capacity(64),
+        }) as Box<dyn RecordEncoder>)
+    })))
+}
+
 /// The error for a character Shift_JIS cannot encode; `row` is `row 12` or `header row`.
 fn unencodable(row: &str, header: &str, c: char) -> Error {
     Error::Export(format!(
@@ -338,6 +389,16 @@ impl FormatWriter for CsvWriter {
             self.abandon();
         }
         result
+    }
+
+    fn records(&mut self, bytes: &[u8]) -> Result<()> {
+        self.check_open()?;
+        // After the header or rows still pending, and large enough to go straight through.
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<Option<[u8; 32]>> {

@@ -282,6 +282,13 @@ pub trait FormatWriter: Send {
     fn begin(&mut self, columns: &[ColumnSpec]) -> Result<()>;
     /// One row; `values` are in column order. `index` counts rows from 1, for error messages.
     fn row(&mut self, index: u64, values: &[Value]) -> Result<()>;
+    /// Records a source encoded with this format's own encoding (only CSV has one, see
+    /// [`super::record_encoding`]), after the rows and records before them.
+    fn records(&mut self, _bytes: &[u8]) -> Result<()> {
+        Err(Error::Export(
+            "this format takes rows, not records encoded by the source".into(),
+        ))
+    }
     /// Completes the file (trailers, flush, fsync). Returns the SHA-256 of the file when the
     /// writer computed it while streaming; `None` lets the caller hash the finished file.
     fn finish(self: Box<Self>) -> Result<Option<[u8; 32]>>;

@@ -56,7 +56,11 @@ pub async fn export(job: ExportJob<'_>) -> Result<ExportOutput> {
     let writer = tokio::task::spawn_blocking(move || {
         write_file(rx, &format, &selection, &context, &writer_path, progress)
     });
-    let read = source::stream_sql(job.url, job.query, job.partition, &job.params, tx).await;
+    // UTF-8 CSV rows are encoded by the source where it can (PostgreSQL's COPY).
+    let encoding = super::record_encoding(job.format, &job.context, job.columns)?;
+    let read =
+        source::stream_sql_encoded(job.url, job.query, job.partition, &job.params, tx, encoding)
+            .await;
     let written = writer
         .await
         .map_err(|e| Error::Export(format!("the writer thread failed: {e}")))?;
@@ -146,6 +150,18 @@ fn write_file(
                         }
                     }
                 }
+                if let Some(p) = &progress {
+                    p(rows);
+                }
+            }
+            SourceEvent::Records(records) => {
+                if picks.is_none() {
+                    return Err(Error::Export(
+                        "the source sent records before its columns".into(),
+                    ));
+                }
+                writer.records(&records.bytes)?;
+                rows += records.rows;
                 if let Some(p) = &progress {
                     p(rows);
                 }

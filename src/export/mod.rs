@@ -15,7 +15,8 @@ pub use format::{
 };
 
 use crate::Result;
-use crate::api::ReportFormat;
+use crate::api::{Column, ReportFormat};
+use crate::source::Encoding;
 
 /// Opens the writer of `format`, writing to `path`.
 pub fn writer_for(
@@ -28,4 +29,17 @@ pub fn writer_for(
         ReportFormat::Xlsx(opts) => Box::new(xlsx::XlsxWriter::create(path, opts, ctx)?),
         ReportFormat::Pdf(opts) => Box::new(pdf::PdfWriter::create(path, opts, ctx)?),
     })
+}
+
+/// How a source may encode the rows of `format` itself, for the columns `selection` picks
+/// (see [`Encoding`]): `None` when the format takes rows (XLSX, PDF, Shift_JIS CSV).
+pub fn record_encoding(
+    format: &ReportFormat,
+    ctx: &FormatContext,
+    selection: &[Column],
+) -> Result<Option<Encoding>> {
+    match format {
+        ReportFormat::Csv(opts) => csv::record_encoding(opts, ctx, selection),
+        ReportFormat::Xlsx(_) | ReportFormat::Pdf(_) => Ok(None),
+    }
 }

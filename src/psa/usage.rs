@@ -73,6 +73,12 @@ pub async fn read_usage(
                         .or_default() += quantity;
                 }
             }
+            // `stream_sql` sends rows: records come only to a consumer that gave an encoding.
+            SourceEvent::Records(_) => {
+                return Err(Error::Source(
+                    "the usage query sent encoded records instead of rows".into(),
+                ));
+            }
         }
     }
     reader

@@ -14,7 +14,10 @@ pub use params::{
     BoundQuery, Dialect, KNOWN_PARAMS, Params, bind_named, referenced_params, rfc3339,
 };
 
-pub use rows::{BATCH_ROWS, BatchFiller, BatchPool, RowBatch, SourceEvent};
+pub use rows::{
+    BATCH_ROWS, BatchFiller, BatchPool, Encoding, RECORDS_CHUNK, RecordEncoder, Records,
+    RecordsFiller, RowBatch, SourceEvent,
+};
 
 use tokio::sync::mpsc;
 
@@ -73,6 +76,19 @@ pub async fn stream_sql(
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
+    stream_sql_encoded(url, query, partition, params, tx, None).await
+}
+
+/// [`stream_sql`] for a consumer that can take its rows encoded (see [`Encoding`]): a
+/// PostgreSQL COPY sends [`Records`]; other sources and paths send rows all the same.
+pub async fn stream_sql_encoded(
+    url: &str,
+    query: &str,
+    partition: Option<&Partition>,
+    params: &Params,
+    tx: mpsc::Sender<SourceEvent>,
+    encoding: Option<Encoding>,
+) -> Result<u64> {
     if url.starts_with("sqlite:") {
         if partition.is_some() {
             return Err(Error::Source(
@@ -83,7 +99,7 @@ pub async fn stream_sql(
         }
         sqlite::stream(url, query, params, tx).await
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        postgres::stream(url, query, partition, params, tx).await
+        postgres::stream(url, query, partition, params, tx, encoding).await
     } else if is_mysql_url(url) {
         if partition.is_some() {
             return Err(Error::Source(

@@ -3,10 +3,17 @@
 //! A batch may come from a [`BatchPool`]: dropped by its consumer, it goes back to the pool
 //! with its rows and their text buffers, and the source refills them in place. An export of
 //! millions of rows then allocates nothing per row once the first batches have gone round.
+//!
+//! A consumer whose file is a plain sequence of records (UTF-8 CSV) may instead hand the
+//! source an [`Encoding`]: the source then encodes each row into the file's bytes as soon as
+//! it is decoded, on the same thread, and sends [`Records`]. Decoded values are then read
+//! while they are still in that core's cache, and a split read encodes on every session's
+//! task at once; the consumer only hashes and writes.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
+use crate::Result;
 use crate::export::Value;
 
 /// Rows per batch sent through the channel: large enough to amortise channel costs, small
@@ -24,6 +31,73 @@ pub enum SourceEvent {
     Columns(Vec<String>),
     /// Rows; each row has one value per column.
     Rows(RowBatch),
+    /// Rows already encoded by the consumer's [`Encoding`].
+    Records(Records),
+}
+
+impl SourceEvent {
+    /// The rows this event carries.
+    pub fn rows(&self) -> u64 {
+        match self {
+            SourceEvent::Columns(_) => 0,
+            SourceEvent::Rows(batch) => batch.len() as u64,
+            SourceEvent::Records(records) => records.rows,
+        }
+    }
+}
+
+/// Bytes of encoded records a source gathers before sending them.
+pub const RECORDS_CHUNK: usize = 128 * 1024;
+
+/// Whole records of the file, in order, encoded by the source (see [`Encoding`]).
+#[derive(Debug, Default)]
+pub struct Records {
+    /// The records' bytes, exactly as they go into the file.
+    pub bytes: Vec<u8>,
+    /// How many rows they are.
+    pub rows: u64,
+}
+
+/// Encodes rows into a file's bytes, where the source decodes them. Encoding cannot fail: a
+/// format whose rows may be refused (a character set that lacks a character) takes rows.
+pub trait RecordEncoder: Send {
+    /// Appends the record of `row` (one value per query column, in query order) to `out`.
+    fn encode(&mut self, row: &[Value], out: &mut Vec<u8>);
+}
+
+/// Makes a [`RecordEncoder`] for the query's columns (their names, in order); called once per
+/// session reading rows. An error (a selected column the query lacks) fails the read.
+pub type Encoding = Arc<dyn Fn(&[String]) -> Result<Box<dyn RecordEncoder>> + Send + Sync>;
+
+/// Gathers encoded records into [`Records`] of about [`RECORDS_CHUNK`] bytes.
+pub struct RecordsFiller {
+    encoder: Box<dyn RecordEncoder>,
+    chunk: Records,
+}
+
+impl RecordsFiller {
+    /// A filler encoding with `encoder`.
+    pub fn new(encoder: Box<dyn RecordEncoder>) -> RecordsFiller {
+        RecordsFiller {
+            encoder,
+            chunk: Records::default(),
+        }
+    }
+
+    /// Encodes `row`; returns the chunk once it is full.
+    pub fn push(&mut self, row: &[Value]) -> Option<Records> {
+        if self.chunk.bytes.capacity() == 0 {
+            self.chunk.bytes.reserve(RECORDS_CHUNK + RECORDS_CHUNK / 8);
+        }
+        self.encoder.encode(row, &mut self.chunk.bytes);
+        self.chunk.rows += 1;
+        (self.chunk.bytes.len() >= RECORDS_CHUNK).then(|| std::mem::take(&mut self.chunk))
+    }
+
+    /// The records encoded since the last chunk, if any.
+    pub fn rest(&mut self) -> Option<Records> {
+        (self.chunk.rows > 0).then(|| std::mem::take(&mut self.chunk))
+    }
 }
 
 /// A batch of rows, one value per column each. It reads as a `Vec` of rows; dropped, it

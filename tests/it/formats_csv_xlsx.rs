@@ -6,10 +6,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use ferry::Error;
-use ferry::api::{CsvEncoding, CsvFormat, LineEnding, XlsxFormat};
+use ferry::api::{CsvEncoding, CsvFormat, LineEnding, ReportFormat, XlsxFormat};
 use ferry::export::csv::CsvWriter;
 use ferry::export::xlsx::XlsxWriter;
-use ferry::export::{ColumnSpec, FormatContext, FormatWriter, Value};
+use ferry::export::{ColumnSpec, FormatContext, FormatWriter, Value, record_encoding};
 use jiff::civil::{date, time};
 use jiff::tz::TimeZone;
 use serde_json::Value as Json;
@@ -52,7 +52,9 @@ fn csv_opts(delimiter: &str, header: bool, encoding: CsvEncoding, lf: bool) -> C
 }
 
 /// Writes `rows` under `headers` as CSV and returns the file's bytes and the hash `finish`
-/// returned.
+/// returned. A UTF-8 file is written a second time from records encoded as a source encodes
+/// them (`ferry::export::record_encoding`, as PostgreSQL exports do), which must give the
+/// same bytes and hash: every test here checks both paths.
 fn write_csv(
     opts: &CsvFormat,
     zone: &str,
@@ -68,7 +70,47 @@ fn write_csv(
         writer.row(i as u64 + 1, row).unwrap();
     }
     let hash = writer.finish().unwrap();
-    (std::fs::read(&path).unwrap(), hash)
+    let bytes = std::fs::read(&path).unwrap();
+
+    let format = ReportFormat::Csv(opts.clone());
+    let encoding = record_encoding(&format, &ctx(zone), &[]).unwrap();
+    if opts.encoding == CsvEncoding::ShiftJis {
+        assert!(
+            encoding.is_none(),
+            "Shift_JIS rows can fail: no source encodes them"
+        );
+        return (bytes, hash);
+    }
+    let specs = columns(headers);
+    let names: Vec<String> = specs.iter().map(|c| c.name.clone()).collect();
+    let mut encoder = encoding.expect("UTF-8 CSV has an encoding")(&names).unwrap();
+    let path = dir.path().join("records.csv");
+    let mut writer: Box<dyn FormatWriter> =
+        Box::new(CsvWriter::create(&path, opts, &ctx(zone)).unwrap());
+    writer.begin(&specs).unwrap();
+    // Chunks of a few rows, as a source sends them.
+    for chunk in rows.chunks(7) {
+        let mut records = Vec::new();
+        for row in chunk {
+            encoder.encode(row, &mut records);
+        }
+        writer.records(&records).unwrap();
+    }
+    assert_eq!(
+        writer.finish().unwrap(),
+        hash,
+        "the hash of the records' file"
+    );
+    assert_eq!(
+        as_text_lossy(&std::fs::read(&path).unwrap()),
+        as_text_lossy(&bytes),
+        "the file of encoded records differs from the file of rows"
+    );
+    (bytes, hash)
+}
+
+fn as_text_lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn as_text(bytes: &[u8]) -> &str {

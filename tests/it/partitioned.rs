@@ -44,12 +44,21 @@ async fn read(
             match event {
                 SourceEvent::Columns(c) => columns = c,
                 SourceEvent::Rows(batch) => rows.extend(batch),
+                SourceEvent::Records(_) => panic!("records sent without an encoding"),
             }
         }
         (columns, rows)
     };
     let (result, (columns, rows)) = tokio::join!(
-        postgres::stream_with(pg_url(), query, partition, &params, tx, Transfer::Copy),
+        postgres::stream_with(
+            pg_url(),
+            query,
+            partition,
+            &params,
+            tx,
+            Transfer::Copy,
+            None
+        ),
         collect
     );
     let count = result.map_err(|e| e.to_string())?;
@@ -189,7 +198,15 @@ async fn rows_changed_during_a_partitioned_read_stay_out_of_it() {
     let (tx, mut rx) = mpsc::channel(1);
     let params = no_window();
     let split = partition("id", 4);
-    let reader = postgres::stream_with(pg_url(), query, Some(&split), &params, tx, Transfer::Copy);
+    let reader = postgres::stream_with(
+        pg_url(),
+        query,
+        Some(&split),
+        &params,
+        tx,
+        Transfer::Copy,
+        None,
+    );
     let writer = async {
         let mut rows = Vec::new();
         // The first batch proves every session holds the snapshot: change the table in every

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use crate::common;
 
 use common::pg_url;
-use ferry::api::Window;
-use ferry::export::Value;
+use ferry::api::{Column, CsvEncoding, CsvFormat, LineEnding, ReportFormat, Window};
+use ferry::export::job::select_columns;
+use ferry::export::{FormatContext, FormatWriter, Value, writer_for};
 use ferry::schedule;
 use ferry::source::postgres::{self, Transfer};
-use ferry::source::{BATCH_ROWS, Params, SourceEvent, stream_sql};
+use ferry::source::{BATCH_ROWS, Params, RECORDS_CHUNK, SourceEvent, stream_sql};
 use jiff::Zoned;
 use sqlx::Connection;
 use tokio::sync::mpsc;
@@ -55,7 +56,7 @@ async fn export(url: &str, query: &str, params: &Params) -> Result<Export, Strin
 
 /// Exports from the test PostgreSQL with a chosen transfer (COPY or fetch).
 async fn export_pg(query: &str, params: &Params, transfer: Transfer) -> Export {
-    collect(|tx| postgres::stream_with(pg_url(), query, None, params, tx, transfer))
+    collect(|tx| postgres::stream_with(pg_url(), query, None, params, tx, transfer, None))
         .await
         .unwrap_or_else(|e| panic!("export ({transfer:?}) failed: {e}\nquery: {query}"))
 }
@@ -87,6 +88,7 @@ where
                     batch_sizes.push(batch.len());
                     rows.extend(batch);
                 }
+                SourceEvent::Records(_) => panic!("records sent without an encoding"),
             }
         }
         (columns, rows, batch_sizes)
@@ -905,6 +907,152 @@ async fn postgres_streams_more_than_a_batch_in_several_batches_in_order() {
     }
 }
 
+/// The CSV file of `query` both ways a PostgreSQL export can make it: from records the source
+/// encodes as it decodes each COPY row (with the encoding UTF-8 CSV files give it), and from
+/// the rows it decodes, written by the CSV writer. Returns both files and the row count.
+async fn pg_csv_both_ways(
+    query: &str,
+    opts: &CsvFormat,
+    zone: &str,
+    selection: &[Column],
+) -> (Vec<u8>, Vec<u8>, u64) {
+    let time_zone = jiff::tz::TimeZone::get(zone).unwrap();
+    let ctx = FormatContext {
+        title: "both ways".into(),
+        generated_at: Zoned::now().with_time_zone(time_zone.clone()),
+        time_zone,
+    };
+    let format = ReportFormat::Csv(opts.clone());
+    let encoding = ferry::export::record_encoding(&format, &ctx, selection)
+        .unwrap()
+        .expect("UTF-8 CSV has an encoding");
+    let params = no_window();
+    let dir = tempfile::tempdir().unwrap();
+
+    let path = dir.path().join("records.csv");
+    let mut writer: Box<dyn FormatWriter> = writer_for(&format, &path, &ctx).unwrap();
+    let (tx, mut rx) = mpsc::channel(4);
+    let gather = async {
+        let (mut rows, mut chunks) = (0, 0);
+        while let Some(event) = rx.recv().await {
+            match event {
+                SourceEvent::Columns(names) => {
+                    assert_eq!(chunks, 0, "columns after records");
+                    writer
+                        .begin(&select_columns(&names, selection).unwrap().0)
+                        .unwrap();
+                }
+                SourceEvent::Rows(_) => panic!("rows sent to a consumer with an encoding"),
+                SourceEvent::Records(r) => {
+                    assert!(r.rows > 0 && !r.bytes.is_empty(), "an empty chunk was sent");
+                    writer.records(&r.bytes).unwrap();
+                    rows += r.rows;
+                    chunks += 1;
+                }
+            }
+        }
+        rows
+    };
+    let reader = postgres::stream_with(
+        pg_url(),
+        query,
+        None,
+        &params,
+        tx,
+        Transfer::Copy,
+        Some(encoding),
+    );
+    let (count, rows) = tokio::join!(reader, gather);
+    assert_eq!(count.unwrap(), rows, "the count returned is the rows sent");
+    writer.finish().unwrap();
+    let encoded = std::fs::read(&path).unwrap();
+
+    let out = export_pg(query, &params, Transfer::Copy).await;
+    assert_eq!(out.count, rows);
+    let (specs, picks) = select_columns(&out.columns, selection).unwrap();
+    let path = dir.path().join("rows.csv");
+    let mut writer: Box<dyn FormatWriter> = writer_for(&format, &path, &ctx).unwrap();
+    writer.begin(&specs).unwrap();
+    for (i, row) in out.rows.iter().enumerate() {
+        let picked: Vec<Value> = picks.iter().map(|&p| row[p].clone()).collect();
+        writer.row(i as u64 + 1, &picked).unwrap();
+    }
+    writer.finish().unwrap();
+    (encoded, std::fs::read(&path).unwrap(), rows)
+}
+
+/// Every type and awkward value: a file of the records a COPY encodes itself is byte for byte
+/// the file the CSV writer makes of the decoded rows, for each delimiter, line ending, byte
+/// order mark, zone and column selection, in chunks of many rows.
+#[tokio::test]
+async fn postgres_records_encoded_by_the_source_are_the_csv_writers_bytes() {
+    let query = r#"
+        SELECT i, i % 2 = 0 AS even, (i % 4000 * 7)::int2 AS small, i::int8 * 1000003 AS big,
+               (i / 7.0)::float4 AS f4, CASE WHEN i % 11 = 0 THEN 'NaN'::float8
+                                             WHEN i % 13 = 0 THEN 1e20 ELSE i / 3.0 END AS f8,
+               (i * 12.345)::numeric(14,3) AS amount,
+               CASE WHEN i % 17 = 0 THEN 'NaN'::numeric ELSE i * 0.0001 END AS tiny,
+               CASE i % 6 WHEN 0 THEN NULL WHEN 1 THEN '' WHEN 2 THEN 'say "hi", ok'
+                          WHEN 3 THEN E'two\nlines'
+                          WHEN 4 THEN E'受注 🍣;tab\tend'
+                          ELSE 'plain ' || i END AS label,
+               date '2024-02-29' + i AS day, time '00:00:00' + i * interval '17 seconds' AS tm,
+               timestamp '2026-03-29 01:00:00' + i * interval '97 seconds' AS local_at,
+               timestamptz '2026-10-25 00:00:00Z' + i * interval '89 seconds' AS at,
+               CASE WHEN i % 19 = 0 THEN 'infinity'::timestamptz END AS inf,
+               md5(i::text)::uuid AS id, ('{"i": ' || i || '}')::jsonb AS js,
+               decode(lpad(to_hex(i), 8, '0'), 'hex') AS raw,
+               i * interval '1 hour 1 second' AS iv
+        FROM generate_series(1, 6000) AS i ORDER BY i"#;
+    let lf = CsvFormat {
+        line_ending: LineEnding::Lf,
+        ..CsvFormat::default()
+    };
+    let semicolon = CsvFormat {
+        delimiter: ";".into(),
+        encoding: CsvEncoding::Utf8Bom,
+        ..CsvFormat::default()
+    };
+    let no_header = CsvFormat {
+        header: false,
+        ..CsvFormat::default()
+    };
+    let tab = CsvFormat {
+        delimiter: "\t".into(),
+        ..CsvFormat::default()
+    };
+    let picked = [
+        Column {
+            name: "label".into(),
+            header: Some("Label".into()),
+        },
+        Column {
+            name: "at".into(),
+            header: None,
+        },
+        Column {
+            name: "i".into(),
+            header: None,
+        },
+    ];
+    for (opts, zone, selection) in [
+        (&CsvFormat::default(), "Asia/Tokyo", &[][..]),
+        (&lf, "Europe/Amsterdam", &[][..]),
+        (&semicolon, "America/St_Johns", &picked[..]),
+        (&tab, "UTC", &picked[..]),
+        (&no_header, "Asia/Kathmandu", &[][..]),
+    ] {
+        let (encoded, written, rows) = pg_csv_both_ways(query, opts, zone, selection).await;
+        assert_eq!(rows, 6000);
+        // More than one chunk went through the channel.
+        assert!(encoded.len() > RECORDS_CHUNK || !selection.is_empty());
+        assert!(
+            encoded == written,
+            "{opts:?} {zone}: the file of encoded records differs from the file of rows"
+        );
+    }
+}
+
 /// Events around the windows of the slot 2026-07-31 00:30 Tokyo, as a VALUES list.
 const PG_WINDOW_QUERY: &str = "
     WITH events(id, at) AS (VALUES
@@ -1138,7 +1286,15 @@ async fn postgres_statements_copy_cannot_run_are_fetched_instead() {
     // Forced to COPY, the same statement is the server's error.
     let params = no_window();
     let err = collect(|tx| {
-        postgres::stream_with(pg_url(), "SHOW TimeZone", None, &params, tx, Transfer::Copy)
+        postgres::stream_with(
+            pg_url(),
+            "SHOW TimeZone",
+            None,
+            &params,
+            tx,
+            Transfer::Copy,
+            None,
+        )
     })
     .await
     .unwrap_err();

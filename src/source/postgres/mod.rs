@@ -65,7 +65,7 @@ use tokio::task::JoinSet;
 
 use super::params::{Dialect, bind_named, rewrite_named, rfc3339};
 use super::split::{Range, SplitQuery};
-use super::{BATCH_ROWS, BatchFiller, BatchPool, Params, RowBatch, SourceEvent};
+use super::{BATCH_ROWS, BatchFiller, BatchPool, Encoding, Params, RecordsFiller, SourceEvent};
 use crate::api::Partition;
 use crate::export::Value;
 use crate::{Error, Result};
@@ -74,15 +74,17 @@ use decode::{decode_binary, decode_binary_into, decode_text};
 use errors::{Scrubber, describe};
 use types::{Kind, oid};
 
-/// Streams the rows of `query` from the PostgreSQL database of `url`.
+/// Streams the rows of `query` from the PostgreSQL database of `url`; with `encoding`, the
+/// rows a COPY reads are sent encoded.
 pub async fn stream(
     url: &str,
     query: &str,
     partition: Option<&Partition>,
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
+    encoding: Option<Encoding>,
 ) -> Result<u64> {
-    stream_with(url, query, partition, params, tx, Transfer::Auto).await
+    stream_with(url, query, partition, params, tx, Transfer::Auto, encoding).await
 }
 
 /// How rows travel from the server.
@@ -108,6 +110,7 @@ pub async fn stream_with(
     params: &Params,
     tx: mpsc::Sender<SourceEvent>,
     transfer: Transfer,
+    encoding: Option<Encoding>,
 ) -> Result<u64> {
     let bound = bind_named(query, Dialect::Postgres).map_err(Error::Source)?;
     let inlined = rewrite_named(query, Dialect::Postgres, |_, name| {
@@ -138,6 +141,7 @@ pub async fn stream_with(
             .collect(),
         zone: params.slot.time_zone().iana_name().map(str::to_string),
         scrub: &scrub,
+        encoding,
     };
     if let Some(partition) = partition {
         let split = SplitQuery::parse(&inlined.sql[..inlined.body_len], &partition.column)
@@ -192,6 +196,7 @@ pub async fn columns(url: &str, query: &str, params: &Params) -> Result<Vec<Stri
         params: Vec::new(),
         zone: params.slot.time_zone().iana_name().map(str::to_string),
         scrub: &scrub,
+        encoding: None,
     };
     let mut conn = server.connect(&scrub).await?;
     run.setup(&mut conn).await?;
@@ -262,6 +267,8 @@ struct Run<'a> {
     params: Vec<Option<PgInstant>>,
     zone: Option<String>,
     scrub: &'a Scrubber,
+    /// How the consumer takes COPY rows encoded, if it does.
+    encoding: Option<Encoding>,
 }
 
 impl Run<'_> {
@@ -427,53 +434,89 @@ impl Run<'_> {
             names: names.into(),
             kinds: kinds.into(),
             pool: BatchPool::default(),
+            encoding: self.encoding.clone(),
         };
-        copy_rows(
-            conn,
-            &self.copy_sql,
-            &decoding,
-            error,
-            tx,
-            SourceEvent::Rows,
-        )
-        .await
+        copy_rows(conn, &self.copy_sql, &decoding, error, tx, |event| event).await
     }
 }
 
-/// What decoding COPY rows needs: the columns' names (for errors) and kinds, and the pool of
-/// used batches the rows are decoded into.
+/// What decoding COPY rows needs: the columns' names (for errors) and kinds, the pool of
+/// used batches the rows are decoded into, or the consumer's encoding when it takes records.
 #[derive(Clone)]
 struct RowDecoding {
     names: Arc<[String]>,
     kinds: Arc<[Kind]>,
     pool: BatchPool,
+    encoding: Option<Encoding>,
 }
 
-/// Streams the rows of `copy_sql` (a `COPY (query) TO STDOUT (FORMAT binary)`) to `out` in
-/// batches of [`BATCH_ROWS`], each wrapped by `wrap`: the same binary values as a fetch,
-/// without a row object per row, decoded into rows of batches that came back to the pool.
-/// `error` words a server error; the inner error is the server's refusal to COPY the
-/// statement at all (before any row), which a caller may answer with a fetch.
+/// Where decoded COPY rows go: into batches, or encoded into records as they come.
+enum RowOutput {
+    Batches(BatchFiller),
+    Records(RecordsFiller),
+}
+
+impl RowOutput {
+    /// Takes the decoded `row`; returns an event once one is full. The row left in `row`
+    /// is to be overwritten by the next.
+    fn push(&mut self, row: &mut Vec<Value>) -> Option<SourceEvent> {
+        match self {
+            RowOutput::Batches(filler) => {
+                let width = row.len();
+                let full = filler.push(std::mem::take(row));
+                *row = filler.row(width);
+                full.map(SourceEvent::Rows)
+            }
+            RowOutput::Records(filler) => filler.push(row).map(SourceEvent::Records),
+        }
+    }
+
+    /// What was pushed since the last event, if anything.
+    fn rest(&mut self) -> Option<SourceEvent> {
+        match self {
+            RowOutput::Batches(filler) => filler.rest().map(SourceEvent::Rows),
+            RowOutput::Records(filler) => filler.rest().map(SourceEvent::Records),
+        }
+    }
+}
+
+/// Streams the rows of `copy_sql` (a `COPY (query) TO STDOUT (FORMAT binary)`) to `out`, each
+/// event wrapped by `wrap`: the same binary values as a fetch, without a row object per row,
+/// decoded into rows of batches that came back to the pool (batches of [`BATCH_ROWS`]) or,
+/// when the consumer gave an encoding, into one row encoded at once (records). `error` words
+/// a server error; the inner error is the server's refusal to COPY the statement at all
+/// (before any row), which a caller may answer with a fetch.
 async fn copy_rows<T: Send>(
     conn: &mut PgConnection,
     copy_sql: &str,
     decoding: &RowDecoding,
     error: impl Fn(&sqlx::Error) -> Error,
     out: &mpsc::Sender<T>,
-    wrap: fn(RowBatch) -> T,
+    wrap: fn(SourceEvent) -> T,
 ) -> Result<std::result::Result<u64, sqlx::Error>> {
-    let send = async |batch| out.send(wrap(batch)).await.map_err(|_| cancelled());
+    let send = async |event| out.send(wrap(event)).await.map_err(|_| cancelled());
+    let RowDecoding {
+        names,
+        kinds,
+        pool,
+        encoding,
+    } = decoding;
+    let mut output = match encoding {
+        Some(encoding) => RowOutput::Records(RecordsFiller::new(encoding(names)?)),
+        None => RowOutput::Batches(BatchFiller::new(pool.clone())),
+    };
     let mut stream = match conn.copy_out_raw(copy_sql).await {
         Ok(stream) => stream,
         Err(e) if copy_refused(&e) => return Ok(Err(e)),
         Err(e) => return Err(error(&e)),
     };
-    let RowDecoding { names, kinds, pool } = decoding;
     let mut reader = CopyReader::new(kinds.len());
     let mut scratch = String::new();
-    let mut filler = BatchFiller::new(pool.clone());
-    // The row being decoded into; replaced only once it holds a row.
-    let mut row = filler.row(kinds.len());
+    // The row being decoded into.
+    let mut row = match &mut output {
+        RowOutput::Batches(filler) => filler.row(kinds.len()),
+        RowOutput::Records(_) => vec![Value::Null; kinds.len()],
+    };
     let mut rows: u64 = 0;
     let mut carry: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| error(&e))? {
@@ -501,9 +544,7 @@ async fn copy_rows<T: Send>(
                 continue;
             }
             rows += 1;
-            let full = filler.push(std::mem::take(&mut row));
-            row = filler.row(kinds.len());
-            if let Some(full) = full {
+            if let Some(full) = output.push(&mut row) {
                 send(full).await?;
             }
         }
@@ -516,7 +557,7 @@ async fn copy_rows<T: Send>(
             "PostgreSQL ended the COPY stream in the middle of a row".into(),
         ));
     }
-    if let Some(rest) = filler.rest() {
+    if let Some(rest) = output.rest() {
         send(rest).await?;
     }
     Ok(Ok(rows))
@@ -557,9 +598,9 @@ pub const RANGE_BUFFER_BATCHES: usize = 16;
 /// The most sessions a partitioned read opens.
 pub const MAX_PARTS: u32 = 16;
 
-/// What a range's channel carries: row batches, then `None` once the range is complete (a
-/// channel that closes without it lost its reader), or the error that ended it.
-type Batch = Result<Option<RowBatch>>;
+/// What a range's channel carries: row batches (or records), then `None` once the range is
+/// complete (a channel that closes without it lost its reader), or the error that ended it.
+type Batch = Result<Option<SourceEvent>>;
 
 /// One range to read: its SQL, and where its rows go.
 struct Work {
@@ -666,6 +707,7 @@ where
         names: names.into(),
         kinds: kinds.into(),
         pool: BatchPool::default(),
+        encoding: run.encoding.clone(),
     };
     let total = ranges.len();
     let mut readers = JoinSet::new();
@@ -683,11 +725,9 @@ where
     for (index, mut range) in receivers.into_iter().enumerate() {
         loop {
             match range.recv().await {
-                Some(Ok(Some(batch))) => {
-                    rows += batch.len() as u64;
-                    tx.send(SourceEvent::Rows(batch))
-                        .await
-                        .map_err(|_| cancelled())?;
+                Some(Ok(Some(event))) => {
+                    rows += event.rows();
+                    tx.send(event).await.map_err(|_| cancelled())?;
                 }
                 Some(Ok(None)) => break,
                 Some(Err(e)) => return Err(e),
@@ -745,9 +785,9 @@ async fn read_ranges(
     }
 }
 
-/// A batch of a range, for its channel.
-fn batch(rows: RowBatch) -> Batch {
-    Ok(Some(rows))
+/// Rows of a range, for its channel.
+fn batch(event: SourceEvent) -> Batch {
+    Ok(Some(event))
 }
 
 /// Starts the snapshot transaction: the lead's own (`snapshot` none), or the lead's snapshot.
