@@ -276,14 +276,50 @@ struct CsvRecords {
     picks: Vec<usize>,
     /// Scratch buffer for rendering non-text cells.
     text: String,
+    /// Whether values other than text render without a byte that makes a field quoted: the
+    /// delimiter is none of the characters numbers, dates, instants, booleans and hex are
+    /// written with. Those values then skip the scan.
+    plain_values: bool,
+}
+
+/// Whether no rendering of a value other than text or a decimal can hold `delimiter` (see
+/// [`Value::to_text`]: digits, `-+.:T`, `true`, `false`, `NaN`, `inf`, hex digits), nor a
+/// quote, CR or LF.
+fn values_render_plain(delimiter: u8) -> bool {
+    !delimiter.is_ascii_alphanumeric() && !b"-+.:".contains(&delimiter)
 }
 
 impl RecordEncoder for CsvRecords {
     fn encode(&mut self, row: &[Value], out: &mut Vec<u8>) {
         let start = out.len();
         for (i, &pick) in self.picks.iter().enumerate() {
-            let cell = cell_text(&row[pick], &self.time_zone, &mut self.text);
-            self.fields.bytes(i, cell.as_bytes(), out);
+            let value = &row[pick];
+            match value {
+                Value::Text(s) | Value::Decimal(s) => self.fields.bytes(i, s.as_bytes(), out),
+                _ if self.plain_values => {
+                    if i > 0 {
+                        out.push(self.fields.delimiter);
+                    }
+                    match value {
+                        Value::Null => {}
+                        Value::Int(n) => {
+                            out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes())
+                        }
+                        Value::Bool(b) => {
+                            out.extend_from_slice(if *b { b"true" } else { b"false" })
+                        }
+                        other => {
+                            self.text.clear();
+                            other.to_text(&self.time_zone, &mut self.text);
+                            out.extend_from_slice(self.text.as_bytes());
+                        }
+                    }
+                }
+                other => {
+                    let cell = cell_text(other, &self.time_zone, &mut self.text);
+                    self.fields.bytes(i, cell.as_bytes(), out);
+                }
+            }
         }
         self.fields.end_record(start, out);
     }
@@ -300,7 +336,8 @@ pub fn record_encoding(
     if opts.encoding == CsvEncoding::ShiftJis {
         return Ok(None);
     }
-    let fields = FieldEncoder::new(parse_delimiter(&opts.delimiter)?, opts.line_ending, false);
+    let delimiter = parse_delimiter(&opts.delimiter)?;
+    let fields = FieldEncoder::new(delimiter, opts.line_ending, false);
     let time_zone = ctx.time_zone.clone();
     let selection = selection.to_vec();
     Ok(Some(Arc::new(move |names: &[String]| {
@@ -310,6 +347,7 @@ pub fn record_encoding(
             time_zone: time_zone.clone(),
             picks,
             text: String::with_capacity(64),
+            plain_values: values_render_plain(delimiter),
         }) as Box<dyn RecordEncoder>)
     })))
 }
@@ -469,6 +507,91 @@ mod tests {
                     String::from_utf8_lossy(&reference),
                     "delimiter {:?}",
                     delimiter as char
+                );
+            }
+        }
+    }
+
+    /// Records a source encodes are the rows the writer writes, byte for byte, for every kind
+    /// of value and delimiters inside and outside the characters values are written with.
+    #[test]
+    fn encoded_records_are_the_rows_the_writer_writes() {
+        use jiff::civil::{date, time};
+        let instant: jiff::Timestamp = "2024-07-01T12:00:00.25Z".parse().unwrap();
+        let rows = vec![
+            vec![
+                Value::Null,
+                Value::Bool(true),
+                Value::Bool(false),
+                Value::Int(-42),
+                Value::Int(i64::MIN),
+                Value::Float(2.5),
+                Value::Float(-1e20),
+                Value::Float(f64::NAN),
+                Value::Float(f64::NEG_INFINITY),
+                Value::Decimal("-0.001".into()),
+            ],
+            vec![
+                Value::Text("a,b;c\td|e-f.g:hT0 x\"y\r\nz".into()),
+                Value::Text(String::new()),
+                Value::Bytes(vec![0xde, 0xad, 0x01]),
+                Value::Bytes(Vec::new()),
+                Value::Date(date(2024, 2, 29)),
+                Value::Date(date(-1, 1, 1)),
+                Value::Time(time(7, 5, 0, 250_000_000)),
+                Value::DateTime(date(9999, 12, 31).at(23, 59, 58, 1)),
+                Value::Timestamp(instant),
+                Value::Timestamp(jiff::Timestamp::MIN),
+            ],
+            vec![Value::Null; 10],
+        ];
+        let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+        let specs: Vec<ColumnSpec> = names
+            .iter()
+            .map(|n| ColumnSpec {
+                name: n.clone(),
+                header: n.clone(),
+            })
+            .collect();
+        let ctx = FormatContext {
+            title: "t".into(),
+            generated_at: instant.to_zoned(TimeZone::get("Asia/Kathmandu").unwrap()),
+            time_zone: TimeZone::get("Asia/Kathmandu").unwrap(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for delimiter in [
+            ",", ";", "\t", "|", " ", "-", "+", ".", ":", "T", "0", "e", "a", "N", "f",
+        ] {
+            assert_eq!(
+                values_render_plain(delimiter.as_bytes()[0]),
+                ",;\t| ".contains(delimiter)
+            );
+            for line_ending in [LineEnding::Crlf, LineEnding::Lf] {
+                let opts = CsvFormat {
+                    delimiter: delimiter.into(),
+                    header: false,
+                    encoding: CsvEncoding::Utf8,
+                    line_ending,
+                };
+                let path = dir.path().join("rows.csv");
+                let mut writer = CsvWriter::create(&path, &opts, &ctx).unwrap();
+                writer.begin(&specs).unwrap();
+                for (i, row) in rows.iter().enumerate() {
+                    writer.row(i as u64 + 1, row).unwrap();
+                }
+                Box::new(writer).finish().unwrap();
+                let written = std::fs::read(&path).unwrap();
+
+                let encoding = record_encoding(&opts, &ctx, &[]).unwrap().unwrap();
+                let mut encoder = encoding(&names).unwrap();
+                let mut encoded = Vec::new();
+                for row in &rows {
+                    encoder.encode(row, &mut encoded);
+                }
+                assert_eq!(
+                    String::from_utf8_lossy(&encoded),
+                    String::from_utf8_lossy(&written),
+                    "delimiter {delimiter:?}"
                 );
             }
         }

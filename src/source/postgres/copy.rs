@@ -78,26 +78,22 @@ impl CopyReader {
         if fields as usize != self.columns || row.len() != self.columns {
             return Err(broken("a row with a different number of columns"));
         }
-        // The whole row must be here before any field is decoded.
+        // One pass: a row cut short (its message split, which PostgreSQL does not do) leaves
+        // the fields before the cut decoded, and is decoded again whole once it is complete.
         let mut at = 2;
-        for _ in 0..self.columns {
+        for (i, slot) in row.iter_mut().enumerate() {
             let Some(len) = data.get(at..at + 4) else {
                 return Ok(None);
             };
             let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
-            at += 4 + usize::try_from(len).unwrap_or(0);
-        }
-        if data.len() < at {
-            return Ok(None);
-        }
-        let mut at = 2;
-        for (i, slot) in row.iter_mut().enumerate() {
-            let len = i32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
             at += 4;
             match usize::try_from(len) {
                 Err(_) => value(i, None, slot)?,
                 Ok(len) => {
-                    value(i, Some(&data[at..at + len]), slot)?;
+                    let Some(field) = data.get(at..at + len) else {
+                        return Ok(None);
+                    };
+                    value(i, Some(field), slot)?;
                     at += len;
                 }
             }
@@ -115,4 +111,123 @@ pub(super) enum CopyItem {
     Row,
     /// The end marker.
     End,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary COPY stream: header, `rows` (fields `None` for NULL), end marker.
+    fn stream(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+        let mut out = COPY_SIGNATURE.to_vec();
+        out.extend_from_slice(&0u32.to_be_bytes()); // flags
+        out.extend_from_slice(&0u32.to_be_bytes()); // header extension
+        for row in rows {
+            out.extend_from_slice(&(row.len() as i16).to_be_bytes());
+            for field in row {
+                match field {
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(b) => {
+                        out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                        out.extend_from_slice(b);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    /// Reads `data` the way the source does, one item at a time; with `cut`, each item is
+    /// first offered only up to every shorter length, which must read as "not yet".
+    fn read_all(data: &[u8], columns: usize, cut: bool) -> Vec<Vec<Value>> {
+        let mut reader = CopyReader::new(columns);
+        let mut row = vec![Value::Null; columns];
+        let mut rows = Vec::new();
+        let mut at = 0;
+        while !reader.finished {
+            let decode = |_: usize, bytes: Option<&[u8]>, slot: &mut Value| {
+                *slot = match bytes {
+                    None => Value::Null,
+                    Some(b) => Value::Text(String::from_utf8(b.to_vec()).unwrap()),
+                };
+                Ok(())
+            };
+            let (item, used) = reader
+                .next_row(&data[at..], &mut row, decode)
+                .unwrap()
+                .expect("a complete item");
+            if cut {
+                // A reader in the state this one was in before the item.
+                let mut before = CopyReader {
+                    columns,
+                    header_done: item != CopyItem::Header,
+                    finished: false,
+                };
+                for short in 0..used {
+                    let partial = before
+                        .next_row(&data[at..at + short], &mut row.clone(), decode)
+                        .unwrap();
+                    assert_eq!(partial, None, "{short} of {used} bytes read as complete");
+                }
+            }
+            at += used;
+            if item == CopyItem::Row {
+                rows.push(row.clone());
+            }
+        }
+        assert_eq!(at, data.len());
+        rows
+    }
+
+    #[test]
+    fn rows_are_read_whole_and_a_row_cut_anywhere_is_not_yet_a_row() {
+        let long = vec![b'x'; 300];
+        let rows: Vec<Vec<Option<&[u8]>>> = vec![
+            vec![Some(b"1"), None, Some(b"")],
+            vec![Some(b"22"), Some(&long), None],
+            vec![None, None, None],
+        ];
+        let data = stream(&rows);
+        let expected: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|f| {
+                        f.map_or(Value::Null, |b| {
+                            Value::Text(String::from_utf8(b.to_vec()).unwrap())
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(read_all(&data, 3, false), expected);
+        assert_eq!(read_all(&data, 3, true), expected);
+    }
+
+    #[test]
+    fn a_row_with_another_number_of_fields_or_data_after_the_end_is_an_error() {
+        let data = stream(&[vec![Some(b"1"), Some(b"2")]]);
+        let mut reader = CopyReader::new(3);
+        let mut row = vec![Value::Null; 3];
+        let ok = |_: usize, _: Option<&[u8]>, _: &mut Value| Ok(());
+        let (_, used) = reader.next_row(&data, &mut row, ok).unwrap().unwrap();
+        let err = reader.next_row(&data[used..], &mut row, ok).unwrap_err();
+        assert!(
+            err.to_string().contains("different number of columns"),
+            "{err}"
+        );
+
+        let data = stream(&[]);
+        let mut reader = CopyReader::new(1);
+        let mut row = vec![Value::Null];
+        let (_, header) = reader.next_row(&data, &mut row, ok).unwrap().unwrap();
+        let (item, _) = reader
+            .next_row(&data[header..], &mut row, ok)
+            .unwrap()
+            .unwrap();
+        assert_eq!(item, CopyItem::End);
+        let err = reader.next_row(b"\0\x01", &mut row, ok).unwrap_err();
+        assert!(err.to_string().contains("after the end marker"), "{err}");
+    }
 }

@@ -578,23 +578,41 @@ async fn copy_rows<T: Send>(
 //    (`SET TRANSACTION SNAPSHOT`): every session sees exactly the rows the lead sees, whatever
 //    is inserted, updated or deleted meanwhile.
 // 3. Each session takes the next range in write order and streams it with binary COPY,
-//    decoded on its own task (so decoding uses every core). The ranges are written in order:
-//    the first one not yet written streams straight through, the ones after it are held
-//    until their turn, at most [`WINDOW_PER_PART`] x `parts` ranges started and not yet
-//    written, each holding at most [`RANGE_BUFFER_BATCHES`] batches (a session waits when
-//    its range's buffer is full): memory stays bounded however large the export.
+//    decoded (and encoded, for a consumer that takes records) on its own task, so that the
+//    work uses every core. The ranges are written in order: the first one not yet written
+//    streams straight through, the ones after it are held until their turn, at most
+//    [`WINDOW_PER_PART`] x `parts` ranges started and not yet written, each holding at most
+//    [`RANGE_BUFFER_BATCHES`] batches or [`range_buffer_records`] chunks of records (a
+//    session waits when its range's buffer is full): memory stays bounded however large
+//    the export.
+//
+//    A session whose range waits for its turn does nothing, and neither does its server
+//    process: the ranges must be small next to what a range may hold, or the sessions
+//    take turns instead of working at once (measured: with 4 ranges per session and 16
+//    batches per range, two sessions were no faster than one). Hence many ranges per
+//    session and, for records (compact bytes), a deeper buffer.
 //
 // With a query ordered by the column, the file is byte for byte the one a single session
 // would write from the same snapshot. A failing range fails the export; dropping the
 // sessions stops the server's work.
 
-/// Ranges per session: more ranges than sessions keep every session busy when the rows are
-/// not spread evenly over the column's values.
-pub const RANGES_PER_PART: usize = 4;
+/// Ranges per session: many ranges keep every session busy while the range being written
+/// is read by one of them, and when the rows are not spread evenly over the column's
+/// values. Each is one COPY statement (a fraction of a millisecond to start).
+pub const RANGES_PER_PART: usize = 16;
 /// Ranges started and not yet written, per session.
 pub const WINDOW_PER_PART: usize = 2;
 /// Batches of rows a range holds while it waits for its turn.
 pub const RANGE_BUFFER_BATCHES: usize = 16;
+/// Bytes of encoded records all ranges waiting for their turn hold at most, together.
+pub const RANGE_BUFFER_RECORD_BYTES: usize = 64 << 20;
+
+/// Chunks of records ([`super::RECORDS_CHUNK`] bytes each) one range holds while it waits
+/// for its turn, with `window` ranges started at most: [`RANGE_BUFFER_RECORD_BYTES`] shared
+/// between them, from 16 to 64 chunks (2 to 8 MiB) each.
+pub fn range_buffer_records(window: usize) -> usize {
+    (RANGE_BUFFER_RECORD_BYTES / (window.max(1) * super::RECORDS_CHUNK)).clamp(16, 64)
+}
 /// The most sessions a partitioned read opens.
 pub const MAX_PARTS: u32 = 16;
 
@@ -673,10 +691,14 @@ where
         }],
     };
     let sessions = parts.min(ranges.len());
+    let buffer = match run.encoding {
+        Some(_) => range_buffer_records(WINDOW_PER_PART * sessions),
+        None => RANGE_BUFFER_BATCHES,
+    };
     let mut queue = VecDeque::with_capacity(ranges.len());
     let mut receivers = Vec::with_capacity(ranges.len());
     for (index, range) in ranges.iter().enumerate() {
-        let (rows, received) = mpsc::channel(RANGE_BUFFER_BATCHES);
+        let (rows, received) = mpsc::channel(buffer);
         let predicate = split.predicate(range, |b| literal(kind, *b));
         let copy_sql = format!(
             "COPY (\n{}\n) TO STDOUT (FORMAT binary)",
