@@ -341,7 +341,7 @@ pub fn record_encoding(
     let time_zone = ctx.time_zone.clone();
     let selection = selection.to_vec();
     Ok(Some(Arc::new(move |names: &[String]| {
-        let (_, picks) = super::job::select_columns(names, &selection)?;
+        let (_, picks) = super::format::select_columns(names, &selection)?;
         Ok(Box::new(CsvRecords {
             fields: fields.clone(),
             time_zone: time_zone.clone(),

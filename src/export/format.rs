@@ -9,6 +9,7 @@ use std::path::Path;
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 
+use crate::api::Column;
 use crate::{Error, Result};
 
 /// A typed cell value, as read from a database.
@@ -292,6 +293,40 @@ pub trait FormatWriter: Send {
     /// Completes the file (trailers, flush, fsync). Returns the SHA-256 of the file when the
     /// writer computed it while streaming; `None` lets the caller hash the finished file.
     fn finish(self: Box<Self>) -> Result<Option<[u8; 32]>>;
+}
+
+/// Maps the `columns` selection onto the query's columns: headers and indices.
+pub fn select_columns(
+    names: &[String],
+    selection: &[Column],
+) -> Result<(Vec<ColumnSpec>, Vec<usize>)> {
+    if selection.is_empty() {
+        let specs = names
+            .iter()
+            .map(|n| ColumnSpec {
+                name: n.clone(),
+                header: n.clone(),
+            })
+            .collect();
+        return Ok((specs, (0..names.len()).collect()));
+    }
+    let mut specs = Vec::with_capacity(selection.len());
+    let mut indices = Vec::with_capacity(selection.len());
+    for column in selection {
+        let Some(i) = names.iter().position(|n| n == &column.name) else {
+            return Err(Error::Export(format!(
+                "column `{}` (spec.columns) is not in the query result; the query returns: {}",
+                column.name,
+                names.join(", ")
+            )));
+        };
+        indices.push(i);
+        specs.push(ColumnSpec {
+            name: column.name.clone(),
+            header: column.header.clone().unwrap_or_else(|| column.name.clone()),
+        });
+    }
+    Ok((specs, indices))
 }
 
 /// A row must have one value per column; writers check it before writing anything.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use super::{ColumnSpec, FormatContext, Value, hash_file, writer_for};
+pub use super::format::select_columns;
+use super::{FormatContext, Value, hash_file, writer_for};
 use crate::api::{Column, Partition, ReportFormat};
 use crate::source::{self, Params, SourceEvent};
 use crate::{Error, Result};
@@ -175,38 +176,4 @@ fn write_file(
     }
     let digest = writer.finish()?;
     Ok((rows, digest))
-}
-
-/// Maps the `columns` selection onto the query's columns: headers and indices.
-pub fn select_columns(
-    names: &[String],
-    selection: &[Column],
-) -> Result<(Vec<ColumnSpec>, Vec<usize>)> {
-    if selection.is_empty() {
-        let specs = names
-            .iter()
-            .map(|n| ColumnSpec {
-                name: n.clone(),
-                header: n.clone(),
-            })
-            .collect();
-        return Ok((specs, (0..names.len()).collect()));
-    }
-    let mut specs = Vec::with_capacity(selection.len());
-    let mut indices = Vec::with_capacity(selection.len());
-    for column in selection {
-        let Some(i) = names.iter().position(|n| n == &column.name) else {
-            return Err(Error::Export(format!(
-                "column `{}` (spec.columns) is not in the query result; the query returns: {}",
-                column.name,
-                names.join(", ")
-            )));
-        };
-        indices.push(i);
-        specs.push(ColumnSpec {
-            name: column.name.clone(),
-            header: column.header.clone().unwrap_or_else(|| column.name.clone()),
-        });
-    }
-    Ok((specs, indices))
 }
