@@ -47,6 +47,9 @@ pub struct ExportOutput {
 
 /// Runs an export to `job.path`. On any failure nothing is left at `job.path`.
 pub async fn export(job: ExportJob<'_>) -> Result<ExportOutput> {
+    // UTF-8 CSV rows are encoded by the source where it can (PostgreSQL's COPY). Decided
+    // before the writer starts, so that a failure here leaves no file behind.
+    let encoding = super::record_encoding(job.format, &job.context, job.columns)?;
     let partial = partial_path(&job.path);
     let (tx, rx) = mpsc::channel::<SourceEvent>(4);
     let format = job.format.clone();
@@ -57,8 +60,6 @@ pub async fn export(job: ExportJob<'_>) -> Result<ExportOutput> {
     let writer = tokio::task::spawn_blocking(move || {
         write_file(rx, &format, &selection, &context, &writer_path, progress)
     });
-    // UTF-8 CSV rows are encoded by the source where it can (PostgreSQL's COPY).
-    let encoding = super::record_encoding(job.format, &job.context, job.columns)?;
     let read =
         source::stream_sql_encoded(job.url, job.query, job.partition, &job.params, tx, encoding)
             .await;
