@@ -422,6 +422,20 @@ fn attachment(eml: &str) -> Vec<u8> {
         .expect("base64")
 }
 
+/// A connection that delivered ended normally. For email, the client may also reset it
+/// once the message is in: lettre closes after `QUIT` without waiting for the last bytes the
+/// server sends, and a reply arriving after the close makes the client's kernel answer with
+/// a reset (seen once in CI, after the server had stored the mail).
+fn assert_ended_cleanly(kind: Kind, record: &Record, all: &[Record]) {
+    let reset_after_quit = kind == Kind::Email
+        && matches!(&record.ended, Ended::Failed(why)
+            if why.starts_with("client to server:") && why.contains("reset"));
+    assert!(
+        record.ended == Ended::Closed || reset_after_quit,
+        "{all:#?}"
+    );
+}
+
 // ---- the cases, each for FTP, SFTP and email ----------------------------------------------
 
 /// The first connection cut 1 MiB into the transfer: the second attempt delivers.
@@ -438,7 +452,7 @@ fn first_connection_cut(kind: Kind) {
     assert_eq!(faulted[0].ended, Ended::Cut, "{faulted:#?}");
     assert_eq!(faulted[0].up, AT, "cut exactly there: {faulted:#?}");
     assert_eq!(faulted[1].fault, Fault::Pass);
-    assert_eq!(faulted[1].ended, Ended::Closed, "{faulted:#?}");
+    assert_ended_cleanly(kind, &faulted[1], &faulted);
     world.assert_carried_the_file(&faulted[1]);
 }
 
@@ -478,7 +492,7 @@ fn first_connection_stalled(kind: Kind) {
     assert_eq!(faulted[0].fault, stall);
     assert_eq!(faulted[0].ended, Ended::Cut, "{faulted:#?}");
     assert_eq!(faulted[0].up, AT, "{faulted:#?}");
-    assert_eq!(faulted[1].ended, Ended::Closed, "{faulted:#?}");
+    assert_ended_cleanly(kind, &faulted[1], &faulted);
     world.assert_carried_the_file(&faulted[1]);
 }
 
@@ -493,7 +507,7 @@ fn every_connection_slow(kind: Kind) {
     let faulted = world.faulted();
     assert_eq!(faulted.len(), 1, "one attempt: {faulted:#?}");
     assert_eq!(faulted[0].fault, slow);
-    assert_eq!(faulted[0].ended, Ended::Closed, "{faulted:#?}");
+    assert_ended_cleanly(kind, &faulted[0], &faulted);
     world.assert_carried_the_file(&faulted[0]);
 }
 
