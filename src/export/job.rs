@@ -124,16 +124,20 @@ fn write_file(
     let mut rows = 0u64;
     let mut picked: Vec<Value> = Vec::new();
     while let Some(event) = rx.blocking_recv() {
-        match event {
+        let indices = match event {
             SourceEvent::Columns(names) => {
                 let (specs, indices) = select_columns(&names, selection)?;
                 writer.begin(&specs)?;
                 picks = Some(indices);
+                continue;
             }
+            _ => picks
+                .as_deref()
+                .ok_or_else(|| Error::Export("the source sent rows before its columns".into()))?,
+        };
+        match event {
+            SourceEvent::Columns(_) => {}
             SourceEvent::Rows(mut batch) => {
-                let indices = picks.as_deref().ok_or_else(|| {
-                    Error::Export("the source sent rows before its columns".into())
-                })?;
                 let identity = indices.iter().enumerate().all(|(i, &j)| i == j);
                 // The rows stay in the batch: dropped, it may go back to the source to be
                 // refilled (see `source::BatchPool`).
@@ -152,22 +156,15 @@ fn write_file(
                         }
                     }
                 }
-                if let Some(p) = &progress {
-                    p(rows);
-                }
             }
+            // Encoded by the source with `record_encoding`, for the selected columns.
             SourceEvent::Records(records) => {
-                if picks.is_none() {
-                    return Err(Error::Export(
-                        "the source sent records before its columns".into(),
-                    ));
-                }
                 writer.records(&records.bytes)?;
                 rows += records.rows;
-                if let Some(p) = &progress {
-                    p(rows);
-                }
             }
+        }
+        if let Some(p) = &progress {
+            p(rows);
         }
     }
     if picks.is_none() {

@@ -423,9 +423,9 @@ fn attachment(eml: &str) -> Vec<u8> {
 }
 
 /// A connection that delivered ended normally. For email, the client may also reset it
-/// once the message is in: lettre closes after `QUIT` without waiting for the last bytes the
-/// server sends, and a reply arriving after the close makes the client's kernel answer with
-/// a reset (seen once in CI, after the server had stored the mail).
+/// once the message is in: Ferry drops the connection once `QUIT` is answered, and bytes the
+/// server sends after its reply (its own close) reach a closed socket, which the client's
+/// kernel answers with a reset (seen once in CI, after the server had stored the mail).
 fn assert_ended_cleanly(kind: Kind, record: &Record, all: &[Record]) {
     let reset_after_quit = kind == Kind::Email
         && matches!(&record.ended, Ended::Failed(why)
