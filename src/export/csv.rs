@@ -25,7 +25,7 @@ use jiff::tz::TimeZone;
 use super::{ColumnSpec, FormatContext, FormatWriter, HashingWriter, Value};
 use crate::api::{Column, CsvEncoding, CsvFormat, LineEnding};
 use crate::fsutil::WritebackFile;
-use crate::source::{Encoding, RecordEncoder};
+use crate::source::{Encoding, FieldWriter, RecordEncoder};
 use crate::{Error, Result};
 
 /// Encoded rows are written to the file (and hashed) once this much is pending.
@@ -139,6 +139,58 @@ impl FieldEncoder {
             .any(|&b| self.quoted[usize::from(b)])
     }
 
+    /// Whether `field` holds a byte that makes it quoted, and whether it holds a byte that is
+    /// not ASCII: one pass, eight bytes at a time, for text read straight from a source.
+    fn scan(&self, field: &[u8]) -> (bool, bool) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        // The high bit of each byte of `word` that equals the byte repeated in `byte`, and
+        // perhaps of a byte after such a byte (the borrow): exact as to whether any does.
+        let equal = |word: u64, byte: u64| {
+            let x = word ^ byte;
+            x.wrapping_sub(ONES) & !x & HIGHS
+        };
+        let [delimiter, quote, cr, lf] =
+            [self.delimiter, b'"', b'\r', b'\n'].map(|b| u64::from(b) * ONES);
+        let (mut special, mut high) = (0, 0);
+        let mut words = field.chunks_exact(8);
+        for word in &mut words {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            special |=
+                equal(word, delimiter) | equal(word, quote) | equal(word, cr) | equal(word, lf);
+            high |= word;
+        }
+        let (mut quoted, mut ascii) = (special != 0, high & HIGHS == 0);
+        for &b in words.remainder() {
+            quoted |= self.quoted[usize::from(b)];
+            ascii &= b.is_ascii();
+        }
+        (quoted, !ascii)
+    }
+
+    /// Appends a field of UTF-8 text a source read (see [`FieldWriter::text`]); refuses
+    /// bytes that are not UTF-8, leaving `out` with a partial record the caller discards.
+    fn text(
+        &self,
+        index: usize,
+        field: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), std::str::Utf8Error> {
+        let (quoted, non_ascii) = self.scan(field);
+        if non_ascii {
+            std::str::from_utf8(field)?;
+        }
+        if index > 0 {
+            out.push(self.delimiter);
+        }
+        if quoted {
+            self.quote(field, out);
+        } else {
+            out.extend_from_slice(field);
+        }
+        Ok(())
+    }
+
     /// Appends an encoded field (see [`FieldEncoder::field`]).
     fn bytes(&self, index: usize, field: &[u8], out: &mut Vec<u8>) {
         if index > 0 {
@@ -148,6 +200,11 @@ impl FieldEncoder {
             out.extend_from_slice(field);
             return;
         }
+        self.quote(field, out);
+    }
+
+    /// Appends `field` quoted, its quotes doubled.
+    fn quote(&self, field: &[u8], out: &mut Vec<u8>) {
         out.push(b'"');
         for part in field.split_inclusive(|&b| b == b'"') {
             out.extend_from_slice(part);
@@ -274,6 +331,8 @@ struct CsvRecords {
     time_zone: TimeZone,
     /// The query column of each file column.
     picks: Vec<usize>,
+    /// Whether the file's columns are the query's, in order.
+    in_order: bool,
     /// Scratch buffer for rendering non-text cells.
     text: String,
     /// Whether values other than text render without a byte that makes a field quoted: the
@@ -282,45 +341,62 @@ struct CsvRecords {
     plain_values: bool,
 }
 
-/// Whether no rendering of a value other than text or a decimal can hold `delimiter` (see
-/// [`Value::to_text`]: digits, `-+.:T`, `true`, `false`, `NaN`, `inf`, hex digits), nor a
-/// quote, CR or LF.
+/// Whether no rendering of a value other than text can hold `delimiter` (see
+/// [`Value::to_text`]: digits, `-+.:T`, `true`, `false`, `NaN`, `inf`, hex digits; a
+/// decimal's digits, sign, point and exponent), nor a quote, CR or LF.
 fn values_render_plain(delimiter: u8) -> bool {
     !delimiter.is_ascii_alphanumeric() && !b"-+.:".contains(&delimiter)
+}
+
+impl CsvRecords {
+    /// Appends field `i` of the record: `value`.
+    fn cell(&mut self, i: usize, value: &Value, out: &mut Vec<u8>) {
+        match value {
+            Value::Text(s) => self.fields.bytes(i, s.as_bytes(), out),
+            _ if self.plain_values => {
+                if i > 0 {
+                    out.push(self.fields.delimiter);
+                }
+                value.to_text(&self.time_zone, out);
+            }
+            Value::Decimal(s) => self.fields.bytes(i, s.as_bytes(), out),
+            other => {
+                let cell = cell_text(other, &self.time_zone, &mut self.text);
+                self.fields.bytes(i, cell.as_bytes(), out);
+            }
+        }
+    }
 }
 
 impl RecordEncoder for CsvRecords {
     fn encode(&mut self, row: &[Value], out: &mut Vec<u8>) {
         let start = out.len();
-        for (i, &pick) in self.picks.iter().enumerate() {
-            let value = &row[pick];
-            match value {
-                Value::Text(s) | Value::Decimal(s) => self.fields.bytes(i, s.as_bytes(), out),
-                _ if self.plain_values => {
-                    if i > 0 {
-                        out.push(self.fields.delimiter);
-                    }
-                    match value {
-                        Value::Null => {}
-                        Value::Int(n) => {
-                            out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes())
-                        }
-                        Value::Bool(b) => {
-                            out.extend_from_slice(if *b { b"true" } else { b"false" })
-                        }
-                        other => {
-                            self.text.clear();
-                            other.to_text(&self.time_zone, &mut self.text);
-                            out.extend_from_slice(self.text.as_bytes());
-                        }
-                    }
-                }
-                other => {
-                    let cell = cell_text(other, &self.time_zone, &mut self.text);
-                    self.fields.bytes(i, cell.as_bytes(), out);
-                }
-            }
+        for i in 0..self.picks.len() {
+            self.cell(i, &row[self.picks[i]], out);
         }
+        self.fields.end_record(start, out);
+    }
+
+    fn fields(&mut self) -> Option<&mut dyn FieldWriter> {
+        self.in_order.then_some(self as &mut dyn FieldWriter)
+    }
+}
+
+impl FieldWriter for CsvRecords {
+    fn text(
+        &mut self,
+        index: usize,
+        text: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), std::str::Utf8Error> {
+        self.fields.text(index, text, out)
+    }
+
+    fn value(&mut self, index: usize, value: &Value, out: &mut Vec<u8>) {
+        self.cell(index, value, out);
+    }
+
+    fn end(&mut self, start: usize, out: &mut Vec<u8>) {
         self.fields.end_record(start, out);
     }
 }
@@ -342,10 +418,12 @@ pub fn record_encoding(
     let selection = selection.to_vec();
     Ok(Some(Arc::new(move |names: &[String]| {
         let (_, picks) = super::format::select_columns(names, &selection)?;
+        let in_order = picks.len() == names.len() && picks.iter().enumerate().all(|(i, &p)| i == p);
         Ok(Box::new(CsvRecords {
             fields: fields.clone(),
             time_zone: time_zone.clone(),
             picks,
+            in_order,
             text: String::with_capacity(64),
             plain_values: values_render_plain(delimiter),
         }) as Box<dyn RecordEncoder>)
@@ -431,12 +509,13 @@ impl FormatWriter for CsvWriter {
 
     fn records(&mut self, bytes: &[u8]) -> Result<()> {
         self.check_open()?;
-        // After the header or rows still pending, and large enough to go straight through.
-        self.pending.extend_from_slice(bytes);
-        if self.pending.len() >= FLUSH_AT {
+        // After the header or rows still pending; a chunk of records is large enough to go
+        // to the file as it is, without a copy.
+        if !self.pending.is_empty() {
             self.flush()?;
         }
-        Ok(())
+        let file = self.file.as_mut().expect("checked above");
+        file.write_all(bytes).map_err(|e| Error::io(&self.path, e))
     }
 
     fn finish(mut self: Box<Self>) -> Result<Option<[u8; 32]>> {
@@ -544,6 +623,13 @@ mod tests {
                 Value::Timestamp(jiff::Timestamp::MIN),
             ],
             vec![Value::Null; 10],
+            [
+                Value::Decimal("+1.5E-3".into()),
+                Value::Decimal("12.50".into()),
+            ]
+            .into_iter()
+            .chain(vec![Value::Null; 8])
+            .collect(),
         ];
         let names: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
         let specs: Vec<ColumnSpec> = names
@@ -593,8 +679,85 @@ mod tests {
                     String::from_utf8_lossy(&written),
                     "delimiter {delimiter:?}"
                 );
+
+                // Field by field, text handed over as raw bytes: the same records.
+                let fields = encoder.fields().expect("every column, in order");
+                let mut by_field = Vec::new();
+                for row in &rows {
+                    let start = by_field.len();
+                    for (i, value) in row.iter().enumerate() {
+                        match value {
+                            Value::Text(text) => {
+                                fields.text(i, text.as_bytes(), &mut by_field).unwrap()
+                            }
+                            other => fields.value(i, other, &mut by_field),
+                        }
+                    }
+                    fields.end(start, &mut by_field);
+                }
+                assert_eq!(
+                    String::from_utf8_lossy(&by_field),
+                    String::from_utf8_lossy(&written),
+                    "delimiter {delimiter:?}, field by field"
+                );
             }
         }
+        // A selection that drops or reorders columns takes whole rows.
+        let opts = CsvFormat {
+            delimiter: ",".into(),
+            header: false,
+            encoding: CsvEncoding::Utf8,
+            line_ending: LineEnding::Lf,
+        };
+        let encoding = record_encoding(&opts, &ctx, &[column("c1"), column("c0")]).unwrap();
+        assert!(encoding.unwrap()(&names).unwrap().fields().is_none());
+    }
+
+    fn column(name: &str) -> Column {
+        Column {
+            name: name.into(),
+            header: None,
+        }
+    }
+
+    /// Text a source hands over raw is checked as UTF-8 in the same pass that looks for bytes
+    /// to quote: both answers agree with a byte-by-byte look, and bytes that are not UTF-8
+    /// are refused before anything is written.
+    #[test]
+    fn raw_text_is_scanned_and_checked_in_one_pass() {
+        for delimiter in [b',', b';', b'\t', b'|'] {
+            let fields = FieldEncoder::new(delimiter, LineEnding::Lf, false);
+            for len in 0..40 {
+                for at in 0..len {
+                    for special in [delimiter, b'"', b'\r', b'\n', b'a', 0x80, 0xff, 0x00, 0x7f] {
+                        let mut field = vec![b'x'; len];
+                        field[at] = special;
+                        let quoted = field.iter().any(|&b| fields.quoted[usize::from(b)]);
+                        let ascii = field.is_ascii();
+                        assert_eq!(fields.scan(&field), (quoted, !ascii), "{field:?}");
+                        let mut out = b"kept".to_vec();
+                        let written = fields.text(1, &field, &mut out);
+                        assert_eq!(written.is_ok(), ascii, "{field:?}");
+                        if ascii {
+                            let mut expected = b"kept".to_vec();
+                            fields.bytes(1, &field, &mut expected);
+                            assert_eq!(out, expected);
+                        } else {
+                            assert_eq!(out, b"kept");
+                        }
+                    }
+                }
+            }
+        }
+        let fields = FieldEncoder::new(b',', LineEnding::Lf, false);
+        let mut out = Vec::new();
+        fields
+            .text(0, "東京, \"本社\"".as_bytes(), &mut out)
+            .unwrap();
+        assert_eq!(out, "\"東京, \"\"本社\"\"\"".as_bytes());
+        // Cut inside a character, or an encoded surrogate.
+        assert!(fields.text(0, &"東京".as_bytes()[..4], &mut out).is_err());
+        assert!(fields.text(0, b"\xed\xa0\x80 abcdefgh", &mut out).is_err());
     }
 
     /// The word-at-a-time scan agrees with a byte-by-byte one at every position.

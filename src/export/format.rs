@@ -56,28 +56,62 @@ impl Value {
 
     /// The value as text, the way CSV and PDF show it. Instants are rendered in `tz` with
     /// their offset (RFC 3339), wall-clock timestamps as `YYYY-MM-DDTHH:MM:SS[.fff]`.
-    pub fn to_text(&self, tz: &TimeZone, out: &mut String) {
-        use std::fmt::Write as _;
+    pub fn to_text(&self, tz: &TimeZone, out: &mut impl TextOut) {
         match self {
             Value::Null => {}
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+            Value::Bool(b) => out.ascii(if *b { b"true" } else { b"false" }),
+            Value::Int(i) => out.ascii(itoa::Buffer::new().format(*i).as_bytes()),
             Value::Float(f) => push_float(*f, out),
-            Value::Decimal(d) | Value::Text(d) => out.push_str(d),
+            Value::Decimal(d) | Value::Text(d) => out.text(d),
             Value::Bytes(b) => {
                 for byte in b {
-                    let _ = write!(out, "{byte:02x}");
+                    out.fmt(format_args!("{byte:02x}"));
                 }
             }
             Value::Date(d) => push_date(*d, out),
-            Value::Time(t) => {
-                let _ = write!(out, "{t}");
-            }
-            Value::DateTime(dt) => {
-                let _ = write!(out, "{dt}");
-            }
+            Value::Time(t) => out.fmt(format_args!("{t}")),
+            Value::DateTime(dt) => out.fmt(format_args!("{dt}")),
             Value::Timestamp(ts) => write_timestamp(*ts, tz, out),
         }
+    }
+}
+
+/// Where [`Value::to_text`] writes: a `String`, or the bytes of a file being written, which
+/// take rendered numbers, dates and instants without checking again that ASCII is UTF-8.
+pub trait TextOut {
+    /// Appends `text`, which is ASCII.
+    fn ascii(&mut self, text: &[u8]);
+    /// Appends `text`.
+    fn text(&mut self, text: &str);
+    /// Appends formatted text.
+    fn fmt(&mut self, args: std::fmt::Arguments<'_>);
+}
+
+impl TextOut for String {
+    fn ascii(&mut self, text: &[u8]) {
+        self.push_str(std::str::from_utf8(text).unwrap_or_default());
+    }
+
+    fn text(&mut self, text: &str) {
+        self.push_str(text);
+    }
+
+    fn fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        let _ = std::fmt::Write::write_fmt(self, args);
+    }
+}
+
+impl TextOut for Vec<u8> {
+    fn ascii(&mut self, text: &[u8]) {
+        self.extend_from_slice(text);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.extend_from_slice(text.as_bytes());
+    }
+
+    fn fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        let _ = std::io::Write::write_fmt(self, args);
     }
 }
 
@@ -99,19 +133,18 @@ impl Value {
 ///
 /// Everything else, and what `ryu` writes with an exponent (below 1e-5 or from 1e16), comes
 /// from the standard formatter.
-pub fn push_float(f: f64, out: &mut String) {
+pub fn push_float(f: f64, out: &mut impl TextOut) {
     if f.is_finite() {
         let mut digits = ryu::Buffer::new();
         let text = digits.format_finite(f);
         // `ryu` writes integral values as `2.0`; the standard formatter as `2`.
         let text = text.strip_suffix(".0").unwrap_or(text);
         if !text.contains('e') && (significant_digits(text) <= 15 || long_expansion(f)) {
-            out.push_str(text);
+            out.ascii(text.as_bytes());
             return;
         }
     }
-    use std::fmt::Write as _;
-    let _ = write!(out, "{f}");
+    out.fmt(format_args!("{f}"));
 }
 
 /// Digits of a plain decimal from its first non-zero digit on.
@@ -148,11 +181,10 @@ fn long_expansion(f: f64) -> bool {
 
 /// Appends `d` exactly as its `Display` prints it (`YYYY-MM-DD`), without the formatting
 /// machinery for the years 0 to 9999.
-fn push_date(d: jiff::civil::Date, out: &mut String) {
+fn push_date(d: jiff::civil::Date, out: &mut impl TextOut) {
     let year = d.year();
     if !(0..=9999).contains(&year) {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{d}");
+        out.fmt(format_args!("{d}"));
         return;
     }
     let mut text = Ascii::<10>::default();
@@ -161,7 +193,7 @@ fn push_date(d: jiff::civil::Date, out: &mut String) {
     text.two(d.month().into());
     text.byte(b'-');
     text.two(d.day().into());
-    out.push_str(text.as_str());
+    out.ascii(text.as_bytes());
 }
 
 /// A short ASCII text built on the stack and appended in one go: rendering a date or an
@@ -198,9 +230,8 @@ impl<const N: usize> Ascii<N> {
         self.two(n % 100);
     }
 
-    fn as_str(&self) -> &str {
-        // Only ASCII bytes are ever written.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -208,7 +239,7 @@ impl<const N: usize> Ascii<N> {
 /// `%Y-%m-%dT%H:%M:%S%.f%:z` prints (fractional seconds only when non-zero, without trailing
 /// zeros; offset seconds only when non-zero, as in historical local mean time), but without
 /// interpreting a pattern for every value: exports render millions of these.
-fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
+fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut impl TextOut) {
     let offset = tz.to_offset(ts);
     let dt = offset.to_datetime(ts);
     let year = dt.year();
@@ -217,8 +248,7 @@ fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
     if (0..=9999).contains(&year) {
         text.four(year);
     } else {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{year:05}");
+        out.fmt(format_args!("{year:05}"));
     }
     for (sep, n) in [
         (b'-', dt.month()),
@@ -254,7 +284,7 @@ fn write_timestamp(ts: jiff::Timestamp, tz: &TimeZone, out: &mut String) {
         text.byte(b':');
         text.two((seconds % 60) as i16);
     }
-    out.push_str(text.as_str());
+    out.ascii(text.as_bytes());
 }
 
 /// One exported column: its name in the query and the header written in the file.

@@ -15,8 +15,8 @@ pub use params::{
 };
 
 pub use rows::{
-    BATCH_ROWS, BatchFiller, BatchPool, Encoding, RECORDS_CHUNK, RecordEncoder, Records,
-    RecordsFiller, RowBatch, SourceEvent,
+    BATCH_ROWS, BatchFiller, BatchPool, Encoding, FieldWriter, RECORDS_CHUNK, RecordEncoder,
+    Records, RecordsFiller, RowBatch, SourceEvent,
 };
 
 use tokio::sync::mpsc;

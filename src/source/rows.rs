@@ -63,6 +63,32 @@ pub struct Records {
 pub trait RecordEncoder: Send {
     /// Appends the record of `row` (one value per query column, in query order) to `out`.
     fn encode(&mut self, row: &[Value], out: &mut Vec<u8>);
+
+    /// The writer a source that reads its wire values itself may hand fields to one by one,
+    /// in query order, instead of decoding a row first: text is then written from the
+    /// source's buffer, checked and scanned in one pass, with no copy in between. `None`
+    /// when the file's columns are not the query's in order (the source sends rows).
+    fn fields(&mut self) -> Option<&mut dyn FieldWriter> {
+        None
+    }
+}
+
+/// Writes a record field by field (see [`RecordEncoder::fields`]). A record is its fields
+/// in query order, every one of them, then [`FieldWriter::end`].
+pub trait FieldWriter {
+    /// Appends field `index`: text as the source read it, which must be UTF-8.
+    fn text(
+        &mut self,
+        index: usize,
+        text: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), std::str::Utf8Error>;
+
+    /// Appends field `index`: any value.
+    fn value(&mut self, index: usize, value: &Value, out: &mut Vec<u8>);
+
+    /// Ends the record that began at `start` in `out`.
+    fn end(&mut self, start: usize, out: &mut Vec<u8>);
 }
 
 /// Makes a [`RecordEncoder`] for the query's columns (their names, in order); called once per
@@ -90,6 +116,22 @@ impl RecordsFiller {
             self.chunk.bytes.reserve(RECORDS_CHUNK + RECORDS_CHUNK / 8);
         }
         self.encoder.encode(row, &mut self.chunk.bytes);
+        self.chunk.rows += 1;
+        (self.chunk.bytes.len() >= RECORDS_CHUNK).then(|| std::mem::take(&mut self.chunk))
+    }
+
+    /// The encoder's field writer, if it has one, and the bytes records are appended to.
+    pub fn fields(&mut self) -> Option<(&mut dyn FieldWriter, &mut Vec<u8>)> {
+        if self.chunk.bytes.capacity() == 0 {
+            self.chunk.bytes.reserve(RECORDS_CHUNK + RECORDS_CHUNK / 8);
+        }
+        let fields = self.encoder.fields()?;
+        Some((fields, &mut self.chunk.bytes))
+    }
+
+    /// Counts a record written through [`RecordsFiller::fields`]; returns the chunk once it
+    /// is full.
+    pub fn written(&mut self) -> Option<Records> {
         self.chunk.rows += 1;
         (self.chunk.bytes.len() >= RECORDS_CHUNK).then(|| std::mem::take(&mut self.chunk))
     }

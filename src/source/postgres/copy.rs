@@ -45,6 +45,23 @@ impl CopyReader {
         row: &mut [Value],
         mut value: impl FnMut(usize, Option<&[u8]>, &mut Value) -> Result<()>,
     ) -> Result<Option<(CopyItem, usize)>> {
+        if row.len() != self.columns {
+            return Err(Error::Source(
+                "unexpected COPY data from PostgreSQL: a row with a different number of columns"
+                    .into(),
+            ));
+        }
+        self.next_fields(data, |i, bytes| value(i, bytes, &mut row[i]))
+    }
+
+    /// As [`CopyReader::next_row`], but each field goes to `field` (`None`: NULL) in order,
+    /// with nothing kept: a row cut short has had its first fields given already, which the
+    /// caller takes back when the answer is `None`.
+    pub(super) fn next_fields(
+        &mut self,
+        data: &[u8],
+        mut field: impl FnMut(usize, Option<&[u8]>) -> Result<()>,
+    ) -> Result<Option<(CopyItem, usize)>> {
         let broken =
             |what: &str| Error::Source(format!("unexpected COPY data from PostgreSQL: {what}"));
         if data.is_empty() {
@@ -75,25 +92,25 @@ impl CopyReader {
             self.finished = true;
             return Ok(Some((CopyItem::End, 2)));
         }
-        if fields as usize != self.columns || row.len() != self.columns {
+        if fields as usize != self.columns {
             return Err(broken("a row with a different number of columns"));
         }
         // One pass: a row cut short (its message split, which PostgreSQL does not do) leaves
         // the fields before the cut decoded, and is decoded again whole once it is complete.
         let mut at = 2;
-        for (i, slot) in row.iter_mut().enumerate() {
+        for i in 0..self.columns {
             let Some(len) = data.get(at..at + 4) else {
                 return Ok(None);
             };
             let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
             at += 4;
             match usize::try_from(len) {
-                Err(_) => value(i, None, slot)?,
+                Err(_) => field(i, None)?,
                 Ok(len) => {
-                    let Some(field) = data.get(at..at + len) else {
+                    let Some(bytes) = data.get(at..at + len) else {
                         return Ok(None);
                     };
-                    value(i, Some(field), slot)?;
+                    field(i, Some(bytes))?;
                     at += len;
                 }
             }

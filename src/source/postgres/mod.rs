@@ -65,7 +65,9 @@ use tokio::task::JoinSet;
 
 use super::params::{Dialect, bind_named, rewrite_named, rfc3339};
 use super::split::{Range, SplitQuery};
-use super::{BATCH_ROWS, BatchFiller, BatchPool, Encoding, Params, RecordsFiller, SourceEvent};
+use super::{
+    BATCH_ROWS, BatchFiller, BatchPool, Encoding, FieldWriter, Params, RecordsFiller, SourceEvent,
+};
 use crate::api::Partition;
 use crate::export::Value;
 use crate::{Error, Result};
@@ -529,14 +531,40 @@ async fn copy_rows<T: Send>(
         };
         let mut at = 0;
         loop {
+            let bad = |i: usize, why: &dyn std::fmt::Display| {
+                Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
+            };
+            // Records written field by field: text straight from the message, other
+            // values through the row's slots.
+            if let RowOutput::Records(filler) = &mut output
+                && let Some((fields, out)) = filler.fields()
+            {
+                let start = out.len();
+                let item = reader.next_fields(&data[at..], |i, bytes| {
+                    write_field(kinds[i], bytes, &mut row[i], &mut scratch, i, fields, out)
+                        .map_err(|why| bad(i, &why))
+                })?;
+                let Some((item, used)) = item else {
+                    out.truncate(start);
+                    break;
+                };
+                at += used;
+                if item != CopyItem::Row {
+                    continue;
+                }
+                fields.end(start, out);
+                rows += 1;
+                if let Some(full) = filler.written() {
+                    send(SourceEvent::Records(full)).await?;
+                }
+                continue;
+            }
             let item = reader.next_row(&data[at..], &mut row, |i, bytes, slot| {
                 let Some(bytes) = bytes else {
                     *slot = Value::Null;
                     return Ok(());
                 };
-                decode_binary_into(kinds[i], bytes, slot, &mut scratch).map_err(|why| {
-                    Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
-                })
+                decode_binary_into(kinds[i], bytes, slot, &mut scratch).map_err(|why| bad(i, &why))
             })?;
             let Some((item, used)) = item else { break };
             at += used;
@@ -561,6 +589,33 @@ async fn copy_rows<T: Send>(
         send(rest).await?;
     }
     Ok(Ok(rows))
+}
+
+/// Writes field `index` of a COPY row (`None`: NULL) through `fields`: text as it came,
+/// checked and scanned in one pass; other values decoded into `slot` (which keeps its text
+/// buffer for the next row) and written from there.
+fn write_field(
+    kind: Kind,
+    bytes: Option<&[u8]>,
+    slot: &mut Value,
+    scratch: &mut String,
+    index: usize,
+    fields: &mut dyn FieldWriter,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let utf8 = |_| "the text is not valid UTF-8".to_string();
+    match (kind, bytes) {
+        (_, None) => fields.value(index, &Value::Null, out),
+        (Kind::Text | Kind::Char | Kind::Json, Some(text)) => {
+            fields.text(index, text, out).map_err(utf8)?
+        }
+        (Kind::Jsonb, Some([1, json @ ..])) => fields.text(index, json, out).map_err(utf8)?,
+        (_, Some(bytes)) => {
+            decode_binary_into(kind, bytes, slot, scratch)?;
+            fields.value(index, slot, out);
+        }
+    }
+    Ok(())
 }
 
 // ---- Partitioned reads --------------------------------------------------------------------
