@@ -130,30 +130,31 @@ pub(super) enum CopyItem {
     End,
 }
 
+/// A binary COPY stream, for tests: header, `rows` (fields `None` for NULL), end marker.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A binary COPY stream: header, `rows` (fields `None` for NULL), end marker.
-    fn stream(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
-        let mut out = COPY_SIGNATURE.to_vec();
-        out.extend_from_slice(&0u32.to_be_bytes()); // flags
-        out.extend_from_slice(&0u32.to_be_bytes()); // header extension
-        for row in rows {
-            out.extend_from_slice(&(row.len() as i16).to_be_bytes());
-            for field in row {
-                match field {
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(b) => {
-                        out.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                        out.extend_from_slice(b);
-                    }
+pub(super) fn stream(rows: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+    let mut out = COPY_SIGNATURE.to_vec();
+    out.extend_from_slice(&0u32.to_be_bytes()); // flags
+    out.extend_from_slice(&0u32.to_be_bytes()); // header extension
+    for row in rows {
+        out.extend_from_slice(&(row.len() as i16).to_be_bytes());
+        for field in row {
+            match field {
+                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(b);
                 }
             }
         }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
     }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// Reads `data` the way the source does, one item at a time; with `cut`, each item is
     /// first offered only up to every shorter length, which must read as "not yet".

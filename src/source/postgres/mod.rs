@@ -503,7 +503,7 @@ async fn copy_rows<T: Send>(
         pool,
         encoding,
     } = decoding;
-    let mut output = match encoding {
+    let output = match encoding {
         Some(encoding) => RowOutput::Records(RecordsFiller::new(encoding(names)?)),
         None => RowOutput::Batches(BatchFiller::new(pool.clone())),
     };
@@ -512,36 +512,87 @@ async fn copy_rows<T: Send>(
         Err(e) if copy_refused(&e) => return Ok(Err(e)),
         Err(e) => return Err(error(&e)),
     };
-    let mut reader = CopyReader::new(kinds.len());
-    let mut scratch = String::new();
-    // The row being decoded into.
-    let mut row = match &mut output {
-        RowOutput::Batches(filler) => filler.row(kinds.len()),
-        RowOutput::Records(_) => vec![Value::Null; kinds.len()],
-    };
-    let mut rows: u64 = 0;
-    let mut carry: Vec<u8> = Vec::new();
+    let mut decoder = CopyDecoder::new(names, kinds, output);
+    let mut ready = Vec::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| error(&e))? {
-        // PostgreSQL sends one row per message; a row split across messages is carried.
+        decoder.feed(&chunk, &mut ready)?;
+        for event in ready.drain(..) {
+            send(event).await?;
+        }
+    }
+    drop(stream);
+    let (rows, rest) = decoder.finish()?;
+    if let Some(rest) = rest {
+        send(rest).await?;
+    }
+    Ok(Ok(rows))
+}
+
+/// Turns the messages of a binary COPY into batches of rows or chunks of records: pure, the
+/// I/O stays with the caller.
+struct CopyDecoder<'a> {
+    names: &'a [String],
+    kinds: &'a [Kind],
+    output: RowOutput,
+    reader: CopyReader,
+    /// The row being decoded into (for records, the slots of values other than text).
+    row: Vec<Value>,
+    scratch: String,
+    rows: u64,
+    /// The start of a row whose message was cut (PostgreSQL sends one row per message).
+    carry: Vec<u8>,
+}
+
+impl<'a> CopyDecoder<'a> {
+    fn new(names: &'a [String], kinds: &'a [Kind], mut output: RowOutput) -> CopyDecoder<'a> {
+        let row = match &mut output {
+            RowOutput::Batches(filler) => filler.row(kinds.len()),
+            RowOutput::Records(_) => vec![Value::Null; kinds.len()],
+        };
+        CopyDecoder {
+            names,
+            kinds,
+            output,
+            reader: CopyReader::new(kinds.len()),
+            row,
+            scratch: String::new(),
+            rows: 0,
+            carry: Vec::new(),
+        }
+    }
+
+    /// Decodes the rows `chunk` completes; pushes each batch or chunk that fills to `ready`.
+    fn feed(&mut self, chunk: &[u8], ready: &mut Vec<SourceEvent>) -> Result<()> {
+        let mut carry = std::mem::take(&mut self.carry);
         let data: &[u8] = if carry.is_empty() {
-            &chunk
+            chunk
         } else {
-            carry.extend_from_slice(&chunk);
+            carry.extend_from_slice(chunk);
             &carry
         };
+        let CopyDecoder {
+            names,
+            kinds,
+            output,
+            reader,
+            row,
+            scratch,
+            rows,
+            ..
+        } = self;
         let mut at = 0;
         loop {
             let bad = |i: usize, why: &dyn std::fmt::Display| {
-                Error::Source(format!("row {}, column `{}`: {why}", rows + 1, names[i]))
+                Error::Source(format!("row {}, column `{}`: {why}", *rows + 1, names[i]))
             };
             // Records written field by field: text straight from the message, other
             // values through the row's slots.
-            if let RowOutput::Records(filler) = &mut output
+            if let RowOutput::Records(filler) = output
                 && let Some((fields, out)) = filler.fields()
             {
                 let start = out.len();
                 let item = reader.next_fields(&data[at..], |i, bytes| {
-                    write_field(kinds[i], bytes, &mut row[i], &mut scratch, i, fields, out)
+                    write_field(kinds[i], bytes, &mut row[i], scratch, i, fields, out)
                         .map_err(|why| bad(i, &why))
                 })?;
                 let Some((item, used)) = item else {
@@ -553,42 +604,44 @@ async fn copy_rows<T: Send>(
                     continue;
                 }
                 fields.end(start, out);
-                rows += 1;
+                *rows += 1;
                 if let Some(full) = filler.written() {
-                    send(SourceEvent::Records(full)).await?;
+                    ready.push(SourceEvent::Records(full));
                 }
                 continue;
             }
-            let item = reader.next_row(&data[at..], &mut row, |i, bytes, slot| {
+            let item = reader.next_row(&data[at..], row, |i, bytes, slot| {
                 let Some(bytes) = bytes else {
                     *slot = Value::Null;
                     return Ok(());
                 };
-                decode_binary_into(kinds[i], bytes, slot, &mut scratch).map_err(|why| bad(i, &why))
+                decode_binary_into(kinds[i], bytes, slot, scratch).map_err(|why| bad(i, &why))
             })?;
             let Some((item, used)) = item else { break };
             at += used;
             if item != CopyItem::Row {
                 continue;
             }
-            rows += 1;
-            if let Some(full) = output.push(&mut row) {
-                send(full).await?;
+            *rows += 1;
+            if let Some(full) = output.push(row) {
+                ready.push(full);
             }
         }
         let rest = data[at..].to_vec();
-        carry = rest;
+        self.carry = rest;
+        Ok(())
     }
-    drop(stream);
-    if !carry.is_empty() || !reader.finished {
-        return Err(Error::Source(
-            "PostgreSQL ended the COPY stream in the middle of a row".into(),
-        ));
+
+    /// The rows decoded, and what was decoded since the last full batch or chunk; an error
+    /// when the stream ended before its end marker or in a row.
+    fn finish(mut self) -> Result<(u64, Option<SourceEvent>)> {
+        if !self.carry.is_empty() || !self.reader.finished {
+            return Err(Error::Source(
+                "PostgreSQL ended the COPY stream in the middle of a row".into(),
+            ));
+        }
+        Ok((self.rows, self.output.rest()))
     }
-    if let Some(rest) = output.rest() {
-        send(rest).await?;
-    }
-    Ok(Ok(rows))
 }
 
 /// Writes field `index` of a COPY row (`None`: NULL) through `fields`: text as it came,
@@ -918,4 +971,158 @@ fn partition_error(run: &Run<'_>, column: &str, e: &sqlx::Error) -> Error {
         "source.sql.partition: cannot find the range of `{column}`: {}",
         describe(e, run.scrub, None)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::tz::TimeZone;
+
+    use super::copy::stream;
+    use super::*;
+    use crate::source::RecordEncoder;
+
+    /// Records as `a|b|c` lines, field by field when `by_field`: a stand-in for the CSV
+    /// encoder, which has its own tests.
+    struct Pipes {
+        by_field: bool,
+    }
+
+    impl RecordEncoder for Pipes {
+        fn encode(&mut self, row: &[Value], out: &mut Vec<u8>) {
+            render(row, out);
+        }
+
+        fn fields(&mut self) -> Option<&mut dyn FieldWriter> {
+            self.by_field.then_some(self as &mut dyn FieldWriter)
+        }
+    }
+
+    impl FieldWriter for Pipes {
+        fn text(
+            &mut self,
+            index: usize,
+            text: &[u8],
+            out: &mut Vec<u8>,
+        ) -> std::result::Result<(), std::str::Utf8Error> {
+            std::str::from_utf8(text)?;
+            if index > 0 {
+                out.push(b'|');
+            }
+            out.extend_from_slice(text);
+            Ok(())
+        }
+
+        fn value(&mut self, index: usize, value: &Value, out: &mut Vec<u8>) {
+            if index > 0 {
+                out.push(b'|');
+            }
+            value.to_text(&TimeZone::UTC, out);
+        }
+
+        fn end(&mut self, _start: usize, out: &mut Vec<u8>) {
+            out.push(b'\n');
+        }
+    }
+
+    fn render(row: &[Value], out: &mut Vec<u8>) {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(b'|');
+            }
+            value.to_text(&TimeZone::UTC, out);
+        }
+        out.push(b'\n');
+    }
+
+    const KINDS: [Kind; 4] = [Kind::Int4, Kind::Text, Kind::Jsonb, Kind::Bool];
+
+    fn names() -> Vec<String> {
+        ["n", "name", "doc", "ok"].map(String::from).to_vec()
+    }
+
+    /// `data` fed in `chunks`, decoded into batches (`None`) or records (field by field or
+    /// not): the rows, as text lines.
+    fn decode(chunks: &[&[u8]], records: Option<bool>) -> Result<(u64, String)> {
+        let output = match records {
+            None => RowOutput::Batches(BatchFiller::new(BatchPool::default())),
+            Some(by_field) => RowOutput::Records(RecordsFiller::new(Box::new(Pipes { by_field }))),
+        };
+        let names = names();
+        let mut decoder = CopyDecoder::new(&names, &KINDS, output);
+        let mut events = Vec::new();
+        for chunk in chunks {
+            decoder.feed(chunk, &mut events)?;
+        }
+        let (rows, rest) = decoder.finish()?;
+        events.extend(rest);
+        let mut text = Vec::new();
+        for event in events {
+            match event {
+                SourceEvent::Rows(batch) => batch.iter().for_each(|row| render(row, &mut text)),
+                SourceEvent::Records(records) => text.extend_from_slice(&records.bytes),
+                SourceEvent::Columns(_) => unreachable!("a decoder sends no columns"),
+            }
+        }
+        Ok((rows, String::from_utf8(text).unwrap()))
+    }
+
+    fn copy_data(rows: &[[Option<&[u8]>; 4]]) -> Vec<u8> {
+        stream(&rows.iter().map(|r| r.to_vec()).collect::<Vec<_>>())
+    }
+
+    /// However the COPY stream is cut into messages, every output gets the same rows: a
+    /// row written field by field and then found cut short is taken back, not doubled.
+    #[test]
+    fn rows_cut_anywhere_between_messages_decode_the_same_in_every_output() {
+        let data = copy_data(&[
+            [
+                Some(&7i32.to_be_bytes()),
+                Some(b"a|b"),
+                Some(b"\x01{\"k\": 1}"),
+                Some(&[1]),
+            ],
+            [None, Some(b""), None, Some(&[0])],
+            [
+                Some(&(-3i32).to_be_bytes()),
+                Some("東京".as_bytes()),
+                Some(b"\x01[]"),
+                None,
+            ],
+        ]);
+        let expected = "7|a|b|{\"k\": 1}|true\n|||false\n-3|東京|[]|\n";
+        for output in [None, Some(false), Some(true)] {
+            assert_eq!(decode(&[&data], output).unwrap(), (3, expected.into()));
+            for cut in 0..=data.len() {
+                let (head, tail) = data.split_at(cut);
+                assert_eq!(
+                    decode(&[head, tail], output).unwrap(),
+                    (3, expected.into()),
+                    "{output:?}, cut at {cut}"
+                );
+            }
+            let bytes: Vec<&[u8]> = data.chunks(1).collect();
+            assert_eq!(decode(&bytes, output).unwrap(), (3, expected.into()));
+        }
+    }
+
+    #[test]
+    fn a_stream_ending_inside_a_row_or_bad_text_is_an_error_naming_row_and_column() {
+        let data = copy_data(&[
+            [Some(&1i32.to_be_bytes()), Some(b"ok"), None, None],
+            [Some(&2i32.to_be_bytes()), Some(b"caf\xe9"), None, None],
+        ]);
+        for output in [None, Some(false), Some(true)] {
+            let err = decode(&[&data], output).unwrap_err().to_string();
+            assert!(
+                err.contains("row 2, column `name`: the text is not valid UTF-8"),
+                "{output:?}: {err}"
+            );
+            let whole = copy_data(&[[Some(&1i32.to_be_bytes()), Some(b"ok"), None, None]]);
+            // Without the end marker, then cut inside the row.
+            for end in [whole.len() - 2, whole.len() - 5] {
+                let err = decode(&[&whole[..end]], output).unwrap_err().to_string();
+                assert!(err.contains("in the middle of a row"), "{output:?}: {err}");
+            }
+        }
+    }
 }
