@@ -359,7 +359,6 @@ impl CsvRecords {
                 }
                 value.to_text(&self.time_zone, out);
             }
-            Value::Decimal(s) => self.fields.bytes(i, s.as_bytes(), out),
             other => {
                 let cell = cell_text(other, &self.time_zone, &mut self.text);
                 self.fields.bytes(i, cell.as_bytes(), out);

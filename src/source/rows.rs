@@ -58,6 +58,16 @@ pub struct Records {
     pub rows: u64,
 }
 
+impl Records {
+    /// The bytes to append records to, with room for a whole chunk from the first record on.
+    fn bytes_to_fill(&mut self) -> &mut Vec<u8> {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(RECORDS_CHUNK + RECORDS_CHUNK / 8);
+        }
+        &mut self.bytes
+    }
+}
+
 /// Encodes rows into a file's bytes, where the source decodes them. Encoding cannot fail: a
 /// format whose rows may be refused (a character set that lacks a character) takes rows.
 pub trait RecordEncoder: Send {
@@ -112,25 +122,17 @@ impl RecordsFiller {
 
     /// Encodes `row`; returns the chunk once it is full.
     pub fn push(&mut self, row: &[Value]) -> Option<Records> {
-        if self.chunk.bytes.capacity() == 0 {
-            self.chunk.bytes.reserve(RECORDS_CHUNK + RECORDS_CHUNK / 8);
-        }
-        self.encoder.encode(row, &mut self.chunk.bytes);
-        self.chunk.rows += 1;
-        (self.chunk.bytes.len() >= RECORDS_CHUNK).then(|| std::mem::take(&mut self.chunk))
+        self.encoder.encode(row, self.chunk.bytes_to_fill());
+        self.written()
     }
 
     /// The encoder's field writer, if it has one, and the bytes records are appended to.
     pub fn fields(&mut self) -> Option<(&mut dyn FieldWriter, &mut Vec<u8>)> {
-        if self.chunk.bytes.capacity() == 0 {
-            self.chunk.bytes.reserve(RECORDS_CHUNK + RECORDS_CHUNK / 8);
-        }
         let fields = self.encoder.fields()?;
-        Some((fields, &mut self.chunk.bytes))
+        Some((fields, self.chunk.bytes_to_fill()))
     }
 
-    /// Counts a record written through [`RecordsFiller::fields`]; returns the chunk once it
-    /// is full.
+    /// Counts a record appended to the chunk; returns the chunk once it is full.
     pub fn written(&mut self) -> Option<Records> {
         self.chunk.rows += 1;
         (self.chunk.bytes.len() >= RECORDS_CHUNK).then(|| std::mem::take(&mut self.chunk))

@@ -19,7 +19,23 @@ fn be<const N: usize>(b: &[u8]) -> std::result::Result<[u8; N], String> {
 }
 
 fn utf8(b: &[u8]) -> std::result::Result<&str, String> {
-    std::str::from_utf8(b).map_err(|_| "the text is not valid UTF-8".to_string())
+    std::str::from_utf8(b).map_err(not_utf8)
+}
+
+/// The error for text that is not UTF-8.
+pub(super) fn not_utf8(_: std::str::Utf8Error) -> String {
+    "the text is not valid UTF-8".to_string()
+}
+
+/// The UTF-8 text a binary value of `kind` carries (a jsonb value after its format version
+/// byte), not yet checked; `None` for kinds that are not text, and for a jsonb format this
+/// decoder does not know (which [`decode_binary_into`] refuses).
+pub(super) fn text_bytes(kind: Kind, b: &[u8]) -> Option<&[u8]> {
+    match (kind, b) {
+        (Kind::Text | Kind::Char | Kind::Json, text) => Some(text),
+        (Kind::Jsonb, [1, json @ ..]) => Some(json),
+        _ => None,
+    }
 }
 
 /// Decodes a value in PostgreSQL's binary wire format.
@@ -42,18 +58,15 @@ pub(super) fn decode_binary_into(
 ) -> std::result::Result<(), String> {
     // Kinds without a text buffer are stored straight into the slot (returning the `Value`
     // instead costs a copy through the stack per cell, measurably).
+    if let Some(text) = text_bytes(kind, b) {
+        slot.set_text(utf8(text)?);
+        return Ok(());
+    }
     *slot = match kind {
-        Kind::Text | Kind::Char | Kind::Json => {
-            slot.set_text(utf8(b)?);
-            return Ok(());
+        // Text was taken above: only jsonb in a format of another version is left.
+        Kind::Text | Kind::Char | Kind::Json | Kind::Jsonb => {
+            return Err("unknown jsonb format version".into());
         }
-        Kind::Jsonb => match b.split_first() {
-            Some((1, json)) => {
-                slot.set_text(utf8(json)?);
-                return Ok(());
-            }
-            _ => return Err("unknown jsonb format version".into()),
-        },
         Kind::Numeric => {
             if let Value::Decimal(text) = slot {
                 text.clear();

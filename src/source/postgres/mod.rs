@@ -72,7 +72,7 @@ use crate::api::Partition;
 use crate::export::Value;
 use crate::{Error, Result};
 use copy::{CopyItem, CopyReader, copy_refused};
-use decode::{decode_binary, decode_binary_into, decode_text};
+use decode::{decode_binary, decode_binary_into, decode_text, not_utf8, text_bytes};
 use errors::{Scrubber, describe};
 use types::{Kind, oid};
 
@@ -656,14 +656,13 @@ fn write_field(
     fields: &mut dyn FieldWriter,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    let utf8 = |_| "the text is not valid UTF-8".to_string();
-    match (kind, bytes) {
-        (_, None) => fields.value(index, &Value::Null, out),
-        (Kind::Text | Kind::Char | Kind::Json, Some(text)) => {
-            fields.text(index, text, out).map_err(utf8)?
-        }
-        (Kind::Jsonb, Some([1, json @ ..])) => fields.text(index, json, out).map_err(utf8)?,
-        (_, Some(bytes)) => {
+    let Some(bytes) = bytes else {
+        fields.value(index, &Value::Null, out);
+        return Ok(());
+    };
+    match text_bytes(kind, bytes) {
+        Some(text) => fields.text(index, text, out).map_err(not_utf8)?,
+        None => {
             decode_binary_into(kind, bytes, slot, scratch)?;
             fields.value(index, slot, out);
         }
@@ -989,7 +988,11 @@ mod tests {
 
     impl RecordEncoder for Pipes {
         fn encode(&mut self, row: &[Value], out: &mut Vec<u8>) {
-            render(row, out);
+            let start = out.len();
+            for (i, value) in row.iter().enumerate() {
+                self.value(i, value, out);
+            }
+            self.end(start, out);
         }
 
         fn fields(&mut self) -> Option<&mut dyn FieldWriter> {
@@ -1025,13 +1028,7 @@ mod tests {
     }
 
     fn render(row: &[Value], out: &mut Vec<u8>) {
-        for (i, value) in row.iter().enumerate() {
-            if i > 0 {
-                out.push(b'|');
-            }
-            value.to_text(&TimeZone::UTC, out);
-        }
-        out.push(b'\n');
+        Pipes { by_field: false }.encode(row, out);
     }
 
     const KINDS: [Kind; 4] = [Kind::Int4, Kind::Text, Kind::Jsonb, Kind::Bool];
